@@ -1,0 +1,207 @@
+"""Alpaca camera driver: cooling, gain/offset/binning, exposures downloaded as ImageBytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import requests
+from alpaca.camera import Camera as AlpycaCamera
+
+from drivers.alpaca import imagebytes
+from drivers.alpaca._call import POLL_INTERVAL_S, call
+from drivers.alpaca.device import AlpacaDevice, alpyca_args
+from drivers.base import CameraInfo, CameraState, CameraStatus, RawFrame, SensorType
+from drivers.errors import DeviceBusy, DeviceTimeout, OperationFailed
+from drivers.profile import CameraAddress
+
+log = logging.getLogger(__name__)
+
+# Transfer-rate floor used to size the download deadline (bytes/s), plus a fixed margin.
+_MIN_DOWNLOAD_RATE_B_S = 5e6
+_DOWNLOAD_MARGIN_S = 10.0
+
+
+class AlpacaCamera(AlpacaDevice[CameraInfo]):
+    def __init__(self, role: str, address: CameraAddress) -> None:
+        host, protocol = alpyca_args(address)
+        super().__init__(role, address, AlpycaCamera(host, address.device_number, protocol))
+        self._camera_address = address
+        self._http = requests.Session()
+
+    async def _read_info(self) -> CameraInfo:
+        g, opt = self._get, self._get_optional
+        gains = await opt("Gains")
+        offsets = await opt("Offsets")
+        electrons = await opt("ElectronsPerADU")
+        full_well = await opt("FullWellCapacity")
+        sensor_type = SensorType(int(await g("SensorType")))
+        bayer = sensor_type not in (SensorType.MONOCHROME,)
+        return CameraInfo(
+            name=str(await g("Name")),
+            sensor_name=str(await opt("SensorName") or ""),
+            width_px=int(await g("CameraXSize")),
+            height_px=int(await g("CameraYSize")),
+            pixel_size_x_um=float(await g("PixelSizeX")),
+            pixel_size_y_um=float(await g("PixelSizeY")),
+            max_bin_x=int(await g("MaxBinX")),
+            max_bin_y=int(await g("MaxBinY")),
+            sensor_type=sensor_type,
+            bayer_offset_x=int(await g("BayerOffsetX")) if bayer else None,
+            bayer_offset_y=int(await g("BayerOffsetY")) if bayer else None,
+            gains=tuple(str(x) for x in gains) if gains is not None else None,
+            offsets=tuple(str(x) for x in offsets) if offsets is not None else None,
+            readout_modes=tuple(str(x) for x in (await opt("ReadoutModes") or ())),
+            can_set_temperature=bool(await g("CanSetCCDTemperature")),
+            can_get_cooler_power=bool(await g("CanGetCoolerPower")),
+            can_abort_exposure=bool(await g("CanAbortExposure")),
+            can_pulse_guide=bool(await g("CanPulseGuide")),
+            has_shutter=bool(await g("HasShutter")),
+            exposure_min_s=float(await g("ExposureMin")),
+            exposure_max_s=float(await g("ExposureMax")),
+            max_adu=int(await g("MaxADU")),
+            electrons_per_adu=float(electrons) if electrons is not None else None,
+            full_well_e=float(full_well) if full_well is not None else None,
+        )
+
+    async def status(self) -> CameraStatus:
+        info, opt = self.info, self._get_optional
+        cooling = info.can_set_temperature
+        return CameraStatus(
+            state=CameraState(int(await self._get("CameraState"))),
+            sensor_temperature_c=_float_or_none(await opt("CCDTemperature")),
+            set_point_c=_float_or_none(await opt("SetCCDTemperature")) if cooling else None,
+            cooler_on=bool(await opt("CoolerOn")) if cooling else None,
+            cooler_power_pct=(
+                _float_or_none(await opt("CoolerPower")) if info.can_get_cooler_power else None
+            ),
+            gain=_int_or_none(await opt("Gain")),
+            offset=_int_or_none(await opt("Offset")),
+            bin_x=int(await self._get("BinX")),
+            bin_y=int(await self._get("BinY")),
+            readout_mode=_int_or_none(await opt("ReadoutMode")),
+        )
+
+    async def set_cooler(self, on: bool, set_point_c: float | None = None) -> None:
+        """Switch the cooler and optionally change the set point (no waiting for it)."""
+        if set_point_c is not None:
+            if not self.info.can_set_temperature:
+                raise ValueError(f"{self.role} cannot set its sensor temperature (set_point_c)")
+            await self._set("SetCCDTemperature", float(set_point_c))
+        await self._set("CoolerOn", bool(on))
+
+    async def set_gain(self, gain: int) -> None:
+        await self._set("Gain", int(gain))
+
+    async def set_offset(self, offset: int) -> None:
+        await self._set("Offset", int(offset))
+
+    async def set_readout_mode(self, mode: int) -> None:
+        await self._set("ReadoutMode", int(mode))
+
+    async def set_binning(self, bin_x: int, bin_y: int) -> None:
+        """Set binning and the full-frame subframe that goes with it."""
+        info = self.info
+        if not (1 <= bin_x <= info.max_bin_x and 1 <= bin_y <= info.max_bin_y):
+            raise ValueError(
+                f"binning must be within 1..{info.max_bin_x} x 1..{info.max_bin_y}, "
+                f"got {bin_x} x {bin_y}"
+            )
+        await self._set("BinX", bin_x)
+        await self._set("BinY", bin_y)
+        await self._set("StartX", 0)
+        await self._set("StartY", 0)
+        await self._set("NumX", info.width_px // bin_x)
+        await self._set("NumY", info.height_px // bin_y)
+
+    async def abort(self) -> None:
+        """Abort a running exposure (the image is discarded). Also clears an Error state."""
+        await self._invoke("abort exposure", self._device.AbortExposure)
+
+    async def expose(self, exposure_s: float, *, light: bool) -> RawFrame:
+        """Take one exposure and download it.
+
+        Deadlines: the image must be ready within ``exposure_s + readout_timeout_s`` (the
+        profile's margin) and downloaded within a time sized from the frame's bytes.
+        Cancelling the task aborts the exposure on the camera, then re-raises.
+        Raises `ValueError` for an exposure the camera cannot take, `DeviceBusy` when the
+        camera is already exposing, and other `DeviceError`s for device faults.
+        """
+        info = self.info
+        if not info.exposure_min_s <= exposure_s <= info.exposure_max_s:
+            raise ValueError(
+                f"exposure_s must be within {info.exposure_min_s}..{info.exposure_max_s} s "
+                f"for {self.role}, got {exposure_s}"
+            )
+        if light and exposure_s <= 0:
+            raise ValueError("exposure_s must be > 0 for a light frame; use a dark for bias")
+        status = await self.status()
+        if status.state is CameraState.ERROR:
+            log.warning("%s was in Error state; aborting to clear it before exposing", self.role)
+            await self.abort()
+            status = await self.status()
+        if status.state is not CameraState.IDLE:
+            raise DeviceBusy(self.role, "start exposure", f"camera is {status.state.name}")
+        started = datetime.now(UTC)
+        await self._invoke(
+            "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
+        )
+        try:
+            await self._wait_image_ready(exposure_s)
+            data = await self._download()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._abort_quietly())
+            raise
+        return RawFrame(
+            data=data, exposure_start_utc=started, exposure_s=float(exposure_s), light=light,
+            info=info, status=status,
+        )
+
+    async def _wait_image_ready(self, exposure_s: float) -> None:
+        deadline = time.monotonic() + exposure_s + self._camera_address.readout_timeout_s
+        await asyncio.sleep(exposure_s)
+        while True:
+            if await self._get("ImageReady"):
+                return
+            state = CameraState(int(await self._get("CameraState")))
+            if state is CameraState.ERROR:
+                raise OperationFailed(self.role, "exposure", "camera reported Error state")
+            if time.monotonic() >= deadline:
+                raise DeviceTimeout(
+                    self.role, "exposure",
+                    f"image not ready {self._camera_address.readout_timeout_s:.0f} s after "
+                    f"the {exposure_s} s exposure ended (state {state.name})",
+                )
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def _download(self) -> np.ndarray:
+        info = self.info
+        size_b = info.width_px * info.height_px * 4
+        timeout_s = _DOWNLOAD_MARGIN_S + size_b / _MIN_DOWNLOAD_RATE_B_S
+        data = await call(
+            self.role, "download image", imagebytes.download, self._http,
+            self.address.url, self.address.device_number, timeout_s, timeout_s=timeout_s,
+        )
+        if data.ndim != 2:
+            raise OperationFailed(self.role, "download image", f"expected 2-D, got {data.shape}")
+        if data.min(initial=0) < 0 or data.max(initial=0) > 65535:
+            raise OperationFailed(self.role, "download image", "pixel values outside uint16")
+        return data.astype(np.uint16, copy=False)
+
+    async def _abort_quietly(self) -> None:
+        try:
+            await self.abort()
+        except Exception:  # the cancellation that brought us here is what the caller sees
+            log.exception("%s: abort after cancellation failed", self.role)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -1,0 +1,96 @@
+"""Shared plumbing of the Alpaca drivers: the alpyca object, connect/disconnect, safe calls."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+from alpaca.device import Device as AlpycaDevice
+
+from drivers.alpaca._call import CALL_TIMEOUT_S, call
+from drivers.errors import NotConnected, NotSupported
+from drivers.profile import DeviceAddress
+
+log = logging.getLogger(__name__)
+
+InfoT = TypeVar("InfoT")
+T = TypeVar("T")
+
+
+def alpyca_args(address: DeviceAddress) -> tuple[str, str]:
+    """alpyca wants ``host:port`` and the protocol separately."""
+    parts = urlsplit(address.url)
+    return parts.netloc, parts.scheme
+
+
+class AlpacaDevice(Generic[InfoT]):
+    """Base of every Alpaca driver: owns the alpyca object and the connected flag.
+
+    Subclasses read their static facts in `_read_info` and expose async methods built on
+    `_get` / `_set` / `_invoke`, which all go through `drivers.alpaca._call.call`.
+    """
+
+    def __init__(self, role: str, address: DeviceAddress, device: AlpycaDevice) -> None:
+        self._role = role
+        self.address = address
+        self._device = device
+        self._info: InfoT | None = None
+
+    @property
+    def role(self) -> str:
+        return self._role
+
+    @property
+    def location(self) -> str:
+        return f"{self.address.url} #{self.address.device_number}"
+
+    @property
+    def connected(self) -> bool:
+        return self._info is not None
+
+    @property
+    def info(self) -> InfoT:
+        if self._info is None:
+            raise NotConnected(self._role, "info", "device is not connected; call connect()")
+        return self._info
+
+    async def connect(self) -> InfoT:
+        """Connect and read the device's static facts; returns them (also in `info`)."""
+        await self._set("Connected", True)
+        self._info = await self._read_info()
+        log.info("%s connected: %s #%d", self._role, self.address.url, self.address.device_number)
+        return self._info
+
+    async def disconnect(self) -> None:
+        self._info = None
+        await self._set("Connected", False)
+        log.info("%s disconnected", self._role)
+
+    async def _read_info(self) -> InfoT:
+        raise NotImplementedError
+
+    async def _get(self, name: str, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        return await call(
+            self._role, f"read {name}", getattr, self._device, name, timeout_s=timeout_s
+        )
+
+    async def _get_optional(self, name: str) -> Any:
+        """Read a property that a device may legitimately not implement (None if so)."""
+        try:
+            return await self._get(name)
+        except NotSupported:
+            return None
+
+    async def _set(self, name: str, value: object, timeout_s: float = CALL_TIMEOUT_S) -> None:
+        await call(
+            self._role, f"set {name}={value!r}", setattr, self._device, name, value,
+            timeout_s=timeout_s,
+        )
+
+    async def _invoke(
+        self, operation: str, fn: Callable[..., T], *args: object,
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> T:
+        return await call(self._role, operation, fn, *args, timeout_s=timeout_s)

@@ -1,0 +1,303 @@
+"""Device protocols and their frozen status snapshots.
+
+Every method is async, runs with a deadline computed from its arguments, and raises
+`drivers.errors.DeviceError` subclasses. Snapshots are immutable values: a caller may keep
+one (e.g. in a frame's record) without it changing underneath. Angles carry their unit in
+the name; right ascension is in hours as ASCOM has it. Image axes are ``(y, x)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+class CameraState(enum.Enum):
+    IDLE = 0
+    WAITING = 1
+    EXPOSING = 2
+    READING = 3
+    DOWNLOAD = 4
+    ERROR = 5
+
+
+class SensorType(enum.Enum):
+    MONOCHROME = 0
+    COLOR = 1
+    RGGB = 2
+    CMYG = 3
+    CMYG2 = 4
+    LRGB = 5
+
+
+class PierSide(enum.Enum):
+    UNKNOWN = -1
+    EAST = 0
+    WEST = 1
+
+
+class GuideDirection(enum.Enum):
+    NORTH = 0
+    SOUTH = 1
+    EAST = 2
+    WEST = 3
+
+
+@dataclass(frozen=True)
+class RaDec:
+    """An equatorial position in the mount's equatorial system (J2000 for our simulator)."""
+
+    ra_hours: float
+    dec_deg: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ra_hours < 24.0:
+            raise ValueError(f"ra_hours must be in [0, 24), got {self.ra_hours}")
+        if not -90.0 <= self.dec_deg <= 90.0:
+            raise ValueError(f"dec_deg must be in [-90, 90], got {self.dec_deg}")
+
+    @property
+    def ra_deg(self) -> float:
+        return self.ra_hours * 15.0
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What a camera is and can do; read once when it connects."""
+
+    name: str
+    sensor_name: str
+    width_px: int
+    height_px: int
+    pixel_size_x_um: float
+    pixel_size_y_um: float
+    max_bin_x: int
+    max_bin_y: int
+    sensor_type: SensorType
+    bayer_offset_x: int | None
+    bayer_offset_y: int | None
+    gains: tuple[str, ...] | None
+    offsets: tuple[str, ...] | None
+    readout_modes: tuple[str, ...]
+    can_set_temperature: bool
+    can_get_cooler_power: bool
+    can_abort_exposure: bool
+    can_pulse_guide: bool
+    has_shutter: bool
+    exposure_min_s: float
+    exposure_max_s: float
+    max_adu: int
+    electrons_per_adu: float | None
+    full_well_e: float | None
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    state: CameraState
+    sensor_temperature_c: float | None
+    set_point_c: float | None
+    cooler_on: bool | None
+    cooler_power_pct: float | None
+    gain: int | None
+    offset: int | None
+    bin_x: int
+    bin_y: int
+    readout_mode: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class RawFrame:
+    """One downloaded exposure with the camera state needed for its FITS header.
+
+    `data` is ``uint16`` with axes ``(y, x)``; `status` was read just before the shutter opened.
+    """
+
+    data: npt.NDArray[np.uint16]
+    exposure_start_utc: datetime
+    exposure_s: float
+    light: bool
+    info: CameraInfo
+    status: CameraStatus
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    name: str
+    alignment_mode: int
+    equatorial_system: int
+    can_park: bool
+    can_pulse_guide: bool
+    can_sync: bool
+    can_set_tracking: bool
+    site_latitude_deg: float | None
+    site_longitude_deg: float | None
+    site_elevation_m: float | None
+    focal_length_m: float | None
+    aperture_m: float | None
+
+
+@dataclass(frozen=True)
+class MountStatus:
+    position: RaDec
+    altitude_deg: float | None
+    azimuth_deg: float | None
+    sidereal_time_hours: float | None
+    tracking: bool
+    slewing: bool
+    at_park: bool
+    at_home: bool | None
+    side_of_pier: PierSide
+    is_pulse_guiding: bool | None
+    guide_rate_ra_deg_s: float | None
+    guide_rate_dec_deg_s: float | None
+
+
+@dataclass(frozen=True)
+class FocuserInfo:
+    name: str
+    absolute: bool
+    max_step: int
+    max_increment: int
+    step_size_um: float | None
+
+
+@dataclass(frozen=True)
+class FocuserStatus:
+    position: int
+    is_moving: bool
+    temperature_c: float | None
+
+
+@dataclass(frozen=True)
+class FilterWheelInfo:
+    name: str
+    names: tuple[str, ...]
+    focus_offsets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FilterWheelStatus:
+    position: int | None
+    """None while the wheel is moving."""
+    filter_name: str | None
+
+
+@dataclass(frozen=True)
+class SafetyInfo:
+    name: str
+
+
+@dataclass(frozen=True)
+class SafetyStatus:
+    is_safe: bool
+
+
+@runtime_checkable
+class Device(Protocol):
+    """What every device offers: a role name, connect/disconnect and a status snapshot."""
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def location(self) -> str:
+        """Where the device is reached, for people (e.g. ``http://host:11111 #0``)."""
+        ...
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last connect succeeded and no disconnect followed (no device call)."""
+        ...
+
+    async def connect(self) -> object: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def status(self) -> object: ...
+
+
+class Camera(Device, Protocol):
+    @property
+    def info(self) -> CameraInfo: ...
+
+    async def status(self) -> CameraStatus: ...
+
+    async def set_cooler(self, on: bool, set_point_c: float | None = None) -> None: ...
+
+    async def set_gain(self, gain: int) -> None: ...
+
+    async def set_offset(self, offset: int) -> None: ...
+
+    async def set_binning(self, bin_x: int, bin_y: int) -> None: ...
+
+    async def set_readout_mode(self, mode: int) -> None: ...
+
+    async def expose(self, exposure_s: float, *, light: bool) -> RawFrame: ...
+
+    async def abort(self) -> None: ...
+
+
+class Mount(Device, Protocol):
+    @property
+    def info(self) -> MountInfo: ...
+
+    async def status(self) -> MountStatus: ...
+
+    async def unpark(self) -> None: ...
+
+    async def park(self) -> None: ...
+
+    async def set_tracking(self, on: bool) -> None: ...
+
+    async def slew(self, target: RaDec) -> None: ...
+
+    async def abort_slew(self) -> None: ...
+
+    async def sync(self, position: RaDec) -> None: ...
+
+    async def pulse_guide(self, direction: GuideDirection, duration_ms: int) -> None: ...
+
+    async def set_guide_rates(self, ra_deg_s: float, dec_deg_s: float) -> None: ...
+
+
+class Focuser(Device, Protocol):
+    @property
+    def info(self) -> FocuserInfo: ...
+
+    async def status(self) -> FocuserStatus: ...
+
+    async def move_to(self, position: int) -> None: ...
+
+    async def halt(self) -> None: ...
+
+
+class FilterWheel(Device, Protocol):
+    @property
+    def info(self) -> FilterWheelInfo: ...
+
+    async def status(self) -> FilterWheelStatus: ...
+
+    async def select(self, filter_name: str) -> None: ...
+
+
+class SafetyMonitor(Device, Protocol):
+    async def status(self) -> SafetyStatus: ...
+
+
+class Guider(Protocol):
+    """Keeps a guide star locked; implemented by the native guider and the PHD2 client."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def dither(self, offset_px: float) -> None: ...
+
+    async def settle(self, tolerance_px: float, min_time_s: float, timeout_s: float) -> None: ...
+
+    async def rms_arcsec(self) -> float | None: ...

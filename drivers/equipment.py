@@ -1,0 +1,102 @@
+"""The equipment of one observatory profile: connect all, disconnect all, one status snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from drivers.base import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
+from drivers.errors import DeviceError, NotConnected
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """One device as the API shows it: where it is, whether it answers, and its last error."""
+
+    role: str
+    location: str
+    connected: bool
+    info: object | None
+    status: object | None
+    error: str | None
+
+
+@dataclass
+class Equipment:
+    """The devices of a profile by role; any role may be absent."""
+
+    profile_name: str
+    camera: Camera | None = None
+    guide_camera: Camera | None = None
+    mount: Mount | None = None
+    focuser: Focuser | None = None
+    filter_wheel: FilterWheel | None = None
+    safety_monitor: SafetyMonitor | None = None
+
+    def __post_init__(self) -> None:
+        self._errors: dict[str, str] = {}
+
+    def devices(self) -> Iterator[Device]:
+        for device in (
+            self.camera, self.guide_camera, self.mount, self.focuser, self.filter_wheel,
+            self.safety_monitor,
+        ):
+            if device is not None:
+                yield device
+
+    async def connect_all(self) -> dict[str, DeviceError | None]:
+        """Connect every device concurrently; a failure is recorded and returned, not raised."""
+        devices = list(self.devices())
+        results = await asyncio.gather(
+            *(self._connect(d) for d in devices), return_exceptions=False
+        )
+        return {d.role: r for d, r in zip(devices, results, strict=True)}
+
+    async def disconnect_all(self) -> dict[str, DeviceError | None]:
+        devices = list(self.devices())
+        results = await asyncio.gather(*(self._disconnect(d) for d in devices))
+        return {d.role: r for d, r in zip(devices, results, strict=True)}
+
+    async def snapshot(self) -> list[DeviceReport]:
+        """The status of every device; devices that fail to answer report their error."""
+        return list(await asyncio.gather(*(self._report(d) for d in self.devices())))
+
+    async def _connect(self, device: Device) -> DeviceError | None:
+        try:
+            await device.connect()
+        except DeviceError as e:
+            log.warning("connect failed: %s", e)
+            self._errors[device.role] = str(e)
+            return e
+        self._errors.pop(device.role, None)
+        return None
+
+    async def _disconnect(self, device: Device) -> DeviceError | None:
+        try:
+            await device.disconnect()
+        except DeviceError as e:
+            log.warning("disconnect failed: %s", e)
+            self._errors[device.role] = str(e)
+            return e
+        self._errors.pop(device.role, None)
+        return None
+
+    async def _report(self, device: Device) -> DeviceReport:
+        if not device.connected:
+            return DeviceReport(
+                device.role, device.location, False, None, None, self._errors.get(device.role)
+            )
+        info = getattr(device, "info", None)
+        try:
+            status = await device.status()
+        except DeviceError as e:
+            self._errors[device.role] = str(e)
+            answered = not isinstance(e, NotConnected)
+            return DeviceReport(device.role, device.location, answered, info, None, str(e))
+        return DeviceReport(
+            device.role, device.location, True, info, status, self._errors.get(device.role)
+        )

@@ -1,0 +1,48 @@
+"""Device errors: one hierarchy for every driver, whatever the protocol underneath.
+
+Each error names the device (its role, e.g. ``camera``) and the operation that failed, and
+chains the protocol's own exception as ``__cause__``. How a caller should react:
+
+- `NotConnected`: the device or its server cannot be reached or is not connected. Reconnect
+  (with backoff) or end the night safely; retrying the same call at once will not help.
+- `DeviceTimeout`: no answer within the call's deadline. The device state is unknown: query
+  its status before deciding; abort a running operation if possible.
+- `DeviceBusy`: the device refused because it is doing something else. Wait and retry, or
+  abort the other operation first.
+- `NotSupported`: the device lacks the capability. Do not retry; skip the step or pick
+  another device.
+- `OperationFailed`: the device answered with an error (parked, out of range, driver fault).
+  Retry according to the step's policy; the message says what the device reported.
+"""
+
+from __future__ import annotations
+
+
+class DeviceError(Exception):
+    """A device operation failed; `device` and `operation` say which."""
+
+    def __init__(self, device: str, operation: str, message: str) -> None:
+        super().__init__(f"{device}: {operation} failed: {message}")
+        self.device = device
+        self.operation = operation
+        self.message = message
+
+
+class NotConnected(DeviceError):
+    """The device (or its server) is unreachable or not connected."""
+
+
+class DeviceTimeout(DeviceError):
+    """The device gave no answer within the operation's deadline."""
+
+
+class DeviceBusy(DeviceError):
+    """The device refused because it is busy with another operation."""
+
+
+class NotSupported(DeviceError):
+    """The device does not implement the requested capability."""
+
+
+class OperationFailed(DeviceError):
+    """The device answered with an error."""
