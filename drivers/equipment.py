@@ -42,7 +42,11 @@ class Equipment:
 
     def devices(self) -> Iterator[Device]:
         for device in (
-            self.camera, self.guide_camera, self.mount, self.focuser, self.filter_wheel,
+            self.camera,
+            self.guide_camera,
+            self.mount,
+            self.focuser,
+            self.filter_wheel,
             self.safety_monitor,
         ):
             if device is not None:

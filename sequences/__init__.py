@@ -1,0 +1,1 @@
+"""NINA-style sequence engine: instructions, triggers, conditions, containers, runner."""

@@ -79,6 +79,10 @@ class SimulatorRig:
         return self.run_dir / "simulator.log"
 
     @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -93,15 +97,26 @@ class SimulatorRig:
         catalog = star_catalog_sqlite(self.cache_dir)
         config = write_config(self.run_dir, catalog)
         command = [
-            sys.executable, "-m", "alpaca_simulators.run_simulator",
-            "--host", self.host, "--port", str(self.port), "--config", str(config),
+            sys.executable,
+            "-m",
+            "alpaca_simulators.run_simulator",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--config",
+            str(config),
         ]
         env = {**os.environ, "ASTRA_SIMULATORS_CONFIG": str(config)}
         log.info("starting Alpaca simulators on %s (log: %s)", self.url, self.log_path)
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
-                command, cwd=self.run_dir, env=env, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                cwd=self.run_dir,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._wait_ready()
 

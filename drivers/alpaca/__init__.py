@@ -11,7 +11,11 @@ from drivers.equipment import Equipment
 from drivers.profile import EquipmentProfile
 
 __all__ = [
-    "AlpacaCamera", "AlpacaFilterWheel", "AlpacaFocuser", "AlpacaMount", "AlpacaSafetyMonitor",
+    "AlpacaCamera",
+    "AlpacaFilterWheel",
+    "AlpacaFocuser",
+    "AlpacaMount",
+    "AlpacaSafetyMonitor",
     "build_equipment",
 ]
 

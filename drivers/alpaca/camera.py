@@ -157,8 +157,12 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             await asyncio.shield(self._abort_quietly())
             raise
         return RawFrame(
-            data=data, exposure_start_utc=started, exposure_s=float(exposure_s), light=light,
-            info=info, status=status,
+            data=data,
+            exposure_start_utc=started,
+            exposure_s=float(exposure_s),
+            light=light,
+            info=info,
+            status=status,
         )
 
     async def _wait_image_ready(self, exposure_s: float) -> None:
@@ -172,7 +176,8 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
                 raise OperationFailed(self.role, "exposure", "camera reported Error state")
             if time.monotonic() >= deadline:
                 raise DeviceTimeout(
-                    self.role, "exposure",
+                    self.role,
+                    "exposure",
                     f"image not ready {self._camera_address.readout_timeout_s:.0f} s after "
                     f"the {exposure_s} s exposure ended (state {state.name})",
                 )
@@ -183,8 +188,14 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         size_b = info.width_px * info.height_px * 4
         timeout_s = _DOWNLOAD_MARGIN_S + size_b / _MIN_DOWNLOAD_RATE_B_S
         data = await call(
-            self.role, "download image", imagebytes.download, self._http,
-            self.address.url, self.address.device_number, timeout_s, timeout_s=timeout_s,
+            self.role,
+            "download image",
+            imagebytes.download,
+            self._http,
+            self.address.url,
+            self.address.device_number,
+            timeout_s,
+            timeout_s=timeout_s,
         )
         if data.ndim != 2:
             raise OperationFailed(self.role, "download image", f"expected 2-D, got {data.shape}")

@@ -85,12 +85,20 @@ class AlpacaDevice(Generic[InfoT]):
 
     async def _set(self, name: str, value: object, timeout_s: float = CALL_TIMEOUT_S) -> None:
         await call(
-            self._role, f"set {name}={value!r}", setattr, self._device, name, value,
+            self._role,
+            f"set {name}={value!r}",
+            setattr,
+            self._device,
+            name,
+            value,
             timeout_s=timeout_s,
         )
 
     async def _invoke(
-        self, operation: str, fn: Callable[..., T], *args: object,
+        self,
+        operation: str,
+        fn: Callable[..., T],
+        *args: object,
         timeout_s: float = CALL_TIMEOUT_S,
     ) -> T:
         return await call(self._role, operation, fn, *args, timeout_s=timeout_s)

@@ -51,7 +51,9 @@ class AlpacaFocuser(AlpacaDevice[FocuserInfo]):
         travel_s = abs(position - here) / self._focuser_address.steps_per_s
         await self._invoke(f"move to {position}", self._device.Move, int(position))
         await wait_until(
-            self.role, f"move to {position}", self._stopped,
+            self.role,
+            f"move to {position}",
+            self._stopped,
             travel_s + self._focuser_address.move_timeout_s,
         )
 

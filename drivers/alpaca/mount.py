@@ -64,9 +64,7 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
 
     async def unpark(self) -> None:
         await self._invoke("unpark", self._device.Unpark)
-        await wait_until(
-            self.role, "unpark", self._not_parked, self._mount_address.park_timeout_s
-        )
+        await wait_until(self.role, "unpark", self._not_parked, self._mount_address.park_timeout_s)
 
     async def park(self) -> None:
         """Park and wait until the mount reports AtPark (bounded by the profile's timeout)."""
@@ -84,7 +82,9 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
         distance = _separation_deg(here, target)
         timeout_s = distance / self._mount_address.min_slew_rate_deg_s + _SLEW_MARGIN_S
         await self._invoke(
-            f"slew to {target}", self._device.SlewToCoordinatesAsync, target.ra_hours,
+            f"slew to {target}",
+            self._device.SlewToCoordinatesAsync,
+            target.ra_hours,
             target.dec_deg,
         )
         await wait_until(self.role, f"slew to {target}", self._not_slewing, timeout_s)
@@ -94,7 +94,9 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
 
     async def sync(self, position: RaDec) -> None:
         await self._invoke(
-            f"sync to {position}", self._device.SyncToCoordinates, position.ra_hours,
+            f"sync to {position}",
+            self._device.SyncToCoordinates,
+            position.ra_hours,
             position.dec_deg,
         )
 
@@ -107,8 +109,11 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
             operation, self._device.PulseGuide, GuideDirections(direction.value), int(duration_ms)
         )
         await wait_until(
-            self.role, operation, self._not_pulse_guiding,
-            duration_ms / 1000.0 + _PULSE_MARGIN_S, interval_s=0.02,
+            self.role,
+            operation,
+            self._not_pulse_guiding,
+            duration_ms / 1000.0 + _PULSE_MARGIN_S,
+            interval_s=0.02,
         )
 
     async def set_guide_rates(self, ra_deg_s: float, dec_deg_s: float) -> None:

@@ -1,0 +1,94 @@
+"""`create_app(settings)`: the FastAPI application and everything its lifespan wires up.
+
+Nothing is created at import time. At startup the lifespan opens the database, finds the
+equipment (profile file, running simulator rig, or an embedded rig it starts itself), and
+connects the devices in the background so a dead device cannot hold up the API. At shutdown
+it disconnects the devices, stops an embedded rig and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from daemon.api.errors import install_error_handlers
+from daemon.api.routes import equipment as equipment_routes
+from daemon.api.routes import health as health_routes
+from daemon.db.engine import make_engine
+from daemon.settings import Settings
+from daemon.simulator.rig import SimulatorRig, simulator_profile
+from drivers.alpaca import build_equipment
+from drivers.equipment import Equipment
+from drivers.profile import EquipmentProfile, load_profile
+from sequences.astro import configure_astropy_offline
+
+log = logging.getLogger(__name__)
+
+_DISCONNECT_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Runtime:
+    """What the running daemon holds; routers reach it through `daemon.api.deps`."""
+
+    settings: Settings
+    engine: Engine
+    equipment: Equipment
+    rig: SimulatorRig | None
+
+
+async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
+    if settings.equipment_profile is not None:
+        return load_profile(settings.equipment_profile), None
+    if settings.simulator_url is not None:
+        return simulator_profile(settings.simulator_url), None
+    rig = SimulatorRig(
+        run_dir=settings.data_dir / "simulator", cache_dir=settings.resolved_cache_dir
+    )
+    await asyncio.to_thread(rig.start)
+    return simulator_profile(rig.url), rig
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_astropy_offline()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        profile, rig = await _equipment_source(settings)
+        equipment = build_equipment(profile)
+        app.state.runtime = Runtime(settings, engine, equipment, rig)
+        log.info(
+            "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
+        )
+        connecting = (
+            asyncio.create_task(equipment.connect_all()) if settings.connect_on_start else None
+        )
+        try:
+            yield
+        finally:
+            if connecting is not None:
+                connecting.cancel()
+            try:
+                await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("devices did not disconnect within %.0f s", _DISCONNECT_TIMEOUT_S)
+            if rig is not None:
+                await asyncio.to_thread(rig.stop)
+            engine.dispose()
+
+    app = FastAPI(
+        title="Nightowl",
+        summary="Observatory automation daemon with an image-processing backend",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health_routes.router)
+    app.include_router(equipment_routes.router)
+    return app
