@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Transfer-rate floor used to size the download deadline (bytes/s), plus a fixed margin.
 _MIN_DOWNLOAD_RATE_B_S = 5e6
 _DOWNLOAD_MARGIN_S = 10.0
+# How often the camera state is checked while the shutter is open.
+_STATE_POLL_S = 1.0
 
 
 class AlpacaCamera(AlpacaDevice[CameraInfo]):
@@ -166,10 +168,14 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         )
 
     async def _wait_image_ready(self, exposure_s: float) -> None:
-        deadline = time.monotonic() + exposure_s + self._camera_address.readout_timeout_s
-        await asyncio.sleep(exposure_s)
+        """Wait for ImageReady; during the exposure, check the camera state every second so
+        that a dead server or a camera error ends a long exposure early, not at its end."""
+        exposure_end = time.monotonic() + exposure_s
+        deadline = exposure_end + self._camera_address.readout_timeout_s
         while True:
-            if await self._get("ImageReady"):
+            to_end = exposure_end - time.monotonic()
+            await asyncio.sleep(min(_STATE_POLL_S, max(POLL_INTERVAL_S, to_end)))
+            if time.monotonic() >= exposure_end and await self._get("ImageReady"):
                 return
             state = CameraState(int(await self._get("CameraState")))
             if state is CameraState.ERROR:
@@ -181,7 +187,6 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
                     f"image not ready {self._camera_address.readout_timeout_s:.0f} s after "
                     f"the {exposure_s} s exposure ended (state {state.name})",
                 )
-            await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _download(self) -> np.ndarray:
         info = self.info

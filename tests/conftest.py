@@ -1,0 +1,48 @@
+"""Shared fixtures: one real Alpaca simulator server for the session, and its equipment.
+
+Set NIGHTOWL_TEST_SIMULATOR_URL to run the suite against a simulator that is already running
+(`nightowl sim`); otherwise the session starts its own rig on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.simulator.rig import SimulatorRig, simulator_profile
+from drivers.alpaca import build_equipment
+from drivers.equipment import Equipment
+
+
+@pytest.fixture(scope="session")
+def catalog_cache(pytestconfig: pytest.Config) -> Path:
+    """A cache dir that outlives the session, so the star catalog is built once per checkout."""
+    assert pytestconfig.cache is not None
+    return Path(pytestconfig.cache.mkdir("nightowl-cache"))
+
+
+@pytest.fixture(scope="session")
+def simulator_url(tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path) -> Iterator[str]:
+    external = os.environ.get("NIGHTOWL_TEST_SIMULATOR_URL")
+    if external:
+        yield external.rstrip("/")
+        return
+    rig = SimulatorRig(run_dir=tmp_path_factory.mktemp("simulator"), cache_dir=catalog_cache)
+    rig.start()
+    try:
+        yield rig.url
+    finally:
+        rig.stop()
+
+
+@pytest.fixture(scope="session")
+async def equipment(simulator_url: str) -> AsyncIterator[Equipment]:
+    """The simulated observatory, connected. Tests set the state they need (pointing, parked)."""
+    eq = build_equipment(simulator_profile(simulator_url))
+    failures = {role: e for role, e in (await eq.connect_all()).items() if e is not None}
+    assert not failures, failures
+    yield eq
+    await eq.disconnect_all()

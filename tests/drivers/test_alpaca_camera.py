@@ -1,0 +1,127 @@
+"""The Alpaca camera driver against the real simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from drivers.base import CameraState, RaDec
+from drivers.equipment import Equipment
+from drivers.errors import DeviceBusy
+from tests.helpers import count_stars
+
+M31 = RaDec(0.712306, 41.2692)
+SET_POINT_C = -10.0
+
+
+async def point_at(equipment: Equipment, target: RaDec) -> None:
+    assert equipment.mount is not None
+    status = await equipment.mount.status()
+    if status.at_park:
+        await equipment.mount.unpark()
+    await equipment.mount.set_tracking(True)
+    await equipment.mount.slew(target)
+
+
+async def test_cooled_light_has_sensor_size_and_dozens_of_stars(equipment: Equipment) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    await point_at(equipment, M31)
+    await camera.set_cooler(True, SET_POINT_C)
+    deadline = time.monotonic() + 60
+    while True:
+        status = await camera.status()
+        assert status.sensor_temperature_c is not None
+        if abs(status.sensor_temperature_c - SET_POINT_C) < 0.5:
+            break
+        assert time.monotonic() < deadline, f"not cooled: {status}"
+        await asyncio.sleep(0.5)
+
+    frame = await camera.expose(2.0, light=True)
+
+    assert frame.data.shape == (camera.info.height_px, camera.info.width_px) == (1536, 2048)
+    assert frame.data.dtype == np.uint16
+    assert frame.light and frame.exposure_s == 2.0
+    assert frame.exposure_start_utc.tzinfo is not None
+    assert frame.status.cooler_on is True
+    assert frame.status.set_point_c == SET_POINT_C
+    # ~35-90 catalog stars fall in this 1.96 x 1.47 deg field; the sky renders most of them.
+    assert count_stars(frame.data) >= 24
+
+
+async def test_dark_differs_from_light(equipment: Equipment) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    await point_at(equipment, M31)
+    light = await camera.expose(1.0, light=True)
+    dark = await camera.expose(1.0, light=False)
+    assert not dark.light
+    assert count_stars(light.data) >= 10
+    # A cooled 1 s dark is bias + read noise (~6 e-): even its brightest pixel stays within
+    # ~6 sigma (< 100 ADU) of the median, while the light's stars peak thousands above it.
+    assert int(dark.data.max()) - np.median(dark.data) < 100
+    assert int(light.data.max()) - np.median(light.data) > 1000
+
+
+async def test_light_of_zero_seconds_is_refused_before_reaching_the_camera(
+    equipment: Equipment,
+) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    with pytest.raises(ValueError, match="exposure_s must be > 0 for a light"):
+        await camera.expose(0.0, light=True)
+    assert (await camera.status()).state is CameraState.IDLE
+
+
+async def test_camera_left_in_error_state_is_cleared_before_the_next_exposure(
+    equipment: Equipment, simulator_url: str
+) -> None:
+    """Another client's 0 s light crashes the simulated camera into a sticky Error state."""
+    camera = equipment.camera
+    assert camera is not None
+    await point_at(equipment, M31)
+    reply = requests.put(
+        f"{simulator_url}/api/v1/camera/0/startexposure",
+        data={"Duration": 0, "Light": "true", "ClientTransactionID": 1},
+        timeout=5,
+    )
+    assert reply.json()["ErrorNumber"] == 0
+    deadline = time.monotonic() + 20
+    while (await camera.status()).state is not CameraState.ERROR:
+        assert time.monotonic() < deadline, "the simulator no longer crashes on a 0 s light"
+        await asyncio.sleep(0.1)
+
+    frame = await camera.expose(0.5, light=True)
+    assert frame.data.shape == (1536, 2048)
+
+
+async def test_busy_camera_gives_device_busy(equipment: Equipment, simulator_url: str) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    reply = requests.put(
+        f"{simulator_url}/api/v1/camera/0/startexposure",
+        data={"Duration": 3.0, "Light": "false", "ClientTransactionID": 1},
+        timeout=5,
+    )
+    assert reply.json()["ErrorNumber"] == 0
+    try:
+        with pytest.raises(DeviceBusy, match="camera"):
+            await camera.expose(1.0, light=False)
+    finally:
+        await camera.abort()
+
+
+async def test_cancelling_an_exposure_aborts_it_on_the_camera(equipment: Equipment) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    task = asyncio.create_task(camera.expose(30.0, light=False))
+    await asyncio.sleep(1.0)
+    assert (await camera.status()).state is CameraState.EXPOSING
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await camera.status()).state is CameraState.IDLE
