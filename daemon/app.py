@@ -9,6 +9,7 @@ it disconnects the devices, stops an embedded rig and closes the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,6 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if connecting is not None:
                 connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
             try:
                 await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
             except TimeoutError:

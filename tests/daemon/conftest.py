@@ -1,0 +1,82 @@
+"""Run the real daemon (`nightowl serve`, uvicorn) as a child process for API tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from daemon.simulator.rig import free_port
+
+
+@dataclass
+class RunningDaemon:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def running_daemon(
+    data_dir: Path, cache_dir: Path, **env: str
+) -> Iterator[RunningDaemon]:
+    """Start `nightowl serve` on a free port; wait for /api/health; SIGTERM it afterwards."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "daemon.log"
+    environment = {
+        **os.environ,
+        "NIGHTOWL_PORT": str(port),
+        "NIGHTOWL_DATA_DIR": str(data_dir),
+        "NIGHTOWL_CACHE_DIR": str(cache_dir),
+        **env,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "serve"],
+            env=environment, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir,
+        )
+    daemon = RunningDaemon(f"http://127.0.0.1:{port}", data_dir, process, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"daemon exited:\n{daemon.log()}"
+            try:
+                if httpx.get(f"{daemon.url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"daemon not ready:\n{daemon.log()}"
+            time.sleep(0.2)
+        yield daemon
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+
+
+def wait_for(predicate_url: str, check: object, timeout_s: float = 30.0) -> dict[str, object]:
+    """GET `predicate_url` until `check(json)` is true; return that JSON."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body: dict[str, object] = httpx.get(predicate_url, timeout=10).json()
+        if check(body):
+            return body
+        assert time.monotonic() < deadline, f"condition not met; last reply: {body}"
+        time.sleep(0.3)
