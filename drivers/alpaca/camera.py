@@ -16,7 +16,7 @@ from drivers.alpaca import imagebytes
 from drivers.alpaca._call import POLL_INTERVAL_S, call
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import CameraInfo, CameraState, CameraStatus, RawFrame, SensorType
-from drivers.errors import DeviceBusy, DeviceTimeout, OperationFailed
+from drivers.errors import DeviceBusy, DeviceError, DeviceTimeout, OperationFailed
 from drivers.profile import CameraAddress
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 # Transfer-rate floor used to size the download deadline (bytes/s), plus a fixed margin.
 _MIN_DOWNLOAD_RATE_B_S = 5e6
 _DOWNLOAD_MARGIN_S = 10.0
-# How often the camera state is checked while the shutter is open.
+# How often the camera state is checked while waiting for an image.
 _STATE_POLL_S = 1.0
+# First ImageReady poll interval after the exposure ends; it grows to POLL_INTERVAL_S.
+_FIRST_READY_POLL_S = 0.01
 
 
 class AlpacaCamera(AlpacaDevice[CameraInfo]):
@@ -129,7 +131,8 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
 
         Deadlines: the image must be ready within ``exposure_s + readout_timeout_s`` (the
         profile's margin) and downloaded within a time sized from the frame's bytes.
-        Cancelling the task aborts the exposure on the camera, then re-raises.
+        Cancelling the task, or a device error during the exposure, aborts the exposure on
+        the camera (best effort), then re-raises.
         Raises `ValueError` for an exposure the camera cannot take, `DeviceBusy` when the
         camera is already exposing, and other `DeviceError`s for device faults.
         """
@@ -141,21 +144,25 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             )
         if light and exposure_s <= 0:
             raise ValueError("exposure_s must be > 0 for a light frame; use a dark for bias")
-        status = await self.status()
-        if status.state is CameraState.ERROR:
+        state = await self._state()
+        if state is CameraState.ERROR:
             log.warning("%s was in Error state; aborting to clear it before exposing", self.role)
             await self.abort()
-            status = await self.status()
-        if status.state is not CameraState.IDLE:
-            raise DeviceBusy(self.role, "start exposure", f"camera is {status.state.name}")
+            state = await self._state()
+        if state is not CameraState.IDLE:
+            raise DeviceBusy(self.role, "start exposure", f"camera is {state.name}")
         started = datetime.now(UTC)
+        exposure_end = time.monotonic() + exposure_s
         await self._invoke(
             "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
         )
         try:
-            await self._wait_image_ready(exposure_s)
+            # Read while the shutter is open: the header records the state during the exposure.
+            status = await self.status()
+            await self._wait_image_ready(exposure_s, exposure_end)
             data = await self._download()
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, DeviceError):
+            # Leave no exposure running behind a failure or a cancelled task.
             await asyncio.shield(self._abort_quietly())
             raise
         return RawFrame(
@@ -167,17 +174,30 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             status=status,
         )
 
-    async def _wait_image_ready(self, exposure_s: float) -> None:
-        """Wait for ImageReady; during the exposure, check the camera state every second so
-        that a dead server or a camera error ends a long exposure early, not at its end."""
-        exposure_end = time.monotonic() + exposure_s
+    async def _state(self) -> CameraState:
+        return CameraState(int(await self._get("CameraState")))
+
+    async def _wait_image_ready(self, exposure_s: float, exposure_end: float) -> None:
+        """Wait for ImageReady, polling quickly at first after the exposure ends (readout of
+        small frames takes milliseconds) and backing off to `POLL_INTERVAL_S`. The camera state
+        is checked every `_STATE_POLL_S`, also while the shutter is open, so that a dead server
+        or a camera error ends a long exposure early rather than at its end."""
         deadline = exposure_end + self._camera_address.readout_timeout_s
+        next_state_check = time.monotonic() + _STATE_POLL_S
+        ready_poll_s = _FIRST_READY_POLL_S
         while True:
-            to_end = exposure_end - time.monotonic()
-            await asyncio.sleep(min(_STATE_POLL_S, max(POLL_INTERVAL_S, to_end)))
-            if time.monotonic() >= exposure_end and await self._get("ImageReady"):
+            now = time.monotonic()
+            if now < exposure_end:
+                await asyncio.sleep(min(exposure_end - now, max(0.0, next_state_check - now)))
+            elif await self._get("ImageReady"):
                 return
-            state = CameraState(int(await self._get("CameraState")))
+            else:
+                await asyncio.sleep(ready_poll_s)
+                ready_poll_s = min(POLL_INTERVAL_S, ready_poll_s * 1.5)
+            if time.monotonic() < next_state_check:
+                continue
+            next_state_check = time.monotonic() + _STATE_POLL_S
+            state = await self._state()
             if state is CameraState.ERROR:
                 raise OperationFailed(self.role, "exposure", "camera reported Error state")
             if time.monotonic() >= deadline:
@@ -204,15 +224,17 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         )
         if data.ndim != 2:
             raise OperationFailed(self.role, "download image", f"expected 2-D, got {data.shape}")
+        if data.dtype == np.uint16:
+            return data
         if data.min(initial=0) < 0 or data.max(initial=0) > 65535:
             raise OperationFailed(self.role, "download image", "pixel values outside uint16")
-        return data.astype(np.uint16, copy=False)
+        return data.astype(np.uint16)
 
     async def _abort_quietly(self) -> None:
         try:
             await self.abort()
-        except Exception:  # the cancellation that brought us here is what the caller sees
-            log.exception("%s: abort after cancellation failed", self.role)
+        except DeviceError as e:  # the failure that brought us here is what the caller sees
+            log.warning("%s: abort after a failed or cancelled exposure failed: %s", self.role, e)
 
 
 def _float_or_none(value: Any) -> float | None:

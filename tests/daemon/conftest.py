@@ -29,9 +29,7 @@ class RunningDaemon:
 
 
 @contextmanager
-def running_daemon(
-    data_dir: Path, cache_dir: Path, **env: str
-) -> Iterator[RunningDaemon]:
+def running_daemon(data_dir: Path, cache_dir: Path, **env: str) -> Iterator[RunningDaemon]:
     """Start `nightowl serve` on a free port; wait for /api/health; SIGTERM it afterwards."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +44,10 @@ def running_daemon(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "daemon", "serve"],
-            env=environment, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir,
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
         )
     daemon = RunningDaemon(f"http://127.0.0.1:{port}", data_dir, process, log_path)
     try:

@@ -42,7 +42,8 @@ def test_equipment_shows_the_simulated_observatory_connected(daemon: RunningDaem
     body = wait_for(f"{daemon.url}/api/equipment", all_connected)
     devices = {d["role"]: d for d in body["devices"]}  # type: ignore[attr-defined]
     camera = devices["camera"]
-    assert camera["info"]["width_px"] == 2048 and camera["info"]["height_px"] == 1536
+    assert camera["info"]["width_px"] == 2048
+    assert camera["info"]["height_px"] == 1536
     assert camera["status"]["state"] == "IDLE"
     assert devices["guide_camera"]["info"]["can_pulse_guide"] is True
     assert devices["mount"]["info"]["alignment_mode"] == 2  # German equatorial

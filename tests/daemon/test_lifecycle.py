@@ -70,7 +70,10 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args],
         env={"PATH": "/usr/bin:/bin", "NIGHTOWL_DATA_DIR": str(tmp_path), **env},
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
 
 
@@ -79,15 +82,19 @@ def test_invalid_profile_is_a_clear_cli_error(tmp_path: Path) -> None:
     profile.write_text("name: roof\nmount: {url: 'mount.local'}\n")
     result = run_cli(tmp_path, "serve", NIGHTOWL_EQUIPMENT_PROFILE=str(profile))
     assert result.returncode != 0
-    assert "mount.url" in result.stderr and "http://host:port" in result.stderr
+    assert "mount.url" in result.stderr
+    assert "http://host:port" in result.stderr
     assert "NIGHTOWL_EQUIPMENT_PROFILE" in result.stderr
 
 
 def test_missing_profile_and_bad_port_name_their_settings(tmp_path: Path) -> None:
     result = run_cli(
-        tmp_path, "serve", NIGHTOWL_EQUIPMENT_PROFILE=str(tmp_path / "absent.yaml"),
+        tmp_path,
+        "serve",
+        NIGHTOWL_EQUIPMENT_PROFILE=str(tmp_path / "absent.yaml"),
         NIGHTOWL_PORT="eighty",
     )
     assert result.returncode != 0
-    assert "NIGHTOWL_EQUIPMENT_PROFILE" in result.stderr and "no such file" in result.stderr
+    assert "NIGHTOWL_EQUIPMENT_PROFILE" in result.stderr
+    assert "no such file" in result.stderr
     assert "NIGHTOWL_PORT" in result.stderr

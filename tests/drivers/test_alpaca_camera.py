@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
+import httpx
 import numpy as np
 import pytest
-import requests
 
 from drivers.base import CameraState, RaDec
 from drivers.equipment import Equipment
@@ -25,6 +26,17 @@ async def point_at(equipment: Equipment, target: RaDec) -> None:
         await equipment.mount.unpark()
     await equipment.mount.set_tracking(True)
     await equipment.mount.slew(target)
+
+
+async def start_exposure_directly(url: str, duration_s: float, light: bool) -> dict[str, Any]:
+    """What another Alpaca client does to camera 0, bypassing our driver."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.put(
+            f"{url}/api/v1/camera/0/startexposure",
+            data={"Duration": duration_s, "Light": str(light).lower(), "ClientTransactionID": 1},
+        )
+    body: dict[str, Any] = reply.json()
+    return body
 
 
 async def test_cooled_light_has_sensor_size_and_dozens_of_stars(equipment: Equipment) -> None:
@@ -45,7 +57,8 @@ async def test_cooled_light_has_sensor_size_and_dozens_of_stars(equipment: Equip
 
     assert frame.data.shape == (camera.info.height_px, camera.info.width_px) == (1536, 2048)
     assert frame.data.dtype == np.uint16
-    assert frame.light and frame.exposure_s == 2.0
+    assert frame.light
+    assert frame.exposure_s == 2.0
     assert frame.exposure_start_utc.tzinfo is not None
     assert frame.status.cooler_on is True
     assert frame.status.set_point_c == SET_POINT_C
@@ -84,12 +97,8 @@ async def test_camera_left_in_error_state_is_cleared_before_the_next_exposure(
     camera = equipment.camera
     assert camera is not None
     await point_at(equipment, M31)
-    reply = requests.put(
-        f"{simulator_url}/api/v1/camera/0/startexposure",
-        data={"Duration": 0, "Light": "true", "ClientTransactionID": 1},
-        timeout=5,
-    )
-    assert reply.json()["ErrorNumber"] == 0
+    reply = await start_exposure_directly(simulator_url, duration_s=0, light=True)
+    assert reply["ErrorNumber"] == 0
     deadline = time.monotonic() + 20
     while (await camera.status()).state is not CameraState.ERROR:
         assert time.monotonic() < deadline, "the simulator no longer crashes on a 0 s light"
@@ -102,12 +111,8 @@ async def test_camera_left_in_error_state_is_cleared_before_the_next_exposure(
 async def test_busy_camera_gives_device_busy(equipment: Equipment, simulator_url: str) -> None:
     camera = equipment.camera
     assert camera is not None
-    reply = requests.put(
-        f"{simulator_url}/api/v1/camera/0/startexposure",
-        data={"Duration": 3.0, "Light": "false", "ClientTransactionID": 1},
-        timeout=5,
-    )
-    assert reply.json()["ErrorNumber"] == 0
+    reply = await start_exposure_directly(simulator_url, duration_s=3.0, light=False)
+    assert reply["ErrorNumber"] == 0
     try:
         with pytest.raises(DeviceBusy, match="camera"):
             await camera.expose(1.0, light=False)

@@ -47,7 +47,8 @@ async def test_pulse_guide_moves_the_next_frame_by_the_expected_pixels(
     equipment: Equipment, direction: GuideDirection, axis: int
 ) -> None:
     mount, camera = equipment.mount, equipment.camera
-    assert mount is not None and camera is not None
+    assert mount is not None
+    assert camera is not None
     await point_at(equipment, CYGNUS)
     await mount.set_guide_rates(GUIDE_RATE_DEG_S, GUIDE_RATE_DEG_S)
     duration_ms = 5000

@@ -25,7 +25,8 @@ def test_profile_loads_roles_and_defaults(tmp_path: Path) -> None:
         )
     )
     assert profile.name == "roof"
-    assert profile.camera is not None and profile.mount is not None
+    assert profile.camera is not None
+    assert profile.mount is not None
     assert (profile.camera.url, profile.camera.device_number) == ("http://10.0.0.5:11111", 1)
     assert profile.camera.readout_timeout_s == 30.0
     assert profile.mount.device_number == 0

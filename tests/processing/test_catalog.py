@@ -25,7 +25,8 @@ def test_catalog_holds_the_bright_sky(stars: np.ndarray) -> None:
     ra_off = (stars["ra_deg"] - 37.9461) * np.cos(np.radians(89.2641))
     polaris = stars[np.hypot(dec_off, ra_off) < 2 / 3600]
     assert len(polaris) == 1
-    assert polaris["g_mag"][0] < 2.5 and polaris["source_id"][0] <= 0
+    assert polaris["g_mag"][0] < 2.5
+    assert polaris["source_id"][0] <= 0
 
 
 def test_trailing_fields_are_bp_rp_magnitudes_not_proper_motions(stars: np.ndarray) -> None:
@@ -34,7 +35,8 @@ def test_trailing_fields_are_bp_rp_magnitudes_not_proper_motions(stars: np.ndarr
     assert np.nanmedian(gaia["bp_mag"] - gaia["g_mag"]) > 0
     assert np.nanmedian(gaia["g_mag"] - gaia["rp_mag"]) > 0
     hipparcos = stars[stars["source_id"] <= 0]
-    assert len(hipparcos) > 0 and np.isnan(hipparcos["bp_mag"]).all()
+    assert len(hipparcos) > 0
+    assert np.isnan(hipparcos["bp_mag"]).all()
 
 
 def test_sqlite_copy_matches_and_is_built_once(tmp_path: Path, stars: np.ndarray) -> None:
