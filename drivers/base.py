@@ -214,6 +214,11 @@ class Device(Protocol):
         """Whether the last connect succeeded and no disconnect followed (no device call)."""
         ...
 
+    @property
+    def info(self) -> object:
+        """The static facts read at connect; raises `NotConnected` before that."""
+        ...
+
     async def connect(self) -> object: ...
 
     async def disconnect(self) -> None: ...
@@ -286,6 +291,9 @@ class FilterWheel(Device, Protocol):
 
 
 class SafetyMonitor(Device, Protocol):
+    @property
+    def info(self) -> SafetyInfo: ...
+
     async def status(self) -> SafetyStatus: ...
 
 

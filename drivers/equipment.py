@@ -94,7 +94,7 @@ class Equipment:
             return DeviceReport(
                 device.role, device.location, False, None, None, self._errors.get(device.role)
             )
-        info = getattr(device, "info", None)
+        info = device.info
         try:
             status = await device.status()
         except DeviceError as e:

@@ -4,16 +4,18 @@ alpyca's calls block on HTTP (its own HTTP timeout is 5 s per request), so each 
 worker thread under `asyncio.wait_for`. alpyca's ASCOM exceptions and `requests` errors become
 `drivers.errors.DeviceError` subclasses naming the device and the operation.
 
-A note on alpyca: it holds one class-wide lock for the duration of every request, so calls to
-different devices are serialised within a process. Our own image download (`imagebytes.py`)
-does not take that lock.
+The threads come from a pool of Nightowl's own, sized so that calls hanging on a silent server
+(each up to alpyca's HTTP timeout) cannot starve the calls to healthy devices; alpyca's lock
+that serialised all devices is lifted in `_alpyca.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import requests
@@ -34,6 +36,7 @@ T = TypeVar("T")
 # margin so that alpyca's own timeout (a clearer error) normally fires first.
 CALL_TIMEOUT_S = 6.0
 POLL_INTERVAL_S = 0.1
+_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="alpaca")
 
 
 def translate(device: str, operation: str, error: Exception) -> DeviceError:
@@ -64,8 +67,11 @@ async def call(
     timeout_s: float = CALL_TIMEOUT_S,
 ) -> T:
     """Run the blocking `fn(*args)` in a thread; raise a `DeviceError` on failure or timeout."""
+    loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout_s)
+        return await asyncio.wait_for(
+            loop.run_in_executor(_executor, functools.partial(fn, *args)), timeout_s
+        )
     except TimeoutError as e:
         raise DeviceTimeout(device, operation, f"no answer within {timeout_s:.1f} s") from e
     except Exception as e:

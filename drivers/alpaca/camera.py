@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import requests
-from alpaca.camera import Camera as AlpycaCamera
 
 from drivers.alpaca import imagebytes
+from drivers.alpaca._alpyca import Camera as AlpycaCamera
 from drivers.alpaca._call import POLL_INTERVAL_S, call
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import CameraInfo, CameraState, CameraStatus, RawFrame, SensorType

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from alpaca.filterwheel import FilterWheel as AlpycaFilterWheel
-
+from drivers.alpaca._alpyca import FilterWheel as AlpycaFilterWheel
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import FilterWheelInfo, FilterWheelStatus

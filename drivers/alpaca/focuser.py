@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from alpaca.focuser import Focuser as AlpycaFocuser
-
+from drivers.alpaca._alpyca import Focuser as AlpycaFocuser
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import FocuserInfo, FocuserStatus

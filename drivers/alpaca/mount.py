@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from alpaca.telescope import GuideDirections
-from alpaca.telescope import Telescope as AlpycaTelescope
 
+from drivers.alpaca._alpyca import Telescope as AlpycaTelescope
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import GuideDirection, MountInfo, MountStatus, PierSide, RaDec
-from drivers.errors import NotSupported
+from drivers.errors import DeviceTimeout, NotSupported
 from drivers.profile import MountAddress
+
+log = logging.getLogger(__name__)
 
 _SLEW_MARGIN_S = 30.0
 _PULSE_MARGIN_S = 5.0
@@ -70,7 +73,14 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
         """Park and wait until the mount reports AtPark (bounded by the profile's timeout)."""
         if not self.info.can_park:
             raise NotSupported(self.role, "park", "mount cannot park")
-        await self._invoke("park", self._device.Park, timeout_s=self._mount_address.park_timeout_s)
+        try:
+            await self._invoke("park", self._device.Park)
+        except DeviceTimeout:
+            # Older drivers park synchronously inside the HTTP request, past alpyca's 5 s
+            # timeout; the mount is parking all the same, so wait for AtPark.
+            log.info(
+                "%s: park call did not return within its timeout; waiting for AtPark", self.role
+            )
         await wait_until(self.role, "park", self._at_park, self._mount_address.park_timeout_s)
 
     async def set_tracking(self, on: bool) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from alpaca.safetymonitor import SafetyMonitor as AlpycaSafetyMonitor
-
+from drivers.alpaca._alpyca import SafetyMonitor as AlpycaSafetyMonitor
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import SafetyInfo, SafetyStatus
 from drivers.profile import DeviceAddress

@@ -111,22 +111,35 @@ async def test_camera_left_in_error_state_is_cleared_before_the_next_exposure(
 async def test_busy_camera_gives_device_busy(equipment: Equipment, simulator_url: str) -> None:
     camera = equipment.camera
     assert camera is not None
-    reply = await start_exposure_directly(simulator_url, duration_s=3.0, light=False)
+    reply = await start_exposure_directly(simulator_url, duration_s=2.0, light=False)
     assert reply["ErrorNumber"] == 0
-    try:
-        with pytest.raises(DeviceBusy, match="camera"):
-            await camera.expose(1.0, light=False)
-    finally:
-        await camera.abort()
+    with pytest.raises(DeviceBusy, match="camera"):
+        await camera.expose(1.0, light=False)
+    await wait_until_idle(equipment)
 
 
 async def test_cancelling_an_exposure_aborts_it_on_the_camera(equipment: Equipment) -> None:
     camera = equipment.camera
     assert camera is not None
-    task = asyncio.create_task(camera.expose(30.0, light=False))
+    exposure_s = 4.0
+    task = asyncio.create_task(camera.expose(exposure_s, light=False))
     await asyncio.sleep(1.0)
     assert (await camera.status()).state is CameraState.EXPOSING
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await camera.status()).state is CameraState.IDLE
+    # The simulator's render task outlives AbortExposure and would later mark a stale image
+    # ready in the middle of another test's exposure: let it finish here.
+    await asyncio.sleep(exposure_s)
+    await wait_until_idle(equipment)
+
+
+async def wait_until_idle(equipment: Equipment, timeout_s: float = 30.0) -> None:
+    """Wait for the camera to finish whatever it is doing (another client's exposure)."""
+    camera = equipment.camera
+    assert camera is not None
+    deadline = time.monotonic() + timeout_s
+    while (await camera.status()).state is not CameraState.IDLE:
+        assert time.monotonic() < deadline, "camera did not return to idle"
+        await asyncio.sleep(0.1)

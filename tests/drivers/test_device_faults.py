@@ -79,3 +79,21 @@ async def test_silent_server_gives_device_timeout(silent_server: str) -> None:
     camera = AlpacaCamera("camera", CameraAddress(url=silent_server))
     with pytest.raises(DeviceTimeout, match="camera: set Connected=True failed"):
         await asyncio.wait_for(camera.connect(), CALL_TIMEOUT_S + 2.0)
+
+
+async def test_a_silent_device_does_not_stall_the_others(
+    silent_server: str, simulator_url: str
+) -> None:
+    """A hung server must cost only its own device: the camera keeps answering meanwhile."""
+    camera = AlpacaCamera("camera", CameraAddress(url=simulator_url))
+    hung = AlpacaSafetyMonitor("safety_monitor", DeviceAddress(url=silent_server))
+    hung_connects = [asyncio.create_task(hung.connect()) for _ in range(8)]
+    await asyncio.sleep(0.2)  # the hung calls are in flight, each waiting on its HTTP timeout
+
+    info = await asyncio.wait_for(camera.connect(), CALL_TIMEOUT_S)
+    status = await asyncio.wait_for(camera.status(), CALL_TIMEOUT_S)
+
+    assert info.width_px == 2048
+    assert status.bin_x == 1
+    results = await asyncio.gather(*hung_connects, return_exceptions=True)
+    assert all(isinstance(r, DeviceTimeout) for r in results), results
