@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from drivers.base import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
-from drivers.errors import DeviceError, NotConnected
+from drivers.errors import DeviceError, NotConnected, OperationFailed
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,11 @@ class Equipment:
         return {d.role: r for d, r in zip(devices, results, strict=True)}
 
     async def snapshot(self) -> list[DeviceReport]:
-        """The status of every device; devices that fail to answer report their error."""
+        """The status of every device; devices that fail to answer report their error.
+
+        This and `connect_all` supervise the devices for the API: any failure, including a
+        reply a driver cannot parse, becomes a device's visible error rather than an exception.
+        """
         return list(await asyncio.gather(*(self._report(d) for d in self.devices())))
 
     async def _connect(self, device: Device) -> DeviceError | None:
@@ -76,6 +80,11 @@ class Equipment:
             log.warning("connect failed: %s", e)
             self._errors[device.role] = str(e)
             return e
+        except Exception as e:  # a reply the driver cannot read: keep the others going
+            log.exception("%s: connect failed on an unexpected reply", device.role)
+            error = OperationFailed(device.role, "connect", f"unexpected reply: {e!r}")
+            self._errors[device.role] = str(error)
+            return error
         self._errors.pop(device.role, None)
         return None
 
@@ -101,6 +110,11 @@ class Equipment:
             self._errors[device.role] = str(e)
             answered = not isinstance(e, NotConnected)
             return DeviceReport(device.role, device.location, answered, info, None, str(e))
+        except Exception as e:  # a reply the driver cannot read: report it, not a 500
+            log.exception("%s: status failed on an unexpected reply", device.role)
+            message = str(OperationFailed(device.role, "status", f"unexpected reply: {e!r}"))
+            self._errors[device.role] = message
+            return DeviceReport(device.role, device.location, True, info, None, message)
         return DeviceReport(
             device.role, device.location, True, info, status, self._errors.get(device.role)
         )
