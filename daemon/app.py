@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from daemon.api.errors import install_error_handlers
@@ -86,7 +87,9 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.to_thread(rig.stop)
             engine.dispose()
 
-    app = FastAPI(
+    # The API docs page serves Swagger UI from the installed package, not from a CDN: an
+    # observatory often has no internet.
+    app = FastAPIOffline(
         title="Nightowl",
         summary="Observatory automation daemon with an image-processing backend",
         lifespan=lifespan,

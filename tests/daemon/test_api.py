@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,15 @@ def test_disconnect_and_connect_all(daemon: RunningDaemon) -> None:
     assert all_connected(on)
 
 
-def test_openapi_docs_are_served(daemon: RunningDaemon) -> None:
-    assert httpx.get(f"{daemon.url}/docs").status_code == 200
+def test_openapi_docs_are_served_without_internet(daemon: RunningDaemon) -> None:
+    page = httpx.get(f"{daemon.url}/docs")
+    assert page.status_code == 200
+    scripts = re.findall(r'src="([^"]+\.js)"', page.text)
+    assert scripts, page.text
+    for script in scripts:
+        assert script.startswith("/"), f"{script} is not served by the daemon itself"
+        reply = httpx.get(f"{daemon.url}{script}")
+        assert reply.status_code == 200
+        assert len(reply.content) > 100_000  # the Swagger UI bundle itself
     paths = httpx.get(f"{daemon.url}/openapi.json").json()["paths"]
     assert {"/api/health", "/api/equipment", "/api/equipment/connect"} <= set(paths)
