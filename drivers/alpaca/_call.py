@@ -1,6 +1,6 @@
 """The one way Nightowl calls alpyca: off the event loop, with a deadline, errors translated.
 
-alpyca's calls block on HTTP (its own HTTP timeout is 5 s per request), so each runs in a
+alpyca's calls block on HTTP (up to `HTTP_TIMEOUT_S` per request), so each runs in a
 worker thread under `asyncio.wait_for`. alpyca's ASCOM exceptions and `requests` errors become
 `drivers.errors.DeviceError` subclasses naming the device and the operation.
 
@@ -21,6 +21,7 @@ from typing import TypeVar
 import requests
 from alpaca import exceptions as ascom
 
+from drivers.alpaca._alpyca import HTTP_TIMEOUT_S
 from drivers.errors import (
     DeviceBusy,
     DeviceError,
@@ -32,9 +33,9 @@ from drivers.errors import (
 
 T = TypeVar("T")
 
-# alpyca waits 5 s for any HTTP reply; our deadline for a plain property or method call adds a
-# margin so that alpyca's own timeout (a clearer error) normally fires first.
-CALL_TIMEOUT_S = 6.0
+# Our deadline for a plain property or method call adds a margin to the HTTP timeout, so that
+# the HTTP timeout (the clearer error) normally fires first.
+CALL_TIMEOUT_S = HTTP_TIMEOUT_S + 1.0
 POLL_INTERVAL_S = 0.1
 _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="alpaca")
 

@@ -44,7 +44,7 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         electrons = await opt("ElectronsPerADU")
         full_well = await opt("FullWellCapacity")
         sensor_type = SensorType(int(await g("SensorType")))
-        bayer = sensor_type not in (SensorType.MONOCHROME,)
+        bayer = sensor_type is not SensorType.MONOCHROME
         return CameraInfo(
             name=str(await g("Name")),
             sensor_name=str(await opt("SensorName") or ""),
