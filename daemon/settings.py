@@ -7,10 +7,14 @@ the daemon starts and stops itself (the embedded default, so a fresh clone runs 
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from daemon.naming import DEFAULT_PATTERN, validate_pattern
 
 
 class Settings(BaseSettings):
@@ -32,6 +36,12 @@ class Settings(BaseSettings):
         default=None, description="use an already running simulator rig at this URL"
     )
     connect_on_start: bool = Field(default=True, description="connect all devices at startup")
+    file_pattern: str = Field(
+        default=DEFAULT_PATTERN, description="frame file names, NINA-style $$TOKENS$$"
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA time zone for night dates and file names; default: system"
+    )
     log_level: str = Field(default="INFO")
 
     @field_validator("equipment_profile")
@@ -40,6 +50,34 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value} (set it to a YAML equipment profile)")
         return value
+
+    @field_validator("file_pattern")
+    @classmethod
+    def _known_tokens(cls, value: str) -> str:
+        return validate_pattern(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as e:
+                raise ValueError(f"unknown time zone {value!r}; use e.g. Europe/Zurich") from e
+        return value
+
+    @property
+    def resolved_timezone(self) -> tzinfo:
+        if self.timezone is not None:
+            return ZoneInfo(self.timezone)
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+
+    @property
+    def frames_root(self) -> Path:
+        """Frame files live here; database paths are relative to it."""
+        return self.data_dir / "frames"
 
     @property
     def resolved_database_url(self) -> str:

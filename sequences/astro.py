@@ -8,6 +8,8 @@ arcseconds of error in sidereal time) past their end instead of failing a night.
 
 from __future__ import annotations
 
+import math
+
 from astropy.utils import data as astropy_data
 from astropy.utils import iers
 
@@ -18,3 +20,11 @@ def configure_astropy_offline() -> None:
     iers.conf.auto_download = False
     iers.conf.auto_max_age = None
     iers.conf.iers_degraded_accuracy = "warn"
+
+
+def airmass(altitude_deg: float) -> float | None:
+    """Airmass at an apparent altitude (Pickering 2002; good to the horizon), None below it."""
+    if altitude_deg <= 0.0:
+        return None
+    h = altitude_deg
+    return 1.0 / math.sin(math.radians(h + 244.0 / (165.0 + 47.0 * h**1.1)))

@@ -1,6 +1,12 @@
-"""Measurement helpers for tests: star counts with sep, and frame shifts by phase correlation."""
+"""Test helpers: star counts with sep, frame shifts by phase correlation, read-only folders."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -43,3 +49,21 @@ def measure_shift(
         position = peak[axis] + offset
         shift.append(position - size if position > size / 2 else position)
     return float(shift[0]), float(shift[1])
+
+
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[None]:
+    """Make `folder` unwritable, even for root (who ignores permission bits): chattr +i."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)

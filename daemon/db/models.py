@@ -1,0 +1,209 @@
+"""The daemon's tables, as SQLAlchemy 2 typed models.
+
+Timestamps are timezone-aware UTC (`UtcDateTime` stores naive UTC, which every database holds
+the same way, and hands back aware datetimes). Relationships load only on request
+(``lazy="raise"``), so a route never runs queries by accident. Schema changes go through
+alembic migrations in ``migrations/``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so that migrations can alter tables on SQLite (batch mode).
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive values are refused."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class FrameType(enum.StrEnum):
+    """IMAGETYP values as NINA writes them."""
+
+    LIGHT = "LIGHT"
+    DARK = "DARK"
+    FLAT = "FLAT"
+    BIAS = "BIAS"
+    DARKFLAT = "DARKFLAT"
+
+
+class SessionState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ObservatoryProfile(Base):
+    __tablename__ = "observatory_profile"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    latitude_deg: Mapped[float | None]
+    longitude_deg: Mapped[float | None]
+    elevation_m: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Target(Base):
+    __tablename__ = "target"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    ra_deg: Mapped[float | None]
+    dec_deg: Mapped[float | None]
+    rotation_deg: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ImagingSession(Base):
+    """One night of one profile; the night date is the local date 12 hours earlier."""
+
+    __tablename__ = "imaging_session"
+    __table_args__ = (UniqueConstraint("profile_id", "night_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("observatory_profile.id"))
+    night_date: Mapped[date] = mapped_column(Date)
+    state: Mapped[SessionState] = mapped_column(
+        Enum(SessionState, native_enum=False, length=20), default=SessionState.OPEN
+    )
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
+
+    profile: Mapped[ObservatoryProfile] = relationship(lazy="raise")
+
+
+class Frame(Base):
+    """A frame file (path relative to the frames root) and everything known about it."""
+
+    __tablename__ = "frame"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("imaging_session.id"), index=True)
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("target.id"))
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    frame_type: Mapped[FrameType] = mapped_column(
+        Enum(FrameType, native_enum=False, length=20), index=True
+    )
+    filter_name: Mapped[str | None] = mapped_column(String(50))
+    exposure_s: Mapped[float] = mapped_column(Float)
+    exposure_start_utc: Mapped[datetime]
+    camera_name: Mapped[str | None] = mapped_column(String(200))
+    width_px: Mapped[int]
+    height_px: Mapped[int]
+    gain: Mapped[int | None]
+    offset: Mapped[int | None]
+    bin_x: Mapped[int]
+    bin_y: Mapped[int]
+    readout_mode: Mapped[int | None]
+    sensor_temperature_c: Mapped[float | None]
+    set_point_c: Mapped[float | None]
+    ra_deg: Mapped[float | None]
+    dec_deg: Mapped[float | None]
+    pier_side: Mapped[str | None] = mapped_column(String(10))
+    altitude_deg: Mapped[float | None]
+    azimuth_deg: Mapped[float | None]
+    airmass: Mapped[float | None]
+    focuser_position: Mapped[int | None]
+    focuser_temperature_c: Mapped[float | None]
+    star_count: Mapped[int | None]
+    hfr_px: Mapped[float | None]
+    hfr_arcsec: Mapped[float | None]
+    fwhm_px: Mapped[float | None]
+    eccentricity: Mapped[float | None]
+    background_adu: Mapped[float | None]
+    noise_adu: Mapped[float | None]
+    saturated_fraction: Mapped[float | None]
+    guiding_rms_arcsec: Mapped[float | None]
+    accepted: Mapped[bool] = mapped_column(Boolean, default=True)
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    session: Mapped[ImagingSession] = relationship(lazy="raise")
+    target: Mapped[Target | None] = relationship(lazy="raise")
+
+
+class Event(Base):
+    """The run and device log: what happened, when, from where, with structured details."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    level: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ProcessingJob(Base):
+    __tablename__ = "processing_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("imaging_session.id"))
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, native_enum=False, length=20), default=JobState.QUEUED
+    )
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
