@@ -21,10 +21,16 @@ from sqlalchemy import Engine
 
 from daemon.api.errors import install_error_handlers
 from daemon.api.routes import equipment as equipment_routes
+from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.events import record_event
+from daemon.frame_records import register_unrecorded_files
 from daemon.settings import Settings
 from daemon.simulator.rig import SimulatorRig, simulator_profile
+from daemon.store import FrameStore
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.profile import EquipmentProfile, load_profile
@@ -43,6 +49,8 @@ class Runtime:
     engine: Engine
     equipment: Equipment
     rig: SimulatorRig | None
+    store: FrameStore
+    capture: CaptureService
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -57,15 +65,50 @@ async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, Simul
     return simulator_profile(rig.url), rig
 
 
+def _recover_frames(engine: Engine, store: FrameStore, profile: str, settings: Settings) -> None:
+    """Register frame files a crash left without a row; tell what was found."""
+    result = register_unrecorded_files(engine, store, profile, settings.resolved_timezone)
+    if result.unregistered:
+        record_event(
+            engine,
+            "warning",
+            "store",
+            f"re-registered {len(result.unregistered)} frame file(s) that had no record",
+            {"paths": [str(f.path) for f in result.unregistered]},
+        )
+    if result.removed_partials:
+        record_event(
+            engine,
+            "warning",
+            "store",
+            f"removed {len(result.removed_partials)} partial file(s) of interrupted writes",
+            {"paths": [str(p) for p in result.removed_partials]},
+        )
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_astropy_offline()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
+        await asyncio.to_thread(upgrade, engine)
         profile, rig = await _equipment_source(settings)
         equipment = build_equipment(profile)
-        app.state.runtime = Runtime(settings, engine, equipment, rig)
+        store = FrameStore(settings.frames_root)
+        await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
+        capture = CaptureService(
+            engine,
+            equipment,
+            store,
+            CaptureConfig(
+                profile.name,
+                settings.file_pattern,
+                settings.resolved_timezone,
+                profile.acceptance,
+            ),
+        )
+        app.state.runtime = Runtime(settings, engine, equipment, rig, store, capture)
         log.info(
             "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
         )
@@ -97,4 +140,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_routes.router)
     app.include_router(equipment_routes.router)
+    app.include_router(frame_routes.router)
     return app

@@ -11,6 +11,8 @@ A profile is a YAML (or JSON) file such as::
     safety_monitor:  {url: "http://192.168.1.22:11111", device_number: 0}
 
 Every role is optional. Timeouts are margins on top of what each call's arguments imply.
+An optional ``acceptance:`` mapping overrides the frame quality rules
+(`processing.acceptance.AcceptanceRules`), e.g. ``acceptance: {max_hfr_factor: 1.3}``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from processing.acceptance import AcceptanceRules
 
 ROLES = ("camera", "guide_camera", "mount", "focuser", "filter_wheel", "safety_monitor")
 
@@ -79,6 +83,10 @@ class EquipmentProfile(BaseModel):
     focuser: FocuserAddress | None = None
     filter_wheel: FilterWheelAddress | None = None
     safety_monitor: DeviceAddress | None = None
+    acceptance: AcceptanceRules = Field(
+        default_factory=AcceptanceRules,
+        description="frame quality rules; rejected frames are kept with their reason",
+    )
 
 
 def load_profile(path: Path) -> EquipmentProfile:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from daemon.store import StoreError
 from drivers.errors import (
     DeviceBusy,
     DeviceError,
@@ -39,5 +40,12 @@ async def _device_error(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _store_error(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=507, content={"detail": {"error": "StoreError", "message": str(error)}}
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeviceError, _device_error)
+    app.add_exception_handler(StoreError, _store_error)

@@ -1,0 +1,95 @@
+"""Capture requests and frame / session records."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon.db.models import FrameType, SessionState
+
+
+class TargetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    ra_deg: float | None = Field(default=None, ge=0, lt=360)
+    dec_deg: float | None = Field(default=None, ge=-90, le=90)
+
+
+class CaptureCreate(BaseModel):
+    """One exposure or a short series of the same settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame_type: FrameType = FrameType.LIGHT
+    exposure_s: float = Field(ge=0, le=3600, description="0 is allowed for bias frames only")
+    count: int = Field(default=1, ge=1, le=500)
+    filter_name: str | None = Field(default=None, max_length=50)
+    gain: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0)
+    binning: int = Field(default=1, ge=1, le=8)
+    target: TargetCreate | None = None
+
+
+class FrameRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    session_id: int
+    target_id: int | None
+    path: str
+    sha256: str
+    size_bytes: int
+    frame_type: FrameType
+    filter_name: str | None
+    exposure_s: float
+    exposure_start_utc: datetime
+    camera_name: str | None
+    width_px: int
+    height_px: int
+    gain: int | None
+    offset: int | None
+    bin_x: int
+    bin_y: int
+    readout_mode: int | None
+    sensor_temperature_c: float | None
+    set_point_c: float | None
+    ra_deg: float | None
+    dec_deg: float | None
+    pier_side: str | None
+    altitude_deg: float | None
+    azimuth_deg: float | None
+    airmass: float | None
+    focuser_position: int | None
+    focuser_temperature_c: float | None
+    star_count: int | None
+    hfr_px: float | None
+    hfr_arcsec: float | None
+    fwhm_px: float | None
+    eccentricity: float | None
+    background_adu: float | None
+    noise_adu: float | None
+    saturated_fraction: float | None
+    guiding_rms_arcsec: float | None
+    accepted: bool
+    reject_reason: str | None
+    created_at: datetime
+
+
+class FrameList(BaseModel):
+    items: list[FrameRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class SessionRead(BaseModel):
+    id: int
+    profile: str
+    night_date: date
+    state: SessionState
+    started_at: datetime
+    ended_at: datetime | None
+    frames: int
+    accepted_lights: int

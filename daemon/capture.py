@@ -1,0 +1,314 @@
+"""The capture service: expose, download, measure, judge, write durably, record, announce.
+
+While frame N is measured, written and recorded (in a worker thread), the camera already
+exposes frame N+1, so the gap between exposures is close to the download time. A frame that
+cannot be written stops the series with a `StoreError` (and an error event); every frame written
+before it stays on disk and in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from daemon.db.models import Frame, FrameType
+from daemon.events import record_event
+from daemon.fits_headers import CaptureContext, TargetInfo, header_cards
+from daemon.frame_records import (
+    accepted_history,
+    ensure_profile,
+    ensure_session,
+    ensure_target,
+    next_frame_number,
+)
+from daemon.naming import FrameNaming, render
+from daemon.store import FrameStore, StoredFile, StoreError
+from drivers.base import Camera, FocuserStatus, MountStatus
+from drivers.equipment import Equipment
+from drivers.errors import DeviceError, NotConnected
+from processing.acceptance import AcceptanceRules, judge
+from processing.io import encode_fits
+from processing.stars import measure_frame, plate_scale_arcsec_px
+
+log = logging.getLogger(__name__)
+
+LIGHT_TYPES = frozenset({FrameType.LIGHT, FrameType.FLAT})
+
+
+class CaptureBusy(RuntimeError):
+    """Another capture is running on this camera; wait for it or cancel it."""
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    frame_type: FrameType
+    exposure_s: float
+    count: int = 1
+    filter_name: str | None = None
+    gain: int | None = None
+    offset: int | None = None
+    binning: int = 1
+    target: TargetInfo | None = None
+
+
+@dataclass
+class CaptureConfig:
+    profile_name: str
+    file_pattern: str
+    timezone: tzinfo
+    rules: AcceptanceRules = field(default_factory=AcceptanceRules)
+
+
+class CaptureService:
+    def __init__(
+        self, engine: Engine, equipment: Equipment, store: FrameStore, config: CaptureConfig
+    ) -> None:
+        self._engine = engine
+        self._equipment = equipment
+        self._store = store
+        self._config = config
+        self._lock = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    async def capture(self, request: CaptureRequest) -> list[int]:
+        """Take `request.count` frames; return their database ids in order.
+
+        Raises `CaptureBusy`, `ValueError` for settings the equipment cannot take (e.g. an
+        unknown filter), `DeviceError` for device faults and `StoreError` when a frame cannot
+        be written. Frames finished before a failure are kept.
+        """
+        if self._lock.locked():
+            raise CaptureBusy("a capture is already running on the camera")
+        async with self._lock:
+            camera = self._camera()
+            await self._prepare(camera, request)
+            ids: list[int] = []
+            pending: asyncio.Task[int] | None = None
+            try:
+                for _ in range(request.count):
+                    if pending is not None and pending.done():
+                        ids.append(pending.result())  # raises a failed write: stop here
+                        pending = None
+                    context = await self._expose(camera, request)
+                    if pending is not None:
+                        ids.append(await pending)
+                    pending = asyncio.create_task(asyncio.to_thread(self._process, context))
+                if pending is not None:
+                    ids.append(await pending)
+                    pending = None
+            finally:
+                if pending is not None and not pending.done():
+                    await asyncio.shield(pending)
+            return ids
+
+    def _camera(self) -> Camera:
+        camera = self._equipment.camera
+        if camera is None:
+            raise NotConnected("camera", "capture", "the equipment profile has no camera")
+        if not camera.connected:
+            raise NotConnected("camera", "capture", "camera is not connected")
+        return camera
+
+    async def _prepare(self, camera: Camera, request: CaptureRequest) -> None:
+        wheel = self._equipment.filter_wheel
+        if request.filter_name is not None:
+            if wheel is None or not wheel.connected:
+                raise ValueError("filter_name given but no filter wheel is connected")
+            await wheel.select(request.filter_name)
+        if request.gain is not None:
+            await camera.set_gain(request.gain)
+        if request.offset is not None:
+            await camera.set_offset(request.offset)
+        status = await camera.status()
+        if (status.bin_x, status.bin_y) != (request.binning, request.binning):
+            await camera.set_binning(request.binning, request.binning)
+
+    async def _expose(self, camera: Camera, request: CaptureRequest) -> CaptureContext:
+        """One exposure, with the other devices' state read while the shutter is open."""
+        exposure = asyncio.create_task(
+            camera.expose(request.exposure_s, light=request.frame_type in LIGHT_TYPES)
+        )
+        mount_status, focuser_status, filter_name = await asyncio.gather(
+            self._mount_status(), self._focuser_status(), self._filter_name(request)
+        )
+        raw = await exposure
+        mount = self._equipment.mount
+        return CaptureContext(
+            raw=raw,
+            frame_type=request.frame_type,
+            target=request.target,
+            filter_name=filter_name,
+            mount=mount_status,
+            mount_info=mount.info if mount is not None and mount.connected else None,
+            focuser=focuser_status,
+            quality=None,
+            hfr_arcsec=None,
+        )
+
+    async def _mount_status(self) -> MountStatus | None:
+        mount = self._equipment.mount
+        if mount is None or not mount.connected:
+            return None
+        try:
+            return await mount.status()
+        except DeviceError as e:
+            log.warning("frame header without mount state: %s", e)
+            return None
+
+    async def _focuser_status(self) -> FocuserStatus | None:
+        focuser = self._equipment.focuser
+        if focuser is None or not focuser.connected:
+            return None
+        try:
+            return await focuser.status()
+        except DeviceError as e:
+            log.warning("frame header without focuser state: %s", e)
+            return None
+
+    async def _filter_name(self, request: CaptureRequest) -> str | None:
+        wheel = self._equipment.filter_wheel
+        if wheel is None or not wheel.connected:
+            return request.filter_name
+        try:
+            return (await wheel.status()).filter_name
+        except DeviceError as e:
+            log.warning("frame header without filter wheel state: %s", e)
+            return request.filter_name
+
+    def _process(self, context: CaptureContext) -> int:
+        """Measure, judge, write and record one frame (blocking: runs in a worker thread)."""
+        raw = context.raw
+        if context.frame_type is FrameType.LIGHT:
+            quality = measure_frame(raw.data, saturation_adu=float(raw.info.max_adu))
+            context = replace(context, quality=quality)
+            context = replace(context, hfr_arcsec=self._hfr_arcsec(context))
+        try:
+            with Session(self._engine) as db, db.begin():
+                frame_id, stored, context = self._record(db, context)
+        except StoreError as e:
+            # The transaction rolled back: this frame has neither a file nor a row.
+            record_event(self._engine, "error", "capture", str(e))
+            raise
+        record_event(
+            self._engine,
+            "info",
+            "capture",
+            f"{context.frame_type.value} {raw.exposure_s} s saved as {stored.path}"
+            + ("" if context.accepted else f" (rejected: {context.reject_reason})"),
+            {"frame_id": frame_id, "path": str(stored.path), "accepted": context.accepted},
+        )
+        return frame_id
+
+    def _record(
+        self, db: Session, context: CaptureContext
+    ) -> tuple[int, StoredFile, CaptureContext]:
+        """Judge the frame, write its file durably, add its row (committed by the caller)."""
+        config, raw = self._config, context.raw
+        profile = ensure_profile(db, config.profile_name, context.mount_info)
+        session = ensure_session(db, profile, raw.exposure_start_utc, config.timezone)
+        target = ensure_target(db, context.target)
+        if context.quality is not None:
+            history = accepted_history(db, session, context.filter_name, raw.exposure_s)
+            verdict = judge(context.quality, history, config.rules)
+            context = replace(
+                context, accepted=verdict.accepted, reject_reason=verdict.reason or None
+            )
+        number = next_frame_number(db, session, context.frame_type, context.filter_name, target)
+        relative = render(config.file_pattern, self._naming(context, number), config.timezone)
+        stored = self._store.write(relative, encode_fits(raw.data, header_cards(context)))
+        frame = Frame(
+            session_id=session.id,
+            target_id=target.id if target else None,
+            path=str(stored.path),
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
+            **_frame_fields(context),
+        )
+        db.add(frame)
+        db.flush()
+        return frame.id, stored, context
+
+    @staticmethod
+    def _hfr_arcsec(context: CaptureContext) -> float | None:
+        quality, info = context.quality, context.mount_info
+        if quality is None or quality.hfr_px is None or info is None or not info.focal_length_m:
+            return None
+        scale = plate_scale_arcsec_px(
+            context.raw.info.pixel_size_x_um,
+            info.focal_length_m * 1000.0,
+            context.raw.status.bin_x,
+        )
+        return quality.hfr_px * scale
+
+    @staticmethod
+    def _naming(context: CaptureContext, number: int) -> FrameNaming:
+        raw, camera = context.raw, context.raw.status
+        return FrameNaming(
+            target_name=context.target.name if context.target else None,
+            image_type=context.frame_type.value,
+            filter_name=context.filter_name,
+            exposure_s=raw.exposure_s,
+            exposure_start_utc=raw.exposure_start_utc,
+            sensor_temperature_c=camera.sensor_temperature_c,
+            set_point_c=camera.set_point_c,
+            gain=camera.gain,
+            offset=camera.offset,
+            bin_x=camera.bin_x,
+            bin_y=camera.bin_y,
+            frame_number=number,
+            camera_name=raw.info.name,
+            readout_mode=camera.readout_mode,
+        )
+
+
+def _frame_fields(context: CaptureContext) -> dict[str, object]:
+    raw, camera, mount, focuser, q = (
+        context.raw,
+        context.raw.status,
+        context.mount,
+        context.focuser,
+        context.quality,
+    )
+    height, width = raw.data.shape
+    return {
+        "frame_type": context.frame_type,
+        "filter_name": context.filter_name,
+        "exposure_s": raw.exposure_s,
+        "exposure_start_utc": raw.exposure_start_utc,
+        "camera_name": raw.info.name,
+        "width_px": width,
+        "height_px": height,
+        "gain": camera.gain,
+        "offset": camera.offset,
+        "bin_x": camera.bin_x,
+        "bin_y": camera.bin_y,
+        "readout_mode": camera.readout_mode,
+        "sensor_temperature_c": camera.sensor_temperature_c,
+        "set_point_c": camera.set_point_c,
+        "ra_deg": mount.position.ra_deg if mount else None,
+        "dec_deg": mount.position.dec_deg if mount else None,
+        "pier_side": mount.side_of_pier.name if mount else None,
+        "altitude_deg": mount.altitude_deg if mount else None,
+        "azimuth_deg": mount.azimuth_deg if mount else None,
+        "airmass": context.airmass,
+        "focuser_position": focuser.position if focuser else None,
+        "focuser_temperature_c": focuser.temperature_c if focuser else None,
+        "star_count": q.star_count if q else None,
+        "hfr_px": q.hfr_px if q else None,
+        "hfr_arcsec": context.hfr_arcsec,
+        "fwhm_px": q.fwhm_px if q else None,
+        "eccentricity": q.eccentricity if q else None,
+        "background_adu": q.background_adu if q else None,
+        "noise_adu": q.noise_adu if q else None,
+        "saturated_fraction": q.saturated_fraction if q else None,
+        "accepted": context.accepted,
+        "reject_reason": context.reject_reason,
+    }

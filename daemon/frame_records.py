@@ -1,0 +1,188 @@
+"""Database records of frames: profiles, nights, targets, frame rows, and scanned files.
+
+Functions take an open SQLAlchemy `Session` and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, tzinfo
+
+from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy.orm import Session
+
+from daemon.db.models import Frame, FrameType, ImagingSession, ObservatoryProfile, Target
+from daemon.fits_headers import TargetInfo
+from daemon.naming import night_date
+from daemon.store import FrameStore, ScanResult, StoredFile
+from drivers.base import MountInfo
+from processing.io import read_fits
+from processing.stars import FrameQuality
+
+
+def ensure_profile(db: Session, name: str, mount_info: MountInfo | None) -> ObservatoryProfile:
+    profile = db.scalar(select(ObservatoryProfile).where(ObservatoryProfile.name == name))
+    if profile is None:
+        profile = ObservatoryProfile(name=name)
+        db.add(profile)
+    if mount_info is not None:
+        profile.latitude_deg = mount_info.site_latitude_deg
+        profile.longitude_deg = mount_info.site_longitude_deg
+        profile.elevation_m = mount_info.site_elevation_m
+    db.flush()
+    return profile
+
+
+def ensure_session(
+    db: Session, profile: ObservatoryProfile, moment_utc: datetime, timezone: tzinfo
+) -> ImagingSession:
+    """The imaging session (night) that `moment_utc` falls in, created when first needed."""
+    night = night_date(moment_utc, timezone)
+    session = db.scalar(
+        select(ImagingSession).where(
+            ImagingSession.profile_id == profile.id, ImagingSession.night_date == night
+        )
+    )
+    if session is None:
+        session = ImagingSession(profile_id=profile.id, night_date=night, started_at=moment_utc)
+        db.add(session)
+        db.flush()
+    return session
+
+
+def ensure_target(db: Session, target: TargetInfo | None) -> Target | None:
+    if target is None:
+        return None
+    row = db.scalar(select(Target).where(Target.name == target.name))
+    if row is None:
+        row = Target(name=target.name, ra_deg=target.ra_deg, dec_deg=target.dec_deg)
+        db.add(row)
+        db.flush()
+    return row
+
+
+def next_frame_number(
+    db: Session,
+    session: ImagingSession,
+    frame_type: FrameType,
+    filter_name: str | None,
+    target: Target | None,
+) -> int:
+    """1 + the frames of this night with the same type, filter and target."""
+    query = select(func.count(Frame.id)).where(
+        Frame.session_id == session.id,
+        Frame.frame_type == frame_type,
+        _same_filter(filter_name),
+        Frame.target_id.is_(None) if target is None else Frame.target_id == target.id,
+    )
+    return int(db.scalar(query) or 0) + 1
+
+
+def _same_filter(filter_name: str | None) -> ColumnElement[bool]:
+    return Frame.filter_name.is_(None) if filter_name is None else Frame.filter_name == filter_name
+
+
+def accepted_history(
+    db: Session, session: ImagingSession, filter_name: str | None, exposure_s: float
+) -> list[FrameQuality]:
+    """Quality of this night's accepted lights with the same filter and exposure, oldest first."""
+    rows = db.scalars(
+        select(Frame)
+        .where(
+            Frame.session_id == session.id,
+            Frame.frame_type == FrameType.LIGHT,
+            Frame.accepted.is_(True),
+            Frame.star_count.is_not(None),
+            _same_filter(filter_name),
+            func.abs(Frame.exposure_s - exposure_s) < 1e-3,
+        )
+        .order_by(Frame.exposure_start_utc)
+    )
+    return [
+        FrameQuality(
+            star_count=row.star_count or 0,
+            hfr_px=row.hfr_px,
+            fwhm_px=row.fwhm_px,
+            eccentricity=row.eccentricity,
+            background_adu=row.background_adu or 0.0,
+            noise_adu=row.noise_adu or 0.0,
+            saturated_fraction=row.saturated_fraction or 0.0,
+        )
+        for row in rows
+    ]
+
+
+def frame_from_header(
+    stored: StoredFile, header: Mapping[str, object], shape: tuple[int, ...]
+) -> dict[str, object]:
+    """Frame row fields recovered from a file's FITS header (for files found by the scan)."""
+
+    def number(key: str) -> float | None:
+        value = header.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    def integer(key: str) -> int | None:
+        value = header.get(key)
+        return int(value) if isinstance(value, int | float) else None
+
+    start = datetime.fromisoformat(str(header["DATE-OBS"])).replace(tzinfo=UTC)
+    stars = integer("STARS")
+    return {
+        "path": str(stored.path),
+        "sha256": stored.sha256,
+        "size_bytes": stored.size_bytes,
+        "frame_type": FrameType(str(header.get("IMAGETYP", "LIGHT")).strip().upper()),
+        "filter_name": header.get("FILTER"),
+        "exposure_s": number("EXPTIME") or 0.0,
+        "exposure_start_utc": start,
+        "camera_name": header.get("INSTRUME"),
+        "width_px": shape[-1],
+        "height_px": shape[-2],
+        "gain": integer("GAIN"),
+        "offset": integer("OFFSET"),
+        "bin_x": integer("XBINNING") or 1,
+        "bin_y": integer("YBINNING") or 1,
+        "sensor_temperature_c": number("CCD-TEMP"),
+        "set_point_c": number("SET-TEMP"),
+        "ra_deg": number("RA"),
+        "dec_deg": number("DEC"),
+        "pier_side": header.get("PIERSIDE"),
+        "altitude_deg": number("CENTALT"),
+        "azimuth_deg": number("CENTAZ"),
+        "airmass": number("AIRMASS"),
+        "focuser_position": integer("FOCPOS"),
+        "focuser_temperature_c": number("FOCTEMP"),
+        "star_count": stars,
+        "hfr_px": number("HFR"),
+        "hfr_arcsec": number("HFRARCS"),
+        "fwhm_px": number("FWHM"),
+        "eccentricity": number("ECCENTR"),
+        "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
+        "reject_reason": header.get("NOWLRJCT"),
+    }
+
+
+def register_unrecorded_files(
+    engine: Engine, store: FrameStore, profile_name: str, timezone: tzinfo
+) -> ScanResult:
+    """Give every complete frame file without a row its row back (after a crash between the
+    file's rename and the row's commit); remove partial files. Blocking."""
+    with Session(engine) as db:
+        known = set(db.scalars(select(Frame.path)))
+    result = store.scan(known)
+    for stored in result.unregistered:
+        data, header = read_fits(store.absolute(stored.path))
+        fields = frame_from_header(stored, header, data.shape)
+        with Session(engine) as db, db.begin():
+            profile = ensure_profile(db, profile_name, None)
+            start = fields["exposure_start_utc"]
+            assert isinstance(start, datetime)
+            session = ensure_session(db, profile, start, timezone)
+            target = ensure_target(db, _target_from_header(header))
+            db.add(Frame(session_id=session.id, target_id=target.id if target else None, **fields))
+    return result
+
+
+def _target_from_header(header: Mapping[str, object]) -> TargetInfo | None:
+    name = header.get("OBJECT")
+    return TargetInfo(str(name)) if name else None

@@ -1,0 +1,151 @@
+"""FITS encoding and decoding of camera frames: the only FITS I/O of the project.
+
+Frames are single primary HDUs with axes ``(y, x)``: 16-bit unsigned data stored as signed
+16-bit with ``BZERO = 32768`` (the convention Siril, PixInsight and NINA read and write), or
+32-bit floats (``BITPIX = -32``). Encoding returns bytes so the caller owns the durable write
+(temporary file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+FitsCard = tuple[str, str | int | float | bool | None, str]
+"""(keyword, value, comment); a card whose value is None is left out of the header."""
+
+FrameData = npt.NDArray[np.uint16] | npt.NDArray[np.float32]
+
+_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
+# Written by astropy from the data itself, or commentary cards with their own channel: a caller
+# setting one of these would contradict the data or the `history` argument.
+_RESERVED = re.compile(r"SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|END|HISTORY|COMMENT")
+_FRAME_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
+
+
+def encode_fits(
+    data: npt.NDArray[np.generic], cards: Sequence[FitsCard], history: Sequence[str] = ()
+) -> bytes:
+    """One primary HDU holding `data` (``(y, x)``, uint16 or float32), `cards`, then `history`.
+
+    Raises ValueError naming the dtype for other dtypes, and naming the keyword for a keyword
+    that is not 1-8 characters of ``A-Z 0-9 _ -``, is structural (BITPIX, BZERO, ...), repeats,
+    or whose value or comment FITS cannot hold (non-ASCII text, NaN, ...).
+    """
+    native = data.dtype.newbyteorder("=")
+    if native not in _FRAME_DTYPES:
+        raise ValueError(f"FITS frames are uint16 or float32, not {data.dtype}")
+    if data.ndim != 2:
+        raise ValueError(f"a FITS frame has axes (y, x), got shape {data.shape}")
+    # A big-endian copy: astropy byteswaps little-endian float data in place while writing, and
+    # the caller's array may be read by another thread meanwhile. uint16 gets BZERO = 32768.
+    hdu = fits.PrimaryHDU(data.astype(native.newbyteorder(">")))
+    seen: set[str] = set()
+    for keyword, value, comment in cards:
+        _check_keyword(keyword, seen)
+        seen.add(keyword)
+        if value is None:
+            continue
+        try:
+            hdu.header.append(fits.Card(keyword, value, comment), end=True)
+        except ValueError as e:
+            raise ValueError(f"FITS card {keyword}: {e}") from e
+    for line in history:
+        try:
+            hdu.header.add_history(line)
+        except ValueError as e:
+            raise ValueError(f"FITS HISTORY {line!r}: {e}") from e
+    buffer = io.BytesIO()
+    hdu.writeto(buffer)
+    return buffer.getvalue()
+
+
+def decode_fits(buffer: bytes) -> tuple[FrameData, dict[str, object]]:
+    """The primary image of a FITS file, axes ``(y, x)``, and its cards as ``{keyword: value}``.
+
+    uint16 for 16-bit data with ``BZERO = 32768``, float32 for ``BITPIX = -32``, in native byte
+    order. Structural keywords (BITPIX, NAXISn, BZERO, ...) are left out; HISTORY and COMMENT
+    map to lists of lines. Raises ValueError when the bytes are not FITS or hold another kind
+    of image (signed, 8/32-bit, 64-bit float, not 2-D), since a frame would be misread.
+    """
+    try:
+        with fits.open(io.BytesIO(buffer), memmap=False, uint=True) as hdus:
+            primary = hdus[0]
+            data = primary.data
+            header = primary.header
+    except OSError as e:
+        raise ValueError(f"not a readable FITS file: {e}") from e
+    if data is None or data.ndim != 2:
+        shape = None if data is None else data.shape
+        raise ValueError(f"the primary HDU holds no (y, x) image (shape {shape})")
+    native = data.dtype.newbyteorder("=")
+    if native not in _FRAME_DTYPES:
+        raise ValueError(
+            f"unsupported FITS image: BITPIX {header['BITPIX']} with BZERO "
+            f"{header.get('BZERO', 0)} reads as {data.dtype}, not uint16 or float32"
+        )
+    return data.astype(native, copy=False), _cards(header)
+
+
+def read_fits(path: str | os.PathLike[str]) -> tuple[FrameData, dict[str, object]]:
+    """`decode_fits` of the file at `path`; OSError when it cannot be read, ValueError as there."""
+    return decode_fits(Path(path).read_bytes())
+
+
+def ra_hours_to_sexagesimal(ra_hours: float) -> str:
+    """``"HH MM SS.ss"`` for OBJCTRA, wrapped into [0, 24) h after rounding to 0.01 s.
+
+    Rounding happens on whole centiseconds, so 59.999 s carries into the minute (and 24 h
+    becomes 00). Raises ValueError for a non-finite value.
+    """
+    if not math.isfinite(ra_hours):
+        raise ValueError(f"right ascension must be finite, got {ra_hours}")
+    centiseconds = round(ra_hours * 360_000) % (24 * 360_000)
+    minutes, centi = divmod(centiseconds, 6000)
+    hours, minutes = divmod(minutes, 60)
+    seconds, hundredths = divmod(centi, 100)
+    return f"{hours:02d} {minutes:02d} {seconds:02d}.{hundredths:02d}"
+
+
+def dec_deg_to_sexagesimal(dec_deg: float) -> str:
+    """``"+DD MM SS.s"`` for OBJCTDEC, rounded to 0.1 arcsec with carry (59.99" -> next minute).
+
+    The sign is always written and belongs to the rounded value (-0.01" gives ``+00 00 00.0``).
+    Raises ValueError outside [-90, 90] degrees or for a non-finite value.
+    """
+    if not (math.isfinite(dec_deg) and -90.0 <= dec_deg <= 90.0):
+        raise ValueError(f"declination must be within [-90, 90] deg, got {dec_deg}")
+    tenths = round(abs(dec_deg) * 36_000)
+    sign = "-" if dec_deg < 0 and tenths > 0 else "+"
+    arcmin, tenth_arcsec = divmod(tenths, 600)
+    degrees, arcmin = divmod(arcmin, 60)
+    arcsec, tenth = divmod(tenth_arcsec, 10)
+    return f"{sign}{degrees:02d} {arcmin:02d} {arcsec:02d}.{tenth}"
+
+
+def _check_keyword(keyword: str, seen: set[str]) -> None:
+    if not _KEYWORD.fullmatch(keyword):
+        raise ValueError(f"invalid FITS keyword {keyword!r}: 1-8 characters of A-Z 0-9 _ -")
+    if _RESERVED.fullmatch(keyword):
+        raise ValueError(f"FITS keyword {keyword!r} is reserved: it is written from the data")
+    if keyword in seen:
+        raise ValueError(f"FITS keyword {keyword!r} appears twice")
+
+
+def _cards(header: fits.Header) -> dict[str, object]:
+    values: dict[str, object] = {}
+    commentary: dict[str, list[str]] = {}
+    for card in header.cards:
+        if card.keyword in ("HISTORY", "COMMENT"):
+            commentary.setdefault(card.keyword, []).append(str(card.value))
+        elif card.keyword and not _RESERVED.fullmatch(card.keyword):
+            values[card.keyword] = card.value
+    return values | commentary
