@@ -36,6 +36,8 @@ pytest: install
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py
+	$(BIN)/python bench/frame_analysis.py
+	$(BIN)/python bench/capture_series.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
