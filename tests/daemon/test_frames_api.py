@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,22 @@ def test_unknown_filter_gets_422_with_the_choices(daemon: RunningDaemon) -> None
     reply = capture(daemon, frame_type="LIGHT", exposure_s=1, filter_name="Z")
     assert reply.status_code == 422
     assert "'Z' is not in this wheel" in reply.text
+
+
+def test_a_second_capture_while_one_runs_gets_409(daemon: RunningDaemon) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(capture, daemon, frame_type="DARK", exposure_s=3.0)
+        deadline = time.monotonic() + 10
+        while True:  # wait until the first capture holds the camera
+            state = httpx.get(f"{daemon.url}/api/equipment").json()["devices"][0]["status"]
+            if state["state"] != "IDLE" or running.done():
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = capture(daemon, frame_type="DARK", exposure_s=1.0)
+        assert running.result().status_code == 201
+    assert second.status_code == 409
+    assert "already running" in second.text
 
 
 def test_unknown_ids_get_404(daemon: RunningDaemon) -> None:

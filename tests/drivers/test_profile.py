@@ -49,3 +49,11 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_profile(tmp_path / "absent.yaml")
     with pytest.raises(ProfileError, match="not valid YAML"):
         load_profile(write(tmp_path, "name: [unclosed\n"))
+
+
+def test_acceptance_rules_are_tuned_per_profile(tmp_path: Path) -> None:
+    profile = load_profile(write(tmp_path, "name: roof\nacceptance: {max_hfr_factor: 1.3}\n"))
+    assert profile.acceptance.max_hfr_factor == 1.3
+    assert profile.acceptance.min_star_fraction == 0.5  # the default stays
+    with pytest.raises(ProfileError, match=r"acceptance\.max_hfr_factr"):
+        load_profile(write(tmp_path, "name: roof\nacceptance: {max_hfr_factr: 1.3}\n"))
