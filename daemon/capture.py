@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -28,7 +30,7 @@ from daemon.frame_records import (
 )
 from daemon.naming import FrameNaming, render
 from daemon.store import FrameStore, StoredFile, StoreError
-from drivers.base import Camera, FocuserStatus, MountStatus
+from drivers.base import Camera, Device
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError, NotConnected
 from processing.acceptance import AcceptanceRules, judge
@@ -36,6 +38,9 @@ from processing.io import encode_fits
 from processing.stars import measure_frame, plate_scale_arcsec_px
 
 log = logging.getLogger(__name__)
+
+D = TypeVar("D", bound=Device)
+S = TypeVar("S")
 
 LIGHT_TYPES = frozenset({FrameType.LIGHT, FrameType.FLAT})
 
@@ -136,52 +141,26 @@ class CaptureService:
         exposure = asyncio.create_task(
             camera.expose(request.exposure_s, light=request.frame_type in LIGHT_TYPES)
         )
-        mount_status, focuser_status, filter_name = await asyncio.gather(
-            self._mount_status(), self._focuser_status(), self._filter_name(request)
+        mount = _connected(self._equipment.mount)
+        focuser = _connected(self._equipment.focuser)
+        wheel = _connected(self._equipment.filter_wheel)
+        mount_status, focuser_status, wheel_status = await asyncio.gather(
+            _state_or_none("mount", mount.status if mount else None),
+            _state_or_none("focuser", focuser.status if focuser else None),
+            _state_or_none("filter wheel", wheel.status if wheel else None),
         )
         raw = await exposure
-        mount = self._equipment.mount
         return CaptureContext(
             raw=raw,
             frame_type=request.frame_type,
             target=request.target,
-            filter_name=filter_name,
+            filter_name=wheel_status.filter_name if wheel_status else request.filter_name,
             mount=mount_status,
-            mount_info=mount.info if mount is not None and mount.connected else None,
+            mount_info=mount.info if mount else None,
             focuser=focuser_status,
             quality=None,
             hfr_arcsec=None,
         )
-
-    async def _mount_status(self) -> MountStatus | None:
-        mount = self._equipment.mount
-        if mount is None or not mount.connected:
-            return None
-        try:
-            return await mount.status()
-        except DeviceError as e:
-            log.warning("frame header without mount state: %s", e)
-            return None
-
-    async def _focuser_status(self) -> FocuserStatus | None:
-        focuser = self._equipment.focuser
-        if focuser is None or not focuser.connected:
-            return None
-        try:
-            return await focuser.status()
-        except DeviceError as e:
-            log.warning("frame header without focuser state: %s", e)
-            return None
-
-    async def _filter_name(self, request: CaptureRequest) -> str | None:
-        wheel = self._equipment.filter_wheel
-        if wheel is None or not wheel.connected:
-            return request.filter_name
-        try:
-            return (await wheel.status()).filter_name
-        except DeviceError as e:
-            log.warning("frame header without filter wheel state: %s", e)
-            return request.filter_name
 
     def _process(self, context: CaptureContext) -> int:
         """Measure, judge, write and record one frame (blocking: runs in a worker thread)."""
@@ -267,6 +246,21 @@ class CaptureService:
             camera_name=raw.info.name,
             readout_mode=camera.readout_mode,
         )
+
+
+def _connected(device: D | None) -> D | None:
+    return device if device is not None and device.connected else None
+
+
+async def _state_or_none(role: str, read: Callable[[], Awaitable[S]] | None) -> S | None:
+    """A device's state for the frame header; a failing device costs its cards, not the frame."""
+    if read is None:
+        return None
+    try:
+        return await read()
+    except DeviceError as e:
+        log.warning("frame header without %s state: %s", role, e)
+        return None
 
 
 def _frame_fields(context: CaptureContext) -> dict[str, object]:
