@@ -30,7 +30,7 @@ from daemon.frame_records import (
 )
 from daemon.naming import FrameNaming, render
 from daemon.store import FrameStore, StoredFile, StoreError
-from drivers.base import Camera, Device
+from drivers.base import Camera, Device, PierSide
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError, NotConnected
 from processing.acceptance import AcceptanceRules, judge
@@ -289,7 +289,11 @@ def _frame_fields(context: CaptureContext) -> dict[str, object]:
         "set_point_c": camera.set_point_c,
         "ra_deg": mount.position.ra_deg if mount else None,
         "dec_deg": mount.position.dec_deg if mount else None,
-        "pier_side": mount.side_of_pier.name if mount else None,
+        "pier_side": (
+            mount.side_of_pier.name
+            if mount and mount.side_of_pier is not PierSide.UNKNOWN
+            else None
+        ),
         "altitude_deg": mount.altitude_deg if mount else None,
         "azimuth_deg": mount.azimuth_deg if mount else None,
         "airmass": context.airmass,
