@@ -1,7 +1,7 @@
 """The capture service: expose, download, measure, judge, write durably, record, announce.
 
-While frame N is measured, written and recorded (in a worker thread), the camera already
-exposes frame N+1, so the gap between exposures is close to the download time. A frame that
+Frame N is measured, written and recorded (in a worker thread) once the camera has started
+exposing frame N+1, so the gap between exposures is close to the download time. A frame that
 cannot be written stops the series with a `StoreError` (and an error event); every frame written
 before it stays on disk and in the database.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -96,19 +96,23 @@ class CaptureService:
             camera = self._camera()
             await self._prepare(camera, request)
             ids: list[int] = []
+            previous: CaptureContext | None = None
             pending: asyncio.Task[int] | None = None
             try:
                 for _ in range(request.count):
-                    if pending is not None and pending.done():
-                        ids.append(pending.result())  # raises a failed write: stop here
-                        pending = None
-                    context = await self._expose(camera, request)
+                    started = asyncio.Event()
+                    exposure = asyncio.create_task(self._expose(camera, request, started))
+                    if previous is not None:
+                        # Process the last frame only once the camera exposes the next one, so
+                        # the CPU work does not slow the camera's start.
+                        await _first_of(started.wait(), exposure)
+                        pending = asyncio.create_task(asyncio.to_thread(self._process, previous))
+                    previous = await exposure
                     if pending is not None:
-                        ids.append(await pending)
-                    pending = asyncio.create_task(asyncio.to_thread(self._process, context))
-                if pending is not None:
-                    ids.append(await pending)
-                    pending = None
+                        ids.append(await pending)  # raises a failed write: stop here
+                        pending = None
+                if previous is not None:
+                    ids.append(await asyncio.to_thread(self._process, previous))
             finally:
                 if pending is not None and not pending.done():
                     await asyncio.shield(pending)
@@ -136,10 +140,14 @@ class CaptureService:
         if (status.bin_x, status.bin_y) != (request.binning, request.binning):
             await camera.set_binning(request.binning, request.binning)
 
-    async def _expose(self, camera: Camera, request: CaptureRequest) -> CaptureContext:
+    async def _expose(
+        self, camera: Camera, request: CaptureRequest, started: asyncio.Event | None = None
+    ) -> CaptureContext:
         """One exposure, with the other devices' state read while the shutter is open."""
         exposure = asyncio.create_task(
-            camera.expose(request.exposure_s, light=request.frame_type in LIGHT_TYPES)
+            camera.expose(
+                request.exposure_s, light=request.frame_type in LIGHT_TYPES, started=started
+            )
         )
         mount = _connected(self._equipment.mount)
         focuser = _connected(self._equipment.focuser)
@@ -246,6 +254,15 @@ class CaptureService:
             camera_name=raw.info.name,
             readout_mode=camera.readout_mode,
         )
+
+
+async def _first_of(event_wait: Coroutine[Any, Any, object], task: asyncio.Task[Any]) -> None:
+    """Return when `event_wait` finishes or `task` ends (e.g. failed before the event)."""
+    waiter = asyncio.create_task(event_wait)
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 def _connected(device: D | None) -> D | None:

@@ -8,6 +8,7 @@ the name; right ascension is in hours as ASCOM has it. Image axes are ``(y, x)``
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -242,7 +243,11 @@ class Camera(Device, Protocol):
 
     async def set_readout_mode(self, mode: int) -> None: ...
 
-    async def expose(self, exposure_s: float, *, light: bool) -> RawFrame: ...
+    async def expose(
+        self, exposure_s: float, *, light: bool, started: asyncio.Event | None = None
+    ) -> RawFrame:
+        """Expose and download; `started` is set once the camera has accepted the exposure."""
+        ...
 
     async def abort(self) -> None: ...
 

@@ -126,11 +126,15 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         """Abort a running exposure (the image is discarded). Also clears an Error state."""
         await self._invoke("abort exposure", self._device.AbortExposure)
 
-    async def expose(self, exposure_s: float, *, light: bool) -> RawFrame:
+    async def expose(
+        self, exposure_s: float, *, light: bool, started: asyncio.Event | None = None
+    ) -> RawFrame:
         """Take one exposure and download it.
 
         Deadlines: the image must be ready within ``exposure_s + readout_timeout_s`` (the
         profile's margin) and downloaded within a time sized from the frame's bytes.
+        `started` (if given) is set once StartExposure has been accepted, so that a caller can
+        schedule other work for the time the shutter is open.
         Cancelling the task, or a device error during the exposure, aborts the exposure on
         the camera (best effort), then re-raises.
         Raises `ValueError` for an exposure the camera cannot take, `DeviceBusy` when the
@@ -151,11 +155,13 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             state = await self._state()
         if state is not CameraState.IDLE:
             raise DeviceBusy(self.role, "start exposure", f"camera is {state.name}")
-        started = datetime.now(UTC)
+        start_utc = datetime.now(UTC)
         exposure_end = time.monotonic() + exposure_s
         await self._invoke(
             "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
         )
+        if started is not None:
+            started.set()
         try:
             # Read while the shutter is open: the header records the state during the exposure.
             status = await self.status()
@@ -167,7 +173,7 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             raise
         return RawFrame(
             data=data,
-            exposure_start_utc=started,
+            exposure_start_utc=start_utc,
             exposure_s=float(exposure_s),
             light=light,
             info=info,

@@ -143,3 +143,15 @@ async def wait_until_idle(equipment: Equipment, timeout_s: float = 30.0) -> None
     while (await camera.status()).state is not CameraState.IDLE:
         assert time.monotonic() < deadline, "camera did not return to idle"
         await asyncio.sleep(0.1)
+
+
+async def test_started_is_set_while_the_shutter_is_open(equipment: Equipment) -> None:
+    camera = equipment.camera
+    assert camera is not None
+    started = asyncio.Event()
+    exposure = asyncio.create_task(camera.expose(2.0, light=False, started=started))
+    await asyncio.wait_for(started.wait(), 5.0)
+    assert not exposure.done()
+    assert (await camera.status()).state is CameraState.EXPOSING
+    frame = await exposure
+    assert frame.data.shape == (1536, 2048)
