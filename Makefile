@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/frame_roundtrip.py
 	$(BIN)/python bench/frame_analysis.py
 	$(BIN)/python bench/capture_series.py
+	$(BIN)/python bench/autofocus.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
