@@ -20,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from daemon.api.errors import install_error_handlers
+from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
@@ -141,4 +142,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(equipment_routes.router)
     app.include_router(frame_routes.router)
+    app.include_router(autofocus_routes.router)
     return app

@@ -9,8 +9,9 @@ before it stays on disk and in the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Any, TypeVar
@@ -82,6 +83,14 @@ class CaptureService:
     @property
     def busy(self) -> bool:
         return self._lock.locked()
+
+    @contextlib.asynccontextmanager
+    async def camera_reserved(self) -> AsyncIterator[None]:
+        """Hold the camera for another job (e.g. autofocus); `CaptureBusy` if it is in use."""
+        if self._lock.locked():
+            raise CaptureBusy("the camera is busy with another capture or autofocus")
+        async with self._lock:
+            yield
 
     async def capture(self, request: CaptureRequest) -> list[int]:
         """Take `request.count` frames; return their database ids in order.

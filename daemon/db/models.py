@@ -207,3 +207,19 @@ class ProcessingJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class AutofocusRun(Base):
+    """One autofocus: where it started and ended, its samples and fit (the report as JSON)."""
+
+    __tablename__ = "autofocus_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    filter_name: Mapped[str | None] = mapped_column(String(50))
+    start_position: Mapped[int]
+    final_position: Mapped[int | None]
+    best_hfr_px: Mapped[float | None]
+    success: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -201,3 +201,20 @@ def test_read_only_frames_root_gives_a_clear_error_and_keeps_earlier_frames(
         assert errors
         assert "cannot write frame" in errors[0][0]
         assert lights == (0,)
+
+
+def test_autofocus_over_the_api_is_run_and_kept(daemon: RunningDaemon) -> None:
+    reply = httpx.post(f"{daemon.url}/api/autofocus", json={"exposure_s": 1.0}, timeout=180)
+    assert reply.status_code == 201, reply.text
+    run = reply.json()
+    assert run["success"], run["reason"]
+    assert abs(run["final_position"] - 10_000) <= 50
+    assert run["exposures"] <= 11
+    assert len(run["report"]["points"]) == 9
+    listed = httpx.get(f"{daemon.url}/api/autofocus").json()
+    assert listed[0]["id"] == run["id"]
+    saved = list((daemon.data_dir / "autofocus").glob(f"*_{run['id']}.json"))
+    assert len(saved) == 1
+    bad = httpx.post(f"{daemon.url}/api/autofocus", json={"steps_out": 1})
+    assert bad.status_code == 422
+    assert "steps_out" in bad.text
