@@ -9,6 +9,7 @@ the name; right ascension is in hours as ASCOM has it. Image axes are ``(y, x)``
 from __future__ import annotations
 
 import asyncio
+import math
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,6 +66,17 @@ class RaDec:
     @property
     def ra_deg(self) -> float:
         return self.ra_hours * 15.0
+
+    def separation_deg(self, other: RaDec) -> float:
+        """Great-circle distance (haversine form: accurate down to arcseconds)."""
+        ra1, dec1, ra2, dec2 = map(
+            math.radians, (self.ra_deg, self.dec_deg, other.ra_deg, other.dec_deg)
+        )
+        h = (
+            math.sin((dec2 - dec1) / 2) ** 2
+            + math.cos(dec1) * math.cos(dec2) * math.sin((ra2 - ra1) / 2) ** 2
+        )
+        return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
 
 
 @dataclass(frozen=True)

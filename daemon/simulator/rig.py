@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 import yaml
@@ -49,9 +51,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(run_dir: Path, catalog: Path) -> Path:
-    """Write the observatory config with `tap_source` set to `catalog`; return its absolute path."""
+def write_config(run_dir: Path, catalog: Path, overrides: Mapping[str, Any] | None = None) -> Path:
+    """Write the observatory config with `tap_source` set to `catalog`; return its absolute path.
+
+    `overrides` replaces top-level keys, e.g. ``{"pointing_error_ra": 30.0}`` (arcmin) for a
+    mount that points off by a known amount.
+    """
     config = yaml.safe_load(OBSERVATORY_CONFIG.read_text(encoding="utf-8"))
+    config.update(overrides or {})
     config["tap_source"] = str(catalog.resolve())
     run_dir.mkdir(parents=True, exist_ok=True)
     path = (run_dir / "observatory.yaml").resolve()
@@ -68,6 +75,8 @@ class SimulatorRig:
     host: str = "127.0.0.1"
     port: int = 0
     ready_timeout_s: float = 60.0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Top-level config keys to replace (see `write_config`)."""
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,7 +104,7 @@ class SimulatorRig:
         if self.port == 0:
             self.port = free_port(self.host)
         catalog = star_catalog_sqlite(self.cache_dir)
-        config = write_config(self.run_dir, catalog)
+        config = write_config(self.run_dir, catalog, self.overrides)
         command = [
             sys.executable,
             "-m",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from alpaca.telescope import GuideDirections
 
@@ -89,7 +88,7 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
     async def slew(self, target: RaDec) -> None:
         """Slew asynchronously and wait until done; the deadline grows with the distance."""
         here = await self.position()
-        distance = _separation_deg(here, target)
+        distance = here.separation_deg(target)
         timeout_s = distance / self._mount_address.min_slew_rate_deg_s + _SLEW_MARGIN_S
         await self._invoke(
             f"slew to {target}",
@@ -141,12 +140,3 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
 
     async def _not_pulse_guiding(self) -> bool:
         return not await self._get("IsPulseGuiding")
-
-
-def _separation_deg(a: RaDec, b: RaDec) -> float:
-    """Great-circle distance between two equatorial positions, in degrees."""
-    ra1, dec1, ra2, dec2 = map(math.radians, (a.ra_deg, a.dec_deg, b.ra_deg, b.dec_deg))
-    cos_sep = math.sin(dec1) * math.sin(dec2) + math.cos(dec1) * math.cos(dec2) * math.cos(
-        ra1 - ra2
-    )
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos_sep))))
