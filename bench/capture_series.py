@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 from daemon.capture import CaptureConfig, CaptureRequest, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import Frame, FrameType
+from daemon.db.models import Frame
 from daemon.naming import DEFAULT_PATTERN
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
 from drivers.alpaca import build_equipment
 from drivers.base import RaDec
+from sequences.frames import FrameType
 
 EXPOSURE_S = 1.0
 
@@ -76,9 +77,12 @@ async def main(frames: int) -> None:
             await service.capture(request)  # warm-up
 
             start = time.perf_counter()
-            pipelined = await service.capture(
-                CaptureRequest(FrameType.LIGHT, EXPOSURE_S, count=frames)
-            )
+            pipelined = [
+                f.id
+                for f in await service.capture(
+                    CaptureRequest(FrameType.LIGHT, EXPOSURE_S, count=frames)
+                )
+            ]
             pipelined_wall = time.perf_counter() - start
 
             sequential: list[int] = []
@@ -86,7 +90,7 @@ async def main(frames: int) -> None:
             camera = equipment.camera
             for _ in range(frames):
                 context = await service._expose(camera, request)
-                sequential.append(await asyncio.to_thread(service._process, context))
+                sequential.append((await asyncio.to_thread(service._process, context, None)).id)
             sequential_wall = time.perf_counter() - start
 
             bare: list[float] = []

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, FrameType
+from daemon.db.models import Frame
 from daemon.events import record_event
 from daemon.fits_headers import CaptureContext, TargetInfo, header_cards
 from daemon.frame_records import (
@@ -37,6 +37,7 @@ from drivers.errors import DeviceError, NotConnected
 from processing.acceptance import AcceptanceRules, judge
 from processing.io import encode_fits
 from processing.stars import measure_frame, plate_scale_arcsec_px
+from sequences.frames import FrameType, RunTag, SavedFrame
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class CaptureRequest:
     offset: int | None = None
     binning: int = 1
     target: TargetInfo | None = None
+    tag: RunTag | None = None
+    """The sequence run and instruction taking these frames, recorded on each row."""
 
 
 @dataclass
@@ -92,40 +95,62 @@ class CaptureService:
         async with self._lock:
             yield
 
-    async def capture(self, request: CaptureRequest) -> list[int]:
-        """Take `request.count` frames; return their database ids in order.
+    async def capture(
+        self,
+        request: CaptureRequest,
+        *,
+        between: Callable[[int], Awaitable[None]] | None = None,
+        on_saved: Callable[[SavedFrame], Awaitable[None]] | None = None,
+    ) -> list[SavedFrame]:
+        """Take `request.count` frames; return them in order.
 
-        Raises `CaptureBusy`, `ValueError` for settings the equipment cannot take (e.g. an
-        unknown filter), `DeviceError` for device faults and `StoreError` when a frame cannot
-        be written. Frames finished before a failure are kept.
+        `between(k)` runs after frame k-1 is read out and before frame k starts (a sequence's
+        dithers); `on_saved` gets each frame once it is stored. Raises `CaptureBusy`,
+        `ValueError` for settings the equipment cannot take (e.g. an unknown filter),
+        `DeviceError` for device faults and `StoreError` when a frame cannot be written.
+        Frames finished before a failure (or a cancellation) are kept.
         """
         if self._lock.locked():
             raise CaptureBusy("a capture is already running on the camera")
         async with self._lock:
             camera = self._camera()
             await self._prepare(camera, request)
-            ids: list[int] = []
-            previous: CaptureContext | None = None
-            pending: asyncio.Task[int] | None = None
+            saved: list[SavedFrame] = []
+            previous: CaptureContext | None = None  # read out, not yet stored
+            pending: asyncio.Task[SavedFrame] | None = None  # storing the frame before it
+
+            async def keep(task: asyncio.Task[SavedFrame]) -> None:
+                frame = await asyncio.shield(task)  # raises a failed write: stop there
+                saved.append(frame)
+                if on_saved is not None:
+                    await on_saved(frame)
+
             try:
-                for _ in range(request.count):
+                for k in range(request.count):
+                    if k > 0 and between is not None:
+                        await between(k)
                     started = asyncio.Event()
                     exposure = asyncio.create_task(self._expose(camera, request, started))
                     if previous is not None:
-                        # Process the last frame only once the camera exposes the next one, so
+                        # Store the last frame only once the camera exposes the next one, so
                         # the CPU work does not slow the camera's start.
                         await _first_of(started.wait(), exposure)
-                        pending = asyncio.create_task(asyncio.to_thread(self._process, previous))
+                        pending = self._store_task(previous, request.tag)
+                        previous = None
                     previous = await exposure
                     if pending is not None:
-                        ids.append(await pending)  # raises a failed write: stop here
-                        pending = None
-                if previous is not None:
-                    ids.append(await asyncio.to_thread(self._process, previous))
+                        task, pending = pending, None
+                        await keep(task)
             finally:
-                if pending is not None and not pending.done():
-                    await asyncio.shield(pending)
-            return ids
+                # Frames read out before a failure or a cancellation are stored all the same.
+                if pending is not None:
+                    await keep(pending)
+                if previous is not None:
+                    await keep(self._store_task(previous, request.tag))
+            return saved
+
+    def _store_task(self, context: CaptureContext, tag: RunTag | None) -> asyncio.Task[SavedFrame]:
+        return asyncio.create_task(asyncio.to_thread(self._process, context, tag))
 
     def _camera(self) -> Camera:
         camera = self._equipment.camera
@@ -179,7 +204,7 @@ class CaptureService:
             hfr_arcsec=None,
         )
 
-    def _process(self, context: CaptureContext) -> int:
+    def _process(self, context: CaptureContext, tag: RunTag | None) -> SavedFrame:
         """Measure, judge, write and record one frame (blocking: runs in a worker thread)."""
         raw = context.raw
         if context.frame_type is FrameType.LIGHT:
@@ -188,7 +213,7 @@ class CaptureService:
             context = replace(context, hfr_arcsec=self._hfr_arcsec(context))
         try:
             with Session(self._engine) as db, db.begin():
-                frame_id, stored, context = self._record(db, context)
+                frame_id, stored, context = self._record(db, context, tag)
         except StoreError as e:
             # The transaction rolled back: this frame has neither a file nor a row.
             record_event(self._engine, "error", "capture", str(e))
@@ -201,10 +226,21 @@ class CaptureService:
             + ("" if context.accepted else f" (rejected: {context.reject_reason})"),
             {"frame_id": frame_id, "path": str(stored.path), "accepted": context.accepted},
         )
-        return frame_id
+        measured = context.quality
+        return SavedFrame(
+            id=frame_id,
+            path=str(stored.path),
+            frame_type=context.frame_type,
+            filter_name=context.filter_name,
+            exposure_s=raw.exposure_s,
+            hfr_px=measured.hfr_px if measured else None,
+            star_count=measured.star_count if measured else None,
+            accepted=context.accepted,
+            reject_reason=context.reject_reason,
+        )
 
     def _record(
-        self, db: Session, context: CaptureContext
+        self, db: Session, context: CaptureContext, tag: RunTag | None
     ) -> tuple[int, StoredFile, CaptureContext]:
         """Judge the frame, write its file durably, add its row (committed by the caller)."""
         config, raw = self._config, context.raw
@@ -226,6 +262,8 @@ class CaptureService:
             path=str(stored.path),
             sha256=stored.sha256,
             size_bytes=stored.size_bytes,
+            run_id=tag.run_id if tag else None,
+            node_path=tag.node_path if tag else None,
             **_frame_fields(context),
         )
         db.add(frame)

@@ -14,11 +14,11 @@ from importlib.metadata import version
 
 from astropy.time import Time
 
-from daemon.db.models import FrameType
 from drivers.base import FocuserStatus, MountInfo, MountStatus, PierSide, RawFrame, SensorType
 from processing.io import FitsCard, dec_deg_to_sexagesimal, ra_hours_to_sexagesimal
 from processing.stars import FrameQuality
 from sequences.astro import airmass
+from sequences.frames import FrameType
 
 _BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, FrameType, ImagingSession, ObservatoryProfile, Target
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, Target
 from daemon.fits_headers import TargetInfo
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
 from drivers.base import MountInfo
 from processing.io import read_fits
 from processing.stars import FrameQuality
+from sequences.frames import FrameType
 
 
 def ensure_profile(db: Session, name: str, mount_info: MountInfo | None) -> ObservatoryProfile:

@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from sequences.frames import FrameType
+
 # Stable constraint names, so that migrations can alter tables on SQLite (batch mode).
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -64,16 +66,6 @@ def utc_now() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
-
-
-class FrameType(enum.StrEnum):
-    """IMAGETYP values as NINA writes them."""
-
-    LIGHT = "LIGHT"
-    DARK = "DARK"
-    FLAT = "FLAT"
-    BIAS = "BIAS"
-    DARKFLAT = "DARKFLAT"
 
 
 class SessionState(enum.StrEnum):
@@ -172,6 +164,9 @@ class Frame(Base):
     noise_adu: Mapped[float | None]
     saturated_fraction: Mapped[float | None]
     guiding_rms_arcsec: Mapped[float | None]
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_run.id"), index=True)
+    node_path: Mapped[str | None] = mapped_column(String(500))
+    """The sequence instruction that took the frame (for resuming: counted, never re-taken)."""
     accepted: Mapped[bool] = mapped_column(Boolean, default=True)
     reject_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
@@ -191,6 +186,8 @@ class Event(Base):
     source: Mapped[str] = mapped_column(String(100))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_run.id"), index=True)
+    node_path: Mapped[str | None] = mapped_column(String(500))
 
 
 class ProcessingJob(Base):
@@ -223,3 +220,34 @@ class AutofocusRun(Base):
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(Text)
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SequenceTemplate(Base):
+    """A saved sequence document (validated on save), edited over the API and the web UI."""
+
+    __tablename__ = "sequence_template"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class SequenceRun(Base):
+    """One run of a document (copied from its template, so later edits do not change it) and
+    its journaled run state."""
+
+    __tablename__ = "sequence_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sequence_template.id", ondelete="SET NULL")
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    ended_at: Mapped[datetime | None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -16,12 +17,13 @@ from sqlalchemy.orm import Session
 from daemon.capture import CaptureConfig, CaptureRequest, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import Event, Frame, FrameType
+from daemon.db.models import Event, Frame
 from daemon.fits_headers import TargetInfo
 from daemon.naming import DEFAULT_PATTERN
 from daemon.store import FrameStore
 from drivers.base import RaDec
 from drivers.equipment import Equipment
+from sequences.frames import FrameType, SavedFrame
 from tests.drivers.test_alpaca_camera import M31, point_at
 
 M31_TARGET = TargetInfo("M31", ra_deg=M31.ra_deg, dec_deg=M31.dec_deg)
@@ -132,10 +134,39 @@ async def test_defocused_lights_have_larger_hfr(
     finally:
         await focuser.move_to(10000)
     by_id = {f.id: f for f in rows(service)}
-    hfr_sharp, hfr_blurred = by_id[sharp[0]].hfr_px, by_id[blurred[0]].hfr_px
+    hfr_sharp, hfr_blurred = by_id[sharp[0].id].hfr_px, by_id[blurred[0].id].hfr_px
     assert hfr_sharp is not None
     assert hfr_blurred is not None
     # 400 steps off focus multiply the seeing by 5 (the simulator's cap): 1" -> 5" FWHM takes
     # the stars from under one 3.44" pixel to about 1.5 px, so HFR must grow well beyond 1.6x
     # (measured ~2.2x); focus noise between frames is a few percent.
     assert hfr_blurred > 1.6 * hfr_sharp
+
+
+async def test_hooks_run_between_frames_and_a_cancelled_series_keeps_its_frames(
+    service: CaptureService, equipment: Equipment
+) -> None:
+    await point_at(equipment, M31)
+    calls: list[tuple[str, int]] = []
+
+    async def between(k: int) -> None:
+        calls.append(("between", k))
+
+    async def on_saved(frame: SavedFrame) -> None:
+        calls.append(("saved", frame.id))
+
+    saved = await service.capture(
+        CaptureRequest(FrameType.LIGHT, 0.5, count=3), between=between, on_saved=on_saved
+    )
+    assert [c for c in calls if c[0] == "between"] == [("between", 1), ("between", 2)]
+    assert [c[1] for c in calls if c[0] == "saved"] == [f.id for f in saved]
+    assert all(f.star_count and f.hfr_px for f in saved)
+
+    async def stop_after_two(k: int) -> None:
+        if k == 2:
+            raise asyncio.CancelledError
+
+    before = len(rows(service))
+    with pytest.raises(asyncio.CancelledError):
+        await service.capture(CaptureRequest(FrameType.DARK, 0.5, count=5), between=stop_after_two)
+    assert len(rows(service)) - before == 2  # both frames read out before the stop are stored

@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 from daemon.api.deps import CaptureDep, EngineDep, RuntimeDep
 from daemon.api.schemas.frames import CaptureCreate, FrameList, FrameRead, SessionRead
 from daemon.capture import CaptureBusy, CaptureRequest
-from daemon.db.models import Frame, FrameType, ImagingSession, ObservatoryProfile
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile
 from daemon.fits_headers import TargetInfo
 from processing.export import preview_jpeg
 from processing.io import read_fits
+from sequences.frames import FrameType
 
 router = APIRouter(prefix="/api", tags=["frames"])
 
@@ -39,12 +40,12 @@ async def capture(body: CaptureCreate, service: CaptureDep, engine: EngineDep) -
         target=TargetInfo(target.name, target.ra_deg, target.dec_deg) if target else None,
     )
     try:
-        ids = await service.capture(request)
+        saved = await service.capture(request)
     except CaptureBusy as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     except ValueError as e:
         raise _unprocessable(None, str(e)) from e
-    return await asyncio.to_thread(_frames_by_id, engine, ids)
+    return await asyncio.to_thread(_frames_by_id, engine, [f.id for f in saved])
 
 
 @router.get("/sessions")

@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.db.models import FrameType, SessionState
+from daemon.db.models import SessionState
+from sequences.frames import FrameType
 
 
 class TargetCreate(BaseModel):
