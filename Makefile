@@ -39,6 +39,9 @@ bench: install
 	$(BIN)/python bench/frame_analysis.py
 	$(BIN)/python bench/capture_series.py
 	$(BIN)/python bench/autofocus.py
+	$(BIN)/python bench/solve.py
+	$(BIN)/python bench/register.py
+	$(BIN)/python bench/integrate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

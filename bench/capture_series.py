@@ -90,7 +90,7 @@ async def main(frames: int) -> None:
             camera = equipment.camera
             for _ in range(frames):
                 context = await service._expose(camera, request)
-                sequential.append((await asyncio.to_thread(service._process, context, None)).id)
+                sequential.append((await asyncio.to_thread(service._process, context)).id)
             sequential_wall = time.perf_counter() - start
 
             bare: list[float] = []

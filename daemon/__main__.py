@@ -2,6 +2,8 @@
 
     nightowl serve   run the daemon's HTTP API (default command)
     nightowl sim     run the Alpaca simulator rig alone, e.g. for a daemon elsewhere
+    nightowl solve   plate-solve a FITS frame offline
+    nightowl run     run a sequence document headless and print its progress
 
 Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Settings`).
 """
@@ -9,18 +11,25 @@ Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Se
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
+import stat
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
 from daemon.settings import Settings
 from drivers.profile import ProfileError, load_profile
+
+if TYPE_CHECKING:
+    from processing.solve import ScaleRange
 
 log = logging.getLogger("nightowl")
 
@@ -36,6 +45,37 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=11111, help="listen port (default 11111)")
     sim.add_argument("--run-dir", type=Path, default=None, help="default: DATA_DIR/simulator")
+    solve = commands.add_parser("solve", help="plate-solve a FITS frame offline")
+    solve.add_argument("image", type=Path, help="FITS file")
+    solve.add_argument("--ra", type=float, help="hint: RA of the centre, deg (with --dec)")
+    solve.add_argument("--dec", type=float, help="hint: Dec of the centre, deg (with --ra)")
+    solve.add_argument("--radius", type=float, default=5.0, help="hint radius, deg (default 5)")
+    solve.add_argument(
+        "--scale-low", type=float, help="arcsec/px; default: FOCALLEN and XPIXSZ -20 %%"
+    )
+    solve.add_argument(
+        "--scale-high", type=float, help="arcsec/px; default: FOCALLEN and XPIXSZ +20 %%"
+    )
+    solve.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    solve.add_argument("--json", action="store_true", help="print the solution as JSON")
+    solve.add_argument("--write-wcs", action="store_true", help="add the WCS to the file's header")
+    run = commands.add_parser("run", help="run a sequence document headless")
+    run.add_argument("document", type=Path, help="sequence JSON (a template or an example)")
+    run.add_argument(
+        "--target",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "RA_HOURS", "DEC_DEG"),
+        help="drop a target into the document's first target container (repeatable)",
+    )
+    run.add_argument(
+        "--simulated-clock",
+        metavar="START_ISO",
+        help="rehearse on a simulated clock starting at this UTC time (waits jump ahead)",
+    )
+    run.add_argument(
+        "--ignore-issues", action="store_true", help="run even when validation finds problems"
+    )
     return parser
 
 
@@ -95,13 +135,135 @@ def sim(args: argparse.Namespace) -> None:
         rig.stop()
 
 
+def solve_frame(args: argparse.Namespace) -> None:
+    """Solve one FITS frame; exit 1 with the reason on failure."""
+    from processing.io import dec_deg_to_sexagesimal, ra_hours_to_sexagesimal, read_fits
+    from processing.solve import (
+        SkyHint,
+        SolveConfig,
+        SolveError,
+        SolverDatabaseError,
+        fits_with_wcs,
+        solve,
+    )
+
+    path: Path = args.image
+
+    def fail(reason: str, message: str) -> NoReturn:
+        if args.json:
+            print(json.dumps({"error": message, "reason": reason}))
+        sys.exit(f"nightowl solve: {path}: {message}")
+
+    settings = _settings()
+    try:
+        data, header = read_fits(path)
+    except (OSError, ValueError) as e:
+        fail("unreadable", f"cannot read the frame: {e}")
+    hint = None
+    if (args.ra is None) != (args.dec is None):
+        fail("usage", "give --ra and --dec together")
+    try:
+        if args.ra is not None:
+            hint = SkyHint(args.ra % 360.0, args.dec, args.radius)
+        scale = _scale_range(args, header)
+        config = SolveConfig(timeout_s=args.timeout)
+    except ValueError as e:
+        fail("usage", str(e))
+    try:
+        solution = solve(
+            data, scale=scale, cache_dir=settings.resolved_cache_dir, hint=hint, config=config
+        )
+    except SolveError as e:
+        fail(e.reason, "; ".join([str(e), *getattr(e, "__notes__", [])]))
+    except SolverDatabaseError as e:
+        fail("database", str(e))
+    if args.write_wcs:
+        try:
+            _replace_file(path, fits_with_wcs(path.read_bytes(), solution))
+        except (OSError, ValueError) as e:
+            fail("write_wcs", f"solved, but cannot write the WCS into the file: {e}")
+    if args.json:
+        print(json.dumps(solution.as_dict()))
+        return
+    ra_hours = solution.ra_deg / 15.0
+    print(f"{path}: solved in {solution.seconds:.2f} s ({solution.engine})")
+    print(f"  centre    RA {ra_hours_to_sexagesimal(ra_hours)} ({solution.ra_deg:.5f} deg)")
+    print(
+        f"            Dec {dec_deg_to_sexagesimal(solution.dec_deg)} ({solution.dec_deg:+.5f} deg)"
+    )
+    print(f"  scale     {solution.scale_arcsec_px:.4f} arcsec/px")
+    print(f"  rotation  {solution.rotation_deg:.2f} deg (position angle of +y, east of north)")
+    print(f"  parity    {solution.parity.value}")
+    print(f"  matched   {solution.matched} stars, residual {solution.residual_arcsec:.2f} arcsec")
+    if args.write_wcs:
+        print("  WCS written into the header")
+
+
+def _scale_range(args: argparse.Namespace, header: dict[str, object]) -> ScaleRange:
+    """From --scale-low/--scale-high, else from FOCALLEN and XPIXSZ (the binned pixel, as NINA
+    and Nightowl write it) +- 20 %. Raises ValueError naming what is missing."""
+    from processing.solve import ScaleRange
+    from processing.stars import plate_scale_arcsec_px
+
+    if (args.scale_low is None) != (args.scale_high is None):
+        raise ValueError("give --scale-low and --scale-high together")
+    if args.scale_low is not None:
+        return ScaleRange(args.scale_low, args.scale_high)
+    focal_mm = _positive_card(header, "FOCALLEN", "focal length, mm")
+    pixel_um = _positive_card(header, "XPIXSZ", "pixel size, um", fallback="YPIXSZ")
+    return ScaleRange.around(plate_scale_arcsec_px(pixel_um, focal_mm))
+
+
+def _positive_card(
+    header: dict[str, object], keyword: str, meaning: str, fallback: str | None = None
+) -> float:
+    value = header.get(keyword, header.get(fallback) if fallback else None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(
+            f"the header has no usable {keyword} ({meaning}) to derive the pixel scale from; "
+            "give --scale-low and --scale-high (arcsec/px)"
+        )
+    return float(value)
+
+
+def _replace_file(path: Path, content: bytes) -> None:
+    """Replace `path` atomically (temporary file, fsync, rename), keeping its permissions."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temp, stat.S_IMODE(path.stat().st_mode))
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # tetra3rs forwards its Rust log records, hundreds per database build.
+    logging.getLogger("tetra3").setLevel(logging.WARNING)
     if args.command == "sim":
         sim(args)
+    elif args.command == "solve":
+        solve_frame(args)
+    elif args.command == "run":
+        from daemon.headless import run_document
+
+        settings = _settings(
+            clock="simulated" if args.simulated_clock else None,
+            clock_start=args.simulated_clock,
+        )
+        sys.exit(run_document(settings, args.document, args.target or [], args.ignore_issues))
     else:
         serve(args)
 

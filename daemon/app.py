@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -24,11 +26,14 @@ from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.api.routes import runs as run_routes
+from daemon.api.routes import templates as template_routes
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
+from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.settings import Settings
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
@@ -36,6 +41,10 @@ from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.profile import EquipmentProfile, load_profile
 from sequences.astro import configure_astropy_offline
+from sequences.clock import Clock, SimulatedClock, SystemClock
+from sequences.context import RunContext
+from sequences.platesolve import frame_solver, prepare_solver
+from sequences.validation import site_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ class Runtime:
     rig: SimulatorRig | None
     store: FrameStore
     capture: CaptureService
+    clock: Clock
+    runs: RunManager
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -87,49 +98,130 @@ def _recover_frames(engine: Engine, store: FrameStore, profile: str, settings: S
         )
 
 
+def make_clock(settings: Settings) -> Clock:
+    if settings.clock == "simulated":
+        return SimulatedClock(settings.clock_start or datetime.now(UTC))
+    return SystemClock()
+
+
+def _run_context_factory(
+    engine: Engine, equipment: Equipment, capture: CaptureService, clock: Clock, cache_dir: Path
+) -> ContextFactory:
+    sink = CaptureSink(capture, engine)
+    solver = frame_solver(equipment, cache_dir)
+
+    def build(run_id: int, events: RunEvents) -> RunContext:
+        return RunContext(
+            equipment=equipment,
+            clock=clock,
+            frames=sink,
+            events=events,
+            run_id=run_id,
+            site=site_of(equipment),
+            solve=solver,
+        )
+
+    return build
+
+
+async def _resume_after_connect(
+    runs: RunManager, run_id: int, connecting: Awaitable[object] | None
+) -> None:
+    if connecting is not None:
+        await connecting
+    log.info("resuming run %d", run_id)
+    await runs.resume(run_id)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything the daemon holds, from the database to the run manager; devices are built
+    but not connected. On exit: the active run is interrupted (resumable), devices disconnect,
+    an embedded simulator rig stops."""
+    configure_astropy_offline()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    await asyncio.to_thread(upgrade, engine)
+    profile, rig = await _equipment_source(settings)
+    equipment = build_equipment(profile)
+    store = FrameStore(settings.frames_root)
+    await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
+    capture = CaptureService(
+        engine,
+        equipment,
+        store,
+        CaptureConfig(
+            profile.name, settings.file_pattern, settings.resolved_timezone, profile.acceptance
+        ),
+    )
+    clock = make_clock(settings)
+    runs = RunManager(
+        engine,
+        _run_context_factory(engine, equipment, capture, clock, settings.resolved_cache_dir),
+        clock,
+    )
+    log.info(
+        "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
+    )
+    try:
+        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs)
+    finally:
+        await runs.shutdown()
+        try:
+            await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("devices did not disconnect within %.0f s", _DISCONNECT_TIMEOUT_S)
+        if rig is not None:
+            await asyncio.to_thread(rig.stop)
+        engine.dispose()
+
+
+async def connect_and_prepare(equipment: Equipment, cache_dir: Path) -> None:
+    """Connect every device, then build the plate solver's database for the main camera
+    (once per camera and telescope, ~20 s), so the first centering does not wait for it."""
+    await equipment.connect_all()
+    try:
+        await prepare_solver(equipment, cache_dir)
+    except Exception:  # a missing solver costs centering, not the daemon
+        log.exception("could not prepare the plate solver")
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_astropy_offline()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.resolved_database_url)
-        await asyncio.to_thread(upgrade, engine)
-        profile, rig = await _equipment_source(settings)
-        equipment = build_equipment(profile)
-        store = FrameStore(settings.frames_root)
-        await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
-        capture = CaptureService(
-            engine,
-            equipment,
-            store,
-            CaptureConfig(
-                profile.name,
-                settings.file_pattern,
-                settings.resolved_timezone,
-                profile.acceptance,
-            ),
-        )
-        app.state.runtime = Runtime(settings, engine, equipment, rig, store, capture)
-        log.info(
-            "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
-        )
-        connecting = (
-            asyncio.create_task(equipment.connect_all()) if settings.connect_on_start else None
-        )
-        try:
-            yield
-        finally:
-            if connecting is not None:
-                connecting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await connecting
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            interrupted = await runtime.runs.mark_interrupted()
+            if interrupted:
+                await asyncio.to_thread(
+                    record_event,
+                    runtime.engine,
+                    "warning",
+                    "sequence",
+                    f"run(s) {interrupted} were interrupted by a stop of the daemon",
+                )
+            connecting = (
+                asyncio.create_task(
+                    connect_and_prepare(runtime.equipment, settings.resolved_cache_dir)
+                )
+                if settings.connect_on_start
+                else None
+            )
+            resuming = (
+                asyncio.create_task(
+                    _resume_after_connect(runtime.runs, interrupted[-1], connecting)
+                )
+                if interrupted and settings.resume_runs
+                else None
+            )
             try:
-                await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
-            except TimeoutError:
-                log.warning("devices did not disconnect within %.0f s", _DISCONNECT_TIMEOUT_S)
-            if rig is not None:
-                await asyncio.to_thread(rig.stop)
-            engine.dispose()
+                yield
+            finally:
+                for task in (resuming, connecting):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
 
     # The API docs page serves Swagger UI from the installed package, not from a CDN: an
     # observatory often has no internet.
@@ -143,4 +235,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(equipment_routes.router)
     app.include_router(frame_routes.router)
     app.include_router(autofocus_routes.router)
+    app.include_router(template_routes.router)
+    app.include_router(run_routes.router)
     return app

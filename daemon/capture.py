@@ -135,7 +135,7 @@ class CaptureService:
                         # Store the last frame only once the camera exposes the next one, so
                         # the CPU work does not slow the camera's start.
                         await _first_of(started.wait(), exposure)
-                        pending = self._store_task(previous, request.tag)
+                        pending = self._store_task(previous)
                         previous = None
                     previous = await exposure
                     if pending is not None:
@@ -146,11 +146,11 @@ class CaptureService:
                 if pending is not None:
                     await keep(pending)
                 if previous is not None:
-                    await keep(self._store_task(previous, request.tag))
+                    await keep(self._store_task(previous))
             return saved
 
-    def _store_task(self, context: CaptureContext, tag: RunTag | None) -> asyncio.Task[SavedFrame]:
-        return asyncio.create_task(asyncio.to_thread(self._process, context, tag))
+    def _store_task(self, context: CaptureContext) -> asyncio.Task[SavedFrame]:
+        return asyncio.create_task(asyncio.to_thread(self._process, context))
 
     def _camera(self) -> Camera:
         camera = self._equipment.camera
@@ -202,9 +202,10 @@ class CaptureService:
             focuser=focuser_status,
             quality=None,
             hfr_arcsec=None,
+            tag=request.tag,
         )
 
-    def _process(self, context: CaptureContext, tag: RunTag | None) -> SavedFrame:
+    def _process(self, context: CaptureContext) -> SavedFrame:
         """Measure, judge, write and record one frame (blocking: runs in a worker thread)."""
         raw = context.raw
         if context.frame_type is FrameType.LIGHT:
@@ -213,7 +214,7 @@ class CaptureService:
             context = replace(context, hfr_arcsec=self._hfr_arcsec(context))
         try:
             with Session(self._engine) as db, db.begin():
-                frame_id, stored, context = self._record(db, context, tag)
+                frame_id, stored, context = self._record(db, context)
         except StoreError as e:
             # The transaction rolled back: this frame has neither a file nor a row.
             record_event(self._engine, "error", "capture", str(e))
@@ -240,7 +241,7 @@ class CaptureService:
         )
 
     def _record(
-        self, db: Session, context: CaptureContext, tag: RunTag | None
+        self, db: Session, context: CaptureContext
     ) -> tuple[int, StoredFile, CaptureContext]:
         """Judge the frame, write its file durably, add its row (committed by the caller)."""
         config, raw = self._config, context.raw
@@ -262,8 +263,8 @@ class CaptureService:
             path=str(stored.path),
             sha256=stored.sha256,
             size_bytes=stored.size_bytes,
-            run_id=tag.run_id if tag else None,
-            node_path=tag.node_path if tag else None,
+            run_id=context.tag.run_id if context.tag else None,
+            node_path=context.tag.node_path if context.tag else None,
             **_frame_fields(context),
         )
         db.add(frame)

@@ -20,9 +20,26 @@ _LEVELS = {
 
 
 def record_event(
-    engine: Engine, level: str, source: str, message: str, data: dict[str, Any] | None = None
-) -> None:
-    """Store an event and log it. Blocking: call off the event loop."""
+    engine: Engine,
+    level: str,
+    source: str,
+    message: str,
+    data: dict[str, Any] | None = None,
+    *,
+    run_id: int | None = None,
+    node_path: str | None = None,
+) -> int:
+    """Store an event and log it; returns its id. Blocking: call off the event loop."""
     log.log(_LEVELS.get(level, logging.INFO), "[%s] %s", source, message)
     with Session(engine) as db, db.begin():
-        db.add(Event(level=level, source=source, message=message, data=data or {}))
+        event = Event(
+            level=level,
+            source=source,
+            message=message,
+            data=data or {},
+            run_id=run_id,
+            node_path=node_path,
+        )
+        db.add(event)
+        db.flush()
+        return event.id

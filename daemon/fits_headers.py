@@ -18,7 +18,7 @@ from drivers.base import FocuserStatus, MountInfo, MountStatus, PierSide, RawFra
 from processing.io import FitsCard, dec_deg_to_sexagesimal, ra_hours_to_sexagesimal
 from processing.stars import FrameQuality
 from sequences.astro import airmass
-from sequences.frames import FrameType
+from sequences.frames import FrameType, RunTag
 
 _BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 
@@ -45,6 +45,8 @@ class CaptureContext:
     hfr_arcsec: float | None
     accepted: bool = True
     reject_reason: str | None = None
+    tag: RunTag | None = None
+    """The sequence run and instruction that took it (kept in the header for crash recovery)."""
 
     @property
     def airmass(self) -> float | None:
@@ -142,6 +144,8 @@ def header_cards(ctx: CaptureContext) -> list[FitsCard]:
     optional += [
         ("NOWLACPT", ctx.accepted, "accepted by the quality rules"),
         ("NOWLRJCT", ctx.reject_reason, "why the quality rules rejected it"),
+        ("NOWLRUN", ctx.tag.run_id if ctx.tag else None, "Nightowl sequence run"),
+        ("NOWLNODE", ctx.tag.node_path if ctx.tag else None, "instruction in the run"),
     ]
     cards += [(k, v, c) for k, v, c in optional if v is not None and v != ""]
     return cards

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, tzinfo
 from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, Target
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
 from daemon.fits_headers import TargetInfo
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
@@ -160,6 +160,8 @@ def frame_from_header(
         "eccentricity": number("ECCENTR"),
         "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
         "reject_reason": header.get("NOWLRJCT"),
+        "run_id": integer("NOWLRUN"),
+        "node_path": header.get("NOWLNODE"),
     }
 
 
@@ -180,6 +182,8 @@ def register_unrecorded_files(
             assert isinstance(start, datetime)
             session = ensure_session(db, profile, start, timezone)
             target = ensure_target(db, _target_from_header(header))
+            if fields["run_id"] is not None and db.get(SequenceRun, fields["run_id"]) is None:
+                fields["run_id"] = fields["node_path"] = None  # files from another database
             db.add(Frame(session_id=session.id, target_id=target.id if target else None, **fields))
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -43,12 +44,29 @@ class Settings(BaseSettings):
         default=None, description="IANA time zone for night dates and file names; default: system"
     )
     log_level: str = Field(default="INFO")
+    clock: Literal["system", "simulated"] = Field(
+        default="system",
+        description="simulated: waits for times, altitudes and the sun jump ahead (rehearsals)",
+    )
+    clock_start: datetime | None = Field(
+        default=None, description="UTC start of the simulated clock (ISO 8601); default: now"
+    )
+    resume_runs: bool = Field(
+        default=False, description="resume a run interrupted by a crash or restart at startup"
+    )
 
     @field_validator("equipment_profile")
     @classmethod
     def _profile_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value} (set it to a YAML equipment profile)")
+        return value
+
+    @field_validator("clock_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a UTC offset, e.g. 2026-11-22T17:00:00Z")
         return value
 
     @field_validator("file_pattern")

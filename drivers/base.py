@@ -9,11 +9,11 @@ the name; right ascension is in hours as ASCOM has it. Image axes are ``(y, x)``
 from __future__ import annotations
 
 import asyncio
-import math
 import enum
+import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -314,15 +314,194 @@ class SafetyMonitor(Device, Protocol):
     async def status(self) -> SafetyStatus: ...
 
 
+class GuiderState(enum.Enum):
+    """What a guider is doing; `LOST` keeps looping and trying to find its stars again."""
+
+    STOPPED = "stopped"
+    ACQUIRING = "acquiring"
+    CALIBRATING = "calibrating"
+    GUIDING = "guiding"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class GuidePulse:
+    direction: GuideDirection
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class GuideRms:
+    """Root mean square of the guide error from the lock position (not about its mean, so a
+    steady lag counts), over `steps` guide steps."""
+
+    ra_arcsec: float
+    dec_arcsec: float
+    total_arcsec: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class GuideStep:
+    """One guide frame: where the guide stars were against the lock and what was sent.
+
+    time_utc: when the guide exposure started.
+    dy_px, dx_px: mean guide-star position minus the lock position, image px, axes (y, x).
+    ra_arcsec, dec_arcsec: the same error along the mount's axes (calibrated directions).
+    latency_s: from the end of the exposure to the first pulse sent (None without a pulse);
+    processing_s: from the frame in hand to the pulses sent (or to the decision not to).
+    """
+
+    frame: int
+    time_utc: datetime
+    dy_px: float
+    dx_px: float
+    ra_arcsec: float
+    dec_arcsec: float
+    stars: int
+    ra_pulse: GuidePulse | None
+    dec_pulse: GuidePulse | None
+    latency_s: float | None
+    processing_s: float
+
+    @property
+    def distance_px(self) -> float:
+        return float(np.hypot(self.dy_px, self.dx_px))
+
+
+@dataclass(frozen=True)
+class StarLost:
+    """No guide star where it was expected; no correction was sent for this frame."""
+
+    frame: int
+    time_utc: datetime
+    consecutive_frames: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class GuideStarsSelected:
+    """Guide stars were (re)chosen: at start, after calibration, or after a lost lock.
+
+    `reacquired` is true when the old stars were found again (the lock position is kept);
+    false when new stars were chosen and the lock moved to where they are now.
+    """
+
+    frame: int
+    time_utc: datetime
+    stars: int
+    lock_y_px: float
+    lock_x_px: float
+    reacquired: bool
+
+
+@dataclass(frozen=True)
+class GuideCalibrated:
+    """Pulse-guide calibration in use: image angle (from +x towards +y, degrees) in which a
+    West / North pulse moves the stars, and how fast (px per second of pulse)."""
+
+    pier_side: PierSide
+    declination_deg: float
+    ra_angle_deg: float
+    dec_angle_deg: float
+    ra_rate_px_s: float
+    dec_rate_px_s: float
+    measured: bool
+    """False when reused or derived (another declination or pier side) rather than measured."""
+
+
+@dataclass(frozen=True)
+class Dithered:
+    dy_px: float
+    dx_px: float
+    lock_y_px: float
+    lock_x_px: float
+
+
+@dataclass(frozen=True)
+class SettleDone:
+    success: bool
+    duration_s: float
+    distance_px: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class GuiderFault:
+    """A device call failed during guiding; the guider retries unless `GuidingStopped` follows."""
+
+    time_utc: datetime
+    message: str
+    consecutive: int
+
+
+@dataclass(frozen=True)
+class GuidingStopped:
+    time_utc: datetime
+    reason: str
+    error: bool
+
+
+GuideEvent: TypeAlias = (
+    GuideStep
+    | StarLost
+    | GuideStarsSelected
+    | GuideCalibrated
+    | Dithered
+    | SettleDone
+    | GuiderFault
+    | GuidingStopped
+)
+
+
 class Guider(Protocol):
-    """Keeps a guide star locked; implemented by the native guider and the PHD2 client."""
+    """Keeps guide stars locked; implemented by the native guider (and later a PHD2 client).
 
-    async def start(self) -> None: ...
+    Errors are `drivers.guider.errors.GuiderError`s (a `DeviceError` with device "guider").
+    Events go to every queue from `subscribe()`; a full queue drops its oldest event rather
+    than stall the guide loop.
+    """
 
-    async def stop(self) -> None: ...
+    @property
+    def state(self) -> GuiderState: ...
 
-    async def dither(self, offset_px: float) -> None: ...
+    @property
+    def lock_position(self) -> tuple[float, float] | None:
+        """The lock position (y, x) in guide-camera px, None until stars are selected."""
+        ...
 
-    async def settle(self, tolerance_px: float, min_time_s: float, timeout_s: float) -> None: ...
+    async def start(self) -> None:
+        """Return once guiding (stars selected, calibrated); raise `GuiderError` if it cannot."""
+        ...
 
-    async def rms_arcsec(self) -> float | None: ...
+    async def stop(self) -> None:
+        """Stop promptly (aborting a running exposure); safe to call when stopped."""
+        ...
+
+    async def dither(self, offset_px: float = 5.0, *, ra_only: bool = False) -> tuple[float, float]:
+        """Move the lock by a random offset of at most `offset_px`; return it as (dy, dx) px.
+
+        Does not wait: call `settle` next. Raises `NotGuiding` when not guiding.
+        """
+        ...
+
+    async def settle(
+        self, tolerance_px: float = 1.5, min_time_s: float = 10.0, timeout_s: float = 40.0
+    ) -> None:
+        """Wait until the error stays under `tolerance_px` for `min_time_s`.
+
+        Raises `SettleTimeout` after `timeout_s`, `NotGuiding` if guiding stops meanwhile.
+        """
+        ...
+
+    def rms(self) -> GuideRms | None:
+        """RMS error since the last `reset_rms()` (None before the first guide step)."""
+        ...
+
+    def reset_rms(self) -> None:
+        """Start a new RMS window, e.g. when an exposure starts, so its record gets its own."""
+        ...
+
+    def subscribe(self, maxsize: int = 1000) -> asyncio.Queue[GuideEvent]: ...
+
+    def unsubscribe(self, queue: asyncio.Queue[GuideEvent]) -> None: ...

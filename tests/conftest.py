@@ -15,6 +15,13 @@ import pytest
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
+from sequences.astro import configure_astropy_offline
+
+
+@pytest.fixture(scope="session", autouse=True)
+def astropy_offline() -> None:
+    """As the daemon does at startup: astropy never reaches for the network."""
+    configure_astropy_offline()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from daemon.runs import RunConflict
 from daemon.store import StoreError
 from drivers.errors import (
     DeviceBusy,
@@ -14,6 +15,8 @@ from drivers.errors import (
     NotSupported,
     OperationFailed,
 )
+from sequences.errors import DocumentError
+from sequences.model import Issue
 
 _DEVICE_STATUS: dict[type[DeviceError], int] = {
     NotConnected: 503,
@@ -46,6 +49,33 @@ async def _store_error(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _document_error(_request: Request, error: Exception) -> JSONResponse:
+    """A malformed sequence document: every problem with its node path and how to fix it."""
+    assert isinstance(error, DocumentError)
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [_issue_dict(i) for i in error.issues]},
+    )
+
+
+async def _run_conflict(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=409, content={"detail": {"error": "RunConflict", "message": str(error)}}
+    )
+
+
+def _issue_dict(issue: Issue) -> dict[str, object]:
+    return {
+        "loc": ["body", "document", *[p for p in issue.path.split(".") if p]],
+        "path": issue.path,
+        "msg": issue.message,
+        "fix": issue.fix,
+        "type": "sequence_document",
+    }
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeviceError, _device_error)
     app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(DocumentError, _document_error)
+    app.add_exception_handler(RunConflict, _run_conflict)

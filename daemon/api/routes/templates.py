@@ -1,0 +1,85 @@
+"""Sequence templates: list, create, read, replace, delete, check against the equipment."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, status
+
+from daemon.api.deps import EngineDep, RuntimeDep
+from daemon.api.schemas.sequences import IssueRead, TemplateRead, TemplateWrite
+from daemon.db.models import SequenceTemplate
+from daemon.templates import (
+    TemplateNotFound,
+    delete_template,
+    get_template,
+    list_templates,
+    load_document,
+    save_template,
+)
+from sequences.validation import validation_env
+
+router = APIRouter(prefix="/api/templates", tags=["templates"])
+
+
+def _read(row: SequenceTemplate) -> TemplateRead:
+    return TemplateRead(
+        id=row.id,
+        name=row.name,
+        document=row.document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _not_found(template_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no template {template_id}")
+
+
+@router.get("")
+async def templates(engine: EngineDep) -> list[TemplateRead]:
+    return [_read(row) for row in await asyncio.to_thread(list_templates, engine)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(body: TemplateWrite, engine: EngineDep) -> TemplateRead:
+    """Save a new template; 422 lists every problem of the document with its node path."""
+    document = load_document(body.document)
+    return _read(await asyncio.to_thread(save_template, engine, document))
+
+
+@router.get("/{template_id}")
+async def read(template_id: int, engine: EngineDep) -> TemplateRead:
+    try:
+        return _read(await asyncio.to_thread(get_template, engine, template_id))
+    except TemplateNotFound as e:
+        raise _not_found(template_id) from e
+
+
+@router.put("/{template_id}")
+async def replace(template_id: int, body: TemplateWrite, engine: EngineDep) -> TemplateRead:
+    document = load_document(body.document)
+    try:
+        return _read(await asyncio.to_thread(save_template, engine, document, template_id))
+    except TemplateNotFound as e:
+        raise _not_found(template_id) from e
+
+
+@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete(template_id: int, engine: EngineDep) -> None:
+    try:
+        await asyncio.to_thread(delete_template, engine, template_id)
+    except TemplateNotFound as e:
+        raise _not_found(template_id) from e
+
+
+@router.get("/{template_id}/issues")
+async def issues(template_id: int, runtime: RuntimeDep) -> list[IssueRead]:
+    """What would fail tonight with the connected equipment (empty: ready to run)."""
+    try:
+        row = await asyncio.to_thread(get_template, runtime.engine, template_id)
+    except TemplateNotFound as e:
+        raise _not_found(template_id) from e
+    document = load_document(row.document)
+    env = await validation_env(runtime.equipment, runtime.clock)
+    return [IssueRead(path=i.path, message=i.message, fix=i.fix) for i in document.check(env)]

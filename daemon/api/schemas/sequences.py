@@ -1,0 +1,77 @@
+"""Request and response bodies for sequence templates and runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IssueRead(BaseModel):
+    path: str
+    message: str
+    fix: str
+
+
+class TemplateWrite(BaseModel):
+    """The document is checked by the sequence engine (422 naming the node and field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document: dict[str, Any]
+
+
+class TemplateRead(BaseModel):
+    id: int
+    name: str
+    document: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    estimated_s: float | None = None
+
+
+class TargetDrop(BaseModel):
+    """A target dropped into a template: it replaces the template's first target container's
+    name and coordinates (one copy of that container per target)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    ra_hours: float = Field(ge=0, lt=24)
+    dec_deg: float = Field(ge=-90, le=90)
+    rotation_deg: float | None = Field(default=None, ge=0, lt=360)
+
+
+class RunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: int | None = None
+    document: dict[str, Any] | None = None
+    targets: list[TargetDrop] = Field(default_factory=list)
+    ignore_issues: bool = Field(
+        default=False, description="start even when validation finds problems"
+    )
+
+
+class RunRead(BaseModel):
+    id: int
+    template_id: int | None
+    name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    current: str | None
+    document: dict[str, Any] | None = None
+    nodes: dict[str, Any] | None = None
+    """Per node path: status, attempts, error, counters (with `document`, the tree)."""
+
+
+class RunEventRead(BaseModel):
+    id: int
+    time: datetime
+    level: str
+    message: str
+    path: str | None
+    data: dict[str, Any]

@@ -1,0 +1,332 @@
+"""Sequence runs in the daemon: the SQLite-backed sinks of the engine and the run manager.
+
+One run at a time drives the equipment (there is one camera). A run copies its document from
+the template, so editing a template never changes a run. Its state is journaled into its row
+before and after every step; at startup, runs a crash left `running` or `paused` become
+`interrupted` and can be resumed (automatically with ``NIGHTOWL_RESUME_RUNS=true``): frames
+already stored are counted, never re-taken.
+
+A graceful daemon shutdown interrupts the running run the same way (resumable) instead of
+running its end area: a restart should continue the night, not park in the middle of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from daemon.capture import CaptureRequest, CaptureService
+from daemon.db.models import Frame, SequenceRun
+from daemon.events import record_event
+from daemon.fits_headers import TargetInfo
+from sequences.clock import Clock
+from sequences.context import RunContext
+from sequences.document import SequenceDocument, TargetContainer
+from sequences.errors import DocumentError
+from sequences.frames import ExposureSpec, RunTag, SavedFrame, TargetRef
+from sequences.instructions.mount import Coordinates
+from sequences.model import Issue
+from sequences.runner import SequenceRunner
+from sequences.state import RunState, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+class RunConflict(RuntimeError):
+    """Another run is active, or the run is not in a state that allows the action."""
+
+
+class CaptureSink:
+    """`sequences.frames.FrameSink` over the capture service and the frame table."""
+
+    def __init__(self, capture: CaptureService, engine: Engine) -> None:
+        self._capture = capture
+        self._engine = engine
+
+    async def capture(
+        self,
+        spec: ExposureSpec,
+        count: int,
+        *,
+        target: TargetRef | None = None,
+        tag: RunTag | None = None,
+        between: Callable[[int], Awaitable[None]] | None = None,
+        on_saved: Callable[[SavedFrame], Awaitable[None]] | None = None,
+    ) -> list[SavedFrame]:
+        info = None
+        if target is not None:
+            position = target.position
+            info = TargetInfo(
+                target.name,
+                position.ra_deg if position else None,
+                position.dec_deg if position else None,
+            )
+        request = CaptureRequest(
+            frame_type=spec.frame_type,
+            exposure_s=spec.exposure_s,
+            count=count,
+            filter_name=spec.filter_name,
+            gain=spec.gain,
+            offset=spec.offset,
+            binning=spec.binning,
+            target=info,
+            tag=tag,
+        )
+        return await self._capture.capture(request, between=between, on_saved=on_saved)
+
+    async def count_taken(self, tag: RunTag) -> int:
+        def count() -> int:
+            with Session(self._engine) as db:
+                query = select(func.count(Frame.id)).where(
+                    Frame.run_id == tag.run_id, Frame.node_path == tag.node_path
+                )
+                return int(db.scalar(query) or 0)
+
+        return await asyncio.to_thread(count)
+
+
+@dataclass
+class RunEventBus:
+    """Live run events for subscribers (server-sent events); the database keeps the history."""
+
+    _queues: dict[int, set[asyncio.Queue[dict[str, Any]]]] = field(default_factory=dict)
+
+    def publish(self, run_id: int, event: dict[str, Any]) -> None:
+        for queue in self._queues.get(run_id, set()):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, run_id: int) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._queues.setdefault(run_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues[run_id].discard(queue)
+
+
+class RunEvents:
+    """`sequences.context.EventSink`: events into the event table and onto the live bus."""
+
+    def __init__(self, engine: Engine, run_id: int, bus: RunEventBus) -> None:
+        self._engine = engine
+        self._run_id = run_id
+        self._bus = bus
+
+    async def emit(
+        self,
+        level: str,
+        message: str,
+        *,
+        path: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        event_id = await asyncio.to_thread(
+            record_event,
+            self._engine,
+            level,
+            "sequence",
+            message,
+            data,
+            run_id=self._run_id,
+            node_path=path,
+        )
+        self._bus.publish(
+            self._run_id,
+            {
+                "id": event_id,
+                "time": datetime.now(UTC).isoformat(),
+                "level": level,
+                "message": message,
+                "path": path,
+                "data": data or {},
+            },
+        )
+
+
+class RunRowJournal:
+    """`sequences.runner.RunJournal`: the run state into the run's row."""
+
+    def __init__(self, engine: Engine, run_id: int) -> None:
+        self._engine = engine
+        self._run_id = run_id
+
+    async def save(self, state: RunState) -> None:
+        data, status = state.to_json(), state.status.value
+        ended = datetime.now(UTC) if state.status.finished else None
+
+        def write() -> None:
+            with Session(self._engine) as db, db.begin():
+                db.execute(
+                    update(SequenceRun)
+                    .where(SequenceRun.id == self._run_id)
+                    .values(state=data, status=status, ended_at=ended)
+                )
+
+        await asyncio.to_thread(write)
+
+
+def drop_targets(
+    document: SequenceDocument, targets: Sequence[Mapping[str, Any]]
+) -> SequenceDocument:
+    """One copy of the template's first target container per dropped target (keys: name,
+    ra_hours, dec_deg, optional rotation_deg)."""
+    if not targets:
+        return document
+    templates = [t for t in document.targets if isinstance(t, TargetContainer)]
+    if not templates:
+        raise DocumentError(
+            [Issue("targets", "the template has no target container", "add one to drop into")]
+        )
+    template = templates[0]
+    filled = [
+        template.model_copy(
+            update={
+                "target_name": t["name"],
+                "name": t["name"],
+                "coordinates": Coordinates(ra_hours=t["ra_hours"], dec_deg=t["dec_deg"]),
+                "rotation_deg": t.get("rotation_deg"),
+            }
+        )
+        for t in targets
+    ]
+    return document.model_copy(update={"targets": filled})
+
+
+ContextFactory = Callable[[int, RunEvents], RunContext]
+"""Builds the run context (equipment, clock, sinks, solver) for a run id."""
+
+
+@dataclass
+class _Active:
+    run_id: int
+    runner: SequenceRunner
+    task: asyncio.Task[RunStatus]
+
+
+class RunManager:
+    def __init__(self, engine: Engine, context_factory: ContextFactory, clock: Clock) -> None:
+        self._engine = engine
+        self._context_factory = context_factory
+        self._clock = clock
+        self.bus = RunEventBus()
+        self._active: _Active | None = None
+
+    @property
+    def active_run_id(self) -> int | None:
+        if self._active is None or self._active.task.done():
+            return None
+        return self._active.run_id
+
+    async def start(self, document: SequenceDocument, template_id: int | None = None) -> int:
+        """Create a run of `document` and start it; `RunConflict` when another one is active."""
+        self._refuse_if_busy()
+
+        def create() -> int:
+            with Session(self._engine) as db, db.begin():
+                row = SequenceRun(
+                    template_id=template_id,
+                    name=document.name,
+                    document=document.model_dump(mode="json"),
+                    state=RunState().to_json(),
+                    status=RunStatus.PENDING.value,
+                )
+                db.add(row)
+                db.flush()
+                return row.id
+
+        run_id = await asyncio.to_thread(create)
+        self._launch(run_id, document, RunState())
+        return run_id
+
+    async def resume(self, run_id: int) -> None:
+        """Continue an interrupted run where it stopped."""
+        self._refuse_if_busy()
+
+        def load() -> tuple[dict[str, Any], dict[str, Any], str]:
+            with Session(self._engine) as db:
+                row = db.get(SequenceRun, run_id)
+                if row is None:
+                    raise KeyError(run_id)
+                return row.document, row.state, row.status
+
+        document_data, state_data, status = await asyncio.to_thread(load)
+        if status != RunStatus.INTERRUPTED.value:
+            raise RunConflict(f"run {run_id} is {status}; only an interrupted run can resume")
+        state = RunState.from_json(state_data)
+        state.prepare_resume()
+        document = SequenceDocument.model_validate(document_data)
+        self._launch(run_id, document, state)
+
+    def control(self, run_id: int, action: str) -> None:
+        """pause, resume, skip or abort the active run."""
+        if self._active is None or self._active.run_id != run_id or self._active.task.done():
+            raise RunConflict(f"run {run_id} is not running")
+        runner = self._active.runner
+        if action == "pause":
+            runner.pause()
+        elif action == "resume":
+            runner.resume()
+        elif action == "skip":
+            if not runner.skip_current():
+                raise RunConflict("no instruction is running to skip")
+        elif action == "abort":
+            runner.abort()
+        else:
+            raise ValueError(f"unknown action {action!r}")
+
+    async def mark_interrupted(self) -> list[int]:
+        """At startup: runs a crash left running or paused become interrupted."""
+
+        def mark() -> list[int]:
+            with Session(self._engine) as db, db.begin():
+                rows = db.scalars(
+                    select(SequenceRun).where(
+                        SequenceRun.status.in_([RunStatus.RUNNING, RunStatus.PAUSED])
+                    )
+                ).all()
+                for row in rows:
+                    row.status = RunStatus.INTERRUPTED.value
+                    row.state = {**row.state, "status": RunStatus.INTERRUPTED.value}
+                return [row.id for row in rows]
+
+        return await asyncio.to_thread(mark)
+
+    async def shutdown(self) -> None:
+        """Interrupt the active run (resumable); its end area does not run."""
+        if self._active is None or self._active.task.done():
+            return
+        self._active.runner.interrupt()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._active.task
+
+    async def wait(self, run_id: int) -> RunStatus:
+        """Wait for the active run `run_id` to finish (tests, the CLI)."""
+        if self._active is None or self._active.run_id != run_id:
+            raise RunConflict(f"run {run_id} is not running")
+        return await self._active.task
+
+    def _refuse_if_busy(self) -> None:
+        if self.active_run_id is not None:
+            raise RunConflict(f"run {self.active_run_id} is active; abort it or wait")
+
+    def _launch(self, run_id: int, document: SequenceDocument, state: RunState) -> None:
+        events = RunEvents(self._engine, run_id, self.bus)
+        ctx = self._context_factory(run_id, events)
+        runner = SequenceRunner(document, ctx, RunRowJournal(self._engine, run_id), state)
+        task = asyncio.create_task(runner.run(), name=f"run {run_id}")
+        self._active = _Active(run_id, runner, task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[RunStatus]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("run task failed", exc_info=task.exception())

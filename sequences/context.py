@@ -1,0 +1,107 @@
+"""What a running sequence works with: devices, clock, site, frame sink, event sink.
+
+Everything is injected, nothing is global: a test runs a night on a simulated clock, the daemon
+passes its SQLite-backed sinks, the CLI its console printer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from drivers.base import Camera, Device, FilterWheel, Focuser, Guider, Mount, SafetyMonitor
+from drivers.equipment import Equipment
+from sequences.astro import Horizon, Site
+from sequences.centering import FrameSolver
+from sequences.clock import Clock
+from sequences.errors import InstructionError
+from sequences.frames import FrameSink, TargetRef
+
+D = TypeVar("D", bound=Device)
+
+NEXT_EXPOSURE_S = "next_exposure_s"
+"""`RunContext.shared` key: the length of the exposure about to start (set by exposure
+instructions before each frame, read by the meridian flip)."""
+
+
+class EventSink(Protocol):
+    async def emit(
+        self,
+        level: str,
+        message: str,
+        *,
+        path: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a run event (level: debug, info, warning, error) for the log, DB and UI."""
+        ...
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a node inherits from its containers (the target of a target container)."""
+
+    target: TargetRef | None = None
+
+
+@dataclass
+class RunContext:
+    equipment: Equipment
+    clock: Clock
+    frames: FrameSink
+    events: EventSink
+    run_id: int | None = None
+    site: Site | None = None
+    horizon: Horizon | None = None
+    guider: Guider | None = None
+    solve: FrameSolver | None = None
+    shared: dict[str, Any] = field(default_factory=dict)
+    """Run-wide facts instructions hand to each other (e.g. the last autofocus HFR)."""
+
+    def camera(self) -> Camera:
+        return _need(self.equipment.camera, "camera")
+
+    def mount(self) -> Mount:
+        return _need(self.equipment.mount, "mount")
+
+    def focuser(self) -> Focuser:
+        return _need(self.equipment.focuser, "focuser")
+
+    def filter_wheel(self) -> FilterWheel:
+        return _need(self.equipment.filter_wheel, "filter wheel")
+
+    def safety_monitor(self) -> SafetyMonitor:
+        return _need(self.equipment.safety_monitor, "safety monitor")
+
+    def need_guider(self) -> Guider:
+        if self.guider is None:
+            raise InstructionError("no guider is configured (the profile needs a guide camera)")
+        return self.guider
+
+    def need_site(self) -> Site:
+        if self.site is None:
+            raise InstructionError("the observatory site is unknown (set it in the profile)")
+        return self.site
+
+
+def _need(device: D | None, role: str) -> D:
+    if device is None:
+        raise InstructionError(f"the equipment profile has no {role}")
+    if not device.connected:
+        raise InstructionError(f"the {role} is not connected")
+    return device
+
+
+@dataclass(frozen=True)
+class ValidationEnv:
+    """What validation checks a document against: the equipment and tonight's sky."""
+
+    roles: frozenset[str]
+    """Roles present in the profile (camera, mount, focuser, filter_wheel, ...)."""
+    filter_names: tuple[str, ...] | None
+    exposure_max_s: float | None
+    site: Site | None
+    horizon: Horizon | None
+    night_start: datetime | None
+    night_end: datetime | None

@@ -1,0 +1,134 @@
+"""Mount instructions: unpark, park, tracking, slew and center on the current target."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers.base import RaDec
+from sequences.base import Instruction, Step
+from sequences.centering import CenteringConfig, center_target
+from sequences.context import RunContext, Scope, ValidationEnv
+from sequences.errors import InstructionError
+from sequences.model import Issue
+
+
+class Coordinates(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ra_hours: float = Field(ge=0, lt=24, description="J2000 right ascension in hours")
+    dec_deg: float = Field(ge=-90, le=90, description="J2000 declination in degrees")
+
+    def radec(self) -> RaDec:
+        return RaDec(self.ra_hours, self.dec_deg)
+
+
+def target_position(explicit: Coordinates | None, scope: Scope) -> RaDec:
+    """Explicit coordinates, else the enclosing target container's."""
+    if explicit is not None:
+        return explicit.radec()
+    if scope.target is None or scope.target.position is None:
+        raise InstructionError("no coordinates: give them or put this inside a target container")
+    return scope.target.position
+
+
+class Unpark(Instruction):
+    kind: Literal["unpark"] = "unpark"
+
+    async def execute(self, ctx: RunContext, step: Step) -> None:
+        await ctx.mount().unpark()
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        return _need_mount(env, path)
+
+
+class Park(Instruction):
+    kind: Literal["park"] = "park"
+
+    async def execute(self, ctx: RunContext, step: Step) -> None:
+        await ctx.mount().park()
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        return _need_mount(env, path)
+
+
+class SetTracking(Instruction):
+    kind: Literal["set_tracking"] = "set_tracking"
+    on: bool = True
+
+    async def execute(self, ctx: RunContext, step: Step) -> None:
+        await ctx.mount().set_tracking(self.on)
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        return _need_mount(env, path)
+
+
+class SlewToTarget(Instruction):
+    kind: Literal["slew"] = "slew"
+    coordinates: Coordinates | None = None
+
+    async def execute(self, ctx: RunContext, step: Step) -> None:
+        mount = ctx.mount()
+        await mount.set_tracking(True)
+        await mount.slew(target_position(self.coordinates, step.scope))
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        return _need_mount(env, path)
+
+    def estimate_s(self, env: ValidationEnv) -> float:
+        return 30.0
+
+
+class CenterTarget(Instruction):
+    """Slew, solve and correct until within `tolerance_arcmin` (see `sequences.centering`)."""
+
+    kind: Literal["center"] = "center"
+    coordinates: Coordinates | None = None
+    tolerance_arcmin: float = Field(default=1.0, gt=0, le=60)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    exposure_s: float = Field(default=2.0, gt=0, le=120)
+
+    async def execute(self, ctx: RunContext, step: Step) -> None:
+        if ctx.solve is None:
+            raise InstructionError("no plate solver is configured")
+        mount, camera = ctx.mount(), ctx.camera()
+        await mount.set_tracking(True)
+        report = await center_target(
+            mount,
+            camera,
+            target_position(self.coordinates, step.scope),
+            ctx.solve,
+            CenteringConfig(
+                tolerance_arcmin=self.tolerance_arcmin,
+                max_attempts=self.max_attempts,
+                exposure_s=self.exposure_s,
+            ),
+        )
+        for attempt in report.attempts:
+            error = f'{attempt.error_arcsec:.0f}"' if attempt.error_arcsec is not None else "-"
+            await ctx.events.emit(
+                "info",
+                f"centering attempt {attempt.attempt}: {error} off, {attempt.correction}"
+                + (f" ({attempt.note})" if attempt.note else ""),
+                path=step.path,
+                data={"attempt": attempt.attempt, "error_arcsec": attempt.error_arcsec},
+            )
+        if not report.success:
+            raise InstructionError(f"centering failed: {report.reason}")
+        ctx.shared["centered_error_arcsec"] = report.final_error_arcsec
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        issues = _need_mount(env, path)
+        if "camera" not in env.roles:
+            issues.append(Issue(path, "centering needs a camera", "add a camera"))
+        return issues
+
+    def estimate_s(self, env: ValidationEnv) -> float:
+        return 30.0 + 3 * (self.exposure_s + 5.0)
+
+
+def _need_mount(env: ValidationEnv, path: str) -> list[Issue]:
+    if "mount" in env.roles:
+        return []
+    return [Issue(path, "no mount in the equipment profile", "add a mount or remove this")]

@@ -1,0 +1,449 @@
+"""The sequence runner: walks a document, keeps the run state, applies retries and error behaviour.
+
+- Every instruction runs in its own task, so *skip* cancels just it and *abort* cancels the run;
+  cancellation reaches the device calls (an exposure is aborted on the camera).
+- Between units of work (between items, and between the exposures of an exposure instruction)
+  the runner checkpoints: triggers of the enclosing containers run, the containers' conditions
+  are re-checked, a pause request waits there.
+- Watched conditions (safety) are polled on wall time by a watcher task and interrupt their
+  container at once, wherever it is.
+- The end area always runs (shielded from cancellation), after success, failure or abort.
+- The state is journaled before and after every instruction; a runner built with a previous
+  state skips what finished and continues with the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from sequences.base import Condition, Instruction, Step
+from sequences.context import RunContext, Scope
+from sequences.document import (
+    AnyItem,
+    Container,
+    ParallelContainer,
+    SequenceDocument,
+    TargetContainer,
+)
+from sequences.frames import FrameType, SavedFrame
+from sequences.model import Area, OnError, Status
+from sequences.state import NodeState, RunState, RunStatus
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 2.0
+
+
+class RunJournal(Protocol):
+    async def save(self, state: RunState) -> None:
+        """Persist the run state (called before and after every step)."""
+        ...
+
+
+class _Escalation(Exception):
+    def __init__(self, behaviour: OnError, path: str) -> None:
+        self.behaviour = behaviour
+        self.path = path
+        super().__init__(f"{behaviour} from {path}")
+
+
+class _Interrupted(Exception):
+    """A container's condition stopped holding; unwinds to that container."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+@dataclass
+class _Active:
+    container: Container
+    path: str
+    scope: Scope
+
+
+class SequenceRunner:
+    def __init__(
+        self,
+        document: SequenceDocument,
+        ctx: RunContext,
+        journal: RunJournal,
+        state: RunState | None = None,
+        *,
+        watch_interval_s: float = WATCH_INTERVAL_S,
+    ) -> None:
+        self.document = document
+        self.ctx = ctx
+        self.state = state or RunState()
+        self._journal = journal
+        self._watch_interval_s = watch_interval_s
+        self._active: list[_Active] = []
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._current: asyncio.Task[None] | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._skip_requested = False
+        self._interrupt: str | None = None
+        self._aborted = False
+        self._interrupted = False
+        self._in_trigger = False
+
+    # -- control -----------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Pause at the next checkpoint (after the current exposure)."""
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+        if self.state.status is RunStatus.PAUSED:
+            self.state.status = RunStatus.RUNNING
+
+    def skip_current(self) -> bool:
+        """Cancel the running instruction; the run goes on with the next one."""
+        if self._current is None or self._current.done():
+            return False
+        self._skip_requested = True
+        self._current.cancel()
+        return True
+
+    def abort(self) -> None:
+        """Stop the run; the end area still runs."""
+        self._aborted = True
+        self._resume.set()
+        if self._main is not None:
+            self._main.cancel()
+
+    def interrupt(self) -> None:
+        """Stop without the end area, resumable later (the daemon is shutting down)."""
+        self._interrupted = True
+        self._resume.set()
+        if self._main is not None:
+            self._main.cancel()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> RunStatus:
+        """Run to the end; returns the final status. Cancelling it aborts (end area shielded)."""
+        self.state.status = RunStatus.RUNNING
+        await self._save()
+        await self._emit("info", f"run started: {self.document.name}")
+        failed_runner: BaseException | None = None
+        watcher = asyncio.create_task(self._watch())
+        try:
+            self._main = asyncio.create_task(self._main_areas())
+            try:
+                await self._main
+            except _Escalation as e:
+                await self._emit("warning", f"{e.behaviour} after {e.path}: going to the end area")
+                if e.behaviour is OnError.ABORT:
+                    self._aborted = True
+            except asyncio.CancelledError:
+                if not (self._aborted or self._interrupted):
+                    raise
+            except Exception as e:  # the runner is the supervisor: make it visible
+                log.exception("run failed")
+                failed_runner = e
+                await self._emit("error", f"run failed: {e}")
+            if not self._interrupted:
+                await asyncio.shield(self._end_area())
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                self._aborted = True
+                await asyncio.shield(self._end_area())
+            raise
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if self._interrupted:
+                self.state.status = RunStatus.INTERRUPTED
+            elif failed_runner is not None:
+                self.state.status = RunStatus.FAILED
+            elif self._aborted:
+                self.state.status = RunStatus.ABORTED
+            else:
+                self.state.status = RunStatus.COMPLETED
+            self.state.current = None
+            await asyncio.shield(self._save())
+            await asyncio.shield(self._emit("info", f"run {self.state.status}"))
+        return self.state.status
+
+    async def _main_areas(self) -> None:
+        if self.state.area in (None, Area.START):
+            self.state.area = Area.START
+            await self._container(self.document.start, "start", Scope())
+        self.state.area = Area.TARGETS
+        for i, target in enumerate(self.document.targets):
+            await self._container(target, f"targets[{i}]", Scope())
+
+    async def _end_area(self) -> None:
+        self._resume.set()
+        self.state.area = Area.END
+        try:
+            await self._container(self.document.end, "end", Scope())
+        except _Escalation as e:
+            await self._emit("error", f"end area stopped after a failure at {e.path}")
+
+    # -- containers ----------------------------------------------------------------------------
+
+    async def _container(self, container: Container, path: str, scope: Scope) -> None:
+        node = self.state.node(path)
+        if node.status.finished:
+            return
+        if isinstance(container, TargetContainer):
+            scope = Scope(target=container.target_ref())
+        await self._set(node, path, Status.RUNNING)
+        active = _Active(container, path, scope)
+        self._active.append(active)
+        try:
+            await self._loop(container, path, scope)
+            await self._set(node, path, Status.SUCCEEDED)
+        except _Interrupted as e:
+            if e.path != path:
+                raise
+            await self._emit("info", f"{container.label}: condition no longer holds", path=path)
+            await self._set(node, path, Status.SUCCEEDED)
+        except _Escalation as e:
+            if e.behaviour is not OnError.SKIP_CONTAINER:
+                await self._set(node, path, Status.FAILED)
+                raise
+            await self._set(node, path, Status.FAILED)
+            await self._emit("warning", f"skipped the rest of {container.label}", path=path)
+        except asyncio.CancelledError:
+            if self._interrupt == path:
+                self._interrupt = None
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                await self._emit("warning", f"{container.label}: interrupted", path=path)
+                await self._set(node, path, Status.SUCCEEDED)
+            else:
+                if not self._interrupted:  # an interrupted run resumes this container later
+                    await self._set(node, path, Status.CANCELLED)
+                raise
+        finally:
+            self._active.remove(active)
+
+    async def _loop(self, container: Container, path: str, scope: Scope) -> None:
+        while True:
+            if not await self._conditions_hold(container, path, scope):
+                return
+            await self._items(container, path, scope)
+            if not container.conditions:
+                return
+            for i, condition in enumerate(container.conditions):
+                condition.iteration_done(self._condition_state(path, i))
+            self.state.iterations[path] = self.state.iterations.get(path, 0) + 1
+            self.state.reset_below(path)
+            await self._save()
+
+    async def _items(self, container: Container, path: str, scope: Scope) -> None:
+        if isinstance(container, ParallelContainer):
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for i, item in enumerate(container.items):
+                        group.create_task(self._item(item, f"{path}.items[{i}]", scope))
+            except* (_Escalation, _Interrupted) as group_error:
+                raise group_error.exceptions[0] from None
+            return
+        for i, item in enumerate(container.items):
+            if i > 0:
+                await self.checkpoint()
+            await self._item(item, f"{path}.items[{i}]", scope)
+
+    async def _item(self, item: AnyItem, path: str, scope: Scope) -> None:
+        if isinstance(item, Container):
+            await self._container(item, path, scope)
+        else:
+            await self._instruction(item, path, scope)
+
+    # -- instructions --------------------------------------------------------------------------
+
+    async def _instruction(self, instruction: Instruction, path: str, scope: Scope) -> None:
+        node = self.state.node(path)
+        if node.status.finished:
+            return
+        while node.attempts < instruction.attempts:
+            node.attempts += 1
+            node.error = None
+            self.state.current = path
+            await self._set(node, path, Status.RUNNING)
+            await self._emit("info", f"{instruction.label} started", path=path)
+            step = Step(
+                path=path,
+                attempt=node.attempts,
+                scope=scope,
+                counters=node.counters,
+                checkpoint=self.checkpoint,
+                on_frame=self._frame_saved,
+                on_exposure=self._exposure_done,
+            )
+            self._skip_requested = False
+            self._current = asyncio.create_task(instruction.execute(self.ctx, step))
+            try:
+                await self._current
+            except asyncio.CancelledError:
+                if self._skip_requested and not self._aborted:
+                    await self._set(node, path, Status.SKIPPED)
+                    await self._emit("warning", f"{instruction.label} skipped", path=path)
+                    return
+                self._current.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._current  # let the device abort finish before moving on
+                raise
+            except (_Interrupted, _Escalation):
+                raise
+            except Exception as e:  # the runner is the supervisor: failures become state
+                node.error = f"{type(e).__name__}: {e}" if not str(e) else str(e)
+                await self._emit(
+                    "error",
+                    f"{instruction.label} failed (attempt {node.attempts}/"
+                    f"{instruction.attempts}): {node.error}",
+                    path=path,
+                )
+                await self._save()
+                continue
+            finally:
+                self._current = None
+            await self._set(node, path, Status.SUCCEEDED)
+            await self._emit("info", f"{instruction.label} done", path=path)
+            return
+        await self._set(node, path, Status.FAILED)
+        if instruction.on_error is not OnError.CONTINUE:
+            raise _Escalation(instruction.on_error, path)
+
+    # -- checkpoints, triggers, conditions -----------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """Between units of work: pause requests, triggers, then the conditions of every
+        enclosing container (innermost last)."""
+        if not self._resume.is_set():
+            self.state.status = RunStatus.PAUSED
+            await self._save()
+            await self._emit("info", "paused")
+            await self._resume.wait()
+            self.state.status = RunStatus.RUNNING
+            await self._save()
+            await self._emit("info", "resumed")
+        if self._in_trigger:
+            return
+        await self._run_triggers()
+        for active in list(self._active):
+            if not await self._conditions_hold(active.container, active.path, active.scope):
+                raise _Interrupted(active.path)
+
+    async def _run_triggers(self) -> None:
+        self._in_trigger = True
+        try:
+            for active in list(self._active):
+                for i, trigger in enumerate(active.container.triggers):
+                    tpath = f"{active.path}.triggers[{i}]"
+                    tstate = self.state.triggers.setdefault(tpath, {})
+                    if not await trigger.should_run(self.ctx, tstate, active.scope):
+                        continue
+                    await self._emit("info", f"trigger {trigger.label}", path=tpath)
+                    try:
+                        await trigger.run(self.ctx, tstate, active.scope)
+                    except Exception as e:  # a failed trigger is reported, the run goes on
+                        await self._emit(
+                            "error", f"trigger {trigger.label} failed: {e}", path=tpath
+                        )
+                    await self._save()
+        finally:
+            self._in_trigger = False
+
+    def _exposure_done(self, frame_type: FrameType) -> None:
+        for active in self._active:
+            for i, trigger in enumerate(active.container.triggers):
+                tpath = f"{active.path}.triggers[{i}]"
+                trigger.exposure_done(self.state.triggers.setdefault(tpath, {}), frame_type)
+
+    async def _frame_saved(self, frame: SavedFrame) -> None:
+        for active in self._active:
+            for i, trigger in enumerate(active.container.triggers):
+                tpath = f"{active.path}.triggers[{i}]"
+                trigger.frame_saved(self.state.triggers.setdefault(tpath, {}), frame)
+        self.ctx.shared["last_frame"] = frame
+        await self._save()  # the instruction's frame counter
+
+    async def _conditions_hold(self, container: Container, path: str, scope: Scope) -> bool:
+        for i, condition in enumerate(container.conditions):
+            if not await condition.holds(self.ctx, self._condition_state(path, i), scope):
+                await self._emit(
+                    "info", f"condition {condition.label} ended {container.label}", path=path
+                )
+                return False
+        return True
+
+    def _condition_state(self, path: str, index: int) -> dict[str, object]:
+        return self.state.conditions.setdefault(f"{path}.conditions[{index}]", {})
+
+    async def _watch(self) -> None:
+        """Poll watched conditions of the active containers on wall time; interrupt on failure."""
+        while True:
+            await asyncio.sleep(self._watch_interval_s)
+            for active in list(self._active):
+                watched = [(i, c) for i, c in enumerate(active.container.conditions) if c.watched]
+                for i, condition in watched:
+                    try:
+                        holds = await condition.holds(
+                            self.ctx, self._condition_state(active.path, i), active.scope
+                        )
+                    except Exception as e:
+                        log.warning("watched condition %s failed to answer: %s", condition, e)
+                        holds = False
+                    if not holds:
+                        await self._interrupt_container(active, condition)
+                        break
+
+    async def _interrupt_container(self, active: _Active, condition: Condition) -> None:
+        await self._emit(
+            "warning",
+            f"{condition.label} no longer holds: interrupting {active.container.label}",
+            path=active.path,
+        )
+        self._interrupt = active.path
+        if self.state.area == Area.END:
+            return
+        if self._main is not None:
+            self._main.cancel()
+
+    # -- journal -----------------------------------------------------------------------------
+
+    async def _set(self, node: NodeState, path: str, status: Status) -> None:
+        now = self.ctx.clock.now().isoformat()
+        node.status = status
+        if status is Status.RUNNING:
+            node.started_at = node.started_at or now
+        elif status.finished:
+            node.ended_at = now
+        await self._save()
+
+    async def _save(self) -> None:
+        await self._journal.save(self.state)
+
+    async def _emit(self, level: str, message: str, *, path: str | None = None) -> None:
+        getattr(log, "warning" if level == "warning" else level, log.info)("%s", message)
+        await self.ctx.events.emit(level, message, path=path)
+
+
+@contextlib.asynccontextmanager
+async def running(runner: SequenceRunner) -> AsyncIterator[asyncio.Task[RunStatus]]:
+    """Run in a background task for the duration of the block (tests, the daemon)."""
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        if not task.done():
+            runner.abort()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

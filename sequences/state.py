@@ -1,0 +1,95 @@
+"""Run state, kept apart from the (immutable) sequence document and journaled after every step.
+
+Everything here is plain JSON-able data keyed by node path (``targets[0].items[2]``), so the
+daemon stores it as it is and a restarted daemon resumes from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sequences.model import Status
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    """Every area ran; some nodes may have failed (their status says so)."""
+    ABORTED = "aborted"
+    FAILED = "failed"
+    """The runner itself failed (a bug or an unrecoverable storage error); see the events."""
+    INTERRUPTED = "interrupted"
+    """The daemon stopped during the run; it can be resumed."""
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.ABORTED, RunStatus.FAILED)
+
+
+@dataclass
+class NodeState:
+    status: Status = Status.PENDING
+    attempts: int = 0
+    error: str | None = None
+    counters: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+@dataclass
+class RunState:
+    status: RunStatus = RunStatus.PENDING
+    current: str | None = None
+    """Path of the instruction running now."""
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    iterations: dict[str, int] = field(default_factory=dict)
+    """Completed passes of each looping container."""
+    area: str | None = None
+    """Area reached: a resumed run does not re-run the start area once past it."""
+
+    def node(self, path: str) -> NodeState:
+        return self.nodes.setdefault(path, NodeState())
+
+    def reset_below(self, path: str) -> None:
+        """Forget node states inside the container at `path` for a new loop pass; triggers and
+        conditions keep their state (a dither counter runs on across passes)."""
+        prefix = path + "."
+        for key in [k for k in self.nodes if k.startswith(prefix)]:
+            del self.nodes[key]
+        for key in [k for k in self.iterations if k.startswith(prefix)]:
+            del self.iterations[key]
+
+    def prepare_resume(self) -> None:
+        """After a crash: what was running starts over (its interrupted attempt does not
+        count); what finished stays finished. Frame counters come from the frame sink."""
+        for node in self.nodes.values():
+            if node.status is Status.RUNNING:
+                node.status = Status.PENDING
+                node.attempts = max(0, node.attempts - 1)
+        self.current = None
+        self.status = RunStatus.PENDING
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        nodes = {
+            path: NodeState(**{**node, "status": Status(node["status"])})
+            for path, node in data.get("nodes", {}).items()
+        }
+        return cls(
+            status=RunStatus(data.get("status", RunStatus.PENDING)),
+            current=data.get("current"),
+            nodes=nodes,
+            triggers=dict(data.get("triggers", {})),
+            conditions=dict(data.get("conditions", {})),
+            iterations={k: int(v) for k, v in data.get("iterations", {}).items()},
+            area=data.get("area"),
+        )

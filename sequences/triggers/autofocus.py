@@ -1,0 +1,112 @@
+"""Autofocus triggers, as NINA has them: after an HFR increase, a temperature change, some time,
+some exposures, a filter change. Each compares against the last autofocus of the run (or, before
+the first one, against what it saw first)."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sequences.base import Trigger
+from sequences.context import RunContext, Scope, ValidationEnv
+from sequences.frames import FrameType, SavedFrame
+from sequences.instructions.focuser import (
+    AutofocusSettings,
+    need_autofocus_devices,
+    run_autofocus_recorded,
+)
+from sequences.model import Issue
+
+
+class _AutofocusTrigger(Trigger):
+    settings: AutofocusSettings = Field(default_factory=AutofocusSettings)
+
+    async def run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> None:
+        kind = str(getattr(self, "kind", "trigger"))
+        await run_autofocus_recorded(ctx, kind, self.settings.config(), reason=kind)
+        self.reset(state)
+
+    def reset(self, state: dict[str, Any]) -> None:
+        state.clear()
+
+    def check(self, env: ValidationEnv, path: str) -> list[Issue]:
+        return need_autofocus_devices(env, path)
+
+
+class AutofocusAfterHfrIncrease(_AutofocusTrigger):
+    """When the median HFR of the last `sample_size` lights exceeds the last autofocus's HFR
+    (or the first lights' median) by `percent`."""
+
+    kind: Literal["autofocus_after_hfr_increase"] = "autofocus_after_hfr_increase"
+    percent: float = Field(default=10.0, gt=0, le=500)
+    sample_size: int = Field(default=3, ge=1, le=50)
+
+    def frame_saved(self, state: dict[str, Any], frame: SavedFrame) -> None:
+        if frame.frame_type is FrameType.LIGHT and frame.hfr_px is not None and frame.accepted:
+            recent = [*state.get("recent", []), frame.hfr_px][-self.sample_size :]
+            state["recent"] = recent
+
+    async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
+        recent: list[float] = state.get("recent", [])
+        if len(recent) < self.sample_size:
+            return False
+        median = statistics.median(recent)
+        baseline = ctx.shared.get("autofocus", {}).get("hfr_px") or state.setdefault(
+            "baseline", median
+        )
+        return bool(median > baseline * (1 + self.percent / 100))
+
+
+class AutofocusAfterTemperatureChange(_AutofocusTrigger):
+    kind: Literal["autofocus_after_temperature_change"] = "autofocus_after_temperature_change"
+    delta_c: float = Field(default=1.0, gt=0, le=30)
+
+    async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
+        now = (await ctx.focuser().status()).temperature_c
+        if now is None:
+            return False
+        baseline = ctx.shared.get("autofocus", {}).get("temperature_c")
+        if baseline is None:
+            baseline = state.setdefault("baseline_c", now)
+        return abs(now - float(baseline)) >= self.delta_c
+
+
+class AutofocusAfterTime(_AutofocusTrigger):
+    kind: Literal["autofocus_after_time"] = "autofocus_after_time"
+    minutes: float = Field(default=60.0, gt=0, le=24 * 60)
+
+    async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
+        now = ctx.clock.now()
+        last = ctx.shared.get("autofocus", {}).get("time") or state.setdefault(
+            "since", now.isoformat()
+        )
+        return (now - datetime.fromisoformat(last)).total_seconds() >= self.minutes * 60
+
+
+class AutofocusAfterExposures(_AutofocusTrigger):
+    kind: Literal["autofocus_after_exposures"] = "autofocus_after_exposures"
+    exposures: int = Field(default=30, ge=1, le=10_000)
+
+    def exposure_done(self, state: dict[str, Any], frame_type: FrameType) -> None:
+        if frame_type is FrameType.LIGHT:
+            state["since"] = int(state.get("since", 0)) + 1
+
+    async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
+        return int(state.get("since", 0)) >= self.exposures
+
+
+class AutofocusAfterFilterChange(_AutofocusTrigger):
+    kind: Literal["autofocus_after_filter_change"] = "autofocus_after_filter_change"
+
+    async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
+        wheel = ctx.equipment.filter_wheel
+        if wheel is None or not wheel.connected:
+            return False
+        current = (await wheel.status()).filter_name
+        last = ctx.shared.get("autofocus", {}).get("filter_name")
+        if last is None:
+            last = state.setdefault("filter_name", current)
+        return current is not None and current != last
