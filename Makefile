@@ -39,7 +39,9 @@ bench: install
 	$(BIN)/python bench/frame_analysis.py
 	$(BIN)/python bench/capture_series.py
 	$(BIN)/python bench/autofocus.py
+	$(BIN)/python bench/guide_loop.py
 	$(BIN)/python bench/solve.py
+	$(BIN)/python bench/sequence_overhead.py
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/integrate.py
 

@@ -39,6 +39,7 @@ from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
+from drivers.guider.native import NativeGuider
 from drivers.profile import EquipmentProfile, load_profile
 from sequences.astro import configure_astropy_offline
 from sequences.clock import Clock, SimulatedClock, SystemClock
@@ -63,6 +64,7 @@ class Runtime:
     capture: CaptureService
     clock: Clock
     runs: RunManager
+    guider: NativeGuider | None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -105,7 +107,12 @@ def make_clock(settings: Settings) -> Clock:
 
 
 def _run_context_factory(
-    engine: Engine, equipment: Equipment, capture: CaptureService, clock: Clock, cache_dir: Path
+    engine: Engine,
+    equipment: Equipment,
+    capture: CaptureService,
+    clock: Clock,
+    guider: NativeGuider | None,
+    cache_dir: Path,
 ) -> ContextFactory:
     sink = CaptureSink(capture, engine)
     solver = frame_solver(equipment, cache_dir)
@@ -118,6 +125,7 @@ def _run_context_factory(
             events=events,
             run_id=run_id,
             site=site_of(equipment),
+            guider=guider,
             solve=solver,
         )
 
@@ -146,6 +154,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     equipment = build_equipment(profile)
     store = FrameStore(settings.frames_root)
     await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
+    guider = (
+        NativeGuider(equipment.guide_camera, equipment.mount)
+        if equipment.guide_camera is not None and equipment.mount is not None
+        else None
+    )
     capture = CaptureService(
         engine,
         equipment,
@@ -153,20 +166,25 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         CaptureConfig(
             profile.name, settings.file_pattern, settings.resolved_timezone, profile.acceptance
         ),
+        guider,
     )
     clock = make_clock(settings)
     runs = RunManager(
         engine,
-        _run_context_factory(engine, equipment, capture, clock, settings.resolved_cache_dir),
+        _run_context_factory(
+            engine, equipment, capture, clock, guider, settings.resolved_cache_dir
+        ),
         clock,
     )
     log.info(
         "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
     )
     try:
-        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs)
+        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs, guider)
     finally:
         await runs.shutdown()
+        if guider is not None:
+            await guider.stop()
         try:
             await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
         except TimeoutError:

@@ -31,7 +31,7 @@ from daemon.frame_records import (
 )
 from daemon.naming import FrameNaming, render
 from daemon.store import FrameStore, StoredFile, StoreError
-from drivers.base import Camera, Device, PierSide
+from drivers.base import Camera, Device, Guider, GuiderState, PierSide
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError, NotConnected
 from processing.acceptance import AcceptanceRules, judge
@@ -75,12 +75,18 @@ class CaptureConfig:
 
 class CaptureService:
     def __init__(
-        self, engine: Engine, equipment: Equipment, store: FrameStore, config: CaptureConfig
+        self,
+        engine: Engine,
+        equipment: Equipment,
+        store: FrameStore,
+        config: CaptureConfig,
+        guider: Guider | None = None,
     ) -> None:
         self._engine = engine
         self._equipment = equipment
         self._store = store
         self._config = config
+        self._guider = guider
         self._lock = asyncio.Lock()
 
     @property
@@ -178,6 +184,10 @@ class CaptureService:
         self, camera: Camera, request: CaptureRequest, started: asyncio.Event | None = None
     ) -> CaptureContext:
         """One exposure, with the other devices' state read while the shutter is open."""
+        guider = self._guider
+        guiding = guider is not None and guider.state is GuiderState.GUIDING
+        if guiding and guider is not None:
+            guider.reset_rms()  # the frame's RMS covers its own exposure only
         exposure = asyncio.create_task(
             camera.expose(
                 request.exposure_s, light=request.frame_type in LIGHT_TYPES, started=started
@@ -192,6 +202,7 @@ class CaptureService:
             _state_or_none("filter wheel", wheel.status if wheel else None),
         )
         raw = await exposure
+        rms = guider.rms() if guiding and guider is not None else None
         return CaptureContext(
             raw=raw,
             frame_type=request.frame_type,
@@ -203,6 +214,7 @@ class CaptureService:
             quality=None,
             hfr_arcsec=None,
             tag=request.tag,
+            guiding_rms_arcsec=rms.total_arcsec if rms is not None else None,
         )
 
     def _process(self, context: CaptureContext) -> SavedFrame:
@@ -367,6 +379,7 @@ def _frame_fields(context: CaptureContext) -> dict[str, object]:
         "star_count": q.star_count if q else None,
         "hfr_px": q.hfr_px if q else None,
         "hfr_arcsec": context.hfr_arcsec,
+        "guiding_rms_arcsec": context.guiding_rms_arcsec,
         "fwhm_px": q.fwhm_px if q else None,
         "eccentricity": q.eccentricity if q else None,
         "background_adu": q.background_adu if q else None,

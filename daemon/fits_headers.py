@@ -47,6 +47,8 @@ class CaptureContext:
     reject_reason: str | None = None
     tag: RunTag | None = None
     """The sequence run and instruction that took it (kept in the header for crash recovery)."""
+    guiding_rms_arcsec: float | None = None
+    """Total guide RMS during the exposure (None when not guiding)."""
 
     @property
     def airmass(self) -> float | None:
@@ -144,6 +146,7 @@ def header_cards(ctx: CaptureContext) -> list[FitsCard]:
     optional += [
         ("NOWLACPT", ctx.accepted, "accepted by the quality rules"),
         ("NOWLRJCT", ctx.reject_reason, "why the quality rules rejected it"),
+        ("GUIDRMS", ctx.guiding_rms_arcsec, "[arcsec] total guiding RMS in the exposure"),
         ("NOWLRUN", ctx.tag.run_id if ctx.tag else None, "Nightowl sequence run"),
         ("NOWLNODE", ctx.tag.node_path if ctx.tag else None, "instruction in the run"),
     ]

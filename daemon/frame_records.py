@@ -160,6 +160,7 @@ def frame_from_header(
         "eccentricity": number("ECCENTR"),
         "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
         "reject_reason": header.get("NOWLRJCT"),
+        "guiding_rms_arcsec": number("GUIDRMS"),
         "run_id": integer("NOWLRUN"),
         "node_path": header.get("NOWLNODE"),
     }

@@ -35,6 +35,9 @@ class NodeModel(BaseModel):
 
 class Node(NodeModel):
     attempts: int = Field(default=1, ge=1, le=20, description="tries before the error behaviour")
+    retry_delay_s: float = Field(
+        default=0.0, ge=0, le=3600, description="wall time between attempts (a device to return)"
+    )
     on_error: OnError = OnError.SKIP_CONTAINER
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
@@ -72,6 +75,10 @@ class Step:
 
 
 class Instruction(Node):
+    redo_on_resume: ClassVar[bool] = False
+    """Setup that a resumed run does again (slew, center, cool, guide): after a crash the
+    devices may not be as the run left them."""
+
     async def execute(self, ctx: RunContext, step: Step) -> None:
         """Do the work; raise on failure (the runner retries and applies `on_error`)."""
         raise NotImplementedError

@@ -178,12 +178,43 @@ class SequenceRunner:
         return self.state.status
 
     async def _main_areas(self) -> None:
-        if self.state.area in (None, Area.START):
+        if self.state.area is None:
             self.state.area = Area.START
-            await self._container(self.document.start, "start", Scope())
+        elif self.state.area != Area.END:
+            await self._reconcile()
+        await self._container(self.document.start, "start", Scope())
         self.state.area = Area.TARGETS
         for i, target in enumerate(self.document.targets):
             await self._container(target, f"targets[{i}]", Scope())
+
+    async def _reconcile(self) -> None:
+        """A resumed run: do the setup again (`Instruction.redo_on_resume`: connect, unpark,
+        cool, slew, center, guide) in the start area and in the targets not finished, since a
+        crash or power cut may have left the devices elsewhere; frames are not re-taken."""
+        unfinished = ["start"] + [
+            f"targets[{i}]"
+            for i in range(len(self.document.targets))
+            if not self.state.node(f"targets[{i}]").status.finished
+        ]
+        redo: list[str] = []
+        for path, node in self.document.walk():
+            state = self.state.nodes.get(path)
+            if (
+                isinstance(node, Instruction)
+                and node.redo_on_resume
+                and state is not None
+                and state.status is Status.SUCCEEDED
+                and any(path == top or path.startswith(top + ".") for top in unfinished)
+            ):
+                redo.append(path)
+        for path in redo:
+            self.state.nodes[path] = NodeState()
+            parts = path.split(".")
+            for depth in range(1, len(parts)):  # the containers above it run again
+                self.state.node(".".join(parts[:depth])).status = Status.PENDING
+        if redo:
+            await self._emit("info", f"resuming: setting up again ({', '.join(redo)})")
+        await self._save()
 
     async def _end_area(self) -> None:
         self._resume.set()
@@ -311,6 +342,8 @@ class SequenceRunner:
                     path=path,
                 )
                 await self._save()
+                if node.attempts < instruction.attempts and instruction.retry_delay_s > 0:
+                    await asyncio.sleep(instruction.retry_delay_s)
                 continue
             finally:
                 self._current = None

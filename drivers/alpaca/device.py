@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+from alpaca import exceptions as ascom
 from alpaca.device import Device as AlpycaDevice
 
 from drivers.alpaca._call import CALL_TIMEOUT_S, call
@@ -71,10 +72,30 @@ class AlpacaDevice(Generic[InfoT]):
     async def _read_info(self) -> InfoT:
         raise NotImplementedError
 
+    async def _call(
+        self, operation: str, fn: Callable[..., T], *args: object, timeout_s: float
+    ) -> T:
+        """`call`, reconnecting once when the server answers that the device is not connected
+        although we connected it: the device or its server restarted (a power cut, a crash)."""
+        try:
+            return await call(self._role, operation, fn, *args, timeout_s=timeout_s)
+        except NotConnected as e:
+            if self._info is None or not isinstance(e.__cause__, ascom.NotConnectedException):
+                raise
+            log.warning("%s: the device lost its connection; reconnecting", self._role)
+            await call(
+                self._role,
+                "reconnect",
+                setattr,
+                self._device,
+                "Connected",
+                True,
+                timeout_s=timeout_s,
+            )
+            return await call(self._role, operation, fn, *args, timeout_s=timeout_s)
+
     async def _get(self, name: str, timeout_s: float = CALL_TIMEOUT_S) -> Any:
-        return await call(
-            self._role, f"read {name}", getattr, self._device, name, timeout_s=timeout_s
-        )
+        return await self._call(f"read {name}", getattr, self._device, name, timeout_s=timeout_s)
 
     async def _get_optional(self, name: str) -> Any:
         """Read a property that a device may legitimately not implement (None if so)."""
@@ -84,8 +105,7 @@ class AlpacaDevice(Generic[InfoT]):
             return None
 
     async def _set(self, name: str, value: object, timeout_s: float = CALL_TIMEOUT_S) -> None:
-        await call(
-            self._role,
+        await self._call(
             f"set {name}={value!r}",
             setattr,
             self._device,
@@ -101,4 +121,4 @@ class AlpacaDevice(Generic[InfoT]):
         *args: object,
         timeout_s: float = CALL_TIMEOUT_S,
     ) -> T:
-        return await call(self._role, operation, fn, *args, timeout_s=timeout_s)
+        return await self._call(operation, fn, *args, timeout_s=timeout_s)

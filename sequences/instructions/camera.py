@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,7 @@ class CoolCamera(Instruction):
     of it, from above or below (a sensor colder than asked is not "done" either)."""
 
     kind: Literal["cool_camera"] = "cool_camera"
+    redo_on_resume: ClassVar[bool] = True
     set_point_c: float = Field(ge=-60, le=30)
     duration_s: float = Field(default=0.0, ge=0, le=3600, description="ramp time")
     tolerance_c: float = Field(default=1.0, gt=0, le=10)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from sequences.base import Instruction, Step
 from sequences.context import RunContext
@@ -13,6 +13,7 @@ class ConnectEquipment(Instruction):
     """Connect every device of the profile; fails naming the devices that did not connect."""
 
     kind: Literal["connect_equipment"] = "connect_equipment"
+    redo_on_resume: ClassVar[bool] = True
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
         failures = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,7 @@ def _need_guider(env: ValidationEnv, path: str) -> list[Issue]:
 
 class StartGuiding(Instruction):
     kind: Literal["start_guiding"] = "start_guiding"
+    redo_on_resume: ClassVar[bool] = True
     settle_px: float = Field(default=1.5, gt=0, le=20)
     settle_time_s: float = Field(default=10.0, ge=0, le=600)
     settle_timeout_s: float = Field(default=60.0, gt=0, le=1800)

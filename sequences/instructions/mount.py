@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,6 +35,7 @@ def target_position(explicit: Coordinates | None, scope: Scope) -> RaDec:
 
 class Unpark(Instruction):
     kind: Literal["unpark"] = "unpark"
+    redo_on_resume: ClassVar[bool] = True
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
         await ctx.mount().unpark()
@@ -55,6 +56,7 @@ class Park(Instruction):
 
 class SetTracking(Instruction):
     kind: Literal["set_tracking"] = "set_tracking"
+    redo_on_resume: ClassVar[bool] = True
     on: bool = True
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
@@ -66,6 +68,7 @@ class SetTracking(Instruction):
 
 class SlewToTarget(Instruction):
     kind: Literal["slew"] = "slew"
+    redo_on_resume: ClassVar[bool] = True
     coordinates: Coordinates | None = None
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
@@ -84,6 +87,7 @@ class CenterTarget(Instruction):
     """Slew, solve and correct until within `tolerance_arcmin` (see `sequences.centering`)."""
 
     kind: Literal["center"] = "center"
+    redo_on_resume: ClassVar[bool] = True
     coordinates: Coordinates | None = None
     tolerance_arcmin: float = Field(default=1.0, gt=0, le=60)
     max_attempts: int = Field(default=5, ge=1, le=20)

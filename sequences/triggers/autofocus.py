@@ -37,8 +37,9 @@ class _AutofocusTrigger(Trigger):
 
 
 class AutofocusAfterHfrIncrease(_AutofocusTrigger):
-    """When the median HFR of the last `sample_size` lights exceeds the last autofocus's HFR
-    (or the first lights' median) by `percent`."""
+    """When the median HFR of the last `sample_size` lights exceeds by `percent` the median
+    of the first `sample_size` lights after the last autofocus (as NINA does: the baseline
+    comes from lights, not from the autofocus frames, whose exposure differs)."""
 
     kind: Literal["autofocus_after_hfr_increase"] = "autofocus_after_hfr_increase"
     percent: float = Field(default=10.0, gt=0, le=500)
@@ -48,16 +49,19 @@ class AutofocusAfterHfrIncrease(_AutofocusTrigger):
         if frame.frame_type is FrameType.LIGHT and frame.hfr_px is not None and frame.accepted:
             recent = [*state.get("recent", []), frame.hfr_px][-self.sample_size :]
             state["recent"] = recent
+            if "baseline" not in state and len(recent) == self.sample_size:
+                state["baseline"] = statistics.median(recent)
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
-        recent: list[float] = state.get("recent", [])
-        if len(recent) < self.sample_size:
+        last_autofocus = ctx.shared.get("autofocus", {}).get("time")
+        if state.get("autofocus_time") != last_autofocus:  # refocused since: a new baseline
+            state.clear()
+            state["autofocus_time"] = last_autofocus
             return False
-        median = statistics.median(recent)
-        baseline = ctx.shared.get("autofocus", {}).get("hfr_px") or state.setdefault(
-            "baseline", median
-        )
-        return bool(median > baseline * (1 + self.percent / 100))
+        recent: list[float] = state.get("recent", [])
+        if "baseline" not in state or len(recent) < self.sample_size:
+            return False
+        return bool(statistics.median(recent) > state["baseline"] * (1 + self.percent / 100))
 
 
 class AutofocusAfterTemperatureChange(_AutofocusTrigger):

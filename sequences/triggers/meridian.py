@@ -115,6 +115,7 @@ class MeridianFlip(Trigger):
             guider = ctx.need_guider()
             await guider.start()
             await guider.settle(1.5, 10.0, 60.0)
+            await ctx.events.emit("info", "guiding restarted")
         await asyncio.sleep(self.settle_s)
         state["flips"] = int(state.get("flips", 0)) + 1
         await ctx.events.emit("info", f"meridian flip done ({verified})")

@@ -4,114 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
-
-from daemon.capture import CaptureConfig, CaptureService
-from daemon.db.engine import make_engine
-from daemon.db.migrate import upgrade
-from daemon.db.models import Event, Frame, SequenceRun
-from daemon.naming import DEFAULT_PATTERN
-from daemon.runs import CaptureSink, RunEvents, RunManager
-from daemon.store import FrameStore
 from drivers.equipment import Equipment
-from sequences.clock import SimulatedClock
-from sequences.context import RunContext
 from sequences.document import SequenceDocument, parse_document
 from sequences.model import Status
-from sequences.state import RunState, RunStatus
-from sequences.validation import site_of
-from tests.drivers.test_alpaca_camera import M31
-
-# The simulated night starts when M31 is high at the simulator's site (47 N, 8 E).
-NIGHT_START = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
-M31_TARGET = {
-    "kind": "target",
-    "target_name": "M31",
-    "coordinates": {"ra_hours": M31.ra_hours, "dec_deg": M31.dec_deg},
-}
-
-
-@dataclass
-class Harness:
-    engine: Engine
-    runs: RunManager
-    clock: SimulatedClock
-    simulator_url: str
-
-    def frames(self, run_id: int) -> list[Frame]:
-        with Session(self.engine) as db:
-            return list(db.scalars(select(Frame).where(Frame.run_id == run_id).order_by(Frame.id)))
-
-    def events(self, run_id: int) -> list[str]:
-        with Session(self.engine) as db:
-            rows = db.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id))
-            return [e.message for e in rows]
-
-    def state(self, run_id: int) -> RunState:
-        with Session(self.engine) as db:
-            row = db.get(SequenceRun, run_id)
-            assert row is not None
-            return RunState.from_json(row.state)
-
-    async def run(self, document: dict[str, Any]) -> tuple[int, RunStatus]:
-        run_id = await self.runs.start(parse_document(document))
-        return run_id, await asyncio.wait_for(self.runs.wait(run_id), 120)
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert self.runs.active_run_id is not None, "the run ended early"
-            assert time.monotonic() < deadline, "timed out"
-            await asyncio.sleep(0.2)
-
-    def set_safe(self, safe: bool) -> None:
-        httpx.put(
-            f"{self.simulator_url}/api/v1/safetymonitor/0/issafe",
-            data={"IsSafe": str(safe), "ClientTransactionID": "1", "ClientID": "1"},
-        ).raise_for_status()
-
-
-@pytest.fixture
-async def harness(
-    tmp_path: Path, equipment: Equipment, simulator_url: str
-) -> AsyncIterator[Harness]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
-    upgrade(engine)
-    capture = CaptureService(
-        engine,
-        equipment,
-        FrameStore(tmp_path / "frames"),
-        CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
-    )
-    clock = SimulatedClock(NIGHT_START)
-    sink = CaptureSink(capture, engine)
-
-    def context(run_id: int, events: RunEvents) -> RunContext:
-        return RunContext(
-            equipment=equipment,
-            clock=clock,
-            frames=sink,
-            events=events,
-            run_id=run_id,
-            site=site_of(equipment),
-        )
-
-    runs = RunManager(engine, context, clock)
-    harness = Harness(engine, runs, clock, simulator_url)
-    harness.set_safe(True)
-    yield harness
-    await runs.shutdown()
-    harness.set_safe(True)
-    engine.dispose()
+from sequences.state import RunStatus
+from tests.sequences.conftest import M31_TARGET, Harness
 
 
 def lights(count: int, exposure_s: float = 0.5, **extra: Any) -> dict[str, Any]:

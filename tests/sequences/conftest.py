@@ -1,0 +1,151 @@
+"""Sequence tests: the runner with the daemon's real sinks, a real SQLite file, the simulators."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from daemon.capture import CaptureConfig, CaptureService
+from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.db.models import Event, Frame, SequenceRun
+from daemon.naming import DEFAULT_PATTERN
+from daemon.runs import CaptureSink, RunEvents, RunManager
+from daemon.store import FrameStore
+from drivers.equipment import Equipment
+from drivers.guider import NativeGuider
+from sequences.clock import SimulatedClock
+from sequences.context import RunContext
+from sequences.document import parse_document
+from sequences.platesolve import frame_solver, prepare_solver
+from sequences.state import RunState, RunStatus
+from sequences.validation import site_of
+from tests.drivers.test_alpaca_camera import M31
+
+# The simulated night starts when M31 is high at the simulator's site (47 N, 8 E).
+NIGHT_START = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
+M31_TARGET = {
+    "kind": "target",
+    "target_name": "M31",
+    "coordinates": {"ra_hours": M31.ra_hours, "dec_deg": M31.dec_deg},
+}
+
+
+@dataclass
+class Harness:
+    engine: Engine
+    runs: RunManager
+    clock: SimulatedClock
+    simulator_url: str
+
+    def frames(self, run_id: int) -> list[Frame]:
+        with Session(self.engine) as db:
+            return list(db.scalars(select(Frame).where(Frame.run_id == run_id).order_by(Frame.id)))
+
+    def events(self, run_id: int) -> list[str]:
+        with Session(self.engine) as db:
+            rows = db.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id))
+            return [e.message for e in rows]
+
+    def state(self, run_id: int) -> RunState:
+        with Session(self.engine) as db:
+            row = db.get(SequenceRun, run_id)
+            assert row is not None
+            return RunState.from_json(row.state)
+
+    async def run(
+        self, document: dict[str, Any], timeout_s: float = 120.0
+    ) -> tuple[int, RunStatus]:
+        run_id = await self.runs.start(parse_document(document))
+        return run_id, await asyncio.wait_for(self.runs.wait(run_id), timeout_s)
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert self.runs.active_run_id is not None, "the run ended early"
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.2)
+
+    def set_safe(self, safe: bool) -> None:
+        httpx.put(
+            f"{self.simulator_url}/api/v1/safetymonitor/0/issafe",
+            data={"IsSafe": str(safe), "ClientTransactionID": "1", "ClientID": "1"},
+        ).raise_for_status()
+
+
+@pytest.fixture
+def night_start() -> datetime:
+    return NIGHT_START
+
+
+@contextlib.asynccontextmanager
+async def open_harness(
+    folder: Path,
+    equipment: Equipment,
+    simulator_url: str,
+    catalog_cache: Path,
+    night_start: datetime,
+) -> AsyncIterator[Harness]:
+    """The daemon's run manager over `equipment`, with its database and frames in `folder`."""
+    engine = make_engine(f"sqlite:///{folder / 'nightowl.db'}")
+    upgrade(engine)
+    assert equipment.guide_camera is not None
+    assert equipment.mount is not None
+    guider = NativeGuider(equipment.guide_camera, equipment.mount)
+    capture = CaptureService(
+        engine,
+        equipment,
+        FrameStore(folder / "frames"),
+        CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
+        guider,
+    )
+    clock = SimulatedClock(night_start)
+    sink = CaptureSink(capture, engine)
+    await prepare_solver(equipment, catalog_cache)
+    solver = frame_solver(equipment, catalog_cache)
+
+    def context(run_id: int, events: RunEvents) -> RunContext:
+        return RunContext(
+            equipment=equipment,
+            clock=clock,
+            frames=sink,
+            events=events,
+            run_id=run_id,
+            site=site_of(equipment),
+            guider=guider,
+            solve=solver,
+        )
+
+    runs = RunManager(engine, context, clock)
+    harness = Harness(engine, runs, clock, simulator_url)
+    harness.set_safe(True)
+    try:
+        yield harness
+    finally:
+        await runs.shutdown()
+        await guider.stop()
+        engine.dispose()
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path,
+    equipment: Equipment,
+    simulator_url: str,
+    catalog_cache: Path,
+    night_start: datetime,
+) -> AsyncIterator[Harness]:
+    async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, night_start) as h:
+        yield h
+        h.set_safe(True)

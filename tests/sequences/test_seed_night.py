@@ -1,0 +1,79 @@
+"""The shipped seed night, end to end on the simulators with a simulated clock.
+
+M31 transits at 20:04:57 UTC on 2026-11-22 at the simulator's site; the clock starts a little
+after it, so the meridian flip (5 min past the meridian) falls among the 20 lights.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from importlib.resources import files
+
+import pytest
+
+from sequences.document import parse_document
+from sequences.frames import FrameType
+from sequences.state import RunStatus
+from tests.sequences.conftest import Harness
+
+
+@pytest.fixture
+def night_start() -> datetime:
+    return datetime(2026, 11, 22, 20, 7, 30, tzinfo=UTC)
+
+
+def first(events: list[str], prefix: str) -> int:
+    return next(i for i, e in enumerate(events) if e.startswith(prefix))
+
+
+async def test_the_seed_night_runs_end_to_end(harness: Harness) -> None:
+    document = parse_document(
+        files("sequences").joinpath("examples", "seed_night.json").read_text()
+    )
+    data = document.model_dump(mode="json")
+    target = data["targets"][0]
+    for trigger in target["triggers"]:
+        if trigger["kind"] == "dither_after_exposures":
+            trigger["settle_time_s"] = 2.0  # a shorter settle keeps the test short
+    target["items"][4]["settle_time_s"] = 2.0  # start_guiding
+    target["items"][5]["items"][0]["exposure_s"] = 1.0  # the lights
+
+    run_id, status = await harness.run(data, timeout_s=600)
+
+    assert status is RunStatus.COMPLETED
+    events = harness.events(run_id)
+    order = [
+        first(events, p)
+        for p in (
+            "unpark done",
+            "cool_camera done",
+            "wait_for_altitude done",
+            "slew done",
+            "center done",
+            "autofocus done",
+            "start_guiding done",
+            "take_exposures started",
+            "meridian flip done",
+            "take_exposures done",
+            "park done",
+            "warm_camera done",
+        )
+    ]
+    assert order == sorted(order), events
+    centered = [e for e in events if e.startswith("centering attempt")]
+    final = re.search(r'(\d+)" off', centered[-1])
+    assert final is not None
+    assert int(final.group(1)) < 60
+    flip = next(e for e in events if e.startswith("meridian flip at hour angle"))
+    hour_angle_min = float(re.search(r"([+-][\d.]+) min", flip).group(1))  # type: ignore[union-attr]
+    assert 5.0 <= hour_angle_min < 8.0
+    assert "recentered" in next(e for e in events if e.startswith("meridian flip done"))
+    assert any(e == "guiding restarted" for e in events)
+    assert sum(e == "trigger dither_after_exposures" for e in events) == 6  # after 3, 6, ... 18
+
+    frames = harness.frames(run_id)
+    lights = [f for f in frames if f.frame_type is FrameType.LIGHT]
+    assert len(lights) == 20
+    assert all(f.filter_name == "L" for f in lights)
+    assert all(f.guiding_rms_arcsec is not None for f in lights)
