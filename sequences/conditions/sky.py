@@ -27,7 +27,7 @@ class WhileAboveAltitude(Condition):
             target = target_position(self.coordinates, scope)
         except InstructionError:
             return True  # nothing to measure: the validation reports it
-        limit = self.above.limit(ctx)
+        limit = self.above.limit(ctx.horizon)
         return clearance_deg(target, ctx.need_site(), ctx.clock.now(), limit) >= 0
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:

@@ -11,7 +11,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sequences.astro import Limit, clearance_deg, next_rise, next_sun_crossing, sun_altitude_deg
+from sequences.astro import (
+    Horizon,
+    Limit,
+    clearance_deg,
+    next_rise,
+    next_sun_crossing,
+    sun_altitude_deg,
+)
 from sequences.base import Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
@@ -30,12 +37,13 @@ class AltitudeLimit(BaseModel):
     altitude_deg: float | None = Field(default=None, ge=-10, le=90)
     offset_deg: float = Field(default=0.0, ge=-30, le=60)
 
-    def limit(self, ctx: RunContext) -> Limit:
+    def limit(self, horizon: Horizon | None) -> Limit:
+        """The limit at a site with this custom `horizon` (None: flat)."""
         if self.altitude_deg is not None:
             return self.altitude_deg + self.offset_deg
-        if ctx.horizon is None:
+        if horizon is None:
             return self.offset_deg
-        return ctx.horizon.raised(self.offset_deg) if self.offset_deg else ctx.horizon
+        return horizon.raised(self.offset_deg) if self.offset_deg else horizon
 
 
 class WaitForAltitude(Instruction):
@@ -48,7 +56,7 @@ class WaitForAltitude(Instruction):
     async def execute(self, ctx: RunContext, step: Step) -> None:
         site = ctx.need_site()
         target = target_position(self.coordinates, step.scope)
-        limit = self.above.limit(ctx)
+        limit = self.above.limit(ctx.horizon)
         while clearance_deg(target, site, ctx.clock.now(), limit) < 0:
             rise = next_rise(target, site, ctx.clock.now(), limit)
             if rise is None:

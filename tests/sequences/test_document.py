@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from drivers.base import RaDec
 from drivers.equipment import Equipment
+from sequences.astro import altitude_deg, next_dusk
 from sequences.clock import SimulatedClock
 from sequences.context import ValidationEnv
 from sequences.document import error_issues, parse_document
+from sequences.timeline import predict
 from sequences.validation import validation_env
 
 EVENING = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
@@ -90,3 +93,36 @@ async def test_validation_finds_what_would_fail_tonight(equipment: Equipment) ->
     }
     without_guider = replace(env, roles=env.roles - {"guide_camera"})
     assert {i.path for i in document.check(without_guider)} == paths | {"targets[1].triggers[0]"}
+
+
+async def test_the_timeline_predicts_waits_from_the_sky_and_durations_from_estimates(
+    equipment: Equipment,
+) -> None:
+    afternoon = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)  # nautical dusk is at 16:58
+    env = await validation_env(equipment, SimulatedClock(afternoon))
+    assert env.site is not None
+    m42 = RaDec(5.588139, -5.391111)  # rises at about 19:20 UTC at 47 N in late November
+    document = parse_document(
+        {
+            "name": "timeline",
+            "start": {"items": [{"kind": "wait_for_sun_altitude", "altitude_deg": -12.0}]},
+            "targets": [
+                target(
+                    m42.ra_hours,
+                    m42.dec_deg,
+                    {"kind": "wait_for_altitude", "above": {"altitude_deg": 20.0}},
+                    {"kind": "take_exposures", "count": 10, "exposure_s": 60.0},
+                )
+            ],
+        }
+    )
+    entries = {e.path: e for e in predict(document, env, afternoon)}
+    dusk = entries["start.items[0]"].end
+    assert dusk == next_dusk(env.site, afternoon, -12.0)
+    up = entries["targets[0].items[0]"].end
+    assert abs(altitude_deg(m42, env.site, up) - 20.0) < 0.05
+    assert up > dusk
+    lights = entries["targets[0].items[1]"]
+    assert lights.start == up
+    assert (lights.end - lights.start).total_seconds() == 10 * 61.0
+    assert entries["targets[0]"].end == lights.end

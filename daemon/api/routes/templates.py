@@ -7,7 +7,12 @@ import asyncio
 from fastapi import APIRouter, HTTPException, status
 
 from daemon.api.deps import EngineDep, RuntimeDep
-from daemon.api.schemas.sequences import IssueRead, TemplateRead, TemplateWrite
+from daemon.api.schemas.sequences import (
+    IssueRead,
+    TemplateRead,
+    TemplateWrite,
+    TimelineEntryRead,
+)
 from daemon.db.models import SequenceTemplate
 from daemon.templates import (
     TemplateNotFound,
@@ -17,6 +22,7 @@ from daemon.templates import (
     load_document,
     save_template,
 )
+from sequences.timeline import predict
 from sequences.validation import validation_env
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
@@ -71,6 +77,22 @@ async def delete(template_id: int, engine: EngineDep) -> None:
         await asyncio.to_thread(delete_template, engine, template_id)
     except TemplateNotFound as e:
         raise _not_found(template_id) from e
+
+
+@router.get("/{template_id}/timeline")
+async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryRead]:
+    """When each node would run if started now (on the daemon's clock), from the ephemerides
+    and each instruction's estimate; no device moves. Loops count one pass."""
+    try:
+        row = await asyncio.to_thread(get_template, runtime.engine, template_id)
+    except TemplateNotFound as e:
+        raise _not_found(template_id) from e
+    document = load_document(row.document)
+    env = await validation_env(runtime.equipment, runtime.clock)
+    entries = predict(document, env, runtime.clock.now())
+    return [
+        TimelineEntryRead(path=e.path, label=e.label, start=e.start, end=e.end) for e in entries
+    ]
 
 
 @router.get("/{template_id}/issues")

@@ -28,7 +28,13 @@ class TemplateRead(BaseModel):
     document: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-    estimated_s: float | None = None
+
+
+class TimelineEntryRead(BaseModel):
+    path: str
+    label: str
+    start: datetime
+    end: datetime
 
 
 class TargetDrop(BaseModel):
