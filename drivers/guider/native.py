@@ -252,6 +252,9 @@ class NativeGuider:
 
     @output_enabled.setter
     def output_enabled(self, enabled: bool) -> None:
+        if enabled != self._output_enabled:
+            self._ra.reset()  # no hysteresis memory of corrections never sent
+            self._dec.reset()
         self._output_enabled = enabled
 
     def rms(self) -> GuideRms | None:
@@ -446,7 +449,7 @@ class NativeGuider:
         stars = self._select(frame, table)
         if len(stars) == 0:
             raise NoGuideStar("start", "guide stars gone after calibration")
-        self._lock_on(stars, reacquired=False)
+        self._lock_on(stars)
         self._set_state(GuiderState.GUIDING)
         log.info(
             'guider: guiding on %d star(s), %.2f "/px, exposure %.2f s',
@@ -482,9 +485,31 @@ class NativeGuider:
         assert scale is not None
         frame, table = await self._frame_and_stars()
         in_hand = self._in_hand
-        fix = self._track(stars, table, self._shift)
+        cfg = self._config
+        required = min_matches(stars, cfg.min_matched_fraction)
+        fix = locate(
+            stars,
+            table,
+            self._shift,
+            search_radius_px=cfg.search_radius_px,
+            outlier_px=cfg.outlier_px,
+            required=required,
+        )
         if fix is None:
-            self._on_lost(frame, table)
+            # Not near the prediction. Found elsewhere in the frame, the stars may be caught
+            # mid-motion (a frame exposed during a slew or a bump): look there next frame and
+            # correct only once a second frame finds them in the same place.
+            jump = find_pattern(
+                stars, table, tolerance_px=cfg.reacquire_tolerance_px, required=required
+            )
+            if jump is None:
+                self._on_lost(frame, table, f"guide stars not found ({len(table)} in the frame)")
+            else:
+                distance = math.hypot(jump.dy - self._shift[0], jump.dx - self._shift[1])
+                self._shift = (jump.dy, jump.dx)
+                self._on_lost(
+                    frame, table, f"guide stars jumped {distance:.0f} px; confirming next frame"
+                )
             return
         if self._state is GuiderState.LOST:
             lock = self.lock_position
@@ -534,10 +559,9 @@ class NativeGuider:
             )
         )
 
-    def _on_lost(self, frame: RawFrame, table: StarTable) -> None:
+    def _on_lost(self, frame: RawFrame, table: StarTable, reason: str) -> None:
         self._lost_frames += 1
         self._set_state(GuiderState.LOST)
-        reason = f"guide stars not found ({len(table)} stars in the frame)"
         log.warning(
             "guider: %s, frame %d, %d lost in a row", reason, self._frame, self._lost_frames
         )
@@ -547,10 +571,10 @@ class NativeGuider:
         stars = self._select(frame, table)
         if len(stars) == 0:
             return
-        self._lock_on(stars, reacquired=False)
+        self._lock_on(stars)
         self._set_state(GuiderState.GUIDING)
 
-    def _lock_on(self, stars: GuideStars, *, reacquired: bool) -> None:
+    def _lock_on(self, stars: GuideStars) -> None:
         """Follow `stars` from here on, with the lock where they are now."""
         self._stars = stars
         self._shift = (0.0, 0.0)
@@ -560,7 +584,7 @@ class NativeGuider:
         self._dec.reset()
         lock = self.lock_position
         assert lock is not None
-        self._emit(GuideStarsSelected(self._frame, _now(), len(stars), *lock, reacquired))
+        self._emit(GuideStarsSelected(self._frame, _now(), len(stars), *lock, False))
         log.info("guider: locked on %d star(s) at (%.1f, %.1f)", len(stars), *lock)
 
     # --- calibration ---------------------------------------------------------------------
@@ -745,7 +769,8 @@ class NativeGuider:
     def _track(
         self, stars: GuideStars, table: StarTable, predicted: tuple[float, float]
     ) -> Fix | None:
-        """Find the guide stars near `predicted`, or anywhere by their pattern."""
+        """Find the guide stars near `predicted`, or anywhere by their pattern (calibration:
+        the mount is not moving by itself between its pulses)."""
         cfg = self._config
         required = min_matches(stars, cfg.min_matched_fraction)
         fix = locate(
