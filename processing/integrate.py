@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from processing import clip_kernels
 from processing.normalize import (
     FrameNormalization,
     FrameSource,
@@ -522,25 +523,61 @@ class _Active:
 
 def _combine_block(stack: F32, config: IntegrationConfig, weights: F64) -> StackResult:
     """Reject and combine a float32 ``(N, P)`` block; NaN samples are missing."""
+    if config.rejection.algorithm in _COMPILED:
+        return _compiled_block(stack, config, weights)
     ss = _SortedStack.build(stack)
     lo = np.zeros(ss.n_pixels, dtype=np.int64)
     hi = ss.n.copy()
     algorithm = config.rejection.algorithm
-    if algorithm is not Rejection.NONE:
-        # Pixels with too few samples to tell an outlier from the rest are never clipped.
-        judged = np.flatnonzero(ss.n > _MIN_KEPT)
-        work = _Active(ss.subset(judged), judged)
-        if algorithm is Rejection.SIGMA:
-            _kappa_sigma_clip(work, lo, hi, config.rejection, winsorized=False)
-        elif algorithm is Rejection.WINSORIZED:
-            _kappa_sigma_clip(work, lo, hi, config.rejection, winsorized=True)
-        elif algorithm is Rejection.LINEAR_FIT:
-            _linear_fit_clip(work, lo, hi, config.rejection)
-        elif algorithm is Rejection.PERCENTILE:
-            _percentile_clip(work, lo, hi, config.rejection)
-        else:
-            _esd_clip(work, lo, hi, config.rejection)
+    # Pixels with too few samples to tell an outlier from the rest are never clipped.
+    judged = np.flatnonzero(ss.n > _MIN_KEPT)
+    work = _Active(ss.subset(judged), judged)
+    if algorithm is Rejection.LINEAR_FIT:
+        _linear_fit_clip(work, lo, hi, config.rejection)
+    elif algorithm is Rejection.PERCENTILE:
+        _percentile_clip(work, lo, hi, config.rejection)
+    else:
+        _esd_clip(work, lo, hi, config.rejection)
     return _combine_kept(stack, ss, lo, hi, config.combine, weights)
+
+
+_COMPILED = {
+    Rejection.NONE: clip_kernels.NONE,
+    Rejection.SIGMA: clip_kernels.SIGMA,
+    Rejection.WINSORIZED: clip_kernels.WINSORIZED,
+}
+
+
+def _compiled_block(stack: F32, config: IntegrationConfig, weights: F64) -> StackResult:
+    """`_combine_block` for the algorithms with a compiled per-pixel kernel."""
+    n_frames, n_pixels = stack.shape
+    image = np.empty(n_pixels, dtype=np.float32)
+    low_count = np.empty(n_pixels, dtype=np.uint16)
+    high_count = np.empty(n_pixels, dtype=np.uint16)
+    frame_low = np.zeros(n_frames, dtype=np.int64)
+    frame_high = np.zeros(n_frames, dtype=np.int64)
+    rejection = config.rejection
+    clip_kernels.clip_and_combine(
+        stack,
+        weights,
+        _COMPILED[rejection.algorithm],
+        clip_kernels.MEDIAN if config.combine is Combine.MEDIAN else clip_kernels.AVERAGE,
+        rejection.sigma_low,
+        rejection.sigma_high,
+        rejection.max_iterations,
+        _MIN_KEPT,
+        _IQR_TO_SIGMA,
+        _WINSOR_CUT_SIGMA,
+        _WINSOR_CORRECTION,
+        _WINSOR_TOLERANCE,
+        _WINSOR_MAX_ITERATIONS,
+        image,
+        low_count,
+        high_count,
+        frame_low,
+        frame_high,
+    )
+    return StackResult(image, low_count, high_count, frame_low, frame_high)
 
 
 def _combine_kept(
@@ -574,77 +611,6 @@ def _combine_kept(
         frame_low=frame_low,
         frame_high=frame_high,
     )
-
-
-def _kappa_sigma_clip(
-    work: _Active, lo: I64, hi: I64, config: RejectionConfig, *, winsorized: bool
-) -> None:
-    """Reject beyond median - low x sigma and median + high x sigma until nothing changes.
-
-    Sigma is the sample standard deviation of the kept samples, or their winsorized sigma.
-    Updates `lo` and `hi` (the whole block's) in place.
-    """
-    begin, end = lo[work.origin], hi[work.origin]
-    sigma = np.zeros(work.stack.n_pixels, dtype=np.float64)
-    if winsorized:
-        # The interquartile range resists a quarter of outliers; the plain standard
-        # deviation would start the winsorization far off and take many rounds to shrink.
-        iqr = work.stack.quantile(begin, end, 0.75) - work.stack.quantile(begin, end, 0.25)
-        sigma = iqr / _IQR_TO_SIGMA
-    for _ in range(config.max_iterations):
-        if work.empty:
-            break
-        ss, active = work.stack, work.mask
-        center = ss.median(begin, end)
-        if winsorized:
-            sigma = _winsorized_sigma(ss, begin, end, center, sigma)
-        else:
-            _, sigma = ss.mean_std(begin, end)
-        new_begin, new_end = ss.clip_range(
-            begin, end, center - config.sigma_low * sigma, center + config.sigma_high * sigma
-        )
-        new_begin, new_end = np.where(active, new_begin, begin), np.where(active, new_end, end)
-        changed = (new_begin != begin) | (new_end != end)
-        begin, end = new_begin, new_end
-        lo[work.origin], hi[work.origin] = begin, end
-        keep = work.retire(~changed)
-        if keep is not None:
-            begin, end, sigma = begin[keep], end[keep], sigma[keep]
-
-
-def _winsorized_sigma(ss: _SortedStack, lo: I64, hi: I64, center: F64, start: F64) -> F64:
-    """Sigma of [lo, hi) winsorized at center +- 1.5 sigma, iterated until it is stable.
-
-    Clipped samples count as the clip value, so the sums are: (samples below) x lower clip +
-    the plain sum between the clips + (samples above) x upper clip. Each pixel stops on its
-    own convergence.
-    """
-    result = start.copy()
-    work = _Active(ss, ss.columns)
-    begin, end, m, sigma = lo, hi, center, start
-    for _ in range(_WINSOR_MAX_ITERATIONS):
-        if work.empty:
-            break
-        sub = work.stack
-        k = end - begin
-        kf = k.astype(np.float64)
-        low_clip = m - _WINSOR_CUT_SIGMA * sigma
-        high_clip = m + _WINSOR_CUT_SIGMA * sigma
-        n_low = np.clip(sub.count_below(low_clip) - begin, 0, k)
-        n_high = np.clip(end - sub.count_at_most(high_clip), 0, k)
-        middle1, middle2 = sub.sums(begin + n_low, end - n_high)
-        low_d, high_d = low_clip - sub.ref, high_clip - sub.ref
-        sum1 = n_low * low_d + middle1 + n_high * high_d
-        sum2 = n_low * low_d * low_d + middle2 + n_high * high_d * high_d
-        variance = (sum2 - sum1 * sum1 / kf) / np.maximum(kf - 1.0, 1.0)
-        updated = _WINSOR_CORRECTION * np.sqrt(np.maximum(variance, 0.0))
-        converged = np.abs(updated - sigma) <= _WINSOR_TOLERANCE * sigma
-        sigma = np.where(work.mask, updated, sigma)
-        result[work.origin] = sigma
-        keep = work.retire(converged)
-        if keep is not None:
-            begin, end, m, sigma = begin[keep], end[keep], m[keep], sigma[keep]
-    return result
 
 
 def _percentile_clip(work: _Active, lo: I64, hi: I64, config: RejectionConfig) -> None:

@@ -1,9 +1,9 @@
-"""FITS encoding and decoding of camera frames: the only FITS I/O of the project.
+"""Image file encoding and decoding: the only FITS and XISF I/O of the project.
 
 Frames are single primary HDUs with axes ``(y, x)``: 16-bit unsigned data stored as signed
 16-bit with ``BZERO = 32768`` (the convention Siril, PixInsight and NINA read and write), or
 32-bit floats (``BITPIX = -32``). Encoding returns bytes so the caller owns the durable write
-(temporary file, fsync, rename).
+(temporary file, fsync, rename). XISF (PixInsight's format) goes through the `xisf` package.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
+from xisf import XISF
 
 FitsCard = tuple[str, str | int | float | bool | None, str]
 """(keyword, value, comment); a card whose value is None is left out of the header."""
@@ -34,7 +35,8 @@ _FRAME_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 def encode_fits(
     data: npt.NDArray[np.generic], cards: Sequence[FitsCard], history: Sequence[str] = ()
 ) -> bytes:
-    """One primary HDU holding `data` (``(y, x)``, uint16 or float32), `cards`, then `history`.
+    """One primary HDU holding `data` (``(y, x)``, or ``(c, y, x)`` for colour; uint16 or
+    float32), `cards`, then `history`.
 
     Raises ValueError naming the dtype for other dtypes, and naming the keyword for a keyword
     that is not 1-8 characters of ``A-Z 0-9 _ -``, is structural (BITPIX, BZERO, ...), repeats,
@@ -43,8 +45,8 @@ def encode_fits(
     native = data.dtype.newbyteorder("=")
     if native not in _FRAME_DTYPES:
         raise ValueError(f"FITS frames are uint16 or float32, not {data.dtype}")
-    if data.ndim != 2:
-        raise ValueError(f"a FITS frame has axes (y, x), got shape {data.shape}")
+    if data.ndim not in (2, 3):
+        raise ValueError(f"a FITS image has axes (y, x) or (c, y, x), got shape {data.shape}")
     # A big-endian copy: astropy byteswaps little-endian float data in place while writing, and
     # the caller's array may be read by another thread meanwhile. uint16 gets BZERO = 32768.
     hdu = fits.PrimaryHDU(data.astype(native.newbyteorder(">")))
@@ -98,6 +100,93 @@ def decode_fits(buffer: bytes) -> tuple[FrameData, dict[str, object]]:
 def read_fits(path: str | os.PathLike[str]) -> tuple[FrameData, dict[str, object]]:
     """`decode_fits` of the file at `path`; OSError when it cannot be read, ValueError as there."""
     return decode_fits(Path(path).read_bytes())
+
+
+class FitsRows:
+    """A FITS image read a block of rows at a time, as float32 with BZERO/BSCALE applied:
+    a frame source for integration that never holds the whole frame in memory (the file
+    is memory-mapped and its pages stay the kernel's to drop).
+
+    Raises ValueError like `read_fits_header` when the file holds no 2-D image.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._hdus = fits.open(path, memmap=True, do_not_scale_image_data=True)
+        hdu = self._hdus[0]
+        if hdu.data is None or hdu.data.ndim != 2:
+            self._hdus.close()
+            raise ValueError(f"{path}: the primary HDU holds no (y, x) image")
+        self._raw = hdu.data
+        self._zero = np.float32(hdu.header.get("BZERO", 0.0))
+        self._scale = np.float32(hdu.header.get("BSCALE", 1.0))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        height, width = self._raw.shape
+        return int(height), int(width)
+
+    def __getitem__(self, key: object) -> npt.NDArray[np.float32]:
+        rows = np.asarray(self._raw[key], dtype=np.float32)
+        if self._scale != 1:
+            rows *= self._scale
+        rows += self._zero
+        return rows
+
+    def close(self) -> None:
+        self._hdus.close()
+
+
+def read_fits_header(path: str | os.PathLike[str]) -> tuple[tuple[int, int], dict[str, object]]:
+    """The primary image's ``(y, x)`` shape and cards of a FITS file, without reading its data.
+
+    Raises OSError when the file cannot be read and ValueError when it is not FITS or its
+    primary HDU holds no 2-D image.
+    """
+    try:
+        header = fits.getheader(path)
+    except OSError as e:
+        raise ValueError(f"not a readable FITS file: {e}") from e
+    if header.get("NAXIS") != 2:
+        raise ValueError(f"the primary HDU holds no (y, x) image (NAXIS {header.get('NAXIS')})")
+    return (int(header["NAXIS2"]), int(header["NAXIS1"])), _cards(header)
+
+
+def write_xisf(
+    path: str | os.PathLike[str],
+    image: npt.NDArray[np.float32],
+    cards: Sequence[FitsCard],
+    history: Sequence[str] = (),
+) -> None:
+    """Write a float32 ``(y, x)`` or ``(c, y, x)`` image as a monolithic XISF file with `cards`
+    and `history` as its FITS keywords (PixInsight shows them as such). Raises ValueError as
+    `encode_fits` does.
+    """
+    if image.dtype != np.float32 or image.ndim not in (2, 3):
+        raise ValueError(f"XISF images here are float32 (y, x) or (c, y, x), got {image.shape}")
+    keywords: dict[str, list[dict[str, object]]] = {}
+    seen: set[str] = set()
+    for keyword, value, comment in cards:
+        _check_keyword(keyword, seen)
+        seen.add(keyword)
+        if value is not None:
+            keywords[keyword] = [{"value": _xisf_value(value), "comment": comment}]
+    if history:
+        keywords["HISTORY"] = [{"value": "", "comment": line} for line in history]
+    XISF.write(
+        os.fspath(path),
+        image[:, :, None] if image.ndim == 2 else np.moveaxis(image, 0, -1),
+        creator_app="Nightowl",
+        image_metadata={"FITSKeywords": keywords},
+    )
+
+
+def _xisf_value(value: str | int | float | bool) -> str:
+    """A keyword value as the text of a FITS card, which XISF keeps: strings quoted."""
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
 
 
 def ra_hours_to_sexagesimal(ra_hours: float) -> str:

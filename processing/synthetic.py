@@ -17,12 +17,15 @@ first pixel.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from scipy import special
+
+from processing.io import FitsCard, encode_fits
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -450,6 +453,51 @@ def session_frames(
             defects |= trail_mask
         data = expose(truth, rng, exposure_s=config.exposure_s, light_e=light, direct_e=hits_e)
         yield SyntheticFrame("LIGHT", config.exposure_s, data, transform, sigma, scene, defects)
+
+
+SIRIL_IMAGETYP = {
+    "BIAS": "Bias Frame",
+    "DARK": "Dark Frame",
+    "FLAT": "Flat Field",
+    "LIGHT": "Light Frame",
+}
+"""IMAGETYP as Siril, SGP and MaxIm DL spell it (NINA writes the plain kinds)."""
+
+
+def write_session(
+    folder: Path,
+    config: SessionConfig,
+    *,
+    target: str = "SYNTH",
+    filter_name: str = "L",
+    imagetyp: Mapping[str, str] = SIRIL_IMAGETYP,
+) -> list[Path]:
+    """Write a session as 16-bit FITS files in Siril's layout: ``biases/``, ``darks/``,
+    ``flats/``, ``lights/``, with the headers grouping reads (IMAGETYP, EXPTIME, FILTER,
+    OBJECT, XBINNING, GAIN, CCD-TEMP), one frame at a time (bounded memory). Returns the
+    paths in `session_frames` order; the truth is `session_frames(config)` again."""
+    subfolders = {"BIAS": "biases", "DARK": "darks", "FLAT": "flats", "LIGHT": "lights"}
+    written = []
+    counts: dict[str, int] = {}
+    for frame in session_frames(config):
+        counts[frame.kind] = counts.get(frame.kind, 0) + 1
+        cards: list[FitsCard] = [
+            ("IMAGETYP", imagetyp[frame.kind], "type of image"),
+            ("EXPTIME", frame.exposure_s, "[s] exposure"),
+            ("FILTER", None if frame.kind in ("BIAS", "DARK") else filter_name, "filter"),
+            ("OBJECT", target if frame.kind == "LIGHT" else None, "target"),
+            ("XBINNING", 1, "binning"),
+            ("YBINNING", 1, "binning"),
+            ("GAIN", 100, "camera gain"),
+            ("CCD-TEMP", -10.0, "[C] sensor temperature"),
+        ]
+        path = (
+            folder / subfolders[frame.kind] / f"{frame.kind.lower()}_{counts[frame.kind]:04d}.fit"
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_fits(frame.data, cards))
+        written.append(path)
+    return written
 
 
 def _centred_grid(shape: tuple[int, int]) -> tuple[F64, F64]:

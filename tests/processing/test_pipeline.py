@@ -1,0 +1,168 @@
+"""The processing job end to end on a folder of FITS files with known truth.
+
+The session (`processing.synthetic`) has bias, darks and flats, and dithered, rotated lights
+with cosmic rays and a satellite trail on a sensor with hot pixels, vignetting and dust,
+written in Siril's layout and spellings. Seeing is the same in every light, so the result
+must be the reference light's noiseless scene divided by the gain, within the stack's noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from PIL import Image
+from xisf import XISF
+
+from processing import synthetic
+from processing.grouping import FrameKind, group_frames
+from processing.pipeline import PipelineConfig, PipelineError, run_pipeline, scan_folder
+
+CONFIG = synthetic.SessionConfig(
+    sensor=synthetic.SensorModel(shape=(192, 256), gain_e_per_adu=1.5, seed=6),
+    bias_frames=8,
+    dark_frames=8,
+    flat_frames=8,
+    light_frames=8,
+    star_count=60,
+    seeing_sigma_px=(1.8, 1.8),
+    dither_px=6.0,
+    rotation_deg=0.5,
+    trail_every=4,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return synthetic.write_session(tmp_path_factory.mktemp("session"), CONFIG, target="M 42")
+
+
+def lights_truth() -> list[synthetic.SyntheticFrame]:
+    return [f for f in synthetic.session_frames(CONFIG) if f.kind == "LIGHT"]
+
+
+def z_scores(
+    image: np.ndarray, reference: synthetic.SyntheticFrame, box: tuple[int, ...]
+) -> np.ndarray:
+    """(result - truth) / per-pixel sigma of an 8-frame stack, inside `box` of the grid."""
+    gain = CONFIG.sensor.gain_e_per_adu
+    scene = synthetic.light_scene(CONFIG, reference.transform, 1.8) / gain
+    flat = synthetic.sensor_truth(CONFIG.sensor).flat
+    sigma = np.sqrt(scene * gain / flat + 25.0 / flat**2) / gain / math.sqrt(8)
+    y0, y1, x0, x1 = box
+    return (image - scene[y0:y1, x0:x1]) / sigma[y0:y1, x0:x1]
+
+
+def test_a_folder_becomes_a_calibrated_stacked_result_with_provenance(
+    session: list[Path], tmp_path: Path
+) -> None:
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in session}
+    frames, skipped = scan_folder(session[0].parent.parent)
+    assert skipped == []
+    assert sorted({f.kind for f in frames}) == sorted(
+        [FrameKind.BIAS, FrameKind.DARK, FrameKind.FLAT, FrameKind.LIGHT]
+    )
+    groups = group_frames(frames)
+    assert [g.name for g in groups] == ["M 42_L"]
+    stages: list[str] = []
+    result = run_pipeline(groups, tmp_path, progress=lambda stage, fraction: stages.append(stage))
+    assert stages[-1] == "done"
+    assert {"masters", "calibrate", "register", "integrate"} <= set(stages)
+
+    (group,) = result.groups
+    assert group.integrated == 8, [f.reason for f in group.frames]
+    lights = lights_truth()
+    reference = lights[[f.path for f in group.frames].index(group.reference)]
+    data = fits.getdata(group.outputs["fits"])
+    assert data.dtype == np.dtype(">f4")
+    assert group.crop_yx is not None
+    z = z_scores(data.astype(np.float32), reference, group.crop_yx)
+    # As in test_chain: within 6 sigma everywhere, trail and cosmic rays included; the
+    # mean offset of winsorized clipping stays under 0.05 sigma.
+    assert float(np.abs(z).max()) < 6.0
+    assert abs(float(np.mean(z))) < 0.05
+    y0, y1, x0, x1 = group.crop_yx
+    assert y1 - y0 > 150 and x1 - x0 > 210
+
+    header = fits.getheader(group.outputs["fits"])
+    assert header["IMAGETYP"] == "MASTER LIGHT"
+    assert header["NCOMBINE"] == 8
+    history = "\n".join(str(line) for line in header["HISTORY"])
+    for path, digest in before.items():
+        assert f"sha256 {digest}" in history, path.name
+    assert "winsorized" in history
+
+    xisf = XISF(str(group.outputs["xisf"]))
+    np.testing.assert_array_equal(xisf.read_image(0)[:, :, 0], data)
+    keywords = xisf.get_images_metadata()[0]["FITSKeywords"]
+    assert keywords["OBJECT"][0]["value"] == "M 42"
+    preview = Image.open(io.BytesIO(group.outputs["jpeg"].read_bytes()))
+    assert preview.size == (x1 - x0, y1 - y0)
+    high = fits.getdata(group.outputs["rejection_high"])
+    assert high.shape == data.shape and int(high.max()) >= 1
+
+    assert sorted(result.masters) == [
+        "master_bias_bin1_gain100",
+        "master_dark_bin1_120s_gain100_-10C",
+        "master_flat_bin1_L_gain100",
+    ]
+    flat = fits.getdata(result.masters["master_flat_bin1_L_gain100"])
+    np.testing.assert_allclose(float(np.mean(flat)), 1.0, rtol=1e-5)
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in session}
+    assert not (tmp_path / ".work").exists()
+
+
+def test_masters_of_another_night_are_reused(session: list[Path], tmp_path: Path) -> None:
+    first = run_pipeline(group_frames(scan_folder(session[0].parent.parent)[0]), tmp_path / "a")
+    library = tmp_path / "library"
+    library.mkdir()
+    for path in first.masters.values():
+        shutil.copy(path, library)
+    lights = [f for f in scan_folder(session[0].parent.parent)[0] if f.kind is FrameKind.LIGHT]
+    masters = scan_folder(library)[0]
+    assert all(m.is_master for m in masters)
+    (group,) = group_frames(lights + masters)
+    assert [len(group.bias), len(group.darks), len(group.flats)] == [1, 1, 1]
+    second = run_pipeline([group], tmp_path / "b")
+    assert second.masters == {}
+    np.testing.assert_allclose(
+        fits.getdata(second.groups[0].outputs["fits"]),
+        fits.getdata(first.groups[0].outputs["fits"]),
+        rtol=1e-5,
+        atol=1e-3,
+    )
+
+
+def test_the_reference_sets_the_grid_and_no_crop_keeps_it_whole(
+    session: list[Path], tmp_path: Path
+) -> None:
+    groups = group_frames(scan_folder(session[0].parent.parent)[0])
+    chosen = groups[0].lights[5].path
+    config = PipelineConfig(reference=chosen, crop=False)
+    (group,) = run_pipeline(groups, tmp_path, config).groups
+    assert group.reference == chosen
+    assert group.crop_yx is None
+    data = fits.getdata(group.outputs["fits"]).astype(np.float32)
+    assert data.shape == CONFIG.sensor.shape
+    z = z_scores(data, lights_truth()[5], (0, *CONFIG.sensor.shape[:1], 0, CONFIG.sensor.shape[1]))
+    inner = np.isfinite(z)
+    assert inner.mean() > 0.85  # NaN only where some frame did not reach
+    assert float(np.abs(z[inner][np.abs(z[inner]) < 50]).mean()) < 1.0
+    assert float(np.median(np.abs(z[inner]))) < 1.0
+
+
+def test_a_folder_without_lights_or_with_unreadable_files_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "notes.fits").write_text("not a FITS file")
+    frames, skipped = scan_folder(tmp_path)
+    assert frames == [] and skipped[0][0].name == "notes.fits"
+    with pytest.raises(PipelineError, match="no light frames"):
+        run_pipeline(group_frames(frames), tmp_path / "out")
+    with pytest.raises(PipelineError, match="not a folder"):
+        scan_folder(tmp_path / "missing")
