@@ -4,6 +4,7 @@
     nightowl sim     run the Alpaca simulator rig alone, e.g. for a daemon elsewhere
     nightowl solve   plate-solve a FITS frame offline
     nightowl run     run a sequence document headless and print its progress
+    nightowl process calibrate, register and stack a folder of FITS files
 
 Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Settings`).
 """
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
+from daemon import process_cli
 from daemon.settings import Settings
 from drivers.profile import ProfileError, load_profile
 
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ignore-issues", action="store_true", help="run even when validation finds problems"
     )
+    process_cli.add_parser(commands)
     return parser
 
 
@@ -256,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sim(args)
     elif args.command == "solve":
         solve_frame(args)
+    elif args.command == "process":
+        sys.exit(process_cli.process_folder(args))
     elif args.command == "run":
         from daemon.headless import run_document
 

@@ -26,6 +26,7 @@ from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.api.routes import processing as processing_routes
 from daemon.api.routes import runs as run_routes
 from daemon.api.routes import templates as template_routes
 from daemon.capture import CaptureConfig, CaptureService
@@ -37,6 +38,7 @@ from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.settings import Settings
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
+from daemon.worker import ProcessingOptions, ProcessingWorker, close_sessions_of_run
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.guider.native import NativeGuider
@@ -45,6 +47,7 @@ from sequences.astro import configure_astropy_offline
 from sequences.clock import Clock, SimulatedClock, SystemClock
 from sequences.context import RunContext
 from sequences.platesolve import frame_solver, prepare_solver
+from sequences.state import RunStatus
 from sequences.validation import site_of
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class Runtime:
     clock: Clock
     runs: RunManager
     guider: NativeGuider | None
+    worker: ProcessingWorker
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -169,20 +173,37 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         guider,
     )
     clock = make_clock(settings)
+    worker = ProcessingWorker(
+        engine, settings.frames_root, settings.processing_root, settings.masters_root
+    )
+
+    async def hand_off(run_id: int, status: RunStatus) -> None:
+        """A finished run closes its nights; their lights go to the processing worker."""
+        sessions = await asyncio.to_thread(close_sessions_of_run, engine, run_id)
+        if settings.process_after_run:
+            for session_id in sessions:
+                job_id = await worker.submit(ProcessingOptions(), session_id=session_id)
+                log.info(
+                    "run %d (%s): night %d queued as job %d", run_id, status, session_id, job_id
+                )
+
     runs = RunManager(
         engine,
         _run_context_factory(
             engine, equipment, capture, clock, guider, settings.resolved_cache_dir
         ),
         clock,
+        on_finished=hand_off,
     )
+    await worker.start()
     log.info(
         "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
     )
     try:
-        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs, guider)
+        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs, guider, worker)
     finally:
         await runs.shutdown()
+        await worker.stop()
         if guider is not None:
             await guider.stop()
         try:
@@ -255,4 +276,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(autofocus_routes.router)
     app.include_router(template_routes.router)
     app.include_router(run_routes.router)
+    app.include_router(processing_routes.router)
     return app

@@ -214,10 +214,19 @@ class _Active:
 
 
 class RunManager:
-    def __init__(self, engine: Engine, context_factory: ContextFactory, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        context_factory: ContextFactory,
+        clock: Clock,
+        on_finished: Callable[[int, RunStatus], Awaitable[None]] | None = None,
+    ) -> None:
+        """`on_finished(run_id, status)` runs after a run ends (not when it is interrupted
+        by a stop of the daemon): the hand-off of the night to the processing worker."""
         self._engine = engine
         self._context_factory = context_factory
         self._clock = clock
+        self._on_finished = on_finished
         self.bus = RunEventBus()
         self._active: _Active | None = None
 
@@ -323,9 +332,18 @@ class RunManager:
         events = RunEvents(self._engine, run_id, self.bus)
         ctx = self._context_factory(run_id, events)
         runner = SequenceRunner(document, ctx, RunRowJournal(self._engine, run_id), state)
-        task = asyncio.create_task(runner.run(), name=f"run {run_id}")
+        task = asyncio.create_task(self._run(run_id, runner), name=f"run {run_id}")
         self._active = _Active(run_id, runner, task)
         task.add_done_callback(self._finished)
+
+    async def _run(self, run_id: int, runner: SequenceRunner) -> RunStatus:
+        status = await runner.run()
+        if self._on_finished is not None and status is not RunStatus.INTERRUPTED:
+            try:
+                await self._on_finished(run_id, status)
+            except Exception:  # the hand-off must not turn a finished run into a failed one
+                log.exception("after run %d", run_id)
+        return status
 
     def _finished(self, task: asyncio.Task[RunStatus]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     resume_runs: bool = Field(
         default=False, description="resume a run interrupted by a crash or restart at startup"
     )
+    process_after_run: bool = Field(
+        default=True,
+        description="queue a processing job for the night's lights when a sequence run ends",
+    )
 
     @field_validator("equipment_profile")
     @classmethod
@@ -96,6 +100,16 @@ class Settings(BaseSettings):
     def frames_root(self) -> Path:
         """Frame files live here; database paths are relative to it."""
         return self.data_dir / "frames"
+
+    @property
+    def processing_root(self) -> Path:
+        """Processing jobs write their results under here, one folder per job."""
+        return self.data_dir / "processing"
+
+    @property
+    def masters_root(self) -> Path:
+        """The master library: masters kept across nights and reused when they match."""
+        return self.data_dir / "masters"
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
 from daemon.runs import RunConflict
@@ -72,6 +72,16 @@ def _issue_dict(issue: Issue) -> dict[str, object]:
         "fix": issue.fix,
         "type": "sequence_document",
     }
+
+
+def unprocessable(field: str | None, message: str) -> HTTPException:
+    """A 422 in FastAPI's own shape, for a body field that passed its schema but not a rule
+    of the domain (the field's name and what to fix in `message`)."""
+    location = ["body", field] if field else ["body"]
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": location, "msg": message, "type": "value_error"}],
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

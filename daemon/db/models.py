@@ -191,10 +191,17 @@ class Event(Base):
 
 
 class ProcessingJob(Base):
+    """A processing job: a night's frames (`session_id`) or a folder of FITS files, its
+    options (`config`), where it writes (`out_dir`), its stage and progress, and the
+    summary of what it produced (`outputs`) or why it failed (`error`)."""
+
     __tablename__ = "processing_job"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int | None] = mapped_column(ForeignKey("imaging_session.id"))
+    folder: Mapped[str | None] = mapped_column(Text)
+    out_dir: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str | None] = mapped_column(String(40))
     state: Mapped[JobState] = mapped_column(
         Enum(JobState, native_enum=False, length=20), default=JobState.QUEUED
     )
@@ -204,6 +211,8 @@ class ProcessingJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class AutofocusRun(Base):

@@ -160,6 +160,20 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
             timeout_s=90,
         )
         assert done["status"] == "completed", second.log()
+        # The finished run closed its night and handed the lights to the processing worker.
+        jobs = wait_for(
+            f"{second.url}/api/processing/jobs",
+            lambda js: bool(js) and js[0]["state"] in ("done", "failed"),  # type: ignore[index]
+            timeout_s=120,
+        )
+        job = jobs[0]  # type: ignore[index]
+        sessions = httpx.get(f"{second.url}/api/sessions").json()
+    assert job["state"] == "done", job["error"]
+    assert job["session_id"] == sessions[0]["id"]
+    assert sessions[0]["state"] == "closed"
+    (group,) = job["outputs"]["groups"]
+    assert group["target"] == "placeholder"  # the target container's name
+    assert group["integrated"] == 6
     with sqlite3.connect(data / "nightowl.db") as db:
         paths = [
             row[0] for row in db.execute("SELECT path FROM frame WHERE run_id = ?", (run["id"],))

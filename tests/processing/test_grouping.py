@@ -73,7 +73,8 @@ def test_header_values_are_read_with_their_fallbacks() -> None:
         2,
     )
     assert (info.gain, info.temperature_c, info.target) == (139.0, -10.0, "M 42")
-    assert info.bayer_pattern is not None and info.bayer_pattern.value == "RGGB"
+    assert info.bayer_pattern is not None
+    assert info.bayer_pattern.value == "RGGB"
 
 
 def test_lights_group_by_target_filter_and_exposure_with_their_calibration() -> None:

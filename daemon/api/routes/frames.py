@@ -12,6 +12,7 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from daemon.api.deps import CaptureDep, EngineDep, RuntimeDep
+from daemon.api.errors import unprocessable
 from daemon.api.schemas.frames import CaptureCreate, FrameList, FrameRead, SessionRead
 from daemon.capture import CaptureBusy, CaptureRequest
 from daemon.db.models import Frame, ImagingSession, ObservatoryProfile
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/api", tags=["frames"])
 async def capture(body: CaptureCreate, service: CaptureDep, engine: EngineDep) -> list[FrameRead]:
     """Take `count` exposures now and return their records (rejected frames included)."""
     if body.exposure_s == 0 and body.frame_type is not FrameType.BIAS:
-        raise _unprocessable("exposure_s", "must be > 0 except for BIAS frames")
+        raise unprocessable("exposure_s", "must be > 0 except for BIAS frames")
     target = body.target
     request = CaptureRequest(
         frame_type=body.frame_type,
@@ -44,7 +45,7 @@ async def capture(body: CaptureCreate, service: CaptureDep, engine: EngineDep) -
     except CaptureBusy as e:
         raise HTTPException(status.HTTP_409_CONFLICT, str(e)) from e
     except ValueError as e:
-        raise _unprocessable(None, str(e)) from e
+        raise unprocessable(None, str(e)) from e
     return await asyncio.to_thread(_frames_by_id, engine, [f.id for f in saved])
 
 
@@ -118,14 +119,6 @@ async def get_frame_preview(frame_id: int, engine: EngineDep, runtime: RuntimeDe
         return jpeg
 
     return Response(await asyncio.to_thread(make), media_type="image/jpeg")
-
-
-def _unprocessable(field: str | None, message: str) -> HTTPException:
-    location = ["body", field] if field else ["body"]
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        [{"loc": location, "msg": message, "type": "value_error"}],
-    )
 
 
 def _frame(engine: Engine, frame_id: int) -> Frame:

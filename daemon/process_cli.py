@@ -1,0 +1,98 @@
+"""`nightowl process FOLDER --out DIR`: process a folder of FITS files from any capture tool.
+
+Frames are found in FOLDER and its subfolders (``.fits``, ``.fit``, ``.fts``) and grouped
+from their headers alone (IMAGETYP in its common spellings, EXPTIME, FILTER, XBINNING, GAIN,
+CCD-TEMP, OBJECT), so Siril's, NINA's and Nightowl's layouts all work. Results go to
+``DIR/<target>_<filter>.fits`` / ``.xisf`` / ``.jpg`` with the rejection maps beside them
+and the masters under ``DIR/masters/``. A progress bar goes to stderr; ``--json`` prints
+the summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from processing.integrate import Rejection
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    process = commands.add_parser("process", help="calibrate, register and stack a folder")
+    process.add_argument("folder", type=Path, help="folder of FITS files (subfolders too)")
+    process.add_argument("--out", type=Path, required=True, help="folder for the results")
+    process.add_argument("--reference", type=Path, help="a light whose pixel grid to use")
+    process.add_argument("--no-crop", action="store_true", help="keep the full reference grid")
+    process.add_argument(
+        "--rejection",
+        choices=[r.value for r in Rejection],
+        default=Rejection.WINSORIZED.value,
+        help="pixel rejection of the lights (default winsorized)",
+    )
+    process.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def process_folder(args: argparse.Namespace) -> int:
+    """Run the pipeline on a folder; exit status 0, or 1 with the reason on stderr."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from daemon.worker import ProcessingOptions
+    from processing.grouping import group_frames
+    from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
+
+    try:
+        options = ProcessingOptions(
+            rejection=Rejection(args.rejection),
+            crop=not args.no_crop,
+            reference=args.reference,
+        )
+    except ValidationError as e:
+        return _fail(str(e))
+    try:
+        frames, skipped = scan_folder(args.folder)
+    except PipelineError as e:
+        return _fail(str(e))
+    for path, reason in skipped:
+        print(f"nightowl process: skipped {path}: {reason}", file=sys.stderr)
+    groups = group_frames(frames)
+    if not groups:
+        return _fail(f"no light frames among the {len(frames)} FITS files in {args.folder}")
+    if args.reference is not None and not args.reference.is_file():
+        return _fail(f"--reference {args.reference}: no such file")
+    with tqdm(total=1000, unit="", desc="processing", file=sys.stderr, leave=False) as bar:
+
+        def progress(stage: str, fraction: float) -> None:
+            bar.set_description(stage)
+            bar.update(max(0, round(fraction * 1000) - bar.n))
+
+        try:
+            result = run_pipeline(groups, args.out, options.pipeline_config(), progress)
+        except (PipelineError, OSError) as e:
+            return _fail(str(e))
+    report = summary(result)
+    report["skipped"] = [{"path": str(path), "reason": reason} for path, reason in skipped]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for group in result.groups:
+        print(
+            f"{group.name}: {group.integrated} of {len(group.frames)} lights integrated, "
+            f"reference {group.reference.name}"
+        )
+        for frame in group.frames:
+            if not frame.accepted:
+                print(f"  rejected {frame.path.name}: {frame.reason}")
+        for note in group.notes:
+            print(f"  note: {note}")
+        for kind, path in group.outputs.items():
+            print(f"  {kind:15s} {path}")
+    timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings_s.items())
+    print(f"timings: {timings}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"nightowl process: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,433 @@
+"""The processing worker: jobs from the database, run one at a time in a child process.
+
+A job is a night (`session_id`: its accepted lights and its calibration frames, from the
+frame database) or a folder of FITS files from any tool (grouped from the headers), plus
+`ProcessingOptions`. Masters from the master library (``DATA_DIR/masters``) join every job,
+so darks and flats of another night are reused when they match; the masters a job builds
+are copied into the library.
+
+The pipeline runs in a spawned process, never on the event loop: progress comes back over a
+queue and lands in the job's row (stage, fraction), so `GET /api/processing/jobs/{id}` shows
+it. A job the daemon stopped or crashed in (state running) is queued again at the next start
+and restarts cleanly: its output folder is emptied first. Per-frame stages are maps and the
+integration a reduction over row blocks, so a distributed engine (Dask) could take the
+child's place behind `_run_job` without changing the jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from daemon.db.models import (
+    Frame,
+    ImagingSession,
+    JobState,
+    ProcessingJob,
+    SessionState,
+    Target,
+)
+from daemon.events import record_event
+from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
+from processing.integrate import IntegrationConfig, Rejection, RejectionConfig
+from processing.pipeline import (
+    PipelineConfig,
+    PipelineError,
+    PipelineResult,
+    run_pipeline,
+    scan_folder,
+    summary,
+)
+from processing.register import Interpolation
+from processing.subframes import Weighting
+from sequences.frames import FrameType
+
+log = logging.getLogger(__name__)
+
+# Progress lands in the database at most this often.
+_PROGRESS_INTERVAL_S = 1.0
+_POLL_S = 0.5
+_STOP_TIMEOUT_S = 10.0
+
+
+class ProcessingOptions(BaseModel):
+    """What a person chooses for a job; everything else takes the pipeline's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rejection: Rejection = Field(
+        default=Rejection.WINSORIZED, description="pixel rejection of the light integration"
+    )
+    weighting: Weighting = Field(default=Weighting.PSF_SIGNAL, description="frame weights")
+    interpolation: Interpolation = Field(
+        default=Interpolation.LANCZOS4, description="resampling kernel of the registration"
+    )
+    crop: bool = Field(default=True, description="crop to the area every frame covers")
+    cosmetic: bool = Field(default=True, description="repair the master dark's hot pixels")
+    reference: Path | None = Field(
+        default=None, description="a light whose pixel grid the result is in (default: best)"
+    )
+    memory_budget_mb: int = Field(
+        default=512, ge=16, le=1 << 20, description="working memory of the integration, MiB"
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="frames processed at once")
+
+    def pipeline_config(self) -> PipelineConfig:
+        default = PipelineConfig()
+        integration = IntegrationConfig(
+            rejection=RejectionConfig(algorithm=self.rejection),
+            memory_budget_bytes=self.memory_budget_mb * 1024 * 1024,
+            threads=self.threads,
+        )
+        return replace(
+            default,
+            weighting=self.weighting,
+            interpolation=self.interpolation,
+            crop=self.crop,
+            cosmetic=default.cosmetic if self.cosmetic else None,
+            reference=self.reference,
+            integration=integration,
+            threads=self.threads,
+        )
+
+
+def session_frames(engine: Engine, frames_root: Path, session_id: int) -> list[FrameInfo]:
+    """A night's frames as the pipeline sees them: rejected lights are left out (clouds,
+    trailing, focus), calibration frames all count. Raises KeyError for an unknown session."""
+    with Session(engine) as db:
+        if db.get(ImagingSession, session_id) is None:
+            raise KeyError(session_id)
+        rows = db.execute(
+            select(Frame, Target.name)
+            .outerjoin(Target, Frame.target_id == Target.id)
+            .where(Frame.session_id == session_id)
+            .order_by(Frame.id)
+        ).all()
+    frames = []
+    for row, target in rows:
+        kind = FrameKind(row.frame_type.value)
+        if kind is FrameKind.LIGHT and not row.accepted:
+            continue
+        frames.append(
+            FrameInfo(
+                path=frames_root / row.path,
+                kind=kind,
+                shape=(row.height_px, row.width_px),
+                exposure_s=row.exposure_s,
+                filter_name=row.filter_name,
+                binning=row.bin_x,
+                gain=None if row.gain is None else float(row.gain),
+                temperature_c=row.sensor_temperature_c,
+                target=target,
+                sha256=row.sha256,
+            )
+        )
+    return frames
+
+
+def close_sessions_of_run(engine: Engine, run_id: int) -> list[int]:
+    """Close the nights a finished run took lights in (state closed, ended_at now) and
+    return their ids: the sessions to hand to the worker."""
+    with Session(engine) as db, db.begin():
+        ids = db.scalars(
+            select(Frame.session_id)
+            .where(Frame.run_id == run_id, Frame.frame_type == FrameType.LIGHT)
+            .distinct()
+        ).all()
+        for session_id in ids:
+            night = db.get(ImagingSession, session_id)
+            if night is not None and night.state is SessionState.OPEN:
+                night.state = SessionState.CLOSED
+                night.ended_at = datetime.now(UTC)
+        return sorted(ids)
+
+
+def library_masters(masters_root: Path) -> list[FrameInfo]:
+    """The master library's masters (files a folder scan reads as masters)."""
+    if not masters_root.is_dir():
+        return []
+    frames, skipped = scan_folder(masters_root)
+    for path, reason in skipped:
+        log.warning("master library: %s skipped: %s", path, reason)
+    return [f for f in frames if f.is_master]
+
+
+def _run_job(
+    groups: list[LightGroup],
+    out_dir: Path,
+    config: PipelineConfig,
+    progress: multiprocessing.Queue[tuple[str, Any]],
+) -> None:
+    """The child process: run the pipeline, report progress, then the summary or error.
+
+    A child whose daemon died (killed, crashed) stops at its next progress report instead
+    of writing on into a folder the restarted daemon is about to empty.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parent = os.getppid()
+
+    def report(stage: str, fraction: float) -> None:
+        if os.getppid() != parent:
+            os._exit(3)
+        progress.put(("progress", (stage, fraction)))
+
+    try:
+        result: PipelineResult = run_pipeline(groups, out_dir, config, report)
+    except (PipelineError, OSError, ValueError) as e:
+        progress.put(("failed", str(e)))
+        return
+    except Exception as e:  # the job's supervisor: any failure becomes the job's error
+        logging.getLogger(__name__).exception("processing job failed")
+        progress.put(("failed", f"{type(e).__name__}: {e}"))
+        return
+    progress.put(("done", summary(result)))
+
+
+class ProcessingWorker:
+    """Runs queued jobs one after another; `submit` adds one, `stop` ends the loop (a job
+    in flight is stopped and queued again at the next start)."""
+
+    def __init__(
+        self, engine: Engine, frames_root: Path, processing_root: Path, masters_root: Path
+    ) -> None:
+        self._engine = engine
+        self._frames_root = frames_root
+        self._processing_root = processing_root
+        self._masters_root = masters_root
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._process: BaseProcess | None = None
+        self._context = multiprocessing.get_context("spawn")
+
+    async def start(self) -> None:
+        requeued = await asyncio.to_thread(self._requeue_interrupted)
+        if requeued:
+            await asyncio.to_thread(
+                record_event,
+                self._engine,
+                "warning",
+                "processing",
+                f"processing job(s) {requeued} were interrupted; they restart from the beginning",
+            )
+        self._task = asyncio.create_task(self._loop(), name="processing worker")
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(
+        self,
+        options: ProcessingOptions,
+        *,
+        session_id: int | None = None,
+        folder: Path | None = None,
+    ) -> int:
+        """Queue a job for a night or a folder; returns its id. Raises KeyError for an
+        unknown session and PipelineError for a folder that does not exist."""
+        if (session_id is None) == (folder is None):
+            raise ValueError("a job processes either a session or a folder")
+        if folder is not None and not await asyncio.to_thread(folder.is_dir):
+            raise PipelineError(f"folder {folder} does not exist or is not a folder")
+
+        def create() -> int:
+            with Session(self._engine) as db, db.begin():
+                if session_id is not None and db.get(ImagingSession, session_id) is None:
+                    raise KeyError(session_id)
+                job = ProcessingJob(
+                    session_id=session_id,
+                    folder=None if folder is None else str(folder.resolve()),
+                    state=JobState.QUEUED,
+                    config=options.model_dump(mode="json"),
+                )
+                db.add(job)
+                db.flush()
+                job.out_dir = str((self._processing_root / f"job_{job.id:05d}").resolve())
+                return job.id
+
+        job_id = await asyncio.to_thread(create)
+        self._wake.set()
+        return job_id
+
+    async def wait(self, job_id: int, timeout_s: float) -> JobState:
+        """Wait until the job is done or failed (tests, the CLI). Raises TimeoutError."""
+
+        async def poll() -> JobState:
+            while True:
+                state = await asyncio.to_thread(self._state, job_id)
+                if state in (JobState.DONE, JobState.FAILED):
+                    return state
+                await asyncio.sleep(_POLL_S)
+
+        return await asyncio.wait_for(poll(), timeout_s)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _state(self, job_id: int) -> JobState:
+        with Session(self._engine) as db:
+            job = db.get(ProcessingJob, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            return job.state
+
+    def _requeue_interrupted(self) -> list[int]:
+        with Session(self._engine) as db, db.begin():
+            jobs = db.scalars(
+                select(ProcessingJob).where(ProcessingJob.state == JobState.RUNNING)
+            ).all()
+            for job in jobs:
+                job.state = JobState.QUEUED
+                job.progress = 0.0
+                job.stage = None
+            return [job.id for job in jobs]
+
+    def _next_job(self) -> int | None:
+        with Session(self._engine) as db:
+            return db.scalars(
+                select(ProcessingJob.id)
+                .where(ProcessingJob.state == JobState.QUEUED)
+                .order_by(ProcessingJob.id)
+                .limit(1)
+            ).first()
+
+    def _update(self, job_id: int, **values: Any) -> None:
+        with Session(self._engine) as db, db.begin():
+            job = db.get(ProcessingJob, job_id)
+            if job is not None:
+                for key, value in values.items():
+                    setattr(job, key, value)
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while (job_id := await asyncio.to_thread(self._next_job)) is not None:
+                await self._run(job_id)
+
+    def _plan(self, job_id: int) -> tuple[list[LightGroup], Path, PipelineConfig]:
+        with Session(self._engine) as db:
+            job = db.get(ProcessingJob, job_id)
+            assert job is not None
+            session_id, folder, out_dir = job.session_id, job.folder, job.out_dir
+            options = ProcessingOptions.model_validate(job.config)
+        if session_id is not None:
+            frames = session_frames(self._engine, self._frames_root, session_id)
+        else:
+            assert folder is not None
+            frames, skipped = scan_folder(Path(folder))
+            for path, reason in skipped:
+                log.warning("job %d: %s skipped: %s", job_id, path, reason)
+        frames += library_masters(self._masters_root)
+        assert out_dir is not None
+        return group_frames(frames), Path(out_dir), options.pipeline_config()
+
+    async def _run(self, job_id: int) -> None:
+        now = datetime.now(UTC)
+        await asyncio.to_thread(
+            self._update, job_id, state=JobState.RUNNING, started_at=now, stage="planning"
+        )
+        try:
+            groups, out_dir, config = await asyncio.to_thread(self._plan, job_id)
+            if not any(group.lights for group in groups):
+                raise PipelineError("no light frames: nothing to integrate")
+        except (PipelineError, OSError, ValueError) as e:
+            await self._finish(job_id, JobState.FAILED, error=str(e))
+            return
+        await asyncio.to_thread(shutil.rmtree, out_dir, True)
+        messages: multiprocessing.Queue[tuple[str, Any]] = self._context.Queue()
+        process = self._context.Process(
+            target=_run_job, args=(groups, out_dir, config, messages), name=f"job {job_id}"
+        )
+        self._process = process
+        process.start()
+        try:
+            outcome = await self._follow(job_id, process, messages)
+        except asyncio.CancelledError:
+            process.terminate()
+            await asyncio.to_thread(process.join, _STOP_TIMEOUT_S)
+            raise
+        finally:
+            self._process = None
+        kind, payload = outcome
+        if kind == "done":
+            await asyncio.to_thread(self._keep_masters, payload)
+            await self._finish(job_id, JobState.DONE, outputs=payload)
+        else:
+            await self._finish(job_id, JobState.FAILED, error=str(payload))
+
+    async def _follow(
+        self,
+        job_id: int,
+        process: BaseProcess,
+        messages: multiprocessing.Queue[tuple[str, Any]],
+    ) -> tuple[str, Any]:
+        """Pass progress to the job's row until the child reports its end (or dies)."""
+        last_write = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                kind, payload = await asyncio.to_thread(messages.get, True, _POLL_S)
+            except queue.Empty:
+                if not process.is_alive():
+                    return "failed", f"the processing process died (exit code {process.exitcode})"
+                continue
+            if kind != "progress":
+                await asyncio.to_thread(process.join, _STOP_TIMEOUT_S)
+                return kind, payload
+            stage, fraction = payload
+            if loop.time() - last_write >= _PROGRESS_INTERVAL_S:
+                last_write = loop.time()
+                await asyncio.to_thread(
+                    self._update, job_id, stage=stage, progress=round(float(fraction), 4)
+                )
+
+    async def _finish(
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": state, "finished_at": datetime.now(UTC)}
+        if state is JobState.DONE:
+            values |= {"progress": 1.0, "stage": "done", "outputs": outputs or {}}
+        else:
+            values |= {"error": error}
+        await asyncio.to_thread(self._update, job_id, **values)
+        level, message = (
+            ("info", f"processing job {job_id} done")
+            if state is JobState.DONE
+            else ("error", f"processing job {job_id} failed: {error}")
+        )
+        await asyncio.to_thread(
+            record_event, self._engine, level, "processing", message, {"job_id": job_id}
+        )
+
+    def _keep_masters(self, outputs: dict[str, Any]) -> None:
+        """Copy the job's masters into the library (the newest of a kind replaces one of
+        the same name), for nights without calibration frames of their own."""
+        self._masters_root.mkdir(parents=True, exist_ok=True)
+        for name, path in dict(outputs.get("masters", {})).items():
+            target = self._masters_root / f"{name}.fits"
+            temporary = target.with_suffix(".fits.tmp")
+            shutil.copyfile(path, temporary)
+            temporary.replace(target)
