@@ -2,9 +2,9 @@
 
 The same algorithms as the vectorised code of `processing.integrate` (its docstrings hold
 the definitions; a test checks both against a per-pixel reference), written as one loop
-over pixels: each pixel's samples are sorted once (insertion sort, a few dozen values) and
-the clipping iterates on that pixel alone, so a pixel costs O(N^2) comparisons at worst and
-nothing is written back to memory between iterations. That is ~10x less time than the
+over pixels: each pixel's samples are sorted once (a comparator network run over a tile of
+pixels at once) and the clipping iterates on that pixel alone, on prefix sums of the sorted
+samples, so nothing is written back to memory between iterations. That is ~10x less time than the
 vectorised passes over whole blocks for the stack sizes of a night (5-200 frames). The
 kernels release the GIL, so `integrate`'s row-block threads run them on every core.
 """
@@ -23,6 +23,8 @@ I64 = npt.NDArray[np.int64]
 
 NONE, SIGMA, WINSORIZED = 0, 1, 2
 AVERAGE, MEDIAN = 0, 1
+# Pixels sorted together; their stacks (N x 512 x 4 bytes) stay in the L2 cache.
+_TILE = 512
 
 
 @njit(cache=True, nogil=True)
@@ -43,29 +45,54 @@ def _quantile(s: F32, lo: int, hi: int, q: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _count_below(s: F32, n: int, value: float) -> int:
-    """Samples < value among the n valid sorted ones (compared in float32, as numpy does)."""
+    """Samples < value among the n valid sorted ones (compared in float32, as numpy does).
+
+    A branch-free count over all n, which the compiler vectorises: on a few dozen samples
+    it beats a binary search, whose branches the processor cannot predict."""
     threshold = np.float32(value)
-    low, high = 0, n
-    while low < high:
-        middle = (low + high) // 2
-        if s[middle] < threshold:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+    count = 0
+    for i in range(n):
+        count += s[i] < threshold
+    return count
 
 
 @njit(cache=True, nogil=True)
 def _count_at_most(s: F32, n: int, value: float) -> int:
     threshold = np.float32(value)
-    low, high = 0, n
-    while low < high:
-        middle = (low + high) // 2
-        if s[middle] <= threshold:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+    count = 0
+    for i in range(n):
+        count += s[i] <= threshold
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _winsor_step(
+    s: F32,
+    c1: F64,
+    c2: F64,
+    n: int,
+    lo: int,
+    hi: int,
+    center: float,
+    sigma: float,
+    ref: float,
+    cut: float,
+    correction: float,
+) -> float:
+    """One update of the winsorized sigma: the corrected standard deviation of [lo, hi)
+    with the samples beyond center +- cut x sigma pulled in to the clip values."""
+    k = hi - lo
+    low_clip = center - cut * sigma
+    high_clip = center + cut * sigma
+    n_low = min(max(_count_below(s, n, low_clip) - lo, 0), k)
+    n_high = min(max(hi - _count_at_most(s, n, high_clip), 0), k)
+    low_d = low_clip - ref
+    high_d = high_clip - ref
+    a, b = lo + n_low, hi - n_high
+    sum1 = n_low * low_d + n_high * high_d + c1[b] - c1[a]
+    sum2 = n_low * low_d * low_d + n_high * high_d * high_d + c2[b] - c2[a]
+    variance = (sum2 - sum1 * sum1 / k) / max(k - 1.0, 1.0)
+    return correction * math.sqrt(max(variance, 0.0))
 
 
 @njit(cache=True, nogil=True)
@@ -84,25 +111,67 @@ def _winsorized_sigma(
     tolerance: float,
     iterations: int,
 ) -> float:
+    """Iterate `_winsor_step` from `start` until it moves sigma by no more than
+    `tolerance` (relative), at most `iterations` times, as the vectorised code does."""
     sigma = start
-    k = hi - lo
     for _ in range(iterations):
-        low_clip = center - cut * sigma
-        high_clip = center + cut * sigma
-        n_low = min(max(_count_below(s, n, low_clip) - lo, 0), k)
-        n_high = min(max(hi - _count_at_most(s, n, high_clip), 0), k)
-        low_d = low_clip - ref
-        high_d = high_clip - ref
-        a, b = lo + n_low, hi - n_high
-        sum1 = n_low * low_d + n_high * high_d + c1[b] - c1[a]
-        sum2 = n_low * low_d * low_d + n_high * high_d * high_d + c2[b] - c2[a]
-        variance = (sum2 - sum1 * sum1 / k) / max(k - 1.0, 1.0)
-        updated = correction * math.sqrt(max(variance, 0.0))
+        updated = _winsor_step(s, c1, c2, n, lo, hi, center, sigma, ref, cut, correction)
         converged = abs(updated - sigma) <= tolerance * sigma
         sigma = updated
         if converged:
             break
     return sigma
+
+
+def sorting_network(n: int) -> I64:
+    """Comparators ``(m, 2)`` of Batcher's odd-even merge sort for `n` values: the network
+    for the next power of two, less the comparators that touch padding (padding is +inf,
+    which never moves down)."""
+    size = 1
+    while size < n:
+        size *= 2
+    pairs: list[tuple[int, int]] = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    kept = [(a, b) for a, b in pairs if b < n]
+    return np.array(kept, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(cache=True, nogil=True)
+def _sort_tile(
+    stack: F32, start: int, network: I64, values: F32, order: npt.NDArray[np.int32]
+) -> None:
+    """Sort the stacks of pixels start .. start + _TILE (fewer at the end) into the tile
+    buffers, missing samples (NaN) as +inf at the end, with their frame indices.
+
+    A comparator network is branch-free and runs over a whole tile of pixels at once, so
+    the compiler vectorises it: ~5x faster than an insertion sort per pixel on noise.
+    """
+    n_frames, n_pixels = stack.shape
+    width = min(_TILE, n_pixels - start)
+    for f in range(n_frames):
+        for t in range(width):
+            value = stack[f, start + t]
+            values[f, t] = np.inf if math.isnan(value) else value
+            order[f, t] = f
+    for c in range(network.shape[0]):
+        a, b = network[c, 0], network[c, 1]
+        for t in range(width):
+            x, y = values[a, t], values[b, t]
+            i, j = order[a, t], order[b, t]
+            swap = y < x
+            values[a, t] = y if swap else x
+            values[b, t] = x if swap else y
+            order[a, t] = j if swap else i
+            order[b, t] = i if swap else j
 
 
 @njit(cache=True, nogil=True)
@@ -120,6 +189,7 @@ def clip_and_combine(
     correction: float,
     tolerance: float,
     winsor_iterations: int,
+    network: I64,
     image: F32,
     low_count: npt.NDArray[np.uint16],
     high_count: npt.NDArray[np.uint16],
@@ -131,6 +201,8 @@ def clip_and_combine(
     n_frames, n_pixels = stack.shape
     s = np.empty(n_frames, dtype=np.float32)
     order = np.empty(n_frames, dtype=np.int64)
+    tile_s = np.empty((n_frames, _TILE), dtype=np.float32)
+    tile_order = np.empty((n_frames, _TILE), dtype=np.int32)
     # Prefix sums of d = s - ref and d^2 over the sorted samples: the sum over any kept
     # range in two look-ups (float64 about the median, so far outliers do not cancel).
     c1 = np.zeros(n_frames + 1, dtype=np.float64)
@@ -140,18 +212,14 @@ def clip_and_combine(
         if weights[f] != weights[0]:
             uniform = False
     for p in range(n_pixels):
+        t = p % _TILE
+        if t == 0:
+            _sort_tile(stack, p, network, tile_s, tile_order)
         n = 0
         for f in range(n_frames):
-            value = stack[f, p]
-            if not math.isnan(value):
-                # Insertion sort, carrying the frame index for the rejection counts.
-                i = n
-                while i > 0 and s[i - 1] > value:
-                    s[i] = s[i - 1]
-                    order[i] = order[i - 1]
-                    i -= 1
-                s[i] = value
-                order[i] = f
+            s[f] = tile_s[f, t]
+            order[f] = tile_order[f, t]
+            if s[f] != np.inf:
                 n += 1
         lo, hi = 0, n
         ref = float(s[(n - 1) // 2]) if n > 0 else 0.0

@@ -15,6 +15,7 @@ budget, so 200 frames of 24 MP integrate within the budget plus the output image
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import threading
@@ -548,6 +549,11 @@ _COMPILED = {
 }
 
 
+@functools.cache
+def _network(n_frames: int) -> I64:
+    return clip_kernels.sorting_network(n_frames)
+
+
 def _compiled_block(stack: F32, config: IntegrationConfig, weights: F64) -> StackResult:
     """`_combine_block` for the algorithms with a compiled per-pixel kernel."""
     n_frames, n_pixels = stack.shape
@@ -571,6 +577,7 @@ def _compiled_block(stack: F32, config: IntegrationConfig, weights: F64) -> Stac
         _WINSOR_CORRECTION,
         _WINSOR_TOLERANCE,
         _WINSOR_MAX_ITERATIONS,
+        _network(n_frames),
         image,
         low_count,
         high_count,

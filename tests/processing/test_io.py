@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from xisf import XISF
 
 from processing.io import (
     FitsCard,
+    FitsRows,
     dec_deg_to_sexagesimal,
     decode_fits,
     encode_fits,
     ra_hours_to_sexagesimal,
     read_fits,
+    read_fits_header,
+    write_xisf,
 )
 
 CARDS: list[FitsCard] = [
@@ -125,9 +129,15 @@ def test_other_dtypes_are_refused_by_name(dtype: type[np.generic]) -> None:
         encode_fits(np.zeros((4, 4), dtype=dtype), [])
 
 
-def test_a_frame_must_be_two_dimensional() -> None:
+def test_an_image_is_a_frame_or_colour_planes() -> None:
     with pytest.raises(ValueError, match="shape"):
-        encode_fits(np.zeros((3, 4, 4), dtype=np.uint16), [])
+        encode_fits(np.zeros((2, 3, 4, 4), dtype=np.uint16), [])
+    with pytest.raises(ValueError, match="shape"):
+        encode_fits(np.zeros(16, dtype=np.float32), [])
+    planes = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    with fits.open(io.BytesIO(encode_fits(planes, []))) as hdus:
+        assert hdus[0].header["NAXIS3"] == 3
+        np.testing.assert_array_equal(hdus[0].data, planes)
 
 
 @pytest.mark.parametrize(
@@ -205,3 +215,40 @@ def test_dec_outside_the_sphere_is_refused(dec_deg: float) -> None:
 def test_non_finite_ra_is_refused() -> None:
     with pytest.raises(ValueError, match="right ascension"):
         ra_hours_to_sexagesimal(float("inf"))
+
+
+def test_header_only_reads_and_row_blocks_match_the_whole_file(tmp_path: Path) -> None:
+    data = (np.arange(40 * 30, dtype=np.uint32) * 53 % 65536).astype(np.uint16).reshape(40, 30)
+    path = tmp_path / "frame.fits"
+    path.write_bytes(encode_fits(data, [("IMAGETYP", "Dark Frame", "type")]))
+    shape, header = read_fits_header(path)
+    assert shape == (40, 30)
+    assert header["IMAGETYP"] == "Dark Frame"
+    rows = FitsRows(path)
+    try:
+        assert rows.shape == (40, 30)
+        np.testing.assert_array_equal(rows[10:20], data[10:20].astype(np.float32))
+        np.testing.assert_array_equal(rows[::7], data[::7].astype(np.float32))
+    finally:
+        rows.close()
+    with pytest.raises(ValueError, match="not a readable FITS"):
+        read_fits_header(_text_file(tmp_path))
+
+
+def _text_file(folder: Path) -> Path:
+    path = folder / "notes.fits"
+    path.write_text("not FITS")
+    return path
+
+
+def test_xisf_keeps_the_pixels_and_the_keywords(tmp_path: Path) -> None:
+    planes = np.random.default_rng(0).random((3, 6, 8)).astype(np.float32)
+    path = tmp_path / "result.xisf"
+    write_xisf(path, planes, [("OBJECT", "M 42", "target"), ("NCOMBINE", 8, "")], ["step one"])
+    image = XISF(str(path))
+    np.testing.assert_array_equal(np.moveaxis(image.read_image(0), -1, 0), planes)
+    keywords = image.get_images_metadata()[0]["FITSKeywords"]
+    assert keywords["NCOMBINE"][0]["value"] == "8"
+    assert keywords["HISTORY"][0]["comment"] == "step one"
+    with pytest.raises(ValueError, match="float32"):
+        write_xisf(path, planes.astype(np.float64), [], [])
