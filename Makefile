@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/sequence_overhead.py
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/integrate.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

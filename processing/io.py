@@ -136,6 +136,59 @@ class FitsRows:
         self._hdus.close()
 
 
+class NpyRows:
+    """One plane of a ``.npy`` file of float32 ``(c, y, x)`` or ``(y, x)``, read a block of
+    rows at a time with plain reads: a frame source for integration whose memory is the
+    block read, where a memory map would keep every page it touched resident (and counted
+    in the process's RSS) until the kernel needs it back."""
+
+    def __init__(self, path: str | os.PathLike[str], plane: int = 0) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - kept open until close()
+        version = np.lib.format.read_magic(self._file)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._file)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._file)
+        if fortran or dtype != np.dtype("<f4") or len(shape) not in (2, 3):
+            self._file.close()
+            raise ValueError(f"{path}: not a C-ordered float32 (c, y, x) or (y, x) array")
+        height, width = shape[-2:]
+        planes = shape[0] if len(shape) == 3 else 1
+        if not 0 <= plane < planes:
+            self._file.close()
+            raise ValueError(f"{path}: no plane {plane} among {planes}")
+        self._height, self._width = int(height), int(width)
+        self._row_bytes = 4 * self._width
+        self._start = self._file.tell() + plane * self._height * self._row_bytes
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._height, self._width
+
+    def __getitem__(self, key: object) -> npt.NDArray[np.float32]:
+        rows = key[0] if isinstance(key, tuple) else key
+        columns = key[1] if isinstance(key, tuple) and len(key) > 1 else slice(None)
+        if not isinstance(rows, slice):
+            raise TypeError("NpyRows takes row slices")
+        start, stop, step = rows.indices(self._height)
+        fd = self._file.fileno()
+        if step == 1:
+            count = max(0, stop - start)
+            data = os.pread(fd, count * self._row_bytes, self._start + start * self._row_bytes)
+            block = np.frombuffer(data, dtype="<f4").reshape(count, self._width)
+        else:
+            chosen = range(start, stop, step)
+            block = np.empty((len(chosen), self._width), dtype=np.float32)
+            for i, row in enumerate(chosen):
+                data = os.pread(fd, self._row_bytes, self._start + row * self._row_bytes)
+                block[i] = np.frombuffer(data, dtype="<f4")
+        result: npt.NDArray[np.float32] = block[:, columns]
+        return result
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def read_fits_header(path: str | os.PathLike[str]) -> tuple[tuple[int, int], dict[str, object]]:
     """The primary image's ``(y, x)`` shape and cards of a FITS file, without reading its data.
 

@@ -29,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -57,6 +58,7 @@ from processing.integrate import IntegrationConfig, integrate
 from processing.io import (
     FitsCard,
     FitsRows,
+    NpyRows,
     decode_fits,
     encode_fits,
     read_fits_header,
@@ -91,6 +93,7 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
+_PARENT_POLL_S = 1.0
 # Share of a group's work per stage, for one progress fraction over the whole job.
 _STAGE_SHARE = {"masters": 0.15, "calibrate": 0.4, "register": 0.3, "integrate": 0.15}
 
@@ -405,8 +408,18 @@ def _register_one(task: _RegisterTask) -> Transform | str:
 
 
 def _start_worker() -> None:
-    """A worker process: one OpenCV thread, as the processes already fill the cores."""
+    """A worker process: one OpenCV thread, as the processes already fill the cores; and an
+    end when its parent is gone (killed with the daemon), instead of an orphan waiting for
+    work forever."""
     cv2.setNumThreads(1)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
 
 @dataclass(frozen=True, eq=False)
@@ -746,7 +759,7 @@ class _Run:
         common: npt.NDArray[np.bool_],
         masters: _Masters,
     ) -> tuple[dict[str, Path], tuple[int, int, int, int] | None]:
-        cubes = [np.load(path, mmap_mode="r") for _, _, path in registered]
+        planes = int(np.load(registered[0][2], mmap_mode="r").shape[0])
         weights = np.array([w for _, w, _ in registered], dtype=np.float64)
         # Normalised to the reference light, or to the best-weighted one on a foreign grid.
         reference_index = next(
@@ -755,10 +768,14 @@ class _Run:
         )
         integration = replace(self.config.integration, reference_index=reference_index)
         channels = []
-        for c in range(cubes[0].shape[0]):
-            result = integrate([cube[c] for cube in cubes], integration, weights=weights)
-            channels.append(result)
-            self._stage_progress("integrate", (c + 1) / cubes[0].shape[0] * 0.8)
+        for c in range(planes):
+            sources = [NpyRows(path, c) for _, _, path in registered]
+            try:
+                channels.append(integrate(sources, integration, weights=weights))
+            finally:
+                for source in sources:
+                    source.close()
+            self._stage_progress("integrate", (c + 1) / planes * 0.8)
         rows, cols = (slice(None), slice(None))
         crop: tuple[int, int, int, int] | None = None
         if self.config.crop:

@@ -17,7 +17,7 @@ first pixel.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -471,11 +471,13 @@ def write_session(
     target: str = "SYNTH",
     filter_name: str = "L",
     imagetyp: Mapping[str, str] = SIRIL_IMAGETYP,
+    on_frame: Callable[[SyntheticFrame, Path], None] | None = None,
 ) -> list[Path]:
     """Write a session as 16-bit FITS files in Siril's layout: ``biases/``, ``darks/``,
     ``flats/``, ``lights/``, with the headers grouping reads (IMAGETYP, EXPTIME, FILTER,
     OBJECT, XBINNING, GAIN, CCD-TEMP), one frame at a time (bounded memory). Returns the
-    paths in `session_frames` order; the truth is `session_frames(config)` again."""
+    paths in `session_frames` order; the truth is `session_frames(config)` again, or
+    `on_frame(frame, path)` sees each frame as it is written."""
     subfolders = {"BIAS": "biases", "DARK": "darks", "FLAT": "flats", "LIGHT": "lights"}
     written = []
     counts: dict[str, int] = {}
@@ -497,6 +499,8 @@ def write_session(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encode_fits(frame.data, cards))
         written.append(path)
+        if on_frame is not None:
+            on_frame(frame, path)
     return written
 
 
