@@ -50,6 +50,7 @@ so > 1 means Nightowl is faster; Nightowl / Siril for the rest, so < 1 means les
 noise or blur, but > 1 more throughput).
 
     .venv/bin/python bench/pipeline.py [--size small|large|both] [--runs 1] [--keep DIR]
+        [--nightowl-options '--interpolation bicubic --weighting none'] [--no-siril]
 
 small: 2048 x 1536, 30 lights, 300 stars; large: 4144 x 2822, 20 lights, 800 stars; 15 bias,
 15 darks and 15 flats each. With --keep DIR the datasets, Siril's work folder and both outputs
@@ -61,6 +62,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -466,11 +468,14 @@ def siril_stages(log: str) -> dict[str, float]:
     return stages
 
 
-def run_nightowl(size: Size, data: Path) -> tuple[Run, Path, dict[str, Any]] | None:
-    """`python -m daemon process DATA --out OUT --json` and the integrated image it wrote."""
+def run_nightowl(
+    size: Size, data: Path, options: list[str]
+) -> tuple[Run, Path, dict[str, Any]] | None:
+    """`python -m daemon process DATA --out OUT --json [options]` and the image it wrote."""
     out = data.parent / "nightowl"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "daemon", "process", str(data), "--out", str(out), "--json"]
+    command += options
     run = measured(command, REPO)
     if run.returncode != 0:
         tail = "\n    ".join(run.stderr.strip().splitlines()[-6:])
@@ -505,7 +510,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def bench_size(size: Size, root: Path, runs: int, siril: bool) -> None:
+def bench_size(size: Size, root: Path, runs: int, siril: bool, options: list[str]) -> None:
     print(f"\n{size.name}: {size.width} x {size.height}, {size.lights} lights, {size.stars} stars")
     data = dataset(size, root)
     nightowl: list[Run] = []
@@ -514,7 +519,7 @@ def bench_size(size: Size, root: Path, runs: int, siril: bool) -> None:
     summary: dict[str, Any] = {}
     stages: dict[str, list[dict[str, float]]] = {"Nightowl": [], "Siril": []}
     for _ in range(runs):
-        ours = run_nightowl(size, data)
+        ours = run_nightowl(size, data, options)
         if ours is not None:
             nightowl.append(ours[0])
             nightowl_out, summary = ours[1], ours[2]
@@ -630,8 +635,13 @@ def _cell(value: float | None, digits: int = 3) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    siril = shutil.which(SIRIL) is not None
-    if not siril:
+    siril = shutil.which(SIRIL) is not None and not args.no_siril
+    options = shlex.split(args.nightowl_options)
+    if options:
+        print(f"nightowl process options: {' '.join(options)}")
+    if args.no_siril:
+        print("Siril left out (--no-siril)")
+    elif not siril:
         print(f"{SIRIL} was not found: printing Nightowl's figures only")
     else:
         version = subprocess.run([SIRIL, "--version"], capture_output=True, text=True)
@@ -642,12 +652,12 @@ def main(args: argparse.Namespace) -> None:
         args.keep.mkdir(parents=True, exist_ok=True)
         for size in sizes:
             (args.keep / size.name).mkdir(exist_ok=True)
-            bench_size(size, args.keep, args.runs, siril)
+            bench_size(size, args.keep, args.runs, siril, options)
         return
     with tempfile.TemporaryDirectory(prefix="nightowl-pipeline-") as tmp:
         for size in sizes:
             (Path(tmp) / size.name).mkdir()
-            bench_size(size, Path(tmp), args.runs, siril)
+            bench_size(size, Path(tmp), args.runs, siril, options)
 
 
 if __name__ == "__main__":
@@ -655,6 +665,12 @@ if __name__ == "__main__":
     parser.add_argument("--size", choices=[*SIZES, "both"], default="both")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep datasets and outputs in this folder")
+    parser.add_argument(
+        "--nightowl-options",
+        default="",
+        help="more options for nightowl process, e.g. '--interpolation bicubic --weighting none'",
+    )
+    parser.add_argument("--no-siril", action="store_true", help="run Nightowl alone")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.worker:

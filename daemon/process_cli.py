@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from processing.integrate import Rejection
+from processing.register import Interpolation
+from processing.subframes import Weighting
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +31,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=[r.value for r in Rejection],
         default=Rejection.WINSORIZED.value,
         help="pixel rejection of the lights (default winsorized)",
+    )
+    process.add_argument(
+        "--interpolation",
+        choices=[i.value for i in Interpolation],
+        default=Interpolation.LANCZOS4.value,
+        help="resampling of the registration (default lanczos4; bicubic as Siril's register)",
+    )
+    process.add_argument(
+        "--weighting",
+        choices=[w.value for w in Weighting],
+        default=Weighting.PSF_SIGNAL.value,
+        help="frame weights (default psf_signal; noise: inverse variance; none: equal)",
     )
     process.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -45,6 +59,8 @@ def process_folder(args: argparse.Namespace) -> int:
     try:
         options = ProcessingOptions(
             rejection=Rejection(args.rejection),
+            interpolation=Interpolation(args.interpolation),
+            weighting=Weighting(args.weighting),
             crop=not args.no_crop,
             reference=args.reference,
         )

@@ -160,6 +160,7 @@ class FrameOutcome:
     stars: int | None = None
     fwhm_px: float | None = None
     noise_adu: float | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def summary(result: PipelineResult) -> dict[str, object]:
                         "stars": f.stars,
                         "fwhm_px": f.fwhm_px,
                         "noise_adu": f.noise_adu,
+                        "sha256": f.sha256,
                     }
                     for f in group.frames
                 ],
@@ -530,6 +532,7 @@ class _Run:
                 q.star_count,
                 q.fwhm_px,
                 p.metrics.noise_adu,
+                p.sha256,
             )
         kept = [(p, float(w)) for p, w, ok in zip(prepared, weights, accepted, strict=True) if ok]
         with self._timed("register"):

@@ -6,6 +6,7 @@ with known content, `tests.helpers.SMALL_SESSION`); a killed daemon restarts its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import sqlite3
@@ -66,6 +67,10 @@ def test_a_folder_job_runs_and_serves_its_results(
     (group,) = summary["groups"]
     assert group["name"] == "NGC 7000_L"
     assert group["integrated"] == 8
+    # The job's row records what went in: every light's checksum, as its file has it.
+    for frame in group["frames"]:
+        assert frame["sha256"] == hashlib.sha256(Path(frame["path"]).read_bytes()).hexdigest()
+    assert done["config"]["rejection"] == "winsorized"
     assert set(summary["timings_s"]) == {"masters", "calibrate", "register", "integrate"}
 
     base = f"{daemon.url}/api/processing/jobs/{job['id']}/groups/NGC 7000_L"

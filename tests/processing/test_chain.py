@@ -26,20 +26,9 @@ from processing.subframes import (
     judge_frames,
     measure_metrics,
 )
+from tests.helpers import SMALL_SESSION
 
-CONFIG = synthetic.SessionConfig(
-    sensor=synthetic.SensorModel(shape=(192, 256), gain_e_per_adu=1.5, seed=6),
-    bias_frames=8,
-    dark_frames=8,
-    flat_frames=8,
-    light_frames=8,
-    star_count=60,
-    seeing_sigma_px=(1.8, 1.8),
-    dither_px=6.0,
-    rotation_deg=0.5,
-    trail_every=4,
-    seed=7,
-)
+CONFIG = SMALL_SESSION
 
 
 def test_a_session_integrates_to_its_known_scene() -> None:
