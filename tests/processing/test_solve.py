@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cabaret
@@ -235,7 +236,12 @@ def test_blank_sky_reports_how_many_stars_it_found(solver_cache: Path) -> None:
 def test_timeout_bounds_the_search(solver_cache: Path, catalog_sqlite: Path) -> None:
     image = render_field(catalog_sqlite, truth_wcs(10.0, 10.0, 0.0, False), seed=1)
     with pytest.raises(SolveTimeout, match="no solution within"):
-        solve(image, scale=SCALE, cache_dir=solver_cache, config=SolveConfig(timeout_s=1e-4))
+        solve(
+            image,
+            scale=SCALE,
+            cache_dir=solver_cache,
+            config=replace(NO_FALLBACK, timeout_s=1e-4),
+        )
 
 
 def test_database_is_built_once_and_loaded_once(solver_cache: Path) -> None:
