@@ -472,12 +472,15 @@ def write_session(
     filter_name: str = "L",
     imagetyp: Mapping[str, str] = SIRIL_IMAGETYP,
     on_frame: Callable[[SyntheticFrame, Path], None] | None = None,
+    bayer_pattern: str | None = None,
 ) -> list[Path]:
     """Write a session as 16-bit FITS files in Siril's layout: ``biases/``, ``darks/``,
     ``flats/``, ``lights/``, with the headers grouping reads (IMAGETYP, EXPTIME, FILTER,
     OBJECT, XBINNING, GAIN, CCD-TEMP), one frame at a time (bounded memory). Returns the
     paths in `session_frames` order; the truth is `session_frames(config)` again, or
-    `on_frame(frame, path)` sees each frame as it is written."""
+    `on_frame(frame, path)` sees each frame as it is written. `bayer_pattern` (e.g. RGGB)
+    labels the frames as a colour camera's: the data stays the grey scene, so every colour
+    plane of a debayered frame sees the same sky."""
     subfolders = {"BIAS": "biases", "DARK": "darks", "FLAT": "flats", "LIGHT": "lights"}
     written = []
     counts: dict[str, int] = {}
@@ -492,6 +495,7 @@ def write_session(
             ("YBINNING", 1, "binning"),
             ("GAIN", 100, "camera gain"),
             ("CCD-TEMP", -10.0, "[C] sensor temperature"),
+            ("BAYERPAT", bayer_pattern, "colour filter array of a colour camera"),
         ]
         path = (
             folder / subfolders[frame.kind] / f"{frame.kind.lower()}_{counts[frame.kind]:04d}.fit"
