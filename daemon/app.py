@@ -26,6 +26,7 @@ from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.api.routes import plans as plan_routes
 from daemon.api.routes import processing as processing_routes
 from daemon.api.routes import runs as run_routes
 from daemon.api.routes import templates as template_routes
@@ -34,7 +35,10 @@ from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
+from daemon.nights import NightDirector
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
+from daemon.safety import SafetyConfig, SafetySupervisor
+from daemon.scheduler import NightScheduler
 from daemon.settings import Settings
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
@@ -43,7 +47,7 @@ from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.guider.native import NativeGuider
 from drivers.profile import EquipmentProfile, load_profile
-from sequences.astro import configure_astropy_offline
+from sequences.astro import Horizon, configure_astropy_offline
 from sequences.clock import Clock, SimulatedClock, SystemClock
 from sequences.context import RunContext
 from sequences.platesolve import frame_solver, prepare_solver
@@ -69,6 +73,10 @@ class Runtime:
     runs: RunManager
     guider: NativeGuider | None
     worker: ProcessingWorker
+    safety: SafetySupervisor
+    nights: NightDirector
+    scheduler: NightScheduler
+    horizon: Horizon | None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -117,6 +125,7 @@ def _run_context_factory(
     clock: Clock,
     guider: NativeGuider | None,
     cache_dir: Path,
+    horizon: Horizon | None,
 ) -> ContextFactory:
     sink = CaptureSink(capture, engine)
     solver = frame_solver(equipment, cache_dir)
@@ -129,6 +138,7 @@ def _run_context_factory(
             events=events,
             run_id=run_id,
             site=site_of(equipment),
+            horizon=horizon,
             guider=guider,
             solve=solver,
         )
@@ -177,31 +187,65 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         engine, settings.frames_root, settings.processing_root, settings.masters_root
     )
 
-    async def hand_off(run_id: int, status: RunStatus) -> None:
-        """A finished run closes its nights; their lights go to the processing worker."""
-        sessions = await asyncio.to_thread(close_sessions_of_run, engine, run_id)
+    async def hand_off(run_ids: list[int]) -> None:
+        """Finished runs close their nights; the nights' lights go to the processing worker."""
+        sessions: set[int] = set()
+        for run_id in run_ids:
+            sessions.update(await asyncio.to_thread(close_sessions_of_run, engine, run_id))
         if settings.process_after_run:
-            for session_id in sessions:
+            for session_id in sorted(sessions):
                 job_id = await worker.submit(ProcessingOptions(), session_id=session_id)
-                log.info(
-                    "run %d (%s): night %d queued as job %d", run_id, status, session_id, job_id
-                )
+                log.info("runs %s: night %d queued as job %d", run_ids, session_id, job_id)
 
+    async def run_finished(run_id: int, status: RunStatus) -> None:
+        log.info("run %d ended %s", run_id, status)
+        await hand_off([run_id])
+
+    horizon = settings.horizon()
     runs = RunManager(
         engine,
         _run_context_factory(
-            engine, equipment, capture, clock, guider, settings.resolved_cache_dir
+            engine, equipment, capture, clock, guider, settings.resolved_cache_dir, horizon
         ),
         clock,
-        on_finished=hand_off,
+        on_finished=run_finished,
     )
+    safety = SafetySupervisor(
+        engine,
+        equipment,
+        clock,
+        runs,
+        guider,
+        SafetyConfig(poll_s=settings.safety_poll_s, safe_delay_s=settings.safe_delay_s),
+    )
+    nights = NightDirector(engine, equipment, clock, runs, safety, hand_off, horizon)
+    scheduler = NightScheduler(engine, equipment, nights)
     await worker.start()
+    safety.start()
     log.info(
         "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
     )
     try:
-        yield Runtime(settings, engine, equipment, rig, store, capture, clock, runs, guider, worker)
+        yield Runtime(
+            settings,
+            engine,
+            equipment,
+            rig,
+            store,
+            capture,
+            clock,
+            runs,
+            guider,
+            worker,
+            safety,
+            nights,
+            scheduler,
+            horizon,
+        )
     finally:
+        scheduler.shutdown()
+        await nights.shutdown()
+        await safety.stop()
         await runs.shutdown()
         await worker.stop()
         if guider is not None:
@@ -223,6 +267,23 @@ async def connect_and_prepare(equipment: Equipment, cache_dir: Path) -> None:
         await prepare_solver(equipment, cache_dir)
     except Exception:  # a missing solver costs centering, not the daemon
         log.exception("could not prepare the plate solver")
+
+
+async def _plans_after_connect(runtime: Runtime, connecting: Awaitable[object] | None) -> None:
+    """Once the mount has told the site: join a night a restart interrupted, and (on the
+    system clock) arm every enabled plan at its next dusk."""
+    if connecting is not None:
+        await connecting
+    try:
+        await runtime.nights.join_unfinished()
+        if isinstance(runtime.clock, SystemClock):
+            runtime.scheduler.start()
+            await runtime.scheduler.arm_all()
+    except Exception:  # plans wait for the next start; the API stays up and says why
+        log.exception("could not resume the night plans")
+        await asyncio.to_thread(
+            record_event, runtime.engine, "error", "plan", "could not resume the night plans"
+        )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -253,10 +314,11 @@ def create_app(settings: Settings) -> FastAPI:
                 if interrupted and settings.resume_runs
                 else None
             )
+            planning = asyncio.create_task(_plans_after_connect(runtime, connecting))
             try:
                 yield
             finally:
-                for task in (resuming, connecting):
+                for task in (planning, resuming, connecting):
                     if task is not None and not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -277,4 +339,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(template_routes.router)
     app.include_router(run_routes.router)
     app.include_router(processing_routes.router)
+    app.include_router(plan_routes.router)
+    app.include_router(plan_routes.safety_router)
     return app

@@ -229,6 +229,7 @@ class RunManager:
         self._on_finished = on_finished
         self.bus = RunEventBus()
         self._active: _Active | None = None
+        self._no_hand_off: set[int] = set()
 
     @property
     def active_run_id(self) -> int | None:
@@ -236,8 +237,13 @@ class RunManager:
             return None
         return self._active.run_id
 
-    async def start(self, document: SequenceDocument, template_id: int | None = None) -> int:
-        """Create a run of `document` and start it; `RunConflict` when another one is active."""
+    async def start(
+        self, document: SequenceDocument, template_id: int | None = None, *, hand_off: bool = True
+    ) -> int:
+        """Create a run of `document` and start it; `RunConflict` when another one is active.
+
+        `hand_off=False` skips `on_finished` for this run: a night plan hands its night over
+        once, when the night ends, not after each target's run."""
         self._refuse_if_busy()
 
         def create() -> int:
@@ -254,6 +260,8 @@ class RunManager:
                 return row.id
 
         run_id = await asyncio.to_thread(create)
+        if not hand_off:
+            self._no_hand_off.add(run_id)
         self._launch(run_id, document, RunState())
         return run_id
 
@@ -338,7 +346,11 @@ class RunManager:
 
     async def _run(self, run_id: int, runner: SequenceRunner) -> RunStatus:
         status = await runner.run()
-        if self._on_finished is not None and status is not RunStatus.INTERRUPTED:
+        if (
+            self._on_finished is not None
+            and status is not RunStatus.INTERRUPTED
+            and run_id not in self._no_hand_off
+        ):
             try:
                 await self._on_finished(run_id, status)
             except Exception:  # the hand-off must not turn a finished run into a failed one

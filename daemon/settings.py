@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
+from sequences.astro import Horizon
 
 
 class Settings(BaseSettings):
@@ -54,6 +55,19 @@ class Settings(BaseSettings):
     resume_runs: bool = Field(
         default=False, description="resume a run interrupted by a crash or restart at startup"
     )
+    safe_delay_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=86_400,
+        description="continuous safe time before a night goes on after an unsafe spell",
+    )
+    safety_poll_s: float = Field(
+        default=5.0, gt=0, le=300, description="how often the safety supervisor polls"
+    )
+    horizon_file: Path | None = Field(
+        default=None,
+        description="custom horizon, NINA .hrz layout ('azimuth altitude' per line)",
+    )
     process_after_run: bool = Field(
         default=True,
         description="queue a processing job for the night's lights when a sequence run ends",
@@ -65,6 +79,22 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value} (set it to a YAML equipment profile)")
         return value
+
+    @field_validator("horizon_file")
+    @classmethod
+    def _horizon_readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                Horizon.from_text(value.read_text(encoding="utf-8"))
+            except OSError as e:
+                raise ValueError(f"cannot read {value}: {e.strerror}") from e
+        return value
+
+    def horizon(self) -> Horizon | None:
+        """The custom horizon of `horizon_file` (checked when the settings were read)."""
+        if self.horizon_file is None:
+            return None
+        return Horizon.from_text(self.horizon_file.read_text(encoding="utf-8"))
 
     @field_validator("clock_start")
     @classmethod

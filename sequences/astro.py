@@ -33,7 +33,7 @@ from typing import NamedTuple
 import astropy.units as u
 import numpy as np
 import numpy.typing as npt
-from astropy.coordinates import TETE, EarthLocation, SkyCoord, get_sun
+from astropy.coordinates import TETE, EarthLocation, SkyCoord, get_body, get_sun
 from astropy.time import Time
 from astropy.utils import data as astropy_data
 from astropy.utils import iers
@@ -361,6 +361,26 @@ def _hour_angle_rad(radec: RaDec, site: Site, t: FloatArray) -> FloatArray:
 def hour_angle_hours(radec: RaDec, site: Site, when: datetime) -> float:
     """Hour angle in [-12, 12): negative east of the meridian (rising), positive west."""
     return float(np.degrees(_hour_angle_rad(radec, site, _times(unix_s(when)))[0]) / 15.0)
+
+
+_MOON_STEP_S = 600.0
+
+
+@functools.lru_cache(maxsize=4096)
+def _moon_gcrs(step: int, site: Site) -> SkyCoord:
+    when = Time(step * _MOON_STEP_S, format="unix")
+    return get_body("moon", when, site.earth_location)
+
+
+def moon_separation_deg(radec: RaDec, site: Site, when: datetime) -> float:
+    """Distance on the sky from the target to the Moon as seen from the site (topocentric).
+
+    The Moon's place comes from astropy's built-in ephemeris (no download), on a 10 min grid:
+    it moves about 0.1 deg in that time, far below any useful separation limit.
+    """
+    moon = _moon_gcrs(round(unix_s(when) / _MOON_STEP_S), site)
+    target = SkyCoord(ra=radec.ra_deg * u.deg, dec=radec.dec_deg * u.deg, frame="icrs")
+    return float(moon.separation(target.transform_to(moon.frame)).deg)
 
 
 def next_transit(radec: RaDec, site: Site, after: datetime) -> datetime:

@@ -260,3 +260,61 @@ class SequenceRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     ended_at: Mapped[datetime | None]
+
+
+class PlanNightState(enum.StrEnum):
+    WAITING = "waiting"
+    """Armed: waiting for dusk."""
+    RUNNING = "running"
+    PAUSED = "paused"
+    """Held by the safety supervisor (unsafe, or waiting for the safe delay)."""
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    """Ended by a person, a lost device, or a daemon that came back after dawn."""
+
+
+class NightPlanRow(Base):
+    """A night plan (`sequences.plan.NightPlan` as JSON): targets, goals and constraints."""
+
+    __tablename__ = "night_plan"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class PlanNight(Base):
+    """One night of a plan: its dark window, what it is doing, why it ended."""
+
+    __tablename__ = "plan_night"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(
+        ForeignKey("night_plan.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[PlanNightState] = mapped_column(
+        Enum(PlanNightState, native_enum=False, length=20), default=PlanNightState.WAITING
+    )
+    dusk: Mapped[datetime]
+    dawn: Mapped[datetime]
+    current_target: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]
+
+
+class PlanRun(Base):
+    """A sequence run made by a plan's night, for one target (or the night's end area)."""
+
+    __tablename__ = "plan_run"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("sequence_run.id", ondelete="CASCADE"), primary_key=True
+    )
+    night_id: Mapped[int] = mapped_column(
+        ForeignKey("plan_night.id", ondelete="CASCADE"), index=True
+    )
+    target_name: Mapped[str | None] = mapped_column(String(200))

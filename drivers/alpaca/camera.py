@@ -153,6 +153,8 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             log.warning("%s was in Error state; aborting to clear it before exposing", self.role)
             await self.abort()
             state = await self._state()
+        if state in (CameraState.READING, CameraState.DOWNLOAD):
+            state = await self._wait_readout_end()
         if state is not CameraState.IDLE:
             raise DeviceBusy(self.role, "start exposure", f"camera is {state.name}")
         start_utc = datetime.now(UTC)
@@ -182,6 +184,16 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
 
     async def _state(self) -> CameraState:
         return CameraState(int(await self._get("CameraState")))
+
+    async def _wait_readout_end(self) -> CameraState:
+        """A readout still under way (the previous frame's, or one an abort left behind) ends
+        within the readout allowance: wait for it rather than fail the next exposure."""
+        deadline = time.monotonic() + self._camera_address.readout_timeout_s
+        state = await self._state()
+        while state in (CameraState.READING, CameraState.DOWNLOAD) and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            state = await self._state()
+        return state
 
     async def _wait_image_ready(self, exposure_s: float, exposure_end: float) -> None:
         """Wait for ImageReady, polling quickly at first after the exposure ends (readout of

@@ -34,11 +34,17 @@ def target_position(explicit: Coordinates | None, scope: Scope) -> RaDec:
 
 
 class Unpark(Instruction):
+    """Unpark, never while the safety monitor (when there is one) reports unsafe."""
+
     kind: Literal["unpark"] = "unpark"
     redo_on_resume: ClassVar[bool] = True
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
-        await ctx.mount().unpark()
+        mount = ctx.mount()
+        monitor = ctx.equipment.safety_monitor
+        if monitor is not None and monitor.connected and not (await monitor.status()).is_safe:
+            raise InstructionError("not unparking: the safety monitor reports unsafe")
+        await mount.unpark()
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         return _need_mount(env, path)

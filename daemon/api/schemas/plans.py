@@ -1,0 +1,83 @@
+"""Request and response bodies for night plans, their nights and the safety supervisor."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class PlanWrite(BaseModel):
+    """The plan is checked against `sequences.plan.NightPlan` (422 naming each field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any]
+    enabled: bool = True
+
+
+class PlanRead(BaseModel):
+    id: int
+    name: str
+    enabled: bool
+    plan: dict[str, Any]
+    next_start: datetime | None
+    """When the scheduler starts its next night (None: not armed)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class GoalProgress(BaseModel):
+    label: str
+    done: int
+    count: int
+
+
+class TargetProgress(BaseModel):
+    target: str
+    goals: list[GoalProgress]
+
+
+class SlotRead(BaseModel):
+    target: str
+    start: datetime
+    end: datetime
+    ends_by: str
+    frames: dict[str, int]
+    meridian_flip: datetime | None
+
+
+class TonightRead(BaseModel):
+    """A prediction: no device is touched."""
+
+    dusk: datetime
+    dawn: datetime
+    slots: list[SlotRead]
+    left_over: dict[str, int]
+
+
+class NightRead(BaseModel):
+    id: int
+    plan_id: int
+    state: str
+    dusk: datetime
+    dawn: datetime
+    current_target: str | None
+    reason: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    run_ids: list[int]
+
+
+class NightStarted(BaseModel):
+    night_id: int
+
+
+class SafetyRead(BaseModel):
+    state: str
+    reason: str | None
+    since: datetime | None
+    lost_devices: list[str]
+    safe_delay_s: float
+    active_night_id: int | None

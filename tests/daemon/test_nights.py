@@ -1,0 +1,194 @@
+"""A night plan runs a night unattended on the simulators, through an unsafe spell, to dawn.
+
+The simulated clock starts 20 minutes before nautical dawn. Target A (priority 1) is low in
+the west and sinks below its limit 2 minutes later; B (priority 2) is up until dawn. A is
+imaged first; mid-exposure the safety monitor turns unsafe: the exposure and run are aborted
+and the mount parks. When it is safe again the supervisor waits the safe delay (the simulated
+clock jumps through it, to 50 s before dawn): by then A has set, so the plan switches to B,
+unparks and images it until dawn ends the night with a park.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.db.models import Event, Frame, PlanNight, PlanNightState, PlanRun, SequenceRun
+from daemon.nights import NightDirector
+from daemon.plans import plan_progress, save_plan
+from daemon.safety import SafetyConfig, SafetyState, SafetySupervisor
+from daemon.templates import save_template
+from drivers.equipment import Equipment
+from sequences.astro import altitude_deg, local_sidereal_time_hours, next_dawn
+from sequences.document import parse_document
+from sequences.instructions.mount import Coordinates
+from sequences.instructions.waits import AltitudeLimit
+from sequences.plan import Goal, NightPlan, PlanTarget
+from sequences.state import RunStatus
+from sequences.validation import site_of
+from tests.sequences.conftest import open_harness
+
+TEMPLATE = {
+    "name": "plan template",
+    "start": {"kind": "sequential", "items": [{"kind": "unpark"}]},
+    "targets": [
+        {
+            "kind": "target",
+            "target_name": "placeholder",
+            "coordinates": {"ra_hours": 0.0, "dec_deg": 0.0},
+            "items": [
+                {"kind": "slew"},
+                {"kind": "take_exposures", "count": 1, "exposure_s": 1.0},
+            ],
+        }
+    ],
+    "end": {"kind": "sequential", "items": [{"kind": "park"}]},
+}
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_plan_runs_a_night_through_an_unsafe_spell(
+    tmp_path: Path, equipment: Equipment, simulator_url: str, catalog_cache: Path
+) -> None:
+    site = site_of(equipment)
+    assert site is not None
+    dawn = next_dawn(site, datetime(2026, 11, 22, 18, 0, tzinfo=UTC))
+    assert dawn is not None
+    start = dawn - timedelta(minutes=20)
+    lst = local_sidereal_time_hours(site, start)
+    a = Coordinates(ra_hours=(lst - 3.0) % 24, dec_deg=20.0)  # west, sinking
+    b = Coordinates(ra_hours=(lst + 1.0) % 24, dec_deg=30.0)  # east, up until dawn
+    a_limit = altitude_deg(a.radec(), site, start + timedelta(minutes=2))
+
+    async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, start) as h:
+        template = save_template(h.engine, parse_document(TEMPLATE))
+        plan = NightPlan(
+            name="two targets",
+            template_id=template.id,
+            min_slot_min=0.2,
+            targets=[
+                PlanTarget(
+                    name="A",
+                    coordinates=a,
+                    priority=1,
+                    above=AltitudeLimit(altitude_deg=a_limit),
+                    goals=[Goal(filter_name="L", exposure_s=8.0, count=20)],
+                ),
+                PlanTarget(
+                    name="B",
+                    coordinates=b,
+                    priority=2,
+                    goals=[Goal(filter_name="R", exposure_s=4.0, count=50)],
+                ),
+            ],
+        )
+        plan_id = save_plan(h.engine, plan, True).id
+        safety = SafetySupervisor(
+            h.engine, equipment, h.clock, h.runs, None, SafetyConfig(poll_s=0.5)
+        )
+        handed: list[list[int]] = []
+
+        async def hand_off(run_ids: list[int]) -> None:
+            handed.append(run_ids)
+
+        director = NightDirector(h.engine, equipment, h.clock, h.runs, safety, hand_off)
+        safety.start()
+        try:
+            night_id = await director.start(plan_id)
+
+            def frames(target: str) -> list[Frame]:
+                with Session(h.engine) as db:
+                    query = (
+                        select(Frame)
+                        .join(PlanRun, PlanRun.run_id == Frame.run_id)
+                        .where(PlanRun.target_name == target)
+                        .order_by(Frame.id)
+                    )
+                    return list(db.scalars(query))
+
+            await _until(lambda: len(frames("A")) >= 1, 120, "a frame of A")
+            a_run = h.runs.active_run_id
+            assert a_run is not None
+            await asyncio.sleep(1.0)  # into the next 8 s exposure
+            h.set_safe(False)
+            flipped = time.monotonic()
+            await _until(lambda: h.runs.active_run_id is None, 30, "the run to stop")
+            stopped_after_s = time.monotonic() - flipped
+            assert equipment.mount is not None
+            await _until(lambda: safety.report().state is SafetyState.UNSAFE, 10, "unsafe")
+            deadline = time.monotonic() + 60
+            while not (await equipment.mount.status()).at_park:
+                assert time.monotonic() < deadline, "the mount did not park"
+                await asyncio.sleep(0.5)
+            a_frames = len(frames("A"))
+            await asyncio.sleep(2.0)  # unsafe: nothing starts
+            assert h.runs.active_run_id is None
+            # Resume 50 s (simulated) before dawn: A has set by then, B has not.
+            delay_s = (dawn - h.clock.now()).total_seconds() - 50.0
+            safety.config = dataclasses.replace(safety.config, safe_delay_s=delay_s)
+            h.set_safe(True)
+            await asyncio.wait_for(director.wait(), 240)
+        finally:
+            await director.shutdown()
+            await safety.stop()
+
+        with Session(h.engine) as db:
+            night = db.get(PlanNight, night_id)
+            assert night is not None
+            assert (night.state, night.reason) == (PlanNightState.FINISHED, "dawn")
+            run_rows = db.execute(
+                select(PlanRun.target_name, SequenceRun.status, SequenceRun.id)
+                .join(SequenceRun, SequenceRun.id == PlanRun.run_id)
+                .order_by(SequenceRun.id)
+            ).all()
+            events = [(e.source, e.message) for e in db.scalars(select(Event).order_by(Event.id))]
+
+    # The exposure was aborted: the run ended well before the 8 s exposure could finish.
+    assert stopped_after_s < 6.0
+    assert [(t, s) for t, s, _ in run_rows] == [
+        ("A", RunStatus.ABORTED),
+        ("B", RunStatus.COMPLETED),
+        (None, RunStatus.COMPLETED),  # the end area: park
+    ]
+    assert run_rows[0][2] == a_run
+    assert len(frames("A")) == a_frames, "no frame of A after the unsafe spell"
+    assert len(frames("B")) >= 2
+    assert all(f.exposure_s == 4.0 and f.filter_name == "R" for f in frames("B"))
+    progress = plan_progress(h.engine, plan_id, plan)
+    assert progress == {
+        "A": [sum(f.accepted for f in frames("A"))],
+        "B": [sum(f.accepted for f in frames("B"))],
+    }
+    assert progress["B"][0] >= 1
+    assert (await equipment.mount.status()).at_park
+    assert handed == [[row[2] for row in run_rows]]
+
+    messages = [m for _, m in events]
+
+    def index(prefix: str) -> int:
+        return next(i for i, m in enumerate(messages) if m.startswith(prefix))
+
+    assert (
+        index("two targets: imaging A")
+        < index("unsafe: the safety monitor reports unsafe")
+        < index("mount parked (unsafe)")
+        < index("safe again")
+        < index("safe for")
+        < index("two targets: imaging B")
+        < index("two targets: night ends (dawn)")
+    )
+    assert sum(m.startswith("two targets: imaging") for m in messages) == 2
+    assert h.clock.now() >= dawn
