@@ -44,11 +44,18 @@ class MeRead(BaseModel):
 
 @router.post("/login")
 async def login(
-    body: LoginRequest, request: Request, response: Response, access: AccessDep
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    access: AccessDep,
+    previous: CookieDep,
 ) -> LoginRead:
-    """Sets the session cookie (HttpOnly, SameSite=Strict, 7 days); 401 on a wrong token."""
+    """Sets the session cookie (HttpOnly, SameSite=Strict, 7 days); 401 on a wrong token.
+    A session the browser held before is forgotten, whatever the outcome."""
     if not access.required:
         return LoginRead(role="control")
+    if previous is not None:
+        access.logout(previous)
     session = access.login(body.token.get_secret_value())
     if session is None:
         await asyncio.sleep(_FAILED_LOGIN_DELAY_S)
