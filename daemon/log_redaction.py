@@ -45,8 +45,7 @@ class RedactSecrets(logging.Filter):
         return value if cleaned == shown else cleaned
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self.redact(record.msg)
+        record.msg = self._argument(record.msg)
         # Arguments are rewritten one by one rather than merged into the message: uvicorn's
         # access formatter unpacks them.
         if isinstance(record.args, tuple):
