@@ -90,7 +90,13 @@ def _settings(**overrides: Any) -> Settings:
             f"  NIGHTOWL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in e.errors()
         ]
-        sys.exit("nightowl: invalid settings:\n" + "\n".join(lines))
+        _settings_error("invalid settings:\n" + "\n".join(lines))
+
+
+def _settings_error(message: str) -> NoReturn:
+    """Exit status 2, as for a bad command line: the daemon cannot run as configured."""
+    print(f"nightowl: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -99,11 +105,13 @@ def serve(args: argparse.Namespace) -> None:
     from daemon.app import create_app
 
     settings = _settings(host=args.host, port=args.port)
+    if (problem := settings.exposure_problem()) is not None:
+        _settings_error(problem)
     if settings.equipment_profile is not None:
         try:
             load_profile(settings.equipment_profile)
         except ProfileError as e:
-            sys.exit(f"nightowl: {e}\n  (NIGHTOWL_EQUIPMENT_PROFILE)")
+            _settings_error(f"{e}\n  (NIGHTOWL_EQUIPMENT_PROFILE)")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

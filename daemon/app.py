@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
+from daemon.access import Access
+from daemon.api.auth import require_access
 from daemon.api.errors import install_error_handlers
+from daemon.api.routes import auth as auth_routes
 from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import frames as frame_routes
@@ -35,6 +38,7 @@ from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
+from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
@@ -287,8 +291,14 @@ async def _plans_after_connect(runtime: Runtime, connecting: Awaitable[object] |
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """Raises ValueError when the settings would expose the API without a token."""
+    if (problem := settings.exposure_problem()) is not None:
+        raise ValueError(problem)
+    access = Access(settings.control_token, settings.read_token, settings.auth_required)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction(access.token_values())
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
             interrupted = await runtime.runs.mark_interrupted()
@@ -330,9 +340,12 @@ def create_app(settings: Settings) -> FastAPI:
         title="Nightowl",
         summary="Observatory automation daemon with an image-processing backend",
         lifespan=lifespan,
+        dependencies=[Depends(require_access)],
     )
+    app.state.access = access
     install_error_handlers(app)
     app.include_router(health_routes.router)
+    app.include_router(auth_routes.router)
     app.include_router(equipment_routes.router)
     app.include_router(frame_routes.router)
     app.include_router(autofocus_routes.router)

@@ -12,15 +12,19 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from daemon.access import is_loopback, token_problem
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
 from sequences.astro import Horizon
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NIGHTOWL_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused token must not end up in a traceback or a log.
+    model_config = SettingsConfigDict(
+        env_prefix="NIGHTOWL_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = Field(default="127.0.0.1", description="address the HTTP API listens on")
     port: int = Field(default=8000, ge=1, le=65535)
@@ -72,6 +76,12 @@ class Settings(BaseSettings):
         default=True,
         description="queue a processing job for the night's lights when a sequence run ends",
     )
+    control_token: SecretStr | None = Field(
+        default=None, description="API token of the control role (may do everything)"
+    )
+    read_token: SecretStr | None = Field(
+        default=None, description="API token of the read role (GET and HEAD only)"
+    )
 
     @field_validator("equipment_profile")
     @classmethod
@@ -117,6 +127,40 @@ class Settings(BaseSettings):
             except (ZoneInfoNotFoundError, ValueError) as e:
                 raise ValueError(f"unknown time zone {value!r}; use e.g. Europe/Zurich") from e
         return value
+
+    @field_validator("control_token", "read_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return None
+        problem = token_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"NIGHTOWL_{str(info.field_name).upper()} {problem}")
+        control = info.data.get("control_token")
+        if info.field_name == "read_token" and control == value:
+            raise ValueError("NIGHTOWL_READ_TOKEN must differ from NIGHTOWL_CONTROL_TOKEN")
+        return value
+
+    @property
+    def auth_required(self) -> bool:
+        """Callers must show a token once one is set or the API is reachable from outside."""
+        return (
+            self.control_token is not None
+            or self.read_token is not None
+            or not (is_loopback(self.host))
+        )
+
+    def exposure_problem(self) -> str | None:
+        """Why the API must not start: listening beyond loopback with no control token."""
+        if is_loopback(self.host) or self.control_token is not None:
+            return None
+        return (
+            f"NIGHTOWL_HOST={self.host} is reachable from the network, so the API needs a "
+            "token: set NIGHTOWL_CONTROL_TOKEN to a random secret of at least 16 characters, "
+            "e.g. export NIGHTOWL_CONTROL_TOKEN=\"$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')\" (optionally NIGHTOWL_READ_TOKEN for "
+            "read-only access), or keep NIGHTOWL_HOST=127.0.0.1"
+        )
 
     @property
     def resolved_timezone(self) -> tzinfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from importlib.metadata import version
 from typing import Literal
 
@@ -12,6 +13,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.api.deps import EngineDep, EquipmentDep
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -28,7 +31,9 @@ def _database_ok(engine: Engine) -> str:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as e:
-        return f"error: {e.__class__.__name__}: {e}"
+        # Health is open to anyone: the details (paths, statements) go to the log only.
+        log.error("database check failed: %s", e)
+        return f"error: {e.__class__.__name__}"
     return "ok"
 
 
