@@ -1,7 +1,7 @@
 // Hand-drawn SVG line graphs: values over the time of the night.
 import { s, h } from './dom.js';
 
-const W = 600, H = 160, PAD = { left: 42, right: 10, top: 10, bottom: 22 };
+const W = 600, H = 180, PAD = { left: 42, right: 10, top: 10, bottom: 22 };
 
 /**
  * points: [{t: Date, v: number, bad: bool}] (null values are skipped).
@@ -9,7 +9,7 @@ const W = 600, H = 160, PAD = { left: 42, right: 10, top: 10, bottom: 22 };
  */
 export function lineChart(points, { label, unit = '', color = '#5b9bd9', digits = 2 }) {
   const data = points.filter((p) => p.v !== null && p.v !== undefined && !Number.isNaN(p.v));
-  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none',
+  const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`,
     role: 'img', 'aria-label': label });
   svg.append(s('line', { class: 'axis', x1: PAD.left, y1: H - PAD.bottom, x2: W - PAD.right, y2: H - PAD.bottom }));
   svg.append(s('line', { class: 'axis', x1: PAD.left, y1: PAD.top, x2: PAD.left, y2: H - PAD.bottom }));

@@ -17,7 +17,7 @@ export function mount() {
     h('section', { class: 'card' }, h('h2', {}, 'Equipment'), equipment),
     h('section', { class: 'card' }, h('h2', {}, 'Sequence'), run),
     h('section', { class: 'card' }, h('h2', {}, 'Last frame'), frame),
-    h('section', { class: 'card' }, h('h2', {}, 'Tonight'), charts),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Tonight'), charts),
     h('section', { class: 'card wide' }, h('h2', {}, 'Events'), log));
 
   const timers = [];
@@ -231,6 +231,7 @@ function renderCharts(box, night, frames) {
   const points = (key) => frames.map((f) => ({ t: new Date(f.exposure_start_utc), v: f[key], bad: !f.accepted }));
   fill(box, 
     h('div', { class: 'muted' }, night ? `Night of ${night.night_date} (${night.state}): ${night.frames} frames, ${night.accepted_lights} accepted lights` : 'No night yet.'),
-    lineChart(points('hfr_px'), { label: 'HFR', unit: ' px', color: '#d9825b' }),
-    lineChart(points('guiding_rms_arcsec'), { label: 'Guiding RMS', unit: '″', color: '#5b9bd9' }));
+    h('div', { class: 'charts' },
+      lineChart(points('hfr_px'), { label: 'HFR', unit: ' px', color: '#d9825b' }),
+      lineChart(points('guiding_rms_arcsec'), { label: 'Guiding RMS', unit: '″', color: '#5b9bd9' })));
 }

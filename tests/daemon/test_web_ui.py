@@ -109,7 +109,7 @@ def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
     expect(page.locator("#frame-preview")).to_have_count(0)
     page.evaluate("window.notReloaded = true")
 
-    started = httpx.post(f"{daemon.url}/api/runs", json={"document": night(4, 1.0)})
+    started = httpx.post(f"{daemon.url}/api/runs", json={"document": night(6, 1.0)})
     assert started.status_code == 201, started.text
     run_id = started.json()["id"]
 
@@ -125,7 +125,7 @@ def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
     expect(page.locator("#frame-hfr")).to_have_text(re.compile(r"^\d+\.\d+ px"))
     expect(page.locator("#log")).to_contain_text("saved as")
     progress = page.locator('#run li[data-path="targets[0].items[1]"]')
-    expect(progress).to_contain_text(re.compile(r"[1-4]/4"))
+    expect(progress).to_contain_text(re.compile(r"[1-6]/6"))
     expect(page.locator("#charts svg circle").first).to_be_visible()
     assert page.evaluate("window.notReloaded") is True
 
@@ -134,7 +134,7 @@ def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
     assert frame["run_id"] == run_id
     assert frame["frame_type"] == "LIGHT"
 
-    expect(progress).to_contain_text(re.compile(r"[2-4]/4"), timeout=30_000)
+    expect(progress).to_contain_text(re.compile(r"[3-6]/6"), timeout=30_000)
     shot = tmp_path / "dashboard.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
@@ -224,6 +224,40 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     expect(page.locator("#run-resume")).to_be_enabled()
     assert httpx.post(f"{url}/abort").status_code == 200
     wait_for(url, lambda r: r["status"] in FINISHED, timeout_s=60)
+
+
+def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
+    url = f"{daemon.url}/api/events"
+    everything = httpx.get(url, params={"limit": 1000}).json()
+    assert len(everything) >= 10  # the runs above
+    ids = [e["id"] for e in everything]
+    assert ids == sorted(ids)
+    page = httpx.get(url, params={"after_id": ids[2], "limit": 2}).json()
+    assert [e["id"] for e in page] == ids[3:5]
+    newest = httpx.get(url, params={"newest": "true", "limit": 3}).json()
+    assert [e["id"] for e in newest] == ids[-3:]
+    captures = httpx.get(url, params={"source": "capture", "limit": 1000}).json()
+    assert captures
+    assert {e["source"] for e in captures} == {"capture"}
+    assert all(isinstance(e["data"]["frame_id"], int) for e in captures)
+    assert httpx.get(url, params={"level": "nonsense"}).json() == []
+
+    received: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{url}/stream", params={"after_id": ids[-3]}, timeout=30) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:]))
+                if len(received) == 2:
+                    break
+    assert [e["id"] for e in received] == ids[-2:]
+
+    examples = httpx.get(f"{daemon.url}/api/templates/examples").json()
+    assert {e["file"] for e in examples} >= {"seed_night.json", "two_targets.json"}
+    schema = httpx.get(f"{daemon.url}/api/templates/schema").json()
+    assert "take_exposures" in json.dumps(schema["$defs"]["TakeExposures"])
+    script = httpx.get(f"{daemon.url}/static/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
 
 
 def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
