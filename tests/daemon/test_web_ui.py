@@ -206,6 +206,13 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     row = page.locator("#run-targets tr").first
     row.locator("[name=target-name]").fill("M31")
     row.locator("[name=target-ra]").fill(str(M31["ra_hours"]))
+    row.locator("[name=target-dec]").fill("-80")  # never up from the simulated site
+    page.click("#run-start")
+    refused = page.locator("#run-result")
+    expect(refused).to_contain_text("targets[0].coordinates")
+    expect(refused).to_contain_text("does not rise")
+    expect(page.locator("#run-start-anyway")).to_be_visible()
+    assert httpx.get(f"{daemon.url}/api/runs").json()[0]["status"] in FINISHED
     row.locator("[name=target-dec]").fill(str(M31["dec_deg"]))
     page.click("#run-start")
     page.wait_for_url(re.compile(r"#/dashboard$"))

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/events", tags=["events"])
 
 _POLL_S = 1.0
 _KEEP_ALIVE_S = 15.0
-_STREAM_MAX_S = 20.0
+_STREAM_MAX_S = 10.0
 """A stream ends after this long and the browser reconnects at once from its last id: uvicorn
 waits for open responses before it stops, so an endless stream would hold up a shutdown."""
 
