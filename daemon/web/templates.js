@@ -2,7 +2,7 @@
 // from the daemon's JSON schema of a sequence document (no list of node kinds here).
 import { api, describe } from './api.js';
 import { h, clear, fill, dateTime } from './dom.js';
-import { notice } from './ui.js';
+import { notice, canControl } from './ui.js';
 
 const STRUCTURE = new Set(['kind', 'items', 'triggers', 'conditions']);
 const COMMON = new Set(['name', 'attempts', 'retry_delay_s', 'on_error']);
@@ -180,6 +180,10 @@ class Editor {
       h('div', { class: 'section-title' }, 'Targets'), targets,
       h('div', { class: 'section-title' }, 'End'), this.nodeCard(this.doc.end ||= {}, 'end'));
     fill(this.element, h('div', { class: 'grid' }, tree, this.runPanel()));
+    if (!canControl()) {
+      // A read-only login may look at the template but not change it.
+      for (const el of tree.querySelectorAll('input, select, textarea')) el.disabled = true;
+    }
   }
 
   rerender() { this.changed(); this.render(); }

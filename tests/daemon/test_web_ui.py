@@ -292,6 +292,11 @@ def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
     expect(page.locator("#logout")).to_be_visible()
     expect(page.locator("#template-table, #main p").first).to_be_visible()
     expect(page.locator("#example-create")).to_be_hidden()
+    template_id = httpx.get(f"{daemon.url}/api/templates").json()[0]["id"]
+    page.goto(f"/#/templates/{template_id}")
+    expect(page.locator('[data-field-path="name"] input')).to_be_disabled()
+    expect(page.locator("#save")).to_be_hidden()
+    expect(page.locator("#run-start")).to_be_hidden()
 
     me["role"] = "none"
     page.reload()
