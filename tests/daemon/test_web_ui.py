@@ -172,6 +172,9 @@ def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_it
     moved = page.locator('[data-field-path="targets[0].items[6]"]')
     expect(moved).to_have_attribute("data-kind", "annotation")
     moved.locator('[data-field-path="targets[0].items[6].text"] textarea').fill("B next")
+    flip = page.locator('[data-field-path="targets[0].triggers[1]"]')
+    expect(flip).to_have_attribute("data-kind", "meridian_flip")
+    flip.locator('button[title="remove"]').first.click()
     page.click("#save")
     expect(page.locator("#save-status")).to_have_text("saved")
 
@@ -180,6 +183,11 @@ def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_it
     assert items[3]["count"] == 7
     assert items[6] == {**items[6], "kind": "annotation", "text": "B next"}
     assert items[7]["filter_name"] == "B"
+    triggers = saved["targets"][0]["triggers"]
+    assert [t["kind"] for t in triggers] == [
+        "dither_after_exposures",
+        "autofocus_after_filter_change",
+    ]
 
     exposure = page.locator('[data-field-path="targets[0].items[3].exposure_s"]')
     exposure.locator("input").fill("-5")
