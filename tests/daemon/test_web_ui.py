@@ -241,6 +241,19 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     wait_for(url, lambda r: r["status"] in FINISHED, timeout_s=60)
 
 
+def tail(url: str, headers: dict[str, str], count: int) -> list[dict[str, Any]]:
+    """The first `count` events of a server-sent event stream."""
+    received: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, headers=headers, timeout=30) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:]))
+                if len(received) == count:
+                    break
+    return received
+
+
 def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
     url = f"{daemon.url}/api/events"
     everything = httpx.get(url, params={"limit": 1000}).json()
@@ -257,15 +270,9 @@ def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
     assert all(isinstance(e["data"]["frame_id"], int) for e in captures)
     assert httpx.get(url, params={"level": "nonsense"}).json() == []
 
-    received: list[dict[str, Any]] = []
-    with httpx.stream("GET", f"{url}/stream", params={"after_id": ids[-3]}, timeout=30) as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        for line in stream.iter_lines():
-            if line.startswith("data: "):
-                received.append(json.loads(line[6:]))
-                if len(received) == 2:
-                    break
-    assert [e["id"] for e in received] == ids[-2:]
+    # From `after_id`, and as a reconnecting browser asks, from `Last-Event-ID`.
+    assert [e["id"] for e in tail(f"{url}/stream?after_id={ids[-3]}", {}, 2)] == ids[-2:]
+    assert [e["id"] for e in tail(f"{url}/stream", {"Last-Event-ID": str(ids[-4])}, 3)] == ids[-3:]
 
     examples = httpx.get(f"{daemon.url}/api/templates/examples").json()
     assert {e["file"] for e in examples} >= {"seed_night.json", "two_targets.json"}
