@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run sim test lint typecheck contracts pytest bench clean
+.PHONY: install browser run sim test lint typecheck contracts pytest bench clean
 
 install: $(STAMP)
 
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
+
+# The web UI's tests drive Debian's Chromium through Playwright (no browser download).
+browser:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 run: install
 	$(BIN)/nightowl serve
@@ -31,7 +35,7 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest
 
 bench: install

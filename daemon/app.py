@@ -27,12 +27,14 @@ from daemon.api.errors import install_error_handlers
 from daemon.api.routes import auth as auth_routes
 from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
+from daemon.api.routes import events as event_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
 from daemon.api.routes import plans as plan_routes
 from daemon.api.routes import processing as processing_routes
 from daemon.api.routes import runs as run_routes
 from daemon.api.routes import templates as template_routes
+from daemon.api.routes.web import install_web
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
@@ -354,4 +356,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(processing_routes.router)
     app.include_router(plan_routes.router)
     app.include_router(plan_routes.safety_router)
+    app.include_router(event_routes.router)
+    install_web(app)
     return app

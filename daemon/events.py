@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Event
@@ -43,3 +44,31 @@ def record_event(
         db.add(event)
         db.flush()
         return event.id
+
+
+def list_events(
+    engine: Engine,
+    *,
+    after_id: int = 0,
+    limit: int = 200,
+    levels: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    newest: bool = False,
+) -> list[Event]:
+    """Events after `after_id`, oldest first; with `newest`, the last `limit` of them (still
+    oldest first), which is what a log view opens with. Blocking: call off the event loop."""
+    query = select(Event).where(Event.id > after_id)
+    if levels:
+        query = query.where(Event.level.in_(levels))
+    if sources:
+        query = query.where(Event.source.in_(sources))
+    query = query.order_by(Event.id.desc() if newest else Event.id).limit(limit)
+    with Session(engine) as db:
+        rows = list(db.scalars(query))
+    return sorted(rows, key=lambda e: e.id) if newest else rows
+
+
+def last_event_id(engine: Engine) -> int:
+    """The id of the newest event (0 when there is none): where a live tail starts."""
+    with Session(engine) as db:
+        return int(db.scalar(select(func.max(Event.id))) or 0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +20,24 @@ from sequences.model import Issue
 
 class TemplateNotFound(KeyError):
     pass
+
+
+@dataclass(frozen=True)
+class Example:
+    file: str
+    document: dict[str, Any]
+
+
+def example_documents() -> list[Example]:
+    """The example sequences installed with the `sequences` package (``examples/*.json``),
+    by file name: starting points for new templates. Blocking: reads files."""
+    folder = files("sequences").joinpath("examples")
+    found = [
+        Example(entry.name, json.loads(entry.read_text(encoding="utf-8")))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    ]
+    return sorted(found, key=lambda e: e.file)
 
 
 def load_document(data: dict[str, Any]) -> SequenceDocument:

@@ -89,6 +89,21 @@ async def list_frames(
     return await asyncio.to_thread(query)
 
 
+@router.get("/frames/latest")
+async def latest_frame(engine: EngineDep, frame_type: FrameType | None = None) -> FrameRead:
+    """The newest frame (of a type): what the dashboard previews. 404 before the first."""
+
+    def query() -> FrameRead:
+        with Session(engine) as db:
+            where = [] if frame_type is None else [Frame.frame_type == frame_type]
+            row = db.scalars(select(Frame).where(*where).order_by(Frame.id.desc()).limit(1)).first()
+            if row is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no frame yet")
+            return FrameRead.model_validate(row)
+
+    return await asyncio.to_thread(query)
+
+
 @router.get("/frames/{frame_id}")
 async def get_frame(frame_id: int, engine: EngineDep) -> FrameRead:
     return FrameRead.model_validate(await asyncio.to_thread(_frame, engine, frame_id))

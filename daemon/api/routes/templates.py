@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
 from daemon.api.deps import EngineDep, RuntimeDep
 from daemon.api.schemas.sequences import (
+    ExampleRead,
     IssueRead,
     TemplateRead,
     TemplateWrite,
@@ -17,11 +19,13 @@ from daemon.db.models import SequenceTemplate
 from daemon.templates import (
     TemplateNotFound,
     delete_template,
+    example_documents,
     get_template,
     list_templates,
     load_document,
     save_template,
 )
+from sequences.document import SequenceDocument
 from sequences.timeline import predict
 from sequences.validation import validation_env
 
@@ -45,6 +49,27 @@ def _not_found(template_id: int) -> HTTPException:
 @router.get("")
 async def templates(engine: EngineDep) -> list[TemplateRead]:
     return [_read(row) for row in await asyncio.to_thread(list_templates, engine)]
+
+
+@router.get("/examples")
+async def examples() -> list[ExampleRead]:
+    """The example sequences shipped with Nightowl; post one's document to make a template."""
+    return [
+        ExampleRead(
+            file=e.file,
+            name=str(e.document.get("name", e.file)),
+            description=str(e.document.get("description", "")),
+            document=e.document,
+        )
+        for e in await asyncio.to_thread(example_documents)
+    ]
+
+
+@router.get("/schema")
+async def schema() -> dict[str, Any]:
+    """The JSON schema of a sequence document: every node kind and its fields, with types,
+    limits, defaults and descriptions, so an editor needs no list of its own."""
+    return SequenceDocument.model_json_schema()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)

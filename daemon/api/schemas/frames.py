@@ -73,6 +73,8 @@ class FrameRead(BaseModel):
     noise_adu: float | None
     saturated_fraction: float | None
     guiding_rms_arcsec: float | None
+    run_id: int | None = Field(default=None, description="the sequence run that took it")
+    node_path: str | None = Field(default=None, description="its instruction in that run")
     accepted: bool
     reject_reason: str | None
     created_at: datetime

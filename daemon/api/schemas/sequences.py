@@ -81,3 +81,12 @@ class RunEventRead(BaseModel):
     message: str
     path: str | None
     data: dict[str, Any]
+
+
+class ExampleRead(BaseModel):
+    """An example sequence shipped with Nightowl, to start a template from."""
+
+    file: str
+    name: str
+    description: str
+    document: dict[str, Any]

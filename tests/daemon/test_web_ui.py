@@ -1,0 +1,323 @@
+"""The web UI in a real headless Chromium (Debian's, through Playwright) against the real daemon.
+
+Set NIGHTOWL_UI_SCREENSHOT=docs/dashboard.png to keep the dashboard screenshot of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
+from tests.daemon.test_api import all_connected
+
+SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
+M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FINISHED = ("completed", "aborted", "failed")
+
+
+def night(count: int, exposure_s: float, target: str = "M31") -> dict[str, Any]:
+    return {
+        "name": f"{count} x {exposure_s} s of {target}",
+        "start": {"items": [{"kind": "unpark"}]},
+        "targets": [
+            {
+                "kind": "target",
+                "target_name": target,
+                "coordinates": M31,
+                "items": [
+                    {"kind": "slew"},
+                    {"kind": "take_exposures", "count": count, "exposure_s": exposure_s},
+                ],
+            }
+        ],
+        "end": {"items": [{"kind": "park"}]},
+    }
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path
+) -> Iterator[RunningDaemon]:
+    # No processing after a run: the stacking would compete with the browser for two cores.
+    env = {**SIMULATED, "NIGHTOWL_PROCESS_AFTER_RUN": "false"}
+    with running_daemon(tmp_path_factory.mktemp("web-daemon"), catalog_cache, **env) as d:
+        wait_for(f"{d.url}/api/equipment", all_connected)
+        yield d
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Chromium is missing: `make browser` installs Debian's package")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, daemon: RunningDaemon) -> Iterator[Page]:
+    context = browser.new_context(base_url=daemon.url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, errors
+
+
+def idle(daemon: RunningDaemon) -> None:
+    """No run is active (one run at a time drives the equipment)."""
+    wait_for(
+        f"{daemon.url}/api/runs",
+        lambda runs: all(r["status"] in (*FINISHED, "interrupted") for r in runs),
+        timeout_s=60,
+    )
+
+
+def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
+    page: Page, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    page.goto("/")
+    camera = page.locator('.device[data-role="camera"]')
+    expect(camera.locator(".badge")).to_have_text("connected")
+    expect(camera).to_contain_text("Cooler")
+    mount = page.locator('.device[data-role="mount"]')
+    expect(mount).to_contain_text("Pier side")
+    expect(mount).to_contain_text("Parked")
+    expect(page.locator("#frame-preview")).to_have_count(0)
+    page.evaluate("window.notReloaded = true")
+
+    started = httpx.post(f"{daemon.url}/api/runs", json={"document": night(6, 1.0)})
+    assert started.status_code == 201, started.text
+    run_id = started.json()["id"]
+
+    # The page follows on its own: the run's tree, then frames as they are saved.
+    expect(page.locator("#run")).to_have_attribute("data-run-id", str(run_id))
+    preview = page.locator("#frame-preview")
+    expect(preview).to_have_attribute("data-frame-id", re.compile(r"^\d+$"), timeout=40_000)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#frame-preview');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    expect(page.locator("#frame-stars")).to_have_text(re.compile(r"^\d+$"))
+    expect(page.locator("#frame-hfr")).to_have_text(re.compile(r"^\d+\.\d+ px"))
+    expect(page.locator("#log")).to_contain_text("saved as")
+    progress = page.locator('#run li[data-path="targets[0].items[1]"]')
+    expect(progress).to_contain_text(re.compile(r"[1-6]/6"))
+    expect(page.locator("#charts svg circle").first).to_be_visible()
+    assert page.evaluate("window.notReloaded") is True
+
+    shown = int(preview.get_attribute("data-frame-id") or 0)
+    frame = httpx.get(f"{daemon.url}/api/frames/{shown}").json()
+    assert frame["run_id"] == run_id
+    assert frame["frame_type"] == "LIGHT"
+
+    expect(progress).to_contain_text(re.compile(r"[3-6]/6"), timeout=30_000)
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    keep = os.environ.get("NIGHTOWL_UI_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)
+
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=40_000)
+    done = httpx.get(f"{daemon.url}/api/runs/{run_id}").json()
+    assert done["status"] == "completed"
+    latest = httpx.get(f"{daemon.url}/api/frames/latest").json()
+    expect(preview).to_have_attribute("data-frame-id", str(latest["id"]))
+
+
+def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_its_field(
+    page: Page, daemon: RunningDaemon
+) -> None:
+    page.goto("/#/templates")
+    page.select_option("#example-select", "two_targets.json")
+    expect(page.locator("#example-about")).to_contain_text("dawn")
+    page.click("#example-create")
+    page.wait_for_url(re.compile(r"#/templates/\d+$"))
+    template_id = int(page.url.rsplit("/", 1)[1])
+
+    lights = page.locator('[data-field-path="targets[0].items[3]"]')
+    expect(lights).to_have_attribute("data-kind", "take_exposures")
+    lights.locator('[data-field-path="targets[0].items[3].count"] input').fill("7")
+    target = page.locator('[data-field-path="targets[0]"]')
+    adder = target.locator(':scope > .section[data-part="items"] > .adder')
+    adder.locator("select").select_option("annotation")
+    adder.locator("button").click()
+    added = page.locator('[data-field-path="targets[0].items[7]"]')
+    expect(added).to_have_attribute("data-kind", "annotation")
+    added.locator('button[title="move up"]').click()  # now before the last lights
+    moved = page.locator('[data-field-path="targets[0].items[6]"]')
+    expect(moved).to_have_attribute("data-kind", "annotation")
+    moved.locator('[data-field-path="targets[0].items[6].text"] textarea').fill("B next")
+    flip = page.locator('[data-field-path="targets[0].triggers[1]"]')
+    expect(flip).to_have_attribute("data-kind", "meridian_flip")
+    flip.locator('button[title="remove"]').first.click()
+    page.click("#save")
+    expect(page.locator("#save-status")).to_have_text("saved")
+
+    saved = httpx.get(f"{daemon.url}/api/templates/{template_id}").json()["document"]
+    items = saved["targets"][0]["items"]
+    assert items[3]["count"] == 7
+    assert items[6] == {**items[6], "kind": "annotation", "text": "B next"}
+    assert items[7]["filter_name"] == "B"
+    triggers = saved["targets"][0]["triggers"]
+    assert [t["kind"] for t in triggers] == [
+        "dither_after_exposures",
+        "autofocus_after_filter_change",
+    ]
+
+    exposure = page.locator('[data-field-path="targets[0].items[3].exposure_s"]')
+    exposure.locator("input").fill("-5")
+    page.click("#save")
+    message = exposure.locator(".field-error")
+    expect(message).to_contain_text("greater than 0")
+    expect(exposure).to_have_class(re.compile(r"\binvalid\b"))
+    expect(page.locator("#save-status")).to_contain_text("422")
+    kept = httpx.get(f"{daemon.url}/api/templates/{template_id}").json()["document"]
+    assert kept["targets"][0]["items"][3]["exposure_s"] == 120.0
+
+
+def test_a_run_is_started_from_a_template_and_paused_from_the_page(
+    page: Page, daemon: RunningDaemon
+) -> None:
+    idle(daemon)
+    document = night(30, 1.0, target="placeholder")
+    document["targets"][0]["coordinates"] = {"ra_hours": 1.0, "dec_deg": 10.0}
+    made = httpx.post(f"{daemon.url}/api/templates", json={"document": document})
+    assert made.status_code == 201, made.text
+    template_id = made.json()["id"]
+
+    page.goto(f"/#/templates/{template_id}")
+    row = page.locator("#run-targets tr").first
+    row.locator("[name=target-name]").fill("M31")
+    row.locator("[name=target-ra]").fill(str(M31["ra_hours"]))
+    row.locator("[name=target-dec]").fill("-80")  # never up from the simulated site
+    page.click("#run-start")
+    refused = page.locator("#run-result")
+    expect(refused).to_contain_text("targets[0].coordinates")
+    expect(refused).to_contain_text("does not rise")
+    expect(page.locator("#run-start-anyway")).to_be_visible()
+    assert httpx.get(f"{daemon.url}/api/runs").json()[0]["status"] in FINISHED
+    row.locator("[name=target-dec]").fill(str(M31["dec_deg"]))
+    page.click("#run-start")
+    page.wait_for_url(re.compile(r"#/dashboard$"))
+
+    runs = httpx.get(f"{daemon.url}/api/runs").json()
+    run = runs[0]
+    assert run["template_id"] == template_id
+    url = f"{daemon.url}/api/runs/{run['id']}"
+    assert httpx.get(url).json()["document"]["targets"][0]["target_name"] == "M31"
+    expect(page.locator("#run")).to_have_attribute("data-run-id", str(run["id"]))
+    expect(page.locator("#run-pause")).to_be_enabled()
+    page.click("#run-pause")
+    paused = wait_for(url, lambda r: r["status"] == "paused")
+    assert paused["status"] == "paused"
+    expect(page.locator("#run-status")).to_have_text("paused")
+    expect(page.locator("#run-resume")).to_be_enabled()
+    assert httpx.post(f"{url}/abort").status_code == 200
+    wait_for(url, lambda r: r["status"] in FINISHED, timeout_s=60)
+
+
+def tail(url: str, headers: dict[str, str], count: int) -> list[dict[str, Any]]:
+    """The first `count` events of a server-sent event stream."""
+    received: list[dict[str, Any]] = []
+    with httpx.stream("GET", url, headers=headers, timeout=30) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:]))
+                if len(received) == count:
+                    break
+    return received
+
+
+def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
+    url = f"{daemon.url}/api/events"
+    everything = httpx.get(url, params={"limit": 1000}).json()
+    assert len(everything) >= 10  # the runs above
+    ids = [e["id"] for e in everything]
+    assert ids == sorted(ids)
+    page = httpx.get(url, params={"after_id": ids[2], "limit": 2}).json()
+    assert [e["id"] for e in page] == ids[3:5]
+    newest = httpx.get(url, params={"newest": "true", "limit": 3}).json()
+    assert [e["id"] for e in newest] == ids[-3:]
+    captures = httpx.get(url, params={"source": "capture", "limit": 1000}).json()
+    assert captures
+    assert {e["source"] for e in captures} == {"capture"}
+    assert all(isinstance(e["data"]["frame_id"], int) for e in captures)
+    assert httpx.get(url, params={"level": "nonsense"}).json() == []
+
+    # From `after_id`, and as a reconnecting browser asks, from `Last-Event-ID`.
+    assert [e["id"] for e in tail(f"{url}/stream?after_id={ids[-3]}", {}, 2)] == ids[-2:]
+    assert [e["id"] for e in tail(f"{url}/stream", {"Last-Event-ID": str(ids[-4])}, 3)] == ids[-3:]
+
+    examples = httpx.get(f"{daemon.url}/api/templates/examples").json()
+    assert {e["file"] for e in examples} >= {"seed_night.json", "two_targets.json"}
+    schema = httpx.get(f"{daemon.url}/api/templates/schema").json()
+    assert "take_exposures" in json.dumps(schema["$defs"]["TakeExposures"])
+    script = httpx.get(f"{daemon.url}/static/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+
+
+def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
+    page: Page, daemon: RunningDaemon
+) -> None:
+    """The authentication contract seen from the page, with the daemon's answers stood in."""
+    me = {"role": "read", "auth_required": True}
+
+    def answer_me(route: Route) -> None:
+        if me["role"] == "none":
+            route.fulfill(status=401, json={"detail": "log in"})
+        else:
+            route.fulfill(status=200, json=me)
+
+    logins: list[dict[str, Any]] = []
+
+    def answer_login(route: Route) -> None:
+        logins.append(json.loads(route.request.post_data or "{}"))
+        route.fulfill(status=401, json={"detail": "wrong token"})
+
+    page.route("**/api/auth/me", answer_me)
+    page.route("**/api/auth/login", answer_login)
+    page.goto("/#/templates")
+    expect(page.locator("#role")).to_have_text("role: read")
+    expect(page.locator("#logout")).to_be_visible()
+    expect(page.locator("#template-table, #main p").first).to_be_visible()
+    expect(page.locator("#example-create")).to_be_hidden()
+    template_id = httpx.get(f"{daemon.url}/api/templates").json()[0]["id"]
+    page.goto(f"/#/templates/{template_id}")
+    expect(page.locator('[data-field-path="name"] input')).to_be_disabled()
+    expect(page.locator("#save")).to_be_hidden()
+    expect(page.locator("#run-start")).to_be_hidden()
+
+    me["role"] = "none"
+    page.reload()
+    form = page.locator("#login-form")
+    expect(form).to_be_visible()
+    form.locator("input[name=token]").fill("not-the-token")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#login-error")).to_have_text("Wrong token.")
+    assert logins == [{"token": "not-the-token"}]
