@@ -1,0 +1,117 @@
+"""Night plans over the REST API of the real daemon: bad plans are refused naming the field,
+tonight is predicted, a night runs until its goals are met, nights never overlap, and a daemon
+killed in the middle of a night joins it again when it comes back."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.daemon.conftest import running_daemon, wait_for
+from tests.daemon.test_frames_api import all_connected
+from tests.daemon.test_sequences_api import M31, SIMULATED, night
+
+
+def plan_body(name: str, template_id: int, count: int) -> dict[str, Any]:
+    return {
+        "plan": {
+            "name": name,
+            "template_id": template_id,
+            "targets": [
+                {
+                    "name": "M31",
+                    "coordinates": M31,
+                    "goals": [{"filter_name": "L", "exposure_s": 1.0, "count": count}],
+                }
+            ],
+        }
+    }
+
+
+def done_frames(url: str, plan_id: int) -> int:
+    (target,) = httpx.get(f"{url}/api/plans/{plan_id}/progress").json()
+    return int(target["goals"][0]["done"])
+
+
+def test_plans_over_the_api_and_a_night_joined_after_a_crash(
+    tmp_path: Path, catalog_cache: Path, simulator_url: str
+) -> None:
+    # The session's simulators, not an embedded rig: a killed daemon cannot stop its rig.
+    env = {"NIGHTOWL_SIMULATOR_URL": simulator_url, "NIGHTOWL_PROCESS_AFTER_RUN": "false"}
+    env |= SIMULATED
+    data = tmp_path / "plans"
+    with running_daemon(data, catalog_cache, **env) as first:
+        wait_for(f"{first.url}/api/equipment", all_connected)
+        api = f"{first.url}/api"
+        template = httpx.post(f"{api}/templates", json={"document": night(1)}).json()
+
+        bad = httpx.post(f"{api}/plans", json=plan_body("bad", 999, 2))
+        assert bad.status_code == 422
+        assert [i["path"] for i in bad.json()["detail"]] == ["template_id"]
+        twice = plan_body("twice", template["id"], 2)
+        twice["plan"]["targets"] *= 2
+        assert httpx.post(f"{api}/plans", json=twice).status_code == 422
+        zero = plan_body("zero", template["id"], 2)
+        zero["plan"]["targets"][0]["priority"] = 0
+        refused = httpx.post(f"{api}/plans", json=zero)
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["path"] == "targets[0].priority"
+        assert httpx.get(f"{api}/plans/999/tonight").status_code == 404
+
+        created = httpx.post(f"{api}/plans", json=plan_body("short", template["id"], 2))
+        assert created.status_code == 201, created.text
+        short = created.json()
+        assert short["next_start"] is None  # the simulated clock arms no plan by itself
+        tonight = httpx.get(f"{api}/plans/{short['id']}/tonight").json()
+        assert tonight["slots"][0]["target"] == "M31"
+        assert tonight["slots"][0]["ends_by"] == "goals met"
+        assert tonight["dusk"] < tonight["slots"][0]["end"] < tonight["dawn"]
+
+        started = httpx.post(f"{api}/plans/{short['id']}/start")
+        assert started.status_code == 202, started.text
+        other = httpx.post(f"{api}/plans", json=plan_body("long", template["id"], 40)).json()
+        overlap = httpx.post(f"{api}/plans/{other['id']}/start")
+        assert overlap.status_code == 409
+        assert "never overlap" in overlap.json()["detail"]
+
+        nights = wait_for(
+            f"{api}/plans/{short['id']}/nights",
+            lambda ns: ns[0]["state"] in ("finished", "stopped"),  # type: ignore[index]
+            timeout_s=120,
+        )
+        assert nights[0]["state"] == "finished", first.log()  # type: ignore[index]
+        assert nights[0]["reason"] == "all goals met"  # type: ignore[index]
+        assert len(nights[0]["run_ids"]) == 2  # type: ignore[index]  # M31, then the end area
+        assert done_frames(first.url, short["id"]) == 2
+
+        assert httpx.post(f"{api}/plans/{other['id']}/start").status_code == 202
+        wait_for(f"{api}/plans/{other['id']}/progress", lambda p: p[0]["goals"][0]["done"] >= 2)  # type: ignore[index]
+        first.process.send_signal(signal.SIGKILL)  # a crash: no shutdown at all
+        first.process.wait()
+
+    with running_daemon(data, catalog_cache, **env) as second:
+        api = f"{second.url}/api"
+        taken = done_frames(second.url, other["id"])
+        wait_for(
+            f"{api}/events?source=plan&limit=200&newest=true",
+            lambda events: any("joining it after a restart" in e["message"] for e in events),  # type: ignore[attr-defined]
+        )
+        wait_for(f"{api}/plans/{other['id']}/progress", lambda p: p[0]["goals"][0]["done"] > taken)  # type: ignore[index]
+        assert httpx.get(f"{api}/safety").json()["state"] == "safe"
+        stopped = httpx.post(f"{api}/plans/{other['id']}/stop")
+        assert stopped.status_code == 202, stopped.text
+        nights = wait_for(
+            f"{api}/plans/{other['id']}/nights",
+            lambda ns: ns[0]["state"] == "stopped",  # type: ignore[index]
+            timeout_s=60,
+        )
+        runs = {r["id"]: r for r in httpx.get(f"{api}/runs").json()}
+        (joined,) = nights  # type: ignore[misc]
+        assert joined["reason"] == "stopped over the API"
+        statuses = [runs[i]["status"] for i in joined["run_ids"]]
+        # Before the crash (interrupted), after it (aborted by the stop), then the end area.
+        assert statuses == ["interrupted", "aborted", "completed"], second.log()
+        assert httpx.post(f"{api}/plans/{other['id']}/stop").status_code == 409
