@@ -100,6 +100,8 @@ class SafetySupervisor:
         self._monitor_failures = 0
         self._device_failures: dict[str, int] = {}
         self._reconnecting: dict[str, asyncio.Task[None]] = {}
+        self._given_up: set[str] = set()
+        """Devices that stayed lost: polled, but not reconnected or reported again."""
         self._task: asyncio.Task[None] | None = None
         self.on_device_lost: DeviceLost | None = None
 
@@ -113,7 +115,8 @@ class SafetySupervisor:
         await self._ready.wait()
 
     def report(self) -> SafetyReport:
-        return SafetyReport(self._state, self._reason, self._since, tuple(self._reconnecting))
+        lost = tuple(sorted({*self._reconnecting, *self._given_up}))
+        return SafetyReport(self._state, self._reason, self._since, lost)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -233,6 +236,11 @@ class SafetySupervisor:
         for device, error in zip(devices, results, strict=True):
             if error is None:
                 self._device_failures.pop(device.role, None)
+                if device.role in self._given_up:
+                    self._given_up.discard(device.role)
+                    await self._event("info", f"{device.role} answers again")
+                continue
+            if device.role in self._given_up:
                 continue
             failures = self._device_failures.get(device.role, 0) + 1
             self._device_failures[device.role] = failures
@@ -264,6 +272,7 @@ class SafetySupervisor:
                     continue
                 await self._event("info", f"{role} reconnected (attempt {attempt})")
                 return
+            self._given_up.add(role)
             await self._event(
                 "error", f"alert: {role} stayed lost ({error}); ending the night safely"
             )

@@ -1,0 +1,159 @@
+"""The safety supervisor and lost devices: a simulator of the test's own is killed (the real
+fault) and started again; a device that comes back is reconnected, one that stays lost ends
+the night with an alert."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.db.models import Event, PlanNight, PlanNightState
+from daemon.nights import NightDirector
+from daemon.plans import save_plan
+from daemon.runs import RunManager
+from daemon.safety import SafetyConfig, SafetySupervisor
+from daemon.simulator.rig import SimulatorRig, simulator_profile
+from daemon.templates import save_template
+from drivers.alpaca import build_equipment
+from drivers.equipment import Equipment
+from sequences.clock import SimulatedClock
+from sequences.context import RunContext
+from sequences.document import parse_document
+from sequences.instructions.mount import Coordinates
+from sequences.plan import Goal, NightPlan, PlanTarget
+from tests.daemon.test_nights import TEMPLATE
+from tests.drivers.test_alpaca_camera import M31
+from tests.sequences.conftest import NIGHT_START, open_harness
+
+RECONNECT = SafetyConfig(poll_s=0.3, reconnect_delays_s=(0.5, 0.5, 0.5))
+
+
+@pytest.fixture
+def own_rig(tmp_path: Path, catalog_cache: Path) -> AsyncIterator[SimulatorRig]:
+    rig = SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache)
+    rig.start()
+    yield rig  # type: ignore[misc]
+    rig.stop()
+
+
+def _no_runs(run_id: int, events: object) -> RunContext:
+    raise AssertionError("this test starts no run")
+
+
+async def _supervised(
+    tmp_path: Path, rig: SimulatorRig
+) -> tuple[Engine, Equipment, SafetySupervisor]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
+    upgrade(engine)
+    equipment = build_equipment(simulator_profile(rig.url))
+    assert not any((await equipment.connect_all()).values())
+    clock = SimulatedClock(datetime(2026, 11, 22, 20, 0, tzinfo=UTC))
+    runs = RunManager(engine, _no_runs, clock)  # type: ignore[arg-type]
+    return engine, equipment, SafetySupervisor(engine, equipment, clock, runs, None, RECONNECT)
+
+
+def safety_events(engine: Engine) -> list[str]:
+    with Session(engine) as db:
+        query = select(Event.message).where(Event.source == "safety").order_by(Event.id)
+        return list(db.scalars(query))
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_lost_device_that_comes_back_is_reconnected(
+    tmp_path: Path, own_rig: SimulatorRig
+) -> None:
+    engine, equipment, safety = await _supervised(tmp_path, own_rig)
+    lost: list[str] = []
+
+    async def on_lost(role: str, error: str) -> None:
+        lost.append(role)
+
+    safety.on_device_lost = on_lost
+    safety.start()
+    try:
+        assert own_rig.pid is not None
+        os.killpg(own_rig.pid, signal.SIGKILL)
+        own_rig.stop()
+        await _until(lambda: "focuser" in safety.report().lost_devices, 30, "the focuser lost")
+        own_rig.start()  # the same port: the server came back
+        await _until(
+            lambda: any(m.startswith("focuser reconnected") for m in safety_events(engine)),
+            30,
+            "the focuser back",
+        )
+        await _until(lambda: not safety.report().lost_devices, 30, "every device back")
+    finally:
+        await safety.stop()
+        await equipment.disconnect_all()
+    messages = safety_events(engine)
+    assert any(m.startswith("focuser lost") for m in messages)
+    # The unanswered safety monitor counted as unsafe: the night is held meanwhile.
+    assert any(m.startswith("unsafe: the safety monitor does not answer") for m in messages)
+    assert lost == []
+
+
+async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
+    tmp_path: Path, own_rig: SimulatorRig, catalog_cache: Path
+) -> None:
+    equipment = build_equipment(simulator_profile(own_rig.url))
+    assert not any((await equipment.connect_all()).values())
+    async with open_harness(tmp_path, equipment, own_rig.url, catalog_cache, NIGHT_START) as h:
+        template = save_template(h.engine, parse_document(TEMPLATE))
+        plan = NightPlan(
+            name="lost",
+            template_id=template.id,
+            targets=[
+                PlanTarget(
+                    name="M31",
+                    coordinates=Coordinates(ra_hours=M31.ra_hours, dec_deg=M31.dec_deg),
+                    goals=[Goal(exposure_s=1.0, count=100)],
+                )
+            ],
+        )
+        plan_id = save_plan(h.engine, plan, True).id
+        safety = SafetySupervisor(h.engine, equipment, h.clock, h.runs, None, RECONNECT)
+
+        async def hand_off(run_ids: list[int]) -> None:
+            pass
+
+        director = NightDirector(h.engine, equipment, h.clock, h.runs, safety, hand_off)
+        safety.start()
+        try:
+            night_id = await director.start(plan_id)
+            await _until(lambda: bool(h.frames(1)), 60, "a frame")
+            assert own_rig.pid is not None
+            os.killpg(own_rig.pid, signal.SIGKILL)
+            await asyncio.wait_for(director.wait(), 90)
+            roles = {d.role for d in equipment.devices()}
+            await _until(lambda: set(safety.report().lost_devices) == roles, 30, "all given up")
+            await asyncio.sleep(1.0)  # given up: no second alert
+        finally:
+            await director.shutdown()
+            await safety.stop()
+        with Session(h.engine) as db:
+            night = db.get(PlanNight, night_id)
+            assert night is not None
+            state, reason = night.state, night.reason or ""
+        messages = safety_events(h.engine)
+    assert state is PlanNightState.STOPPED
+    assert reason.split(" ")[1:2] == ["lost:"], reason
+    alerts = [m for m in messages if m.startswith("alert:")]
+    assert sorted(m.split(" ")[1] for m in alerts) == sorted(roles)
+    assert not safety.is_ready()  # the silent safety monitor counts as unsafe
