@@ -6,6 +6,7 @@ import * as dashboard from './dashboard.js';
 import * as templates from './templates.js';
 import * as nights from './nights.js';
 import * as processing from './processing.js';
+import * as plans from './plans.js';
 
 const routes = [
   [/^#\/templates\/(\d+)$/, 'templates', (m) => templates.mountEditor(Number(m[1]))],
@@ -13,6 +14,8 @@ const routes = [
   [/^#\/nights\/(\d+)$/, 'nights', (m) => nights.mount(Number(m[1]))],
   [/^#\/nights$/, 'nights', () => nights.mount(null)],
   [/^#\/processing$/, 'processing', () => processing.mount()],
+  [/^#\/plans\/(\d+)$/, 'plans', (m) => plans.mount(Number(m[1]))],
+  [/^#\/plans$/, 'plans', () => plans.mount(null)],
   [/^(#\/dashboard)?$/, 'dashboard', () => dashboard.mount()],
 ];
 

@@ -4,17 +4,19 @@ import { api } from './api.js';
 import { h, clear, fill, fmt, time, badge, progressBar, sexagesimal } from './dom.js';
 import { lineChart } from './charts.js';
 import { notice } from './ui.js';
+import { loadSafety } from './plans.js';
 
 const ACTIVE = new Set(['pending', 'running', 'paused']);
 
 export function mount() {
   const equipment = h('div', { id: 'equipment' }, h('p', { class: 'muted' }, 'Asking the devices…'));
+  const safety = h('div', { id: 'safety' });
   const run = h('div', { id: 'run' }, h('p', { class: 'muted' }, 'Loading runs…'));
   const frame = h('div', { id: 'frame', class: 'preview' }, h('p', { class: 'muted' }, 'No frame yet.'));
   const charts = h('div', { id: 'charts' });
   const log = h('div', { id: 'log', class: 'log' });
   const element = h('div', { class: 'grid dashboard' },
-    h('section', { class: 'card' }, h('h2', {}, 'Equipment'), equipment),
+    h('section', { class: 'card' }, h('h2', {}, 'Equipment'), h('h3', {}, 'Safety'), safety, equipment),
     h('section', { class: 'card' }, h('h2', {}, 'Sequence'), run),
     h('section', { class: 'card' }, h('h2', {}, 'Last frame'), frame),
     h('section', { class: 'card wide' }, h('h2', {}, 'Tonight'), charts),
@@ -91,10 +93,12 @@ export function mount() {
         soon('night', loadNight, 500);
       }
       if (event.run_id || event.source === 'sequence') soon('run', loadRun);
+      if (event.source === 'safety' || event.source === 'plan') soon('safety', () => loadSafety(safety));
     };
   }
 
   loadEquipment();
+  loadSafety(safety);
   loadRun();
   showFrame(null);
   loadNight();
