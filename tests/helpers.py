@@ -1,11 +1,13 @@
 """Test helpers: star counts with sep, frame shifts by phase correlation, read-only folders,
-a small synthetic session."""
+a small synthetic session, waiting for a condition in async tests."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,3 +88,11 @@ def read_only_folder(folder: Path) -> Iterator[None]:
             yield
         finally:
             folder.chmod(0o755)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `condition` every 0.2 s until it holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from sequences.instructions.waits import AltitudeLimit
 from sequences.plan import Goal, NightPlan, PlanTarget
 from sequences.state import RunStatus
 from sequences.validation import site_of
+from tests.helpers import eventually
 from tests.sequences.conftest import open_harness
 
 TEMPLATE = {
@@ -51,13 +51,6 @@ TEMPLATE = {
     ],
     "end": {"kind": "sequential", "items": [{"kind": "park"}]},
 }
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def test_a_plan_runs_a_night_through_an_unsafe_spell(
@@ -119,16 +112,16 @@ async def test_a_plan_runs_a_night_through_an_unsafe_spell(
                     )
                     return list(db.scalars(query))
 
-            await _until(lambda: len(frames("A")) >= 1, 120, "a frame of A")
+            await eventually(lambda: len(frames("A")) >= 1, 120, "a frame of A")
             a_run = h.runs.active_run_id
             assert a_run is not None
             await asyncio.sleep(1.0)  # into the next 8 s exposure
             h.set_safe(False)
             flipped = time.monotonic()
-            await _until(lambda: h.runs.active_run_id is None, 30, "the run to stop")
+            await eventually(lambda: h.runs.active_run_id is None, 30, "the run to stop")
             stopped_after_s = time.monotonic() - flipped
             assert equipment.mount is not None
-            await _until(lambda: safety.report().state is SafetyState.UNSAFE, 10, "unsafe")
+            await eventually(lambda: safety.report().state is SafetyState.UNSAFE, 10, "unsafe")
             deadline = time.monotonic() + 60
             while not (await equipment.mount.status()).at_park:
                 assert time.monotonic() < deadline, "the mount did not park"

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from sequences.instructions.mount import Coordinates
 from sequences.plan import Goal, NightPlan, PlanTarget
 from tests.daemon.test_nights import TEMPLATE
 from tests.drivers.test_alpaca_camera import M31
+from tests.helpers import eventually
 from tests.sequences.conftest import NIGHT_START, open_harness
 
 RECONNECT = SafetyConfig(poll_s=0.3, reconnect_delays_s=(0.5, 0.5, 0.5))
@@ -69,13 +69,6 @@ def safety_events(engine: Engine) -> list[str]:
         return list(db.scalars(query))
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
-
-
 async def test_a_lost_device_that_comes_back_is_reconnected(
     tmp_path: Path, own_rig: SimulatorRig
 ) -> None:
@@ -91,14 +84,14 @@ async def test_a_lost_device_that_comes_back_is_reconnected(
         assert own_rig.pid is not None
         os.killpg(own_rig.pid, signal.SIGKILL)
         own_rig.stop()
-        await _until(lambda: "focuser" in safety.report().lost_devices, 30, "the focuser lost")
+        await eventually(lambda: "focuser" in safety.report().lost_devices, 30, "the focuser lost")
         own_rig.start()  # the same port: the server came back
-        await _until(
+        await eventually(
             lambda: any(m.startswith("focuser reconnected") for m in safety_events(engine)),
             30,
             "the focuser back",
         )
-        await _until(lambda: not safety.report().lost_devices, 30, "every device back")
+        await eventually(lambda: not safety.report().lost_devices, 30, "every device back")
     finally:
         await safety.stop()
         await equipment.disconnect_all()
@@ -137,12 +130,12 @@ async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
         safety.start()
         try:
             night_id = await director.start(plan_id)
-            await _until(lambda: bool(h.frames(1)), 60, "a frame")
+            await eventually(lambda: bool(h.frames(1)), 60, "a frame")
             assert own_rig.pid is not None
             os.killpg(own_rig.pid, signal.SIGKILL)
             await asyncio.wait_for(director.wait(), 90)
             roles = {d.role for d in equipment.devices()}
-            await _until(lambda: set(safety.report().lost_devices) == roles, 30, "all given up")
+            await eventually(lambda: set(safety.report().lost_devices) == roles, 30, "all given up")
             await asyncio.sleep(1.0)  # given up: no second alert
         finally:
             await director.shutdown()
