@@ -42,6 +42,7 @@ from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
+from daemon.plans import plan_run_ids
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
 from daemon.scheduler import NightScheduler
@@ -319,11 +320,12 @@ def create_app(settings: Settings) -> FastAPI:
                 if settings.connect_on_start
                 else None
             )
+            # A night plan's runs are not resumed: the plan joins its night and chooses again.
+            planned = await asyncio.to_thread(plan_run_ids, runtime.engine, interrupted)
+            resumable = [r for r in interrupted if r not in planned]
             resuming = (
-                asyncio.create_task(
-                    _resume_after_connect(runtime.runs, interrupted[-1], connecting)
-                )
-                if interrupted and settings.resume_runs
+                asyncio.create_task(_resume_after_connect(runtime.runs, resumable[-1], connecting))
+                if resumable and settings.resume_runs
                 else None
             )
             planning = asyncio.create_task(_plans_after_connect(runtime, connecting))

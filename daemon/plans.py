@@ -81,6 +81,13 @@ def delete_plan(engine: Engine, plan_id: int) -> None:
         db.delete(row)
 
 
+def plan_run_ids(engine: Engine, run_ids: list[int]) -> set[int]:
+    """Those of `run_ids` that a night plan started."""
+    with Session(engine) as db:
+        query = select(PlanRun.run_id).where(PlanRun.run_id.in_(run_ids))
+        return set(db.scalars(query))
+
+
 def plan_progress(engine: Engine, plan_id: int, plan: NightPlan) -> dict[str, list[int]]:
     """Accepted lights per target and goal, over every night of the plan."""
     with Session(engine) as db:
