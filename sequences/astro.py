@@ -364,6 +364,7 @@ def hour_angle_hours(radec: RaDec, site: Site, when: datetime) -> float:
 
 
 _MOON_STEP_S = 600.0
+_TRANSIT_PRECISION_S = 0.05
 
 
 @functools.lru_cache(maxsize=4096)
@@ -384,11 +385,17 @@ def moon_separation_deg(radec: RaDec, site: Site, when: datetime) -> float:
 
 
 def next_transit(radec: RaDec, site: Site, after: datetime) -> datetime:
-    """The next upper meridian transit (hour angle 0) at or after `after`, to ~10 ms."""
+    """The next upper meridian transit (hour angle 0) at or after `after`, to ~10 ms.
+
+    Asked at a transit (within that precision, either side), it is that transit: a hour angle
+    a rounding error past zero does not push the answer a sidereal day on."""
     omega = _TWO_PI / _SIDEREAL_DAY_S
     t0 = unix_s(after)
     hour_angle = float(_hour_angle_rad(radec, site, _times(t0))[0])
-    t = t0 + (-hour_angle) % _TWO_PI / omega
+    wait_rad = (-hour_angle) % _TWO_PI
+    if wait_rad > _TWO_PI - omega * _TRANSIT_PRECISION_S:
+        wait_rad -= _TWO_PI
+    t = t0 + wait_rad / omega
     for _ in range(2):
         t -= float(_hour_angle_rad(radec, site, _times(t))[0]) / omega
     return from_unix_s(t)
