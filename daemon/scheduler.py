@@ -125,6 +125,7 @@ class NightScheduler:
 
     async def fire(self, plan_id: int) -> None:
         """Start tonight's night of the plan, then arm the next one."""
+        self.disarm(plan_id)  # this dusk has come (APScheduler has dropped it already)
         try:
             night_id = await self._director.start(plan_id)
             log.info("plan %d: night %d started by the scheduler", plan_id, night_id)
