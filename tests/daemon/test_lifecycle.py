@@ -98,3 +98,15 @@ def test_missing_profile_and_bad_port_name_their_settings(tmp_path: Path) -> Non
     assert "NIGHTOWL_EQUIPMENT_PROFILE" in result.stderr
     assert "no such file" in result.stderr
     assert "NIGHTOWL_PORT" in result.stderr
+
+
+def test_a_bad_horizon_file_names_its_setting_and_line(tmp_path: Path) -> None:
+    horizon = tmp_path / "site.hrz"
+    horizon.write_text("0 20\n90 15\n180 twelve\n")
+    result = run_cli(tmp_path, "serve", NIGHTOWL_HORIZON_FILE=str(horizon))
+    assert result.returncode != 0
+    assert "NIGHTOWL_HORIZON_FILE" in result.stderr
+    assert "horizon line 3" in result.stderr
+    absent = run_cli(tmp_path, "serve", NIGHTOWL_HORIZON_FILE=str(tmp_path / "none.hrz"))
+    assert absent.returncode != 0
+    assert "cannot read" in absent.stderr
