@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/integrate.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/plan_tonight.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
