@@ -33,7 +33,7 @@ def load_plan(data: dict[str, Any]) -> NightPlan:
     try:
         return NightPlan.model_validate(data)
     except ValidationError as e:
-        raise DocumentError(error_issues(e)) from e
+        raise DocumentError(error_issues(e), field="plan") from e
 
 
 def list_plans(engine: Engine) -> list[NightPlanRow]:
@@ -69,7 +69,8 @@ def save_plan(
             return row
     except IntegrityError as e:
         raise DocumentError(
-            [Issue("name", f"a plan named {plan.name!r} exists", "choose another name")]
+            [Issue("name", f"a plan named {plan.name!r} exists", "choose another name")],
+            field="plan",
         ) from e
 
 

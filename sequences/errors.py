@@ -18,8 +18,10 @@ class InstructionError(SequenceError):
 
 
 class DocumentError(SequenceError):
-    """A sequence document that cannot run; `issues` says where and how to fix it."""
+    """A sequence document (or night plan) that cannot run; `issues` says where and how to
+    fix it. `field` names the request body's field that held it."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    def __init__(self, issues: list[Issue], field: str = "document") -> None:
         self.issues = issues
+        self.field = field
         super().__init__("; ".join(f"{i.path}: {i.message}" for i in issues))

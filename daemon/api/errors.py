@@ -54,7 +54,7 @@ async def _document_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DocumentError)
     return JSONResponse(
         status_code=422,
-        content={"detail": [_issue_dict(i) for i in error.issues]},
+        content={"detail": [_issue_dict(i, error.field) for i in error.issues]},
     )
 
 
@@ -64,13 +64,13 @@ async def _run_conflict(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-def _issue_dict(issue: Issue) -> dict[str, object]:
+def _issue_dict(issue: Issue, field: str) -> dict[str, object]:
     return {
-        "loc": ["body", "document", *[p for p in issue.path.split(".") if p]],
+        "loc": ["body", field, *[p for p in issue.path.split(".") if p]],
         "path": issue.path,
         "msg": issue.message,
         "fix": issue.fix,
-        "type": "sequence_document",
+        "type": f"sequence_{field}",
     }
 
 

@@ -51,6 +51,7 @@ def test_plans_over_the_api_and_a_night_joined_after_a_crash(
         bad = httpx.post(f"{api}/plans", json=plan_body("bad", 999, 2))
         assert bad.status_code == 422
         assert [i["path"] for i in bad.json()["detail"]] == ["template_id"]
+        assert bad.json()["detail"][0]["loc"] == ["body", "plan", "template_id"]
         twice = plan_body("twice", template["id"], 2)
         twice["plan"]["targets"] *= 2
         assert httpx.post(f"{api}/plans", json=twice).status_code == 422

@@ -75,7 +75,7 @@ def _check_templates(engine: Engine, plan: NightPlan) -> None:
                 )
             )
     if issues:
-        raise DocumentError(issues)
+        raise DocumentError(issues, field="plan")
 
 
 async def _load(engine: Engine, plan_id: int) -> tuple[NightPlanRow, NightPlan]:
