@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nightowl")
 
+_GRACEFUL_SHUTDOWN_S = 5
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nightowl", description=__doc__.splitlines()[0])
@@ -117,6 +119,9 @@ def serve(args: argparse.Namespace) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # An open event stream (a browser tab) must not hold up a stop: the running night
+        # is interrupted and resumable only once the lifespan's shutdown runs.
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
     )
 
 
