@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from drivers.base import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
@@ -60,8 +60,9 @@ class Equipment:
         )
         return {d.role: r for d, r in zip(devices, results, strict=True)}
 
-    async def disconnect_all(self) -> dict[str, DeviceError | None]:
-        devices = list(self.devices())
+    async def disconnect_all(self, keep: Collection[str] = ()) -> dict[str, DeviceError | None]:
+        """Disconnect every device but the roles in `keep`; failures are returned."""
+        devices = [d for d in self.devices() if d.role not in keep]
         results = await asyncio.gather(*(self._disconnect(d) for d in devices))
         return {d.role: r for d, r in zip(devices, results, strict=True)}
 

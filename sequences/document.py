@@ -21,7 +21,7 @@ from sequences.context import ValidationEnv
 from sequences.frames import TargetRef
 from sequences.instructions.calibration import TakeBias, TakeDarks, TakeFlats
 from sequences.instructions.camera import CoolCamera, WarmCamera
-from sequences.instructions.equipment import ConnectEquipment
+from sequences.instructions.equipment import ConnectEquipment, DisconnectEquipment
 from sequences.instructions.focuser import MoveFocuser, RunAutofocus, SwitchFilter
 from sequences.instructions.guider import Dither, StartGuiding, StopGuiding
 from sequences.instructions.imaging import TakeExposures
@@ -52,6 +52,7 @@ SCHEMA_VERSION: Literal[1] = 1
 
 AnyInstruction = Annotated[
     ConnectEquipment
+    | DisconnectEquipment
     | Unpark
     | Park
     | SetTracking
@@ -153,6 +154,7 @@ AnyItem = Annotated[
     | ParallelContainer
     | TargetContainer
     | ConnectEquipment
+    | DisconnectEquipment
     | Unpark
     | Park
     | SetTracking

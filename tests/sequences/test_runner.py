@@ -159,3 +159,18 @@ async def test_unsafe_mid_exposure_aborts_it_and_parks_within_ten_seconds(
     assert parked_after < 10
     assert harness.frames(run_id) == []  # the aborted exposure is not stored
     assert any("while_safe no longer holds" in e for e in harness.events(run_id))
+
+
+async def test_the_end_area_disconnects_all_but_the_safety_monitor(
+    harness: Harness, equipment: Equipment
+) -> None:
+    try:
+        _, status = await harness.run(
+            {"name": "close up", "end": {"items": [{"kind": "disconnect_equipment"}]}}
+        )
+        assert status is RunStatus.COMPLETED
+        connected = {d.role: d.connected for d in equipment.devices()}
+        assert connected.pop("safety_monitor") is True
+        assert not any(connected.values()), connected
+    finally:
+        assert not any((await equipment.connect_all()).values())
