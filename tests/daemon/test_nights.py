@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,8 +33,9 @@ from sequences.instructions.waits import AltitudeLimit
 from sequences.plan import Goal, NightPlan, PlanTarget
 from sequences.state import RunStatus
 from sequences.validation import site_of
+from tests.drivers.test_alpaca_camera import M31
 from tests.helpers import eventually
-from tests.sequences.conftest import open_harness
+from tests.sequences.conftest import NIGHT_START, open_harness
 
 TEMPLATE = {
     "name": "plan template",
@@ -185,3 +187,44 @@ async def test_a_plan_runs_a_night_through_an_unsafe_spell(
     )
     assert sum(m.startswith("two targets: imaging") for m in messages) == 2
     assert h.clock.now() >= dawn
+
+
+async def test_a_target_whose_runs_take_nothing_is_left_out_for_the_night(
+    tmp_path: Path, equipment: Equipment, simulator_url: str, catalog_cache: Path
+) -> None:
+    broken = json.loads(json.dumps(TEMPLATE))
+    broken["targets"][0]["items"].insert(0, {"kind": "run_command", "argv": ["false"]})
+    async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, NIGHT_START) as h:
+        template = save_template(h.engine, parse_document(broken))
+        plan = NightPlan(
+            name="broken",
+            template_id=template.id,
+            targets=[
+                PlanTarget(
+                    name="M31",
+                    coordinates=Coordinates(ra_hours=M31.ra_hours, dec_deg=M31.dec_deg),
+                    goals=[Goal(exposure_s=1.0, count=5)],
+                )
+            ],
+        )
+        plan_id = save_plan(h.engine, plan, True).id
+        safety = SafetySupervisor(h.engine, equipment, h.clock, h.runs, None)
+
+        async def hand_off(run_ids: list[int]) -> None:
+            pass
+
+        director = NightDirector(h.engine, equipment, h.clock, h.runs, safety, hand_off)
+        night_id = await director.start(plan_id)
+        await asyncio.wait_for(director.wait(), 120)
+        with Session(h.engine) as db:
+            night = db.get(PlanNight, night_id)
+            assert night is not None
+            statuses = db.scalars(
+                select(SequenceRun.status)
+                .join(PlanRun, PlanRun.run_id == SequenceRun.id)
+                .order_by(SequenceRun.id)
+            ).all()
+    assert (night.state, night.reason) == (PlanNightState.FINISHED, "every target failed tonight")
+    # Two runs that took nothing (the failure skips the target container), then the end area.
+    assert statuses == [RunStatus.COMPLETED] * 3
+    assert plan_progress(h.engine, plan_id, plan) == {"M31": [0]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from daemon.db.migrate import upgrade
 from daemon.db.models import Event, PlanNight, PlanNightState
 from daemon.nights import NightDirector
 from daemon.plans import save_plan
-from daemon.runs import RunManager
+from daemon.runs import RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.templates import save_template
@@ -40,14 +40,14 @@ RECONNECT = SafetyConfig(poll_s=0.3, reconnect_delays_s=(0.5, 0.5, 0.5))
 
 
 @pytest.fixture
-def own_rig(tmp_path: Path, catalog_cache: Path) -> AsyncIterator[SimulatorRig]:
+def own_rig(tmp_path: Path, catalog_cache: Path) -> Iterator[SimulatorRig]:
     rig = SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache)
     rig.start()
-    yield rig  # type: ignore[misc]
+    yield rig
     rig.stop()
 
 
-def _no_runs(run_id: int, events: object) -> RunContext:
+def _no_runs(run_id: int, events: RunEvents) -> RunContext:
     raise AssertionError("this test starts no run")
 
 
@@ -59,7 +59,7 @@ async def _supervised(
     equipment = build_equipment(simulator_profile(rig.url))
     assert not any((await equipment.connect_all()).values())
     clock = SimulatedClock(datetime(2026, 11, 22, 20, 0, tzinfo=UTC))
-    runs = RunManager(engine, _no_runs, clock)  # type: ignore[arg-type]
+    runs = RunManager(engine, _no_runs, clock)
     return engine, equipment, SafetySupervisor(engine, equipment, clock, runs, None, RECONNECT)
 
 
