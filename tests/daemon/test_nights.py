@@ -1,11 +1,13 @@
-"""A night plan runs a night unattended on the simulators, through an unsafe spell, to dawn.
+"""A night plan runs a whole night unattended on the simulators, from dusk to dawn, through
+an unsafe spell.
 
-The simulated clock starts 20 minutes before nautical dawn. Target A (priority 1) is low in
-the west and sinks below its limit 2 minutes later; B (priority 2) is up until dawn. A is
-imaged first; mid-exposure the safety monitor turns unsafe: the exposure and run are aborted
-and the mount parks. When it is safe again the supervisor waits the safe delay (the simulated
-clock jumps through it, to 50 s before dawn): by then A has set, so the plan switches to B,
-unparks and images it until dawn ends the night with a park.
+The simulated clock starts 20 minutes before nautical dusk; the plan waits for dusk. Target A
+(priority 1) is low in the west and sinks below its limit 50 s after dusk: it is imaged until
+it sets. Nothing is up then, so the plan waits (the clock jumps) until B (priority 2) rises
+above its limit 12 minutes before dawn. Mid-exposure on B the safety monitor turns unsafe:
+the exposure and run are aborted and the mount parks. When it is safe again the supervisor
+waits the safe delay (the clock jumps through it, to 40 s before dawn); the plan unparks and
+images B until dawn ends the night with a park.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from daemon.plans import plan_progress, save_plan
 from daemon.safety import SafetyConfig, SafetyState, SafetySupervisor
 from daemon.templates import save_template
 from drivers.equipment import Equipment
-from sequences.astro import altitude_deg, local_sidereal_time_hours, next_dawn
+from sequences.astro import altitude_deg, local_sidereal_time_hours, next_dawn, next_dusk
 from sequences.document import parse_document
 from sequences.instructions.mount import Coordinates
 from sequences.instructions.waits import AltitudeLimit
@@ -55,38 +57,41 @@ TEMPLATE = {
 }
 
 
-async def test_a_plan_runs_a_night_through_an_unsafe_spell(
+async def test_a_plan_runs_a_night_from_dusk_to_dawn_through_an_unsafe_spell(
     tmp_path: Path, equipment: Equipment, simulator_url: str, catalog_cache: Path
 ) -> None:
     site = site_of(equipment)
     assert site is not None
-    dawn = next_dawn(site, datetime(2026, 11, 22, 18, 0, tzinfo=UTC))
+    dusk = next_dusk(site, datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
+    assert dusk is not None
+    dawn = next_dawn(site, dusk)
     assert dawn is not None
-    start = dawn - timedelta(minutes=20)
-    lst = local_sidereal_time_hours(site, start)
-    a = Coordinates(ra_hours=(lst - 3.0) % 24, dec_deg=20.0)  # west, sinking
-    b = Coordinates(ra_hours=(lst + 1.0) % 24, dec_deg=30.0)  # east, up until dawn
-    a_limit = altitude_deg(a.radec(), site, start + timedelta(minutes=2))
+    a = Coordinates(ra_hours=(local_sidereal_time_hours(site, dusk) - 3.0) % 24, dec_deg=20.0)
+    b = Coordinates(ra_hours=(local_sidereal_time_hours(site, dawn) + 3.0) % 24, dec_deg=20.0)
+    a_sets = dusk + timedelta(seconds=50)  # west, sinking
+    b_rises = dawn - timedelta(minutes=12)  # east, climbing
+    plan_start = dusk - timedelta(minutes=20)
 
-    async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, start) as h:
+    async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, plan_start) as h:
         template = save_template(h.engine, parse_document(TEMPLATE))
         plan = NightPlan(
             name="two targets",
             template_id=template.id,
-            min_slot_min=0.2,
+            min_slot_min=0.5,
             targets=[
                 PlanTarget(
                     name="A",
                     coordinates=a,
                     priority=1,
-                    above=AltitudeLimit(altitude_deg=a_limit),
-                    goals=[Goal(filter_name="L", exposure_s=8.0, count=20)],
+                    above=AltitudeLimit(altitude_deg=altitude_deg(a.radec(), site, a_sets)),
+                    goals=[Goal(filter_name="L", exposure_s=4.0, count=40)],
                 ),
                 PlanTarget(
                     name="B",
                     coordinates=b,
                     priority=2,
-                    goals=[Goal(filter_name="R", exposure_s=4.0, count=50)],
+                    above=AltitudeLimit(altitude_deg=altitude_deg(b.radec(), site, b_rises)),
+                    goals=[Goal(filter_name="R", exposure_s=6.0, count=50)],
                 ),
             ],
         )
@@ -101,23 +106,23 @@ async def test_a_plan_runs_a_night_through_an_unsafe_spell(
 
         director = NightDirector(h.engine, equipment, h.clock, h.runs, safety, hand_off)
         safety.start()
+
+        def frames(target: str) -> list[Frame]:
+            with Session(h.engine) as db:
+                query = (
+                    select(Frame)
+                    .join(PlanRun, PlanRun.run_id == Frame.run_id)
+                    .where(PlanRun.target_name == target)
+                    .order_by(Frame.id)
+                )
+                return list(db.scalars(query))
+
         try:
             night_id = await director.start(plan_id)
-
-            def frames(target: str) -> list[Frame]:
-                with Session(h.engine) as db:
-                    query = (
-                        select(Frame)
-                        .join(PlanRun, PlanRun.run_id == Frame.run_id)
-                        .where(PlanRun.target_name == target)
-                        .order_by(Frame.id)
-                    )
-                    return list(db.scalars(query))
-
-            await eventually(lambda: len(frames("A")) >= 1, 120, "a frame of A")
-            a_run = h.runs.active_run_id
-            assert a_run is not None
-            await asyncio.sleep(1.0)  # into the next 8 s exposure
+            await eventually(lambda: len(frames("B")) >= 1, 240, "a frame of B")
+            b_run = h.runs.active_run_id
+            assert b_run is not None
+            await asyncio.sleep(1.0)  # into the next 6 s exposure
             h.set_safe(False)
             flipped = time.monotonic()
             await eventually(lambda: h.runs.active_run_id is None, 30, "the run to stop")
@@ -128,11 +133,11 @@ async def test_a_plan_runs_a_night_through_an_unsafe_spell(
             while not (await equipment.mount.status()).at_park:
                 assert time.monotonic() < deadline, "the mount did not park"
                 await asyncio.sleep(0.5)
-            a_frames = len(frames("A"))
+            b_frames_before = len(frames("B"))
             await asyncio.sleep(2.0)  # unsafe: nothing starts
             assert h.runs.active_run_id is None
-            # Resume 50 s (simulated) before dawn: A has set by then, B has not.
-            delay_s = (dawn - h.clock.now()).total_seconds() - 50.0
+            # The night goes on 40 s (simulated) before dawn.
+            delay_s = (dawn - h.clock.now()).total_seconds() - 40.0
             safety.config = dataclasses.replace(safety.config, safe_delay_s=delay_s)
             h.set_safe(True)
             await asyncio.wait_for(director.wait(), 240)
@@ -151,41 +156,53 @@ async def test_a_plan_runs_a_night_through_an_unsafe_spell(
             ).all()
             events = [(e.source, e.message) for e in db.scalars(select(Event).order_by(Event.id))]
 
-    # The exposure was aborted: the run ended well before the 8 s exposure could finish.
-    assert stopped_after_s < 6.0
+    # The exposure was aborted: the run ended well before the 6 s exposure could finish.
+    assert stopped_after_s < 5.0
     assert [(t, s) for t, s, _ in run_rows] == [
-        ("A", RunStatus.ABORTED),
-        ("B", RunStatus.COMPLETED),
+        ("A", RunStatus.COMPLETED),  # until A set
+        ("B", RunStatus.ABORTED),  # the unsafe spell
+        ("B", RunStatus.COMPLETED),  # until dawn
         (None, RunStatus.COMPLETED),  # the end area: park
     ]
-    assert run_rows[0][2] == a_run
-    assert len(frames("A")) == a_frames, "no frame of A after the unsafe spell"
-    assert len(frames("B")) >= 2
-    assert all(f.exposure_s == 4.0 and f.filter_name == "R" for f in frames("B"))
+    assert run_rows[1][2] == b_run
+    a_frames, b_frames = frames("A"), frames("B")
+    assert len(a_frames) >= 2
+    assert len(b_frames) > b_frames_before, "B imaged again after the unsafe spell"
+    assert all((f.filter_name, f.exposure_s) == ("L", 4.0) for f in a_frames)
+    assert all((f.filter_name, f.exposure_s) == ("R", 6.0) for f in b_frames)
     progress = plan_progress(h.engine, plan_id, plan)
     assert progress == {
-        "A": [sum(f.accepted for f in frames("A"))],
-        "B": [sum(f.accepted for f in frames("B"))],
+        "A": [sum(f.accepted for f in a_frames)],
+        "B": [sum(f.accepted for f in b_frames)],
     }
+    assert progress["A"][0] >= 1
     assert progress["B"][0] >= 1
     assert (await equipment.mount.status()).at_park
     assert handed == [[row[2] for row in run_rows]]
 
     messages = [m for _, m in events]
 
-    def index(prefix: str) -> int:
-        return next(i for i, m in enumerate(messages) if m.startswith(prefix))
+    def index(prefix: str, after: int = -1) -> int:
+        return next(i for i, m in enumerate(messages) if i > after and m.startswith(prefix))
 
+    unsafe = index("unsafe: the safety monitor reports unsafe")
     assert (
-        index("two targets: imaging A")
-        < index("unsafe: the safety monitor reports unsafe")
+        index("two targets: waiting for dusk")
+        < index("two targets: night started")
+        < index("two targets: imaging A")
+        < index("condition while_above_altitude ended target 'A'")
+        < index("two targets: nothing observable; waiting until")
+        < index("two targets: imaging B")
+        < unsafe
         < index("mount parked (unsafe)")
         < index("safe again")
         < index("safe for")
-        < index("two targets: imaging B")
+        < index("two targets: going on after the unsafe spell")
+        < index("two targets: imaging B", unsafe)
+        < index("condition while_sun_below ended target 'B'")
         < index("two targets: night ends (dawn)")
     )
-    assert sum(m.startswith("two targets: imaging") for m in messages) == 2
+    assert sum(m.startswith("two targets: imaging A") for m in messages) == 1
     assert h.clock.now() >= dawn
 
 
