@@ -57,6 +57,21 @@ TEMPLATE = {
 }
 
 
+def m31_plan(name: str, template_id: int, count: int) -> NightPlan:
+    """A plan of M31 alone: `count` 1 s lights."""
+    return NightPlan(
+        name=name,
+        template_id=template_id,
+        targets=[
+            PlanTarget(
+                name="M31",
+                coordinates=Coordinates(ra_hours=M31.ra_hours, dec_deg=M31.dec_deg),
+                goals=[Goal(exposure_s=1.0, count=count)],
+            )
+        ],
+    )
+
+
 async def test_a_plan_runs_a_night_from_dusk_to_dawn_through_an_unsafe_spell(
     tmp_path: Path, equipment: Equipment, simulator_url: str, catalog_cache: Path
 ) -> None:
@@ -213,17 +228,7 @@ async def test_a_target_whose_runs_take_nothing_is_left_out_for_the_night(
     broken["targets"][0]["items"].insert(0, {"kind": "run_command", "argv": ["false"]})
     async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, NIGHT_START) as h:
         template = save_template(h.engine, parse_document(broken))
-        plan = NightPlan(
-            name="broken",
-            template_id=template.id,
-            targets=[
-                PlanTarget(
-                    name="M31",
-                    coordinates=Coordinates(ra_hours=M31.ra_hours, dec_deg=M31.dec_deg),
-                    goals=[Goal(exposure_s=1.0, count=5)],
-                )
-            ],
-        )
+        plan = m31_plan("broken", template.id, 5)
         plan_id = save_plan(h.engine, plan, True).id
         safety = SafetySupervisor(h.engine, equipment, h.clock, h.runs, None)
 

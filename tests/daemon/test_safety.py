@@ -29,10 +29,7 @@ from drivers.equipment import Equipment
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
 from sequences.document import parse_document
-from sequences.instructions.mount import Coordinates
-from sequences.plan import Goal, NightPlan, PlanTarget
-from tests.daemon.test_nights import TEMPLATE
-from tests.drivers.test_alpaca_camera import M31
+from tests.daemon.test_nights import TEMPLATE, m31_plan
 from tests.helpers import eventually
 from tests.sequences.conftest import NIGHT_START, open_harness
 
@@ -109,18 +106,7 @@ async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
     assert not any((await equipment.connect_all()).values())
     async with open_harness(tmp_path, equipment, own_rig.url, catalog_cache, NIGHT_START) as h:
         template = save_template(h.engine, parse_document(TEMPLATE))
-        plan = NightPlan(
-            name="lost",
-            template_id=template.id,
-            targets=[
-                PlanTarget(
-                    name="M31",
-                    coordinates=Coordinates(ra_hours=M31.ra_hours, dec_deg=M31.dec_deg),
-                    goals=[Goal(exposure_s=1.0, count=100)],
-                )
-            ],
-        )
-        plan_id = save_plan(h.engine, plan, True).id
+        plan_id = save_plan(h.engine, m31_plan("lost", template.id, 100), True).id
         safety = SafetySupervisor(h.engine, equipment, h.clock, h.runs, None, RECONNECT)
 
         async def hand_off(run_ids: list[int]) -> None:
