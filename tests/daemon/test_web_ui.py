@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
+from tests.daemon.test_sequences_api import night as sequences_night
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
@@ -35,22 +36,11 @@ FINISHED = ("completed", "aborted", "failed")
 
 
 def night(count: int, exposure_s: float, target: str = "M31") -> dict[str, Any]:
-    return {
-        "name": f"{count} x {exposure_s} s of {target}",
-        "start": {"items": [{"kind": "unpark"}]},
-        "targets": [
-            {
-                "kind": "target",
-                "target_name": target,
-                "coordinates": M31,
-                "items": [
-                    {"kind": "slew"},
-                    {"kind": "take_exposures", "count": count, "exposure_s": exposure_s},
-                ],
-            }
-        ],
-        "end": {"items": [{"kind": "park"}]},
-    }
+    """The API tests' short night, pointed at M31 and named after its frames."""
+    document = sequences_night(count, exposure_s)
+    document["name"] = f"{count} x {exposure_s} s of {target}"
+    document["targets"][0] |= {"target_name": target, "coordinates": M31}
+    return document
 
 
 @pytest.fixture(scope="module")
