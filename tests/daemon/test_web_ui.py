@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
@@ -23,6 +23,8 @@ from tests.daemon.test_sequences_api import night as sequences_night
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
+CONTROL_TOKEN = "web-ui-control-token-0123456789"
+READ_TOKEN = "web-ui-read-token-0123456789"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -273,44 +275,50 @@ def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
 
 
 def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
-    page: Page, daemon: RunningDaemon
+    browser: Browser, tmp_path: Path, catalog_cache: Path
 ) -> None:
-    """The authentication contract seen from the page, with the daemon's answers stood in."""
-    me = {"role": "read", "auth_required": True}
+    """Against a daemon that requires tokens (a bare profile: no devices, up in seconds)."""
+    profile = tmp_path / "bare.yaml"
+    profile.write_text("name: bare-pier\n")
+    with running_daemon(
+        tmp_path / "data",
+        catalog_cache,
+        NIGHTOWL_CONTROL_TOKEN=CONTROL_TOKEN,
+        NIGHTOWL_READ_TOKEN=READ_TOKEN,
+        NIGHTOWL_EQUIPMENT_PROFILE=str(profile),
+        NIGHTOWL_CONNECT_ON_START="false",
+    ) as secured:
+        created = httpx.post(
+            f"{secured.url}/api/templates",
+            json={"document": night(2, 1.0)},
+            headers={"Authorization": f"Bearer {CONTROL_TOKEN}"},
+        )
+        assert created.status_code == 201, created.text
+        context = browser.new_context(base_url=secured.url)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        try:
+            page.goto("/#/templates")
+            form = page.locator("#login-form")
+            expect(form).to_be_visible()  # the daemon answered 401
+            form.locator("input[name=token]").fill("not-the-token-at-all")
+            form.locator("button[type=submit]").click()
+            expect(page.locator("#login-error")).to_have_text("Wrong token.")
 
-    def answer_me(route: Route) -> None:
-        if me["role"] == "none":
-            route.fulfill(status=401, json={"detail": "log in"})
-        else:
-            route.fulfill(status=200, json=me)
+            form.locator("input[name=token]").fill(READ_TOKEN)
+            form.locator("button[type=submit]").click()
+            expect(page.locator("#role")).to_have_text("role: read")
+            expect(page.locator("#logout")).to_be_visible()
+            expect(page.locator("#example-create")).to_be_hidden()
+            page.goto(f"/#/templates/{created.json()['id']}")
+            expect(page.locator('[data-field-path="name"] input')).to_be_disabled()
+            expect(page.locator("#save")).to_be_hidden()
+            expect(page.locator("#run-start")).to_be_hidden()
 
-    logins: list[dict[str, Any]] = []
-
-    def answer_login(route: Route) -> None:
-        logins.append(json.loads(route.request.post_data or "{}"))
-        route.fulfill(status=401, json={"detail": "wrong token"})
-
-    page.route("**/api/auth/me", answer_me)
-    page.route("**/api/auth/login", answer_login)
-    page.goto("/#/templates")
-    expect(page.locator("#role")).to_have_text("role: read")
-    expect(page.locator("#logout")).to_be_visible()
-    expect(page.locator("#template-table, #main p").first).to_be_visible()
-    expect(page.locator("#example-create")).to_be_hidden()
-    template_id = httpx.get(f"{daemon.url}/api/templates").json()[0]["id"]
-    page.goto(f"/#/templates/{template_id}")
-    expect(page.locator('[data-field-path="name"] input')).to_be_disabled()
-    expect(page.locator("#save")).to_be_hidden()
-    expect(page.locator("#run-start")).to_be_hidden()
-
-    me["role"] = "none"
-    page.reload()
-    form = page.locator("#login-form")
-    expect(form).to_be_visible()
-    form.locator("input[name=token]").fill("not-the-token")
-    form.locator("button[type=submit]").click()
-    expect(page.locator("#login-error")).to_have_text("Wrong token.")
-    assert logins == [{"token": "not-the-token"}]
+            page.click("#logout")
+            expect(page.locator("#login-form")).to_be_visible()
+        finally:
+            context.close()
 
 
 def test_a_plan_is_made_in_the_browser_and_its_night_started_and_stopped(
