@@ -258,7 +258,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if guider is not None:
             await guider.stop()
         try:
-            await asyncio.wait_for(equipment.disconnect_all(), _DISCONNECT_TIMEOUT_S)
+            async with asyncio.timeout(_DISCONNECT_TIMEOUT_S):
+                await equipment.disconnect_all()
         except TimeoutError:
             log.warning("devices did not disconnect within %.0f s", _DISCONNECT_TIMEOUT_S)
         if rig is not None:

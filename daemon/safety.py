@@ -160,7 +160,8 @@ class SafetySupervisor:
         if monitor is None or not monitor.connected:
             return None, ""
         try:
-            status = await asyncio.wait_for(monitor.status(), _STATUS_TIMEOUT_S)
+            async with asyncio.timeout(_STATUS_TIMEOUT_S):
+                status = await monitor.status()
         except (DeviceError, TimeoutError) as e:
             self._monitor_failures += 1
             if self._monitor_failures >= self.config.failures_before_unsafe:
@@ -201,7 +202,8 @@ class SafetySupervisor:
             with contextlib.suppress(RunConflict):
                 self._runs.control(run_id, "abort")
                 try:
-                    await asyncio.wait_for(self._runs.wait(run_id), _RUN_STOP_TIMEOUT_S)
+                    async with asyncio.timeout(_RUN_STOP_TIMEOUT_S):
+                        await self._runs.wait(run_id)
                     await self._event("info", f"run {run_id} aborted (unsafe)")
                 except TimeoutError:
                     await self._event("error", f"run {run_id} did not stop within 2 min")
@@ -211,7 +213,8 @@ class SafetySupervisor:
         """Stop guiding and park; each step logged, a failure does not stop the next."""
         if self._guider is not None:
             try:
-                await asyncio.wait_for(self._guider.stop(), _GUIDER_STOP_TIMEOUT_S)
+                async with asyncio.timeout(_GUIDER_STOP_TIMEOUT_S):
+                    await self._guider.stop()
             except (DeviceError, TimeoutError) as e:
                 await self._event("error", f"could not stop guiding: {e}")
         mount = self._equipment.mount
@@ -221,7 +224,8 @@ class SafetySupervisor:
         try:
             if (await mount.status()).at_park:
                 return
-            await asyncio.wait_for(mount.park(), _PARK_TIMEOUT_S)
+            async with asyncio.timeout(_PARK_TIMEOUT_S):
+                await mount.park()
             await self._event("info", "mount parked (unsafe)")
         except (DeviceError, TimeoutError) as e:
             await self._event("error", f"could not park the mount: {e}")
@@ -252,7 +256,8 @@ class SafetySupervisor:
 
     async def _answers(self, device: Device) -> str | None:
         try:
-            await asyncio.wait_for(device.status(), _STATUS_TIMEOUT_S)
+            async with asyncio.timeout(_STATUS_TIMEOUT_S):
+                await device.status()
         except (DeviceError, TimeoutError) as e:
             return str(e) or type(e).__name__
         return None
@@ -265,7 +270,8 @@ class SafetySupervisor:
                 await asyncio.sleep(delay_s)
                 try:
                     await device.connect()
-                    await asyncio.wait_for(device.status(), _STATUS_TIMEOUT_S)
+                    async with asyncio.timeout(_STATUS_TIMEOUT_S):
+                        await device.status()
                 except (DeviceError, TimeoutError) as e:
                     error = str(e) or type(e).__name__
                     log.info("%s: reconnect attempt %d failed: %s", role, attempt, error)

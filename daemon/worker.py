@@ -277,7 +277,8 @@ class ProcessingWorker:
                     return state
                 await asyncio.sleep(_POLL_S)
 
-        return await asyncio.wait_for(poll(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await poll()
 
     # --- internals ----------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The one way Nightowl calls alpyca: off the event loop, with a deadline, errors translated.
 
 alpyca's calls block on HTTP (up to `HTTP_TIMEOUT_S` per request), so each runs in a
-worker thread under `asyncio.wait_for`. alpyca's ASCOM exceptions and `requests` errors become
-`drivers.errors.DeviceError` subclasses naming the device and the operation.
+worker thread under `asyncio.timeout`. Not `asyncio.wait_for`: on Python 3.11 it can swallow a
+cancellation that arrives as the call answers, and a cancelled run would carry on. alpyca's
+ASCOM exceptions and `requests` errors become `drivers.errors.DeviceError` subclasses naming
+the device and the operation.
 
 The threads come from a pool of Nightowl's own, sized so that calls hanging on a silent server
 (each up to alpyca's HTTP timeout) cannot starve the calls to healthy devices; alpyca's lock
@@ -70,9 +72,8 @@ async def call(
     """Run the blocking `fn(*args)` in a thread; raise a `DeviceError` on failure or timeout."""
     loop = asyncio.get_running_loop()
     try:
-        return await asyncio.wait_for(
-            loop.run_in_executor(_executor, functools.partial(fn, *args)), timeout_s
-        )
+        async with asyncio.timeout(timeout_s):
+            return await loop.run_in_executor(_executor, functools.partial(fn, *args))
     except TimeoutError as e:
         raise DeviceTimeout(device, operation, f"no answer within {timeout_s:.1f} s") from e
     except Exception as e:

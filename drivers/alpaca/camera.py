@@ -36,6 +36,8 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         super().__init__(role, address, AlpycaCamera(host, address.device_number, protocol))
         self._camera_address = address
         self._http = requests.Session()
+        # The abort that follows a failed or cancelled exposure, until the next one awaits it.
+        self._cleanup: asyncio.Future[None] | None = None
 
     async def _read_info(self) -> CameraInfo:
         g, opt = self._get, self._get_optional
@@ -148,6 +150,9 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             )
         if light and exposure_s <= 0:
             raise ValueError("exposure_s must be > 0 for a light frame; use a dark for bias")
+        if self._cleanup is not None:
+            await asyncio.shield(self._cleanup)
+            self._cleanup = None
         state = await self._state()
         if state is CameraState.ERROR:
             log.warning("%s was in Error state; aborting to clear it before exposing", self.role)
@@ -159,19 +164,26 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             raise DeviceBusy(self.role, "start exposure", f"camera is {state.name}")
         start_utc = datetime.now(UTC)
         exposure_end = time.monotonic() + exposure_s
-        await self._invoke(
-            "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
+        start = asyncio.ensure_future(
+            self._invoke(
+                "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
+            )
         )
-        if started is not None:
-            started.set()
         try:
+            # Shielded: a task cancelled while StartExposure is on the wire must still see
+            # the request land before it aborts, or the abort could overtake it.
+            await asyncio.shield(start)
+            if started is not None:
+                started.set()
             # Read while the shutter is open: the header records the state during the exposure.
             status = await self.status()
             await self._wait_image_ready(exposure_s, exposure_end)
             data = await self._download()
         except (asyncio.CancelledError, DeviceError):
-            # Leave no exposure running behind a failure or a cancelled task.
-            await asyncio.shield(self._abort_quietly())
+            # Leave no exposure running behind a failure or a cancelled task. The next
+            # exposure waits for this clean-up even if this task is cancelled again.
+            self._cleanup = asyncio.ensure_future(self._abort_after(start))
+            await asyncio.shield(self._cleanup)
             raise
         return RawFrame(
             data=data,
@@ -248,7 +260,13 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             raise OperationFailed(self.role, "download image", "pixel values outside uint16")
         return data.astype(np.uint16)
 
-    async def _abort_quietly(self) -> None:
+    async def _abort_after(self, start: asyncio.Future[None]) -> None:
+        """Abort the exposure `start` began, once StartExposure has answered; nothing to
+        abort when it failed."""
+        try:
+            await start
+        except (asyncio.CancelledError, DeviceError):
+            return
         try:
             await self.abort()
         except DeviceError as e:  # the failure that brought us here is what the caller sees

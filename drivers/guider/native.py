@@ -296,9 +296,9 @@ class NativeGuider:
     async def stop(self) -> None:
         """Stop the loop now, aborting a running exposure; returns when it has ended.
 
-        The cancel is repeated until the loop ends, and the loop also checks a stop flag:
-        Python 3.11's `asyncio.wait_for` (under every device call) drops a cancellation that
-        arrives just as its call completes. Gives up waiting after `_STOP_TIMEOUT_S` (logged).
+        The cancel is repeated until the loop ends, and the loop also checks a stop flag, so
+        a cancellation lost inside a library call cannot keep the loop running. Gives up
+        waiting after `_STOP_TIMEOUT_S` (logged).
         """
         task = self._task
         if task is None:
@@ -364,7 +364,8 @@ class NativeGuider:
                 if remaining <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(queue.get(), remaining)
+                    async with asyncio.timeout(remaining):
+                        event = await queue.get()
                 except TimeoutError:
                     break
                 if isinstance(event, GuidingStopped):

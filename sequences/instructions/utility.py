@@ -69,7 +69,8 @@ class RunCommand(Instruction):
             start_new_session=True,
         )
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                output, _ = await process.communicate()
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)

@@ -135,6 +135,31 @@ async def test_cancelling_an_exposure_aborts_it_on_the_camera(equipment: Equipme
     await wait_until_idle(equipment)
 
 
+async def test_an_exposure_cancelled_while_starting_is_aborted_on_the_camera(
+    equipment: Equipment,
+) -> None:
+    """A run interrupted just as it asks for the next frame: the StartExposure request is on
+    the wire when the task is cancelled. The request must land and then be aborted, or the
+    camera goes on exposing a frame nobody waits for and the next exposure finds it busy.
+    The cancel moment sweeps the request's round trip."""
+    camera = equipment.camera
+    assert camera is not None
+    exposure_s = 1.0
+    for delay_ms in range(0, 24, 4):
+        task = asyncio.create_task(camera.expose(exposure_s, light=False))
+        await asyncio.sleep(delay_ms / 1000)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        state = (await camera.status()).state
+        assert state is CameraState.IDLE, f"cancelled after {delay_ms} ms: {state.name}"
+        # The simulator's render of an aborted frame runs on and marks a stale image ready.
+        await asyncio.sleep(exposure_s)
+        await wait_until_idle(equipment)
+    frame = await camera.expose(0.1, light=False)
+    assert frame.data.shape == (1536, 2048)
+
+
 async def wait_until_idle(equipment: Equipment, timeout_s: float = 30.0) -> None:
     """Wait for the camera to finish whatever it is doing (another client's exposure)."""
     camera = equipment.camera

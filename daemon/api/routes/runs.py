@@ -127,7 +127,8 @@ async def stream(run_id: int, runtime: RuntimeDep) -> StreamingResponse:
             yield ": connected\n\n"
             while True:
                 try:
-                    event: dict[str, Any] = await asyncio.wait_for(queue.get(), 15.0)
+                    async with asyncio.timeout(15.0):
+                        event: dict[str, Any] = await queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
