@@ -182,7 +182,9 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         except (asyncio.CancelledError, DeviceError):
             # Leave no exposure running behind a failure or a cancelled task. The next
             # exposure waits for this clean-up even if this task is cancelled again.
-            self._cleanup = asyncio.ensure_future(self._abort_after(start))
+            self._cleanup = asyncio.ensure_future(
+                self._undo_after(start, self.abort, "abort exposure")
+            )
             await asyncio.shield(self._cleanup)
             raise
         return RawFrame(
@@ -259,18 +261,6 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         if data.min(initial=0) < 0 or data.max(initial=0) > 65535:
             raise OperationFailed(self.role, "download image", "pixel values outside uint16")
         return data.astype(np.uint16)
-
-    async def _abort_after(self, start: asyncio.Future[None]) -> None:
-        """Abort the exposure `start` began, once StartExposure has answered; nothing to
-        abort when it failed."""
-        try:
-            await start
-        except (asyncio.CancelledError, DeviceError):
-            return
-        try:
-            await self.abort()
-        except DeviceError as e:  # the failure that brought us here is what the caller sees
-            log.warning("%s: abort after a failed or cancelled exposure failed: %s", self.role, e)
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ from alpaca import exceptions as ascom
 from alpaca.device import Device as AlpycaDevice
 
 from drivers.alpaca._call import CALL_TIMEOUT_S, call
-from drivers.errors import NotConnected, NotSupported
+from drivers.errors import DeviceError, NotConnected, NotSupported
 from drivers.profile import DeviceAddress
 
 log = logging.getLogger(__name__)
@@ -122,3 +123,18 @@ class AlpacaDevice(Generic[InfoT]):
         timeout_s: float = CALL_TIMEOUT_S,
     ) -> T:
         return await self._call(operation, fn, *args, timeout_s=timeout_s)
+
+    async def _undo_after(
+        self, command: asyncio.Future[None], undo: Callable[[], Awaitable[None]], what: str
+    ) -> None:
+        """Run `undo` (abort the exposure, the slew) once `command` has answered, so that the
+        undo cannot overtake a command still on the wire; nothing to undo when it failed.
+        Used when the caller was cancelled or failed while the device was still at work."""
+        try:
+            await command
+        except (asyncio.CancelledError, DeviceError):
+            return
+        try:
+            await undo()
+        except DeviceError as e:  # the failure that brought us here is what the caller sees
+            log.warning("%s: %s after a failed or cancelled command failed: %s", self.role, what, e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from alpaca.telescope import GuideDirections
@@ -10,7 +11,7 @@ from drivers.alpaca._alpyca import Telescope as AlpycaTelescope
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import GuideDirection, MountInfo, MountStatus, PierSide, RaDec
-from drivers.errors import DeviceTimeout, NotSupported
+from drivers.errors import DeviceError, DeviceTimeout, NotSupported
 from drivers.profile import MountAddress
 
 log = logging.getLogger(__name__)
@@ -86,17 +87,28 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
         await self._set("Tracking", bool(on))
 
     async def slew(self, target: RaDec) -> None:
-        """Slew asynchronously and wait until done; the deadline grows with the distance."""
+        """Slew asynchronously and wait until done; the deadline grows with the distance.
+
+        Cancelling the task (a run aborted as the weather turns), or a slew that fails or
+        overruns its deadline, stops the mount with AbortSlew: a mount is never left
+        slewing to a target nobody waits for."""
         here = await self.position()
         distance = here.separation_deg(target)
         timeout_s = distance / self._mount_address.min_slew_rate_deg_s + _SLEW_MARGIN_S
-        await self._invoke(
-            f"slew to {target}",
-            self._device.SlewToCoordinatesAsync,
-            target.ra_hours,
-            target.dec_deg,
+        start = asyncio.ensure_future(
+            self._invoke(
+                f"slew to {target}",
+                self._device.SlewToCoordinatesAsync,
+                target.ra_hours,
+                target.dec_deg,
+            )
         )
-        await wait_until(self.role, f"slew to {target}", self._not_slewing, timeout_s)
+        try:
+            await asyncio.shield(start)  # a cancel must not let AbortSlew overtake the slew
+            await wait_until(self.role, f"slew to {target}", self._not_slewing, timeout_s)
+        except (asyncio.CancelledError, DeviceError):
+            await asyncio.shield(self._undo_after(start, self.abort_slew, "abort slew"))
+            raise
 
     async def abort_slew(self) -> None:
         await self._invoke("abort slew", self._device.AbortSlew)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import numpy as np
@@ -28,6 +29,27 @@ async def test_slew_to_m31_reports_the_target(equipment: Equipment) -> None:
     # The simulator reports exactly the commanded J2000 position; 1e-4 h = 0.36 s of RA.
     np.testing.assert_allclose(status.position.ra_hours, M31.ra_hours, atol=1e-4)
     np.testing.assert_allclose(status.position.dec_deg, M31.dec_deg, atol=1e-3)
+
+
+async def test_a_cancelled_slew_stops_the_mount_where_it_is(equipment: Equipment) -> None:
+    """A run aborted mid-slew (the weather turned): the mount stops instead of going on to a
+    target nobody waits for. About 90 deg at the simulator's 10 deg/s takes 9 s; cancelled
+    after 1 s, the mount must be still and at least 30 deg short of M31."""
+    mount = equipment.mount
+    assert mount is not None
+    await point_at(equipment, RaDec(5.0, 10.0))
+    slew = asyncio.create_task(mount.slew(M31))
+    await asyncio.sleep(1.0)
+    slew.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slew
+    stopped = await mount.status()
+    assert not stopped.slewing
+    await asyncio.sleep(1.0)
+    later = await mount.status()
+    assert not later.slewing
+    assert later.position.separation_deg(stopped.position) < 0.05
+    assert later.position.separation_deg(M31) > 30.0
 
 
 async def test_park_and_unpark(equipment: Equipment) -> None:
