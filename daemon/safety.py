@@ -187,11 +187,16 @@ class SafetySupervisor:
             assert self._since is not None
             if (now - self._since).total_seconds() >= self.config.safe_delay_s:
                 self._set(SafetyState.SAFE, None, now)
-                self._ready.set()
-                await self._event(
-                    "info",
-                    f"safe for {self.config.safe_delay_s / 60:.1f} min: the plan may go on",
-                )
+                # Recorded before the plan is released: whoever waits in `wait_ready` acts on
+                # this declaration, so the log must hold it first (and a failed write must not
+                # hold the plan for ever).
+                try:
+                    await self._event(
+                        "info",
+                        f"safe for {self.config.safe_delay_s / 60:.1f} min: the plan may go on",
+                    )
+                finally:
+                    self._ready.set()
 
     async def _go_unsafe(self, why: str) -> None:
         self._ready.clear()

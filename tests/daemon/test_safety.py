@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -136,3 +137,37 @@ async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
     alerts = [m for m in messages if m.startswith("alert:")]
     assert sorted(m.split(" ")[1] for m in alerts) == sorted(roles)
     assert not safety.is_ready()  # the silent safety monitor counts as unsafe
+
+
+async def test_the_safe_declaration_is_in_the_log_before_a_waiting_plan_goes_on(
+    tmp_path: Path, own_rig: SimulatorRig
+) -> None:
+    """Whoever waits for safety acts on the supervisor's word, so the log must hold the word
+    first: a night's "going on" event never precedes the "safe for" that released it."""
+    engine, equipment, safety = await _supervised(tmp_path, own_rig)
+    safety.config = SafetyConfig(poll_s=0.3, safe_delay_s=60.0)
+
+    def set_safe(safe: bool) -> None:
+        httpx.put(
+            f"{own_rig.url}/api/v1/safetymonitor/0/issafe",
+            data={"IsSafe": str(safe), "ClientTransactionID": "1", "ClientID": "1"},
+        ).raise_for_status()
+
+    seen_when_released: list[list[str]] = []
+
+    async def plan_waiting() -> None:
+        await safety.wait_ready()
+        seen_when_released.append(safety_events(engine))  # no await: what the log holds now
+
+    safety.start()
+    try:
+        set_safe(False)
+        await eventually(lambda: not safety.is_ready(), 30, "unsafe")
+        waiter = asyncio.create_task(plan_waiting())
+        set_safe(True)
+        await asyncio.wait_for(waiter, 60)
+    finally:
+        set_safe(True)
+        await safety.stop()
+        await equipment.disconnect_all()
+    assert any(m.startswith("safe for 1.0 min") for m in seen_when_released[0])
