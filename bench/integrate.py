@@ -30,13 +30,8 @@ import numpy as np
 from astropy.io import fits
 
 from processing import synthetic
-from processing.integrate import (
-    IntegrationConfig,
-    Rejection,
-    RejectionConfig,
-    block_plan,
-    integrate,
-)
+from processing.integrate import IntegrationConfig, Rejection, block_plan, integrate
+from processing.rejection import rejection_config
 
 
 def generate(folder: Path, frames: int, shape: tuple[int, int]) -> None:
@@ -69,7 +64,7 @@ def run_once(
     hdus = [fits.open(path, memmap=memmap) for path in sorted(folder.glob("light_*.fits"))]
     frames = [hdu[0].data if memmap else hdu[0].section for hdu in hdus]
     config = IntegrationConfig(
-        rejection=RejectionConfig(algorithm=Rejection(rejection)),
+        rejection=rejection_config(rejection),
         memory_budget_bytes=budget_mb * 1024 * 1024,
         threads=threads,
     )

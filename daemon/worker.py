@@ -43,7 +43,7 @@ from daemon.db.models import (
 )
 from daemon.events import record_event
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
-from processing.integrate import IntegrationConfig, Rejection, RejectionConfig
+from processing.integrate import IntegrationConfig, Rejection
 from processing.pipeline import (
     PipelineConfig,
     PipelineError,
@@ -53,6 +53,7 @@ from processing.pipeline import (
     summary,
 )
 from processing.register import Interpolation
+from processing.rejection import rejection_config
 from processing.subframes import Weighting
 from sequences.frames import FrameType
 
@@ -89,7 +90,7 @@ class ProcessingOptions(BaseModel):
     def pipeline_config(self) -> PipelineConfig:
         default = PipelineConfig()
         integration = IntegrationConfig(
-            rejection=RejectionConfig(algorithm=self.rejection),
+            rejection=rejection_config(self.rejection),
             memory_budget_bytes=self.memory_budget_mb * 1024 * 1024,
             threads=self.threads,
         )

@@ -22,12 +22,12 @@ from processing.integrate import (
     Combine,
     IntegrationConfig,
     Rejection,
-    RejectionConfig,
     block_plan,
     combine_stack,
     integrate,
 )
 from processing.normalize import Normalization, estimate_normalization
+from processing.rejection import rejection_config
 
 F32 = npt.NDArray[np.float32]
 SIGMA = 10.0
@@ -35,7 +35,7 @@ LEVEL = 1000.0
 
 
 def config(algorithm: Rejection = Rejection.WINSORIZED, **kwargs: object) -> IntegrationConfig:
-    return IntegrationConfig(rejection=RejectionConfig(algorithm=algorithm), **kwargs)  # type: ignore[arg-type]
+    return IntegrationConfig(rejection=rejection_config(algorithm), **kwargs)  # type: ignore[arg-type]
 
 
 def noise_frames(n: int, shape: tuple[int, int], seed: int) -> list[F32]:
