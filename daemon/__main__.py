@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
-import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,7 +150,12 @@ def sim(args: argparse.Namespace) -> None:
 
 def solve_frame(args: argparse.Namespace) -> None:
     """Solve one FITS frame; exit 1 with the reason on failure."""
-    from processing.io import dec_deg_to_sexagesimal, ra_hours_to_sexagesimal, read_fits
+    from processing.io import (
+        dec_deg_to_sexagesimal,
+        ra_hours_to_sexagesimal,
+        read_fits,
+        write_atomic,
+    )
     from processing.solve import (
         SkyHint,
         SolveConfig,
@@ -195,7 +197,7 @@ def solve_frame(args: argparse.Namespace) -> None:
         fail("database", str(e))
     if args.write_wcs:
         try:
-            _replace_file(path, fits_with_wcs(path.read_bytes(), solution))
+            write_atomic(path, fits_with_wcs(path.read_bytes(), solution))
         except (OSError, ValueError) as e:
             fail("write_wcs", f"solved, but cannot write the WCS into the file: {e}")
     if args.json:
@@ -240,25 +242,6 @@ def _positive_card(
             "give --scale-low and --scale-high (arcsec/px)"
         )
     return float(value)
-
-
-def _replace_file(path: Path, content: bytes) -> None:
-    """Replace `path` atomically (temporary file, fsync, rename), keeping its permissions."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp, stat.S_IMODE(path.stat().st_mode))
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,10 +1,11 @@
 """Durable frame files: nothing the camera took is lost, nothing half-written is kept.
 
 A frame is written to a temporary file in its final folder, flushed to disk (fsync), renamed
-into place atomically, and the folder is fsynced too; only then does the caller commit the
-database row. A crash between the rename and the commit leaves a complete file without a row,
-which `scan` finds at the next start so it can be registered; a crash before the rename leaves
-only a temporary file, which `scan` removes (that frame was never complete).
+into place atomically, and the folder is fsynced too (`processing.io.write_atomic`); only then
+does the caller commit the database row. A crash between the rename and the commit leaves a
+complete file without a row, which `scan` finds at the next start so it can be registered; a
+crash before the rename leaves only a temporary file (its name ends in
+`processing.io.TEMP_SUFFIX`), which `scan` removes (that frame was never complete).
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-log = logging.getLogger(__name__)
+from processing.io import TEMP_SUFFIX, write_atomic
 
-_TEMP_SUFFIX = ".partial"
+log = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -70,20 +69,7 @@ class FrameStore:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             target = _free_name(target)
-            temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{_TEMP_SUFFIX}")
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    view = memoryview(content)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(temp, target)
-            finally:
-                temp.unlink(missing_ok=True)
-            _fsync_dir(target.parent)
+            write_atomic(target, content)
         except OSError as e:
             reason = errno.errorcode.get(e.errno or 0, "error")
             raise StoreError(
@@ -107,7 +93,7 @@ class FrameStore:
             if not path.is_file():
                 continue
             relative = PurePosixPath(path.relative_to(self.root).as_posix())
-            if path.name.endswith(_TEMP_SUFFIX):
+            if path.name.endswith(TEMP_SUFFIX):
                 path.unlink()
                 removed.append(relative)
                 log.warning("removed the partial file of an interrupted write: %s", relative)
@@ -124,11 +110,3 @@ def _free_name(target: Path) -> Path:
         if not candidate.exists():
             return candidate
     raise OSError(errno.EEXIST, "no free file name", str(target))
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

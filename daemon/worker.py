@@ -44,6 +44,7 @@ from daemon.db.models import (
 from daemon.events import record_event
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.integrate import IntegrationConfig, Rejection
+from processing.io import atomic_path
 from processing.pipeline import (
     PipelineConfig,
     PipelineError,
@@ -429,7 +430,5 @@ class ProcessingWorker:
         the same name), for nights without calibration frames of their own."""
         self._masters_root.mkdir(parents=True, exist_ok=True)
         for name, path in dict(outputs.get("masters", {})).items():
-            target = self._masters_root / f"{name}.fits"
-            temporary = target.with_suffix(".fits.tmp")
-            shutil.copyfile(path, temporary)
-            temporary.replace(target)
+            with atomic_path(self._masters_root / f"{name}.fits") as temporary:
+                shutil.copyfile(path, temporary)

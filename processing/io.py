@@ -2,8 +2,9 @@
 
 Frames are single primary HDUs with axes ``(y, x)``: 16-bit unsigned data stored as signed
 16-bit with ``BZERO = 32768`` (the convention Siril, PixInsight and NINA read and write), or
-32-bit floats (``BITPIX = -32``). Encoding returns bytes so the caller owns the durable write
-(temporary file, fsync, rename). XISF (PixInsight's format) goes through the `xisf` package.
+32-bit floats (``BITPIX = -32``). Encoding returns bytes, which `write_atomic` puts on disk
+durably (temporary file, fsync, rename, folder fsync); `atomic_path` does the same for a writer
+that wants a file name. XISF (PixInsight's format) goes through the `xisf` package.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import io
 import math
 import os
 import re
-from collections.abc import Sequence
+import secrets
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,83 @@ _KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
 # setting one of these would contradict the data or the `history` argument.
 _RESERVED = re.compile(r"SIMPLE|BITPIX|NAXIS\d*|EXTEND|BZERO|BSCALE|END|HISTORY|COMMENT")
 _FRAME_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
+
+
+TEMP_SUFFIX = ".partial"
+"""Ends the name of an atomic write's temporary file, ``.NAME.XXXXXXXX.partial`` beside NAME:
+a file named so that is found after a crash is an interrupted write, safe to delete."""
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` so that a reader, or the disk after a crash, holds the old file
+    or the whole new one, never a part: a temporary file beside it, fsync, rename over `path`,
+    fsync of the folder. Once this returns, the file is durable.
+
+    A replaced file keeps its permissions; a new one gets those of `open` (the umask's).
+    Raises OSError (FileNotFoundError when the folder does not exist); on any failure the
+    temporary file is removed and an old file at `path` is left as it was.
+    """
+    target = Path(path)
+    temp, fd = _open_temp(target)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _install(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that takes a file name (a library's
+    ``save_to_file``, `write_xisf`, ``shutil.copyfile``); when the block ends without an
+    exception the file there becomes `path` as in `write_atomic`, otherwise it is removed and
+    `path` is left as it was.
+
+    The temporary file exists, empty, when the block starts: the writer must overwrite it
+    (astropy: ``writeto(temp, overwrite=True)``). Raises OSError as `write_atomic`.
+    """
+    target = Path(path)
+    temp, fd = _open_temp(target)
+    os.close(fd)
+    try:
+        yield temp
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _install(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _open_temp(target: Path) -> tuple[Path, int]:
+    """A new temporary file beside `target`, open for writing (never an existing file)."""
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    return temp, os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def _install(temp: Path, target: Path) -> None:
+    """Rename the synced `temp` over `target` (keeping its permissions), then sync the folder
+    so the rename itself survives a crash."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        pass
+    else:
+        os.chmod(temp, mode)
+    os.replace(temp, target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def encode_fits(

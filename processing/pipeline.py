@@ -59,9 +59,11 @@ from processing.io import (
     FitsCard,
     FitsRows,
     NpyRows,
+    atomic_path,
     decode_fits,
     encode_fits,
     read_fits_header,
+    write_atomic,
     write_xisf,
 )
 from processing.masters import MasterConfig, master_bias, master_dark, master_dark_flat, master_flat
@@ -672,7 +674,8 @@ class _Run:
                 ("CCD-TEMP", frames[0].temperature_c, "[C] sensor temperature"),
             ]
             path = self.out_dir / "masters" / f"{name}.fits"
-            _write_atomic(path, encode_fits(master.data, cards, made[1]))
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, encode_fits(master.data, cards, made[1]))
             self.master_paths[name] = path
         self._masters[key] = made
         return made
@@ -825,18 +828,17 @@ class _Run:
             "rejection_high": self.out_dir / f"{name}_rejection_high.fits",
         }
         planar = image[0] if len(image) == 1 else image
-        _write_atomic(outputs["fits"], encode_fits(planar, cards, history))
-        _write_atomic(outputs["rejection_low"], encode_fits(_planar(low), cards, ["low rejection"]))
-        _write_atomic(
+        write_atomic(outputs["fits"], encode_fits(planar, cards, history))
+        write_atomic(outputs["rejection_low"], encode_fits(_planar(low), cards, ["low rejection"]))
+        write_atomic(
             outputs["rejection_high"], encode_fits(_planar(high), cards, ["high rejection"])
         )
-        tmp = outputs["xisf"].with_suffix(".xisf.tmp")
-        write_xisf(tmp, planar, cards, history)
-        os.replace(tmp, outputs["xisf"])
+        with atomic_path(outputs["xisf"]) as temp:
+            write_xisf(temp, planar, cards, history)
         preview = np.nan_to_num(np.moveaxis(image, 0, -1) if len(image) == 3 else image[0])
         preview = preview - np.float32(min(0.0, float(preview.min())))
         scale = np.float32(max(float(preview.max()), 1e-6))
-        _write_atomic(outputs["jpeg"], preview_jpeg(preview / scale, self.config.preview_size_px))
+        write_atomic(outputs["jpeg"], preview_jpeg(preview / scale, self.config.preview_size_px))
         for _, _, path in registered:
             path.unlink()
         return outputs, crop
@@ -881,17 +883,6 @@ def _safe_name(name: str) -> str:
     """A file name from target and filter names: letters, digits, ``+-_.`` only."""
     cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
     return cleaned or "target"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename: a reader never sees half a result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 __all__ = [

@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from processing import astrometry_net
-from processing.io import FitsCard
+from processing.io import FitsCard, atomic_path
 from processing.stars import StarTable
 
 log = logging.getLogger(__name__)
@@ -380,15 +379,8 @@ def ensure_database(cache_dir: Path, fov: FovRange) -> Path:
                 patterns_per_lattice_field=_PATTERNS_PER_LATTICE_FIELD,
                 epoch_proper_motion_year=None,
             )
-            fd, tmp_name = tempfile.mkstemp(prefix=".tetra3rs-", suffix=".bin", dir=cache_dir)
-            os.close(fd)
-            try:
-                database.save_to_file(tmp_name)
-                with open(tmp_name, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp_name, path)
-            finally:
-                Path(tmp_name).unlink(missing_ok=True)
+            with atomic_path(path) as temp:
+                database.save_to_file(os.fspath(temp))
         except (OSError, RuntimeError, ValueError) as e:
             raise SolverDatabaseError(f"cannot build the solver database {path}: {e}") from e
         _databases[path.resolve()] = database

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +13,17 @@ from astropy.io import fits
 from xisf import XISF
 
 from processing.io import (
+    TEMP_SUFFIX,
     FitsCard,
     FitsRows,
+    atomic_path,
     dec_deg_to_sexagesimal,
     decode_fits,
     encode_fits,
     ra_hours_to_sexagesimal,
     read_fits,
     read_fits_header,
+    write_atomic,
     write_xisf,
 )
 
@@ -252,3 +257,70 @@ def test_xisf_keeps_the_pixels_and_the_keywords(tmp_path: Path) -> None:
     assert keywords["HISTORY"][0]["comment"] == "step one"
     with pytest.raises(ValueError, match="float32"):
         write_xisf(path, planes.astype(np.float64), [], [])
+
+
+def test_an_atomic_write_lands_whole_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "light.fits"
+    write_atomic(target, b"first")
+    write_atomic(target, b"second, longer")
+    assert target.read_bytes() == b"second, longer"
+    assert os.listdir(tmp_path) == ["light.fits"]
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "light.fits"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    write_atomic(target, b"new")
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "light.fits"
+    target.write_bytes(b"old")
+
+    def disk_error(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    # The disk fails to flush the new content: the rename must not happen.
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_error)
+        with pytest.raises(OSError, match="Input/output"):
+            write_atomic(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["light.fits"]
+
+    def fail_halfway() -> None:
+        with atomic_path(target) as temp:
+            temp.write_bytes(b"half of the ne")
+            raise RuntimeError("halfway")
+
+    # A writer that fails halfway through its file.
+    with pytest.raises(RuntimeError, match="halfway"):
+        fail_halfway()
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["light.fits"]
+
+
+def test_atomic_path_hands_a_writer_a_temporary_file_beside_the_target(tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"library output")
+    target = tmp_path / "masters" / "master_dark.fits"
+    target.parent.mkdir()
+    with atomic_path(target) as temp:
+        # Interrupted writes are recognised by name after a crash (the frame store's scan).
+        assert temp.parent == target.parent
+        assert temp.name.startswith(".master_dark.fits.")
+        assert temp.name.endswith(TEMP_SUFFIX)
+        shutil.copyfile(source, temp)
+        assert not target.exists()
+    assert target.read_bytes() == b"library output"
+    assert os.listdir(target.parent) == ["master_dark.fits"]
+
+
+def test_an_atomic_write_into_a_missing_folder_fails_without_a_trace(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "light.fits", b"data")
+    assert os.listdir(tmp_path) == []
