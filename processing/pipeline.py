@@ -9,17 +9,19 @@ The stages, in order, for each group of lights (`processing.grouping`):
 3. judge: weights (PSF signal by default), outlier frames rejected with the reason, the
    reference chosen (best weight, or the one asked for);
 4. register: star patterns matched to the reference, Lanczos resampling onto its grid;
-5. integrate: normalised, weighted, winsorized sigma clipping by default, in row blocks from
-   memory-mapped frames, auto-cropped to the area every frame covers;
+5. integrate: normalised, weighted, winsorized sigma clipping by default, in row blocks read
+   from the registered frames' files, auto-cropped to the area every frame covers;
 6. write: ``OUT/<target>_<filter>.fits`` (float32, provenance in HISTORY: every input with
    its SHA-256, every step with its parameters), ``.xisf``, ``.jpg`` (linked auto-STF), and
    the rejection maps ``<name>_rejection_low.fits`` / ``_high.fits`` (rejected samples per
-   pixel).
+   pixel), each written atomically.
 
-Per-frame stages are maps over a thread pool (numpy, sep and OpenCV release the GIL);
-integration is a reduction over row blocks. Intermediate frames live as ``.npy`` files in
-a work folder under OUT that is removed afterwards, so memory stays bounded by the
-integration budget plus a few frames per thread.
+The per-frame stages (calibrate, register) are maps over a pool of spawned worker processes,
+one per `PipelineConfig.threads` (with 1, they run in this process): sep holds the GIL, so
+threads would not fill the cores. Integration is a reduction over row blocks on the
+integration's own threads, in this process. Intermediate frames and the masters the workers
+read live as ``.npy`` files in a work folder under OUT that is removed afterwards, so memory
+stays bounded by the integration budget plus a few frames per worker process.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class PipelineConfig:
     - reference: a light whose pixel grid the results are in (default: best weight).
     - crop: cut the results to the area every frame covers (auto-crop).
     - saturation_adu: calibrated level from which a star counts as saturated.
-    - threads: frames calibrated and registered at once (the integration has its own).
+    - threads: worker processes calibrating and registering frames at once (1: no worker
+      process, everything in this one); the integration has its own threads.
     - preview_size_px: longer side of the JPEG previews.
     """
 
