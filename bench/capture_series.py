@@ -33,7 +33,7 @@ from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
 from drivers.alpaca import build_equipment
 from drivers.base import RaDec
-from sequences.frames import FrameType
+from sequences.frames import ExposureSpec, FrameType
 
 EXPOSURE_S = 1.0
 
@@ -73,14 +73,14 @@ async def main(frames: int) -> None:
                 FrameStore(root / "frames"),
                 CaptureConfig("bench", DEFAULT_PATTERN, UTC),
             )
-            request = CaptureRequest(FrameType.LIGHT, EXPOSURE_S)
+            request = CaptureRequest(ExposureSpec(FrameType.LIGHT, EXPOSURE_S))
             await service.capture(request)  # warm-up
 
             start = time.perf_counter()
             pipelined = [
                 f.id
                 for f in await service.capture(
-                    CaptureRequest(FrameType.LIGHT, EXPOSURE_S, count=frames)
+                    CaptureRequest(ExposureSpec(FrameType.LIGHT, EXPOSURE_S), count=frames)
                 )
             ]
             pipelined_wall = time.perf_counter() - start

@@ -40,7 +40,7 @@ from sequences.astro import configure_astropy_offline
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
 from sequences.document import parse_document
-from sequences.frames import FrameType
+from sequences.frames import ExposureSpec, FrameType
 from sequences.validation import site_of
 
 EXPOSURE_S = 1.0
@@ -124,11 +124,13 @@ async def main(frames: int) -> None:
                 )
 
             runs = RunManager(engine, context, clock)
-            await service.capture(CaptureRequest(FrameType.LIGHT, EXPOSURE_S))  # warm-up
+            await service.capture(
+                CaptureRequest(ExposureSpec(FrameType.LIGHT, EXPOSURE_S))
+            )  # warm-up
             direct = [
                 f.id
                 for f in await service.capture(
-                    CaptureRequest(FrameType.LIGHT, EXPOSURE_S, count=frames)
+                    CaptureRequest(ExposureSpec(FrameType.LIGHT, EXPOSURE_S), count=frames)
                 )
             ]
             results: dict[str, list[float]] = {"capture service alone": gaps_s(engine, direct)}

@@ -35,6 +35,7 @@ from daemon.api.routes import processing as processing_routes
 from daemon.api.routes import runs as run_routes
 from daemon.api.routes import templates as template_routes
 from daemon.api.routes.web import install_web
+from daemon.autofocus import AutofocusService
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
@@ -76,6 +77,7 @@ class Runtime:
     rig: SimulatorRig | None
     store: FrameStore
     capture: CaptureService
+    autofocus: AutofocusService
     clock: Clock
     runs: RunManager
     guider: NativeGuider | None
@@ -129,6 +131,7 @@ def _run_context_factory(
     engine: Engine,
     equipment: Equipment,
     capture: CaptureService,
+    autofocus: AutofocusService,
     clock: Clock,
     guider: NativeGuider | None,
     cache_dir: Path,
@@ -148,6 +151,7 @@ def _run_context_factory(
             horizon=horizon,
             guider=guider,
             solve=solver,
+            autofocus=autofocus,
         )
 
     return build
@@ -189,6 +193,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         guider,
     )
+    autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
     clock = make_clock(settings)
     worker = ProcessingWorker(
         engine, settings.frames_root, settings.processing_root, settings.masters_root
@@ -212,7 +217,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     runs = RunManager(
         engine,
         _run_context_factory(
-            engine, equipment, capture, clock, guider, settings.resolved_cache_dir, horizon
+            engine,
+            equipment,
+            capture,
+            autofocus,
+            clock,
+            guider,
+            settings.resolved_cache_dir,
+            horizon,
         ),
         clock,
         on_finished=run_finished,
@@ -240,6 +252,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             rig,
             store,
             capture,
+            autofocus,
             clock,
             runs,
             guider,

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame
+from daemon.errors import Busy, Refused
 from daemon.events import record_event
 from daemon.fits_headers import CaptureContext, TargetInfo, header_cards
 from daemon.frame_records import (
@@ -37,7 +38,7 @@ from drivers.errors import DeviceError, NotConnected
 from processing.acceptance import AcceptanceRules, judge
 from processing.io import encode_fits
 from processing.stars import measure_frame, plate_scale_arcsec_px
-from sequences.frames import FrameType, RunTag, SavedFrame
+from sequences.frames import ExposureSpec, FrameType, RunTag, SavedFrame
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,16 @@ S = TypeVar("S")
 LIGHT_TYPES = frozenset({FrameType.LIGHT, FrameType.FLAT})
 
 
-class CaptureBusy(RuntimeError):
-    """Another capture is running on this camera; wait for it or cancel it."""
+class CaptureBusy(Busy):
+    """Another capture (or an autofocus) is using the camera; wait for it or cancel it."""
 
 
 @dataclass(frozen=True)
 class CaptureRequest:
-    frame_type: FrameType
-    exposure_s: float
+    """`count` frames of one exposure setting, for a target or a run."""
+
+    spec: ExposureSpec
     count: int = 1
-    filter_name: str | None = None
-    gain: int | None = None
-    offset: int | None = None
-    binning: int = 1
     target: TargetInfo | None = None
     tag: RunTag | None = None
     """The sequence run and instruction taking these frames, recorded on each row."""
@@ -88,6 +86,9 @@ class CaptureService:
         self._config = config
         self._guider = guider
         self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        """The task holding the camera: what it runs between frames (a sequence's trigger's
+        autofocus) may reserve the camera again."""
 
     @property
     def busy(self) -> bool:
@@ -95,11 +96,24 @@ class CaptureService:
 
     @contextlib.asynccontextmanager
     async def camera_reserved(self) -> AsyncIterator[None]:
-        """Hold the camera for another job (e.g. autofocus); `CaptureBusy` if it is in use."""
+        """Hold the camera for another job (e.g. autofocus); `CaptureBusy` if another task
+        uses it. The task holding it already (a series running its between-frames work) may."""
+        if self._holder is not None and self._holder is asyncio.current_task():
+            yield
+            return
+        async with self._held():
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
         if self._lock.locked():
             raise CaptureBusy("the camera is busy with another capture or autofocus")
         async with self._lock:
-            yield
+            self._holder = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._holder = None
 
     async def capture(
         self,
@@ -112,48 +126,60 @@ class CaptureService:
 
         `between(k)` runs after frame k-1 is read out and before frame k starts (a sequence's
         dithers); `on_saved` gets each frame once it is stored. Raises `CaptureBusy`,
-        `ValueError` for settings the equipment cannot take (e.g. an unknown filter),
-        `DeviceError` for device faults and `StoreError` when a frame cannot be written.
-        Frames finished before a failure (or a cancellation) are kept.
+        `Refused` for settings the equipment cannot take (e.g. an unknown filter, 0 s for
+        anything but a bias), `DeviceError` for device faults and `StoreError` when a frame
+        cannot be written. Frames finished before a failure (or a cancellation) are kept.
         """
-        if self._lock.locked():
-            raise CaptureBusy("a capture is already running on the camera")
-        async with self._lock:
-            camera = self._camera()
-            await self._prepare(camera, request)
-            saved: list[SavedFrame] = []
-            previous: CaptureContext | None = None  # read out, not yet stored
-            pending: asyncio.Task[SavedFrame] | None = None  # storing the frame before it
+        spec = request.spec
+        if spec.exposure_s == 0 and spec.frame_type is not FrameType.BIAS:
+            raise Refused("exposure_s", "must be > 0 except for BIAS frames")
+        try:
+            async with self._held():
+                return await self._series(request, between, on_saved)
+        except ValueError as e:  # the devices refuse a setting before any frame
+            raise Refused(None, str(e)) from e
 
-            async def keep(task: asyncio.Task[SavedFrame]) -> None:
-                frame = await asyncio.shield(task)  # raises a failed write: stop there
-                saved.append(frame)
-                if on_saved is not None:
-                    await on_saved(frame)
+    async def _series(
+        self,
+        request: CaptureRequest,
+        between: Callable[[int], Awaitable[None]] | None,
+        on_saved: Callable[[SavedFrame], Awaitable[None]] | None,
+    ) -> list[SavedFrame]:
+        camera = self._camera()
+        await self._prepare(camera, request.spec)
+        saved: list[SavedFrame] = []
+        previous: CaptureContext | None = None  # read out, not yet stored
+        pending: asyncio.Task[SavedFrame] | None = None  # storing the frame before it
 
-            try:
-                for k in range(request.count):
-                    if k > 0 and between is not None:
-                        await between(k)
-                    started = asyncio.Event()
-                    exposure = asyncio.create_task(self._expose(camera, request, started))
-                    if previous is not None:
-                        # Store the last frame only once the camera exposes the next one, so
-                        # the CPU work does not slow the camera's start.
-                        await _first_of(started.wait(), exposure)
-                        pending = self._store_task(previous)
-                        previous = None
-                    previous = await exposure
-                    if pending is not None:
-                        task, pending = pending, None
-                        await keep(task)
-            finally:
-                # Frames read out before a failure or a cancellation are stored all the same.
-                if pending is not None:
-                    await keep(pending)
+        async def keep(task: asyncio.Task[SavedFrame]) -> None:
+            frame = await asyncio.shield(task)  # raises a failed write: stop there
+            saved.append(frame)
+            if on_saved is not None:
+                await on_saved(frame)
+
+        try:
+            for k in range(request.count):
+                if k > 0 and between is not None:
+                    await between(k)
+                started = asyncio.Event()
+                exposure = asyncio.create_task(self._expose(camera, request, started))
                 if previous is not None:
-                    await keep(self._store_task(previous))
-            return saved
+                    # Store the last frame only once the camera exposes the next one, so
+                    # the CPU work does not slow the camera's start.
+                    await _first_of(started.wait(), exposure)
+                    pending = self._store_task(previous)
+                    previous = None
+                previous = await exposure
+                if pending is not None:
+                    task, pending = pending, None
+                    await keep(task)
+        finally:
+            # Frames read out before a failure or a cancellation are stored all the same.
+            if pending is not None:
+                await keep(pending)
+            if previous is not None:
+                await keep(self._store_task(previous))
+        return saved
 
     def _store_task(self, context: CaptureContext) -> asyncio.Task[SavedFrame]:
         return asyncio.create_task(asyncio.to_thread(self._process, context))
@@ -166,19 +192,19 @@ class CaptureService:
             raise NotConnected("camera", "capture", "camera is not connected")
         return camera
 
-    async def _prepare(self, camera: Camera, request: CaptureRequest) -> None:
+    async def _prepare(self, camera: Camera, spec: ExposureSpec) -> None:
         wheel = self._equipment.filter_wheel
-        if request.filter_name is not None:
+        if spec.filter_name is not None:
             if wheel is None or not wheel.connected:
                 raise ValueError("filter_name given but no filter wheel is connected")
-            await wheel.select(request.filter_name)
-        if request.gain is not None:
-            await camera.set_gain(request.gain)
-        if request.offset is not None:
-            await camera.set_offset(request.offset)
+            await wheel.select(spec.filter_name)
+        if spec.gain is not None:
+            await camera.set_gain(spec.gain)
+        if spec.offset is not None:
+            await camera.set_offset(spec.offset)
         status = await camera.status()
-        if (status.bin_x, status.bin_y) != (request.binning, request.binning):
-            await camera.set_binning(request.binning, request.binning)
+        if (status.bin_x, status.bin_y) != (spec.binning, spec.binning):
+            await camera.set_binning(spec.binning, spec.binning)
 
     async def _expose(
         self, camera: Camera, request: CaptureRequest, started: asyncio.Event | None = None
@@ -190,7 +216,9 @@ class CaptureService:
             guider.reset_rms()  # the frame's RMS covers its own exposure only
         exposure = asyncio.create_task(
             camera.expose(
-                request.exposure_s, light=request.frame_type in LIGHT_TYPES, started=started
+                request.spec.exposure_s,
+                light=request.spec.frame_type in LIGHT_TYPES,
+                started=started,
             )
         )
         mount = _connected(self._equipment.mount)
@@ -205,9 +233,9 @@ class CaptureService:
         rms = guider.rms() if guiding and guider is not None else None
         return CaptureContext(
             raw=raw,
-            frame_type=request.frame_type,
+            frame_type=request.spec.frame_type,
             target=request.target,
-            filter_name=wheel_status.filter_name if wheel_status else request.filter_name,
+            filter_name=wheel_status.filter_name if wheel_status else request.spec.filter_name,
             mount=mount_status,
             mount_info=mount.info if mount else None,
             focuser=focuser_status,

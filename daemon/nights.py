@@ -28,11 +28,12 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from daemon.db.models import PlanNight, PlanNightState, PlanRun
+from daemon.errors import Conflict
 from daemon.events import record_event
-from daemon.plans import get_plan, load_plan, plan_progress
+from daemon.plans import plan_of, plan_progress
 from daemon.runs import RunConflict, RunManager
 from daemon.safety import SafetySupervisor
-from daemon.templates import get_template, load_document
+from daemon.templates import template_document
 from drivers.equipment import Equipment
 from sequences.astro import Horizon, Site
 from sequences.clock import Clock
@@ -56,8 +57,9 @@ FAILED_RUNS_BEFORE_SKIP = 2
 """A target whose runs fail (or take no frame) this often is left out for the rest of the night."""
 
 
-class NightError(RuntimeError):
-    """A night cannot start: the reason says why (busy, no site, no darkness)."""
+class NightError(Conflict):
+    """A night cannot start or stop: the reason says why (busy, no site, no darkness, none
+    running)."""
 
 
 HandOff = Callable[[list[int]], Awaitable[None]]
@@ -112,12 +114,11 @@ class NightDirector:
         """Arm tonight's night of the plan (it waits for dusk); returns the night's id.
 
         `NightError` when another night is running, the site is unknown or it does not get
-        dark enough; `PlanNotFound` for an unknown plan.
+        dark enough; `NotFound` for an unknown plan.
         """
         if self.active_night_id is not None:
             raise NightError(f"night {self.active_night_id} is running; nights never overlap")
-        row = await asyncio.to_thread(get_plan, self._engine, plan_id)
-        plan = load_plan(row.document)
+        plan = await asyncio.to_thread(plan_of, self._engine, plan_id)
         site = site_of(self._equipment)
         if site is None:
             raise NightError("the site is unknown: connect the mount (it reports the site)")
@@ -146,6 +147,15 @@ class NightDirector:
         if night.current_run is not None:
             with contextlib.suppress(RunConflict):
                 self._runs.control(night.current_run, "abort")
+
+    async def stop_plan(self, plan_id: int, reason: str) -> int:
+        """End `plan_id`'s running night (see `stop`); returns its id. `NightError` when the
+        plan has no running night."""
+        night = self._night
+        if night is None or night.plan_id != plan_id or self.active_night_id is None:
+            raise NightError(f"plan {plan_id} has no running night")
+        await self.stop(reason)
+        return night.night_id
 
     async def wait(self) -> None:
         """Until the running night has ended (tests, the CLI)."""
@@ -318,8 +328,7 @@ class NightDirector:
 
     async def _close_late(self, night_id: int, plan_id: int) -> None:
         await self._event("warning", f"night {night_id}: the daemon came back after its dawn")
-        row = await asyncio.to_thread(get_plan, self._engine, plan_id)
-        plan = load_plan(row.document)
+        plan = await asyncio.to_thread(plan_of, self._engine, plan_id)
         now = self._clock.now()
         night = _Night(night_id, plan_id, plan, Site(0.0, 0.0), now, now)
         await self._end_night(night, PlanNightState.STOPPED, "the daemon was not running at dawn")
@@ -344,8 +353,7 @@ class NightDirector:
     # -- the database ----------------------------------------------------------------------------
 
     async def _template(self, template_id: int) -> SequenceDocument:
-        row = await asyncio.to_thread(get_template, self._engine, template_id)
-        return load_document(row.document)
+        return await asyncio.to_thread(template_document, self._engine, template_id)
 
     def _create_night(self, plan_id: int, dusk: datetime, dawn: datetime) -> int:
         with Session(self._engine) as db, db.begin():

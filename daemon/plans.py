@@ -7,79 +7,130 @@ trailing) is made up on a later night.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, NightPlanRow, PlanNight, PlanRun
-from sequences.document import error_issues
+from daemon.documents import NamedDocuments
+from daemon.errors import Conflict
+from daemon.templates import flip_minutes, list_templates
+from drivers.equipment import Equipment
+from sequences.astro import Horizon
+from sequences.clock import Clock
 from sequences.errors import DocumentError
 from sequences.frames import FrameType
 from sequences.model import Issue
-from sequences.plan import NightPlan
+from sequences.plan import NightPlan, NightPreview, predict_night
+from sequences.validation import site_of
 
 _EXPOSURE_TOLERANCE_S = 0.01
 
+PLANS = NamedDocuments(NightPlanRow, "plan", "plan")
 
-class PlanNotFound(KeyError):
-    pass
+PlanRow = NightPlanRow
+"""A plan as stored: its document, whether it is armed, and times."""
 
 
 def load_plan(data: dict[str, Any]) -> NightPlan:
     """Parse a plan; `DocumentError` lists every problem with its path."""
-    try:
-        return NightPlan.model_validate(data)
-    except ValidationError as e:
-        raise DocumentError(error_issues(e), field="plan") from e
+    return PLANS.parse(NightPlan, data)
 
 
 def list_plans(engine: Engine) -> list[NightPlanRow]:
-    with Session(engine) as db:
-        return list(db.scalars(select(NightPlanRow).order_by(NightPlanRow.name)))
+    return PLANS.list(engine)
 
 
 def get_plan(engine: Engine, plan_id: int) -> NightPlanRow:
-    with Session(engine) as db:
-        row = db.get(NightPlanRow, plan_id)
-        if row is None:
-            raise PlanNotFound(plan_id)
-        return row
+    """`NotFound` for an unknown id."""
+    return PLANS.get(engine, plan_id)
+
+
+def plan_of(engine: Engine, plan_id: int) -> NightPlan:
+    """A saved plan, parsed; `NotFound` for an unknown id."""
+    return load_plan(get_plan(engine, plan_id).document)
 
 
 def save_plan(
     engine: Engine, plan: NightPlan, enabled: bool, plan_id: int | None = None
 ) -> NightPlanRow:
-    """Create (no id) or replace a plan; its name must be unique (`DocumentError`)."""
-    data = plan.model_dump(mode="json")
-    try:
-        with Session(engine, expire_on_commit=False) as db, db.begin():
-            if plan_id is None:
-                row = NightPlanRow(name=plan.name, document=data, enabled=enabled)
-                db.add(row)
-            else:
-                found = db.get(NightPlanRow, plan_id)
-                if found is None:
-                    raise PlanNotFound(plan_id)
-                row = found
-                row.name, row.document, row.enabled = plan.name, data, enabled
-            db.flush()
-            return row
-    except IntegrityError as e:
-        raise DocumentError(
-            [Issue("name", f"a plan named {plan.name!r} exists", "choose another name")],
-            field="plan",
-        ) from e
+    """Create (no id) or replace a plan; its name must be unique and every template it names
+    must exist (`DocumentError`); `NotFound` for an unknown id."""
+    _check_templates(engine, plan)
+    return PLANS.save(engine, plan.name, plan.model_dump(mode="json"), plan_id, enabled=enabled)
 
 
 def delete_plan(engine: Engine, plan_id: int) -> None:
-    with Session(engine) as db, db.begin():
-        row = db.get(NightPlanRow, plan_id)
-        if row is None:
-            raise PlanNotFound(plan_id)
-        db.delete(row)
+    PLANS.delete(engine, plan_id)
+
+
+def _check_templates(engine: Engine, plan: NightPlan) -> None:
+    known = {row.id for row in list_templates(engine)}
+    issues = []
+    if plan.template_id not in known:
+        issues.append(Issue("template_id", f"no template {plan.template_id}", "save it first"))
+    for i, target in enumerate(plan.targets):
+        if target.template_id is not None and target.template_id not in known:
+            issues.append(
+                Issue(
+                    f"targets[{i}].template_id",
+                    f"no template {target.template_id}",
+                    "use an existing template's id or leave it out",
+                )
+            )
+    if issues:
+        raise DocumentError(issues, field="plan")
+
+
+@dataclass(frozen=True)
+class NightRecord:
+    """One of a plan's nights with the runs it started."""
+
+    night: PlanNight
+    run_ids: list[int]
+
+
+def plan_nights(engine: Engine, plan_id: int) -> list[NightRecord]:
+    """The plan's nights, newest first; `NotFound` for an unknown plan."""
+    get_plan(engine, plan_id)
+    with Session(engine) as db:
+        rows = db.scalars(
+            select(PlanNight).where(PlanNight.plan_id == plan_id).order_by(PlanNight.id.desc())
+        ).all()
+        runs = db.execute(
+            select(PlanRun.night_id, PlanRun.run_id)
+            .join(PlanNight, PlanNight.id == PlanRun.night_id)
+            .where(PlanNight.plan_id == plan_id)
+            .order_by(PlanRun.run_id)
+        ).all()
+    return [NightRecord(r, [run_id for night_id, run_id in runs if night_id == r.id]) for r in rows]
+
+
+async def predict_tonight(
+    engine: Engine,
+    equipment: Equipment,
+    horizon: Horizon | None,
+    clock: Clock,
+    plan_id: int,
+) -> NightPreview:
+    """Tonight from now on `clock`: which target when, meridian flips, dusk and dawn; no
+    device is touched. `NotFound`, or `Conflict` when the site is unknown or it does not get
+    dark."""
+    plan = await asyncio.to_thread(plan_of, engine, plan_id)
+    site = site_of(equipment)
+    if site is None:
+        raise Conflict("the site is unknown: connect the mount (it reports it)")
+    done = await asyncio.to_thread(plan_progress, engine, plan_id, plan)
+    flip = await asyncio.to_thread(flip_minutes, engine, plan.template_id)
+    preview = await asyncio.to_thread(
+        predict_night, plan, done, site, horizon, clock.now(), flip_minutes_after_meridian=flip
+    )
+    if preview is None:
+        raise Conflict("it does not get dark enough tonight")
+    return preview
 
 
 def plan_run_ids(engine: Engine, run_ids: list[int]) -> set[int]:

@@ -24,24 +24,44 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
-from daemon.db.models import Frame, SequenceRun
+from daemon.db.models import Event, Frame, SequenceRun
+from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
 from daemon.fits_headers import TargetInfo
+from daemon.templates import get_template, load_document
+from drivers.equipment import Equipment
+from sequences import instantiate
 from sequences.clock import Clock
 from sequences.context import RunContext
-from sequences.document import SequenceDocument, TargetContainer
-from sequences.errors import DocumentError
+from sequences.document import SequenceDocument
 from sequences.frames import ExposureSpec, RunTag, SavedFrame, TargetRef
-from sequences.instructions.mount import Coordinates
 from sequences.model import Issue
 from sequences.runner import SequenceRunner
 from sequences.state import RunState, RunStatus
+from sequences.validation import validation_env
 
 log = logging.getLogger(__name__)
 
 
-class RunConflict(RuntimeError):
+class RunConflict(Conflict):
     """Another run is active, or the run is not in a state that allows the action."""
+
+    def detail(self) -> Any:
+        return {"error": "RunConflict", "message": str(self)}
+
+
+class RunBlocked(Conflict):
+    """Validation found what would fail: fix the issues, or start with `ignore_issues`."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("the sequence would fail: fix these or pass ignore_issues")
+        self.issues = issues
+
+    def detail(self) -> Any:
+        return {
+            "message": str(self),
+            "issues": [{"path": i.path, "message": i.message, "fix": i.fix} for i in self.issues],
+        }
 
 
 class CaptureSink:
@@ -69,17 +89,7 @@ class CaptureSink:
                 position.ra_deg if position else None,
                 position.dec_deg if position else None,
             )
-        request = CaptureRequest(
-            frame_type=spec.frame_type,
-            exposure_s=spec.exposure_s,
-            count=count,
-            filter_name=spec.filter_name,
-            gain=spec.gain,
-            offset=spec.offset,
-            binning=spec.binning,
-            target=info,
-            tag=tag,
-        )
+        request = CaptureRequest(spec, count, info, tag)
         return await self._capture.capture(request, between=between, on_saved=on_saved)
 
     async def count_taken(self, tag: RunTag) -> int:
@@ -179,27 +189,43 @@ def drop_targets(
     document: SequenceDocument, targets: Sequence[Mapping[str, Any]]
 ) -> SequenceDocument:
     """One copy of the template's first target container per dropped target (keys: name,
-    ra_hours, dec_deg, optional rotation_deg)."""
-    if not targets:
-        return document
-    templates = [t for t in document.targets if isinstance(t, TargetContainer)]
-    if not templates:
-        raise DocumentError(
-            [Issue("targets", "the template has no target container", "add one to drop into")]
-        )
-    template = templates[0]
-    filled = [
-        template.model_copy(
-            update={
-                "target_name": t["name"],
-                "name": t["name"],
-                "coordinates": Coordinates(ra_hours=t["ra_hours"], dec_deg=t["dec_deg"]),
-                "rotation_deg": t.get("rotation_deg"),
-            }
-        )
+    ra_hours, dec_deg, optional rotation_deg): `sequences.instantiate.drop_targets`."""
+    specs = [
+        instantiate.TargetSpec(t["name"], t["ra_hours"], t["dec_deg"], t.get("rotation_deg"))
         for t in targets
     ]
-    return document.model_copy(update={"targets": filled})
+    return instantiate.drop_targets(document, specs)
+
+
+RunRow = SequenceRun
+"""A run as stored: document, journaled state, status and times."""
+
+
+def list_runs(engine: Engine) -> list[SequenceRun]:
+    """Every run, newest first. Blocking."""
+    with Session(engine) as db:
+        return list(db.scalars(select(SequenceRun).order_by(SequenceRun.id.desc())))
+
+
+def get_run(engine: Engine, run_id: int) -> SequenceRun:
+    """`NotFound` for an unknown id. Blocking."""
+    with Session(engine) as db:
+        row = db.get(SequenceRun, run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return row
+
+
+def run_events(engine: Engine, run_id: int, after_id: int, limit: int) -> list[Event]:
+    """The run's events after `after_id`, oldest first. Blocking."""
+    with Session(engine) as db:
+        query = (
+            select(Event)
+            .where(Event.run_id == run_id, Event.id > after_id)
+            .order_by(Event.id)
+            .limit(limit)
+        )
+        return list(db.scalars(query))
 
 
 ContextFactory = Callable[[int, RunEvents], RunContext]
@@ -265,6 +291,34 @@ class RunManager:
         self._launch(run_id, document, RunState())
         return run_id
 
+    async def start_checked(
+        self,
+        equipment: Equipment,
+        *,
+        template_id: int | None,
+        document: dict[str, Any] | None,
+        targets: Sequence[Mapping[str, Any]] = (),
+        ignore_issues: bool = False,
+    ) -> int:
+        """Start a run of a saved template or of a document, `targets` dropped in, once it
+        validates against the connected equipment and tonight's sky.
+
+        `Refused` unless exactly one of template_id and document is given, `NotFound` for an
+        unknown template, `DocumentError` for a malformed document, `RunBlocked` with the issues
+        (unless `ignore_issues`), `RunConflict` while another run is active."""
+        if (template_id is None) == (document is None):
+            raise Refused(None, "give exactly one of template_id or document")
+        if template_id is not None:
+            data = (await asyncio.to_thread(get_template, self._engine, template_id)).document
+        else:
+            assert document is not None
+            data = document
+        parsed = drop_targets(load_document(data), targets)
+        issues = parsed.check(await validation_env(equipment, self._clock))
+        if issues and not ignore_issues:
+            raise RunBlocked(issues)
+        return await self.start(parsed, template_id)
+
     async def resume(self, run_id: int) -> None:
         """Continue an interrupted run where it stopped."""
         self._refuse_if_busy()
@@ -273,7 +327,7 @@ class RunManager:
             with Session(self._engine) as db:
                 row = db.get(SequenceRun, run_id)
                 if row is None:
-                    raise KeyError(run_id)
+                    raise NotFound(f"no run {run_id}")
                 return row.document, row.state, row.status
 
         document_data, state_data, status = await asyncio.to_thread(load)

@@ -26,9 +26,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine
 
+from daemon.errors import NotFound
 from daemon.events import record_event
 from daemon.nights import NightDirector, NightError
-from daemon.plans import get_plan, list_plans, load_plan
+from daemon.plans import get_plan, list_plans, load_plan, plan_of
 from drivers.equipment import Equipment
 from sequences.plan import tonight
 from sequences.validation import site_of
@@ -138,15 +139,15 @@ class NightScheduler:
                 f"plan {plan_id} not started at dusk: {e}",
                 {"plan_id": plan_id},
             )
-        except KeyError:
+        except NotFound:
             return  # the plan was deleted
         await self.arm(plan_id, after=await self._after_tonight(plan_id))
 
     async def _after_tonight(self, plan_id: int) -> datetime:
         """A minute past tonight's dawn: where the search for the next dusk starts."""
         now = datetime.now(UTC)
-        row = await asyncio.to_thread(get_plan, self._engine, plan_id)
+        plan = await asyncio.to_thread(plan_of, self._engine, plan_id)
         site = site_of(self._equipment)
-        window = tonight(load_plan(row.document), site, now) if site is not None else None
+        window = tonight(plan, site, now) if site is not None else None
         end = window.end if window is not None else now + timedelta(hours=12)
         return end + timedelta(minutes=1)

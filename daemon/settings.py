@@ -181,6 +181,16 @@ class Settings(BaseSettings):
         return self.data_dir / "processing"
 
     @property
+    def previews_root(self) -> Path:
+        """Frame previews (JPEG), made once per frame on request."""
+        return self.data_dir / "previews"
+
+    @property
+    def autofocus_root(self) -> Path:
+        """Autofocus reports as JSON, one file per run."""
+        return self.data_dir / "autofocus"
+
+    @property
     def masters_root(self) -> Path:
         """The master library: masters kept across nights and reused when they match."""
         return self.data_dir / "masters"

@@ -1,25 +1,28 @@
-"""Sequence templates in the database: parsed and checked by the engine before they are saved."""
+"""Sequence templates: parsed and checked by the engine before they are saved, and what a
+template would do tonight with the connected equipment."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from daemon.db.models import SequenceTemplate
-from sequences.document import SequenceDocument, error_issues, parse_document
-from sequences.errors import DocumentError
+from daemon.documents import NamedDocuments
+from daemon.errors import NotFound
+from drivers.equipment import Equipment
+from sequences.clock import Clock
+from sequences.document import SequenceDocument
 from sequences.model import Issue
+from sequences.timeline import TimelineEntry, predict
+from sequences.triggers.meridian import MeridianFlip
+from sequences.validation import validation_env
 
-
-class TemplateNotFound(KeyError):
-    pass
+TEMPLATES = NamedDocuments(SequenceTemplate, "template", "document")
 
 
 @dataclass(frozen=True)
@@ -42,52 +45,60 @@ def example_documents() -> list[Example]:
 
 def load_document(data: dict[str, Any]) -> SequenceDocument:
     """Parse a document; `DocumentError` lists every problem with its node path."""
-    try:
-        return parse_document(data)
-    except ValidationError as e:
-        raise DocumentError(error_issues(e)) from e
+    return TEMPLATES.parse(SequenceDocument, data)
 
 
 def list_templates(engine: Engine) -> list[SequenceTemplate]:
-    with Session(engine) as db:
-        return list(db.scalars(select(SequenceTemplate).order_by(SequenceTemplate.name)))
+    return TEMPLATES.list(engine)
 
 
 def get_template(engine: Engine, template_id: int) -> SequenceTemplate:
-    with Session(engine) as db:
-        row = db.get(SequenceTemplate, template_id)
-        if row is None:
-            raise TemplateNotFound(template_id)
-        return row
+    """`NotFound` for an unknown id."""
+    return TEMPLATES.get(engine, template_id)
+
+
+def template_document(engine: Engine, template_id: int) -> SequenceDocument:
+    """A saved template's document, parsed; `NotFound` for an unknown id."""
+    return load_document(get_template(engine, template_id).document)
 
 
 def save_template(
     engine: Engine, document: SequenceDocument, template_id: int | None = None
 ) -> SequenceTemplate:
     """Create (no id) or replace a template; the name must be unique (`DocumentError`)."""
-    data = document.model_dump(mode="json")
-    try:
-        with Session(engine, expire_on_commit=False) as db, db.begin():
-            if template_id is None:
-                row = SequenceTemplate(name=document.name, document=data)
-                db.add(row)
-            else:
-                found = db.get(SequenceTemplate, template_id)
-                if found is None:
-                    raise TemplateNotFound(template_id)
-                row = found
-                row.name, row.document = document.name, data
-            db.flush()
-            return row
-    except IntegrityError as e:
-        raise DocumentError(
-            [Issue("name", f"a template named {document.name!r} exists", "choose another name")]
-        ) from e
+    return TEMPLATES.save(engine, document.name, document.model_dump(mode="json"), template_id)
 
 
 def delete_template(engine: Engine, template_id: int) -> None:
-    with Session(engine) as db, db.begin():
-        row = db.get(SequenceTemplate, template_id)
-        if row is None:
-            raise TemplateNotFound(template_id)
-        db.delete(row)
+    TEMPLATES.delete(engine, template_id)
+
+
+def flip_minutes(engine: Engine, template_id: int) -> float | None:
+    """Minutes after the meridian at which the template flips (None: no flip, or no such
+    template). Blocking."""
+    try:
+        document = template_document(engine, template_id)
+    except NotFound:
+        return None
+    for _, node in document.walk():
+        for trigger in getattr(node, "triggers", []):
+            if isinstance(trigger, MeridianFlip):
+                return trigger.minutes_after_meridian
+    return None
+
+
+async def template_timeline(
+    engine: Engine, equipment: Equipment, clock: Clock, template_id: int
+) -> list[TimelineEntry]:
+    """When each node would run if started now (on `clock`); no device moves."""
+    document = await asyncio.to_thread(template_document, engine, template_id)
+    env = await validation_env(equipment, clock)
+    return predict(document, env, clock.now())
+
+
+async def template_issues(
+    engine: Engine, equipment: Equipment, clock: Clock, template_id: int
+) -> list[Issue]:
+    """What would fail tonight with the connected equipment (empty: ready to run)."""
+    document = await asyncio.to_thread(template_document, engine, template_id)
+    return document.check(await validation_env(equipment, clock))

@@ -41,6 +41,7 @@ from daemon.db.models import (
     SessionState,
     Target,
 )
+from daemon.errors import NotFound, Refused
 from daemon.events import record_event
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.integrate import IntegrationConfig, Rejection
@@ -243,17 +244,21 @@ class ProcessingWorker:
         session_id: int | None = None,
         folder: Path | None = None,
     ) -> int:
-        """Queue a job for a night or a folder; returns its id. Raises KeyError for an
-        unknown session and PipelineError for a folder that does not exist."""
+        """Queue a job for a night or a folder; returns its id. Raises `NotFound` for an
+        unknown session and `Refused` for a folder that does not exist."""
         if (session_id is None) == (folder is None):
-            raise ValueError("a job processes either a session or a folder")
+            raise Refused(None, "a job processes either a session_id or a folder")
         if folder is not None and not await asyncio.to_thread(folder.is_dir):
-            raise PipelineError(f"folder {folder} does not exist or is not a folder")
+            raise Refused(
+                "folder",
+                f"folder {folder} does not exist or is not a folder; "
+                "give a folder on the daemon's machine",
+            )
 
         def create() -> int:
             with Session(self._engine) as db, db.begin():
                 if session_id is not None and db.get(ImagingSession, session_id) is None:
-                    raise KeyError(session_id)
+                    raise NotFound(f"no session {session_id}")
                 job = ProcessingJob(
                     session_id=session_id,
                     folder=None if folder is None else str(folder.resolve()),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from drivers.base import Camera, Focuser
 from processing.focus import FocusFit, FocusFitError, FocusModel, fit_focus, trim_plateau
@@ -65,6 +66,13 @@ class AutofocusReport:
     @property
     def exposures(self) -> int:
         return len(self.points) + (self.confirmation_hfr_px is not None)
+
+
+class AutofocusRunner(Protocol):
+    """Runs an autofocus for a sequence the way the daemon runs one on request: holding the
+    camera, and keeping the report."""
+
+    async def autofocus(self, config: AutofocusConfig) -> AutofocusReport: ...
 
 
 class _FocusFailed(Exception):

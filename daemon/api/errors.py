@@ -1,11 +1,12 @@
-"""One mapping from domain errors to HTTP answers, installed on the app by `create_app`."""
+"""One mapping from domain errors to HTTP answers, installed on the app by `create_app`: routes
+raise or let through the errors of the services, devices, store and engine, never map them."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from daemon.runs import RunConflict
+from daemon.errors import Busy, Conflict, NotFound, Refused, ServiceError
 from daemon.store import StoreError
 from drivers.errors import (
     DeviceBusy,
@@ -58,10 +59,18 @@ async def _document_error(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _run_conflict(_request: Request, error: Exception) -> JSONResponse:
-    return JSONResponse(
-        status_code=409, content={"detail": {"error": "RunConflict", "message": str(error)}}
-    )
+_SERVICE_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Busy: 409,
+    Conflict: 409,
+    Refused: 422,
+}
+
+
+async def _service_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ServiceError)
+    status = next((code for kind, code in _SERVICE_STATUS.items() if isinstance(error, kind)), 400)
+    return JSONResponse(status_code=status, content={"detail": error.detail()})
 
 
 def _issue_dict(issue: Issue, field: str) -> dict[str, object]:
@@ -74,18 +83,8 @@ def _issue_dict(issue: Issue, field: str) -> dict[str, object]:
     }
 
 
-def unprocessable(field: str | None, message: str) -> HTTPException:
-    """A 422 in FastAPI's own shape, for a body field that passed its schema but not a rule
-    of the domain (the field's name and what to fix in `message`)."""
-    location = ["body", field] if field else ["body"]
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        [{"loc": location, "msg": message, "type": "value_error"}],
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeviceError, _device_error)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DocumentError, _document_error)
-    app.add_exception_handler(RunConflict, _run_conflict)
+    app.add_exception_handler(ServiceError, _service_error)

@@ -231,16 +231,20 @@ class AutofocusRun(Base):
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-class SequenceTemplate(Base):
-    """A saved sequence document (validated on save), edited over the API and the web UI."""
-
-    __tablename__ = "sequence_template"
+class NamedDocument:
+    """Columns of a row holding a named, validated JSON document (templates, plans)."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     document: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class SequenceTemplate(NamedDocument, Base):
+    """A saved sequence document (validated on save), edited over the API and the web UI."""
+
+    __tablename__ = "sequence_template"
 
 
 class SequenceRun(Base):
@@ -273,17 +277,12 @@ class PlanNightState(enum.StrEnum):
     """Ended by a person, a lost device, or a daemon that came back after dawn."""
 
 
-class NightPlanRow(Base):
+class NightPlanRow(NamedDocument, Base):
     """A night plan (`sequences.plan.NightPlan` as JSON): targets, goals and constraints."""
 
     __tablename__ = "night_plan"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    document: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(default=utc_now)
-    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
 
 class PlanNight(Base):

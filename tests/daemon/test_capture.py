@@ -23,7 +23,7 @@ from daemon.naming import DEFAULT_PATTERN
 from daemon.store import FrameStore
 from drivers.base import RaDec
 from drivers.equipment import Equipment
-from sequences.frames import FrameType, SavedFrame
+from sequences.frames import ExposureSpec, FrameType, SavedFrame
 from tests.drivers.test_alpaca_camera import M31, point_at
 
 M31_TARGET = TargetInfo("M31", ra_deg=M31.ra_deg, dec_deg=M31.dec_deg)
@@ -54,10 +54,10 @@ async def test_lights_darks_and_bias_land_as_fits_with_rows(
     await point_at(equipment, M31)
     await equipment.camera.set_cooler(True, -10.0)
     lights = await service.capture(
-        CaptureRequest(FrameType.LIGHT, 1.0, count=10, filter_name="L", target=M31_TARGET)
+        CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0, "L"), count=10, target=M31_TARGET)
     )
-    darks = await service.capture(CaptureRequest(FrameType.DARK, 1.0, count=5))
-    bias = await service.capture(CaptureRequest(FrameType.BIAS, 0.0, count=3))
+    darks = await service.capture(CaptureRequest(ExposureSpec(FrameType.DARK, 1.0), count=5))
+    bias = await service.capture(CaptureRequest(ExposureSpec(FrameType.BIAS, 0.0), count=3))
     assert (len(lights), len(darks), len(bias)) == (10, 5, 3)
 
     frames = rows(service)
@@ -127,10 +127,10 @@ async def test_defocused_lights_have_larger_hfr(
     focuser = equipment.focuser
     assert focuser is not None
     await point_at(equipment, RaDec(20.37, 40.26))
-    sharp = await service.capture(CaptureRequest(FrameType.LIGHT, 1.0))
+    sharp = await service.capture(CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0)))
     await focuser.move_to(10400)
     try:
-        blurred = await service.capture(CaptureRequest(FrameType.LIGHT, 1.0))
+        blurred = await service.capture(CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0)))
     finally:
         await focuser.move_to(10000)
     by_id = {f.id: f for f in rows(service)}
@@ -156,7 +156,9 @@ async def test_hooks_run_between_frames_and_a_cancelled_series_keeps_its_frames(
         calls.append(("saved", frame.id))
 
     saved = await service.capture(
-        CaptureRequest(FrameType.LIGHT, 0.5, count=3), between=between, on_saved=on_saved
+        CaptureRequest(ExposureSpec(FrameType.LIGHT, 0.5), count=3),
+        between=between,
+        on_saved=on_saved,
     )
     assert [c for c in calls if c[0] == "between"] == [("between", 1), ("between", 2)]
     assert [c[1] for c in calls if c[0] == "saved"] == [f.id for f in saved]
@@ -168,5 +170,7 @@ async def test_hooks_run_between_frames_and_a_cancelled_series_keeps_its_frames(
 
     before = len(rows(service))
     with pytest.raises(asyncio.CancelledError):
-        await service.capture(CaptureRequest(FrameType.DARK, 0.5, count=5), between=stop_after_two)
+        await service.capture(
+            CaptureRequest(ExposureSpec(FrameType.DARK, 0.5), count=5), between=stop_after_two
+        )
     assert len(rows(service)) - before == 2  # both frames read out before the stop are stored

@@ -180,3 +180,41 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
         ]
     assert len(paths) == 6
     assert len(set(paths)) == 6
+
+
+def test_an_autofocus_in_a_sequence_holds_the_camera_and_is_kept(daemon: RunningDaemon) -> None:
+    """A sequence's autofocus goes through the same service as the API's: it reserves the
+    camera (a capture asked meanwhile is refused, not interleaved) and keeps its report."""
+    focus = {"kind": "autofocus", "settings": {"exposure_s": 2.0, "steps_out": 4}}
+    document = {"name": "focus only", "start": {"items": [focus]}}
+    kept_before = {r["id"] for r in httpx.get(f"{daemon.url}/api/autofocus").json()}
+    started = httpx.post(
+        f"{daemon.url}/api/runs", json={"document": document, "ignore_issues": True}
+    )
+    assert started.status_code == 201, started.text
+    run_id = started.json()["id"]
+
+    def camera_exposing(equipment: dict[str, Any]) -> bool:
+        camera = next(d for d in equipment["devices"] if d["role"] == "camera")
+        return (camera["status"] or {}).get("state") in ("EXPOSING", "READING", "DOWNLOAD")
+
+    # The autofocus node runs and its first frames are being taken: 10 exposures of 2 s
+    # follow with the camera held, so a capture asked now meets a reserved camera.
+    wait_for(f"{daemon.url}/api/runs/{run_id}", lambda r: r["current"] == "start.items[0]", 60)
+    wait_for(f"{daemon.url}/api/equipment", camera_exposing, 60)
+    refused = httpx.post(
+        f"{daemon.url}/api/capture", json={"frame_type": "DARK", "exposure_s": 0.1}, timeout=30
+    )
+    assert refused.status_code == 409, refused.text
+    # Refused by the reservation, before any device is asked (not the camera's own "busy").
+    assert refused.json()["detail"] == "the camera is busy with another capture or autofocus"
+    finished = wait_for(
+        f"{daemon.url}/api/runs/{run_id}", lambda r: r["status"] == "completed", 180
+    )
+    assert finished["nodes"]["start.items[0]"]["status"] == "succeeded"
+    kept = [
+        r for r in httpx.get(f"{daemon.url}/api/autofocus").json() if r["id"] not in kept_before
+    ]
+    assert len(kept) == 1
+    assert kept[0]["success"], kept[0]["reason"]
+    assert len(list((daemon.data_dir / "autofocus").glob(f"*_{kept[0]['id']}.json"))) == 1

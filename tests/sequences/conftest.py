@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from daemon.autofocus import AutofocusService
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
@@ -110,6 +111,7 @@ async def open_harness(
         CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
         guider,
     )
+    autofocus = AutofocusService(engine, equipment, capture, folder / "autofocus")
     clock = SimulatedClock(night_start)
     sink = CaptureSink(capture, engine)
     await prepare_solver(equipment, catalog_cache)
@@ -125,6 +127,7 @@ async def open_harness(
             site=site_of(equipment),
             guider=guider,
             solve=solver,
+            autofocus=autofocus,
         )
 
     runs = RunManager(engine, context, clock)

@@ -7,22 +7,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from daemon import runs as service
 from daemon.api.deps import EngineDep, RuntimeDep
-from daemon.api.schemas.sequences import (
-    IssueRead,
-    RunCreate,
-    RunEventRead,
-    RunRead,
-)
-from daemon.db.models import Event, SequenceRun
-from daemon.runs import drop_targets
-from daemon.templates import TemplateNotFound, get_template, load_document
-from sequences.validation import validation_env
+from daemon.api.schemas.sequences import RunCreate, RunEventRead, RunRead
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -30,50 +20,26 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def start_run(body: RunCreate, runtime: RuntimeDep) -> RunRead:
     """Start a run; 409 with the issues when validation finds problems (unless ignored)."""
-    if (body.template_id is None) == (body.document is None):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "give exactly one of template_id or document"
-        )
-    if body.template_id is not None:
-        try:
-            row = await asyncio.to_thread(get_template, runtime.engine, body.template_id)
-        except TemplateNotFound as e:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no template {body.template_id}") from e
-        data = row.document
-    else:
-        assert body.document is not None
-        data = body.document
-    document = drop_targets(load_document(data), [t.model_dump() for t in body.targets])
-    issues = document.check(await validation_env(runtime.equipment, runtime.clock))
-    if issues and not body.ignore_issues:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            {
-                "message": "the sequence would fail: fix these or pass ignore_issues",
-                "issues": [
-                    IssueRead(path=i.path, message=i.message, fix=i.fix).model_dump()
-                    for i in issues
-                ],
-            },
-        )
-    run_id = await runtime.runs.start(document, body.template_id)
-    return await asyncio.to_thread(_run_read, runtime.engine, run_id, True)
+    run_id = await runtime.runs.start_checked(
+        runtime.equipment,
+        template_id=body.template_id,
+        document=body.document,
+        targets=[t.model_dump() for t in body.targets],
+        ignore_issues=body.ignore_issues,
+    )
+    return _read(await asyncio.to_thread(service.get_run, runtime.engine, run_id), full=True)
 
 
 @router.get("")
 async def list_runs(engine: EngineDep) -> list[RunRead]:
-    def query() -> list[RunRead]:
-        with Session(engine) as db:
-            rows = db.scalars(select(SequenceRun).order_by(SequenceRun.id.desc())).all()
-            return [_to_read(row, full=False) for row in rows]
-
-    return await asyncio.to_thread(query)
+    rows = await asyncio.to_thread(service.list_runs, engine)
+    return [_read(row, full=False) for row in rows]
 
 
 @router.get("/{run_id}")
 async def read_run(run_id: int, engine: EngineDep) -> RunRead:
     """The run with its document and per-node state (status, attempts, error, counters)."""
-    return await asyncio.to_thread(_run_read, engine, run_id, True)
+    return _read(await asyncio.to_thread(service.get_run, engine, run_id), full=True)
 
 
 @router.post("/{run_id}/{action}")
@@ -85,7 +51,7 @@ async def control(
         await runtime.runs.resume(run_id)
     else:
         runtime.runs.control(run_id, action)
-    return await asyncio.to_thread(_run_read, runtime.engine, run_id, False)
+    return _read(await asyncio.to_thread(service.get_run, runtime.engine, run_id), full=False)
 
 
 @router.get("/{run_id}/events")
@@ -95,27 +61,13 @@ async def run_events(
     after_id: int = Query(default=0, ge=0, description="events after this id"),
     limit: int = Query(default=200, ge=1, le=1000),
 ) -> list[RunEventRead]:
-    def query() -> list[RunEventRead]:
-        with Session(engine) as db:
-            rows = db.scalars(
-                select(Event)
-                .where(Event.run_id == run_id, Event.id > after_id)
-                .order_by(Event.id)
-                .limit(limit)
-            )
-            return [
-                RunEventRead(
-                    id=e.id,
-                    time=e.time,
-                    level=e.level,
-                    message=e.message,
-                    path=e.node_path,
-                    data=e.data,
-                )
-                for e in rows
-            ]
-
-    return await asyncio.to_thread(query)
+    rows = await asyncio.to_thread(service.run_events, engine, run_id, after_id, limit)
+    return [
+        RunEventRead(
+            id=e.id, time=e.time, level=e.level, message=e.message, path=e.node_path, data=e.data
+        )
+        for e in rows
+    ]
 
 
 @router.get("/{run_id}/stream")
@@ -137,15 +89,7 @@ async def stream(run_id: int, runtime: RuntimeDep) -> StreamingResponse:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _run_read(engine: Any, run_id: int, full: bool) -> RunRead:
-    with Session(engine) as db:
-        row = db.get(SequenceRun, run_id)
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no run {run_id}")
-        return _to_read(row, full)
-
-
-def _to_read(row: SequenceRun, full: bool) -> RunRead:
+def _read(row: service.RunRow, full: bool) -> RunRead:
     return RunRead(
         id=row.id,
         template_id=row.template_id,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 
+from daemon import templates as service
 from daemon.api.deps import EngineDep, RuntimeDep
 from daemon.api.schemas.sequences import (
     ExampleRead,
@@ -15,40 +16,18 @@ from daemon.api.schemas.sequences import (
     TemplateWrite,
     TimelineEntryRead,
 )
-from daemon.db.models import SequenceTemplate
-from daemon.templates import (
-    TemplateNotFound,
-    delete_template,
-    example_documents,
-    get_template,
-    list_templates,
-    load_document,
-    save_template,
-)
 from sequences.document import SequenceDocument
-from sequences.timeline import predict
-from sequences.validation import validation_env
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
 
-def _read(row: SequenceTemplate) -> TemplateRead:
-    return TemplateRead(
-        id=row.id,
-        name=row.name,
-        document=row.document,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _not_found(template_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"no template {template_id}")
+def _read(row: object) -> TemplateRead:
+    return TemplateRead.model_validate(row, from_attributes=True)
 
 
 @router.get("")
 async def templates(engine: EngineDep) -> list[TemplateRead]:
-    return [_read(row) for row in await asyncio.to_thread(list_templates, engine)]
+    return [_read(row) for row in await asyncio.to_thread(service.list_templates, engine)]
 
 
 @router.get("/examples")
@@ -61,7 +40,7 @@ async def examples() -> list[ExampleRead]:
             description=str(e.document.get("description", "")),
             document=e.document,
         )
-        for e in await asyncio.to_thread(example_documents)
+        for e in await asyncio.to_thread(service.example_documents)
     ]
 
 
@@ -75,46 +54,33 @@ async def schema() -> dict[str, Any]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create(body: TemplateWrite, engine: EngineDep) -> TemplateRead:
     """Save a new template; 422 lists every problem of the document with its node path."""
-    document = load_document(body.document)
-    return _read(await asyncio.to_thread(save_template, engine, document))
+    document = service.load_document(body.document)
+    return _read(await asyncio.to_thread(service.save_template, engine, document))
 
 
 @router.get("/{template_id}")
 async def read(template_id: int, engine: EngineDep) -> TemplateRead:
-    try:
-        return _read(await asyncio.to_thread(get_template, engine, template_id))
-    except TemplateNotFound as e:
-        raise _not_found(template_id) from e
+    return _read(await asyncio.to_thread(service.get_template, engine, template_id))
 
 
 @router.put("/{template_id}")
 async def replace(template_id: int, body: TemplateWrite, engine: EngineDep) -> TemplateRead:
-    document = load_document(body.document)
-    try:
-        return _read(await asyncio.to_thread(save_template, engine, document, template_id))
-    except TemplateNotFound as e:
-        raise _not_found(template_id) from e
+    document = service.load_document(body.document)
+    return _read(await asyncio.to_thread(service.save_template, engine, document, template_id))
 
 
 @router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(template_id: int, engine: EngineDep) -> None:
-    try:
-        await asyncio.to_thread(delete_template, engine, template_id)
-    except TemplateNotFound as e:
-        raise _not_found(template_id) from e
+    await asyncio.to_thread(service.delete_template, engine, template_id)
 
 
 @router.get("/{template_id}/timeline")
 async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryRead]:
     """When each node would run if started now (on the daemon's clock), from the ephemerides
     and each instruction's estimate; no device moves. Loops count one pass."""
-    try:
-        row = await asyncio.to_thread(get_template, runtime.engine, template_id)
-    except TemplateNotFound as e:
-        raise _not_found(template_id) from e
-    document = load_document(row.document)
-    env = await validation_env(runtime.equipment, runtime.clock)
-    entries = predict(document, env, runtime.clock.now())
+    entries = await service.template_timeline(
+        runtime.engine, runtime.equipment, runtime.clock, template_id
+    )
     return [
         TimelineEntryRead(path=e.path, label=e.label, start=e.start, end=e.end) for e in entries
     ]
@@ -123,10 +89,7 @@ async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryR
 @router.get("/{template_id}/issues")
 async def issues(template_id: int, runtime: RuntimeDep) -> list[IssueRead]:
     """What would fail tonight with the connected equipment (empty: ready to run)."""
-    try:
-        row = await asyncio.to_thread(get_template, runtime.engine, template_id)
-    except TemplateNotFound as e:
-        raise _not_found(template_id) from e
-    document = load_document(row.document)
-    env = await validation_env(runtime.equipment, runtime.clock)
-    return [IssueRead(path=i.path, message=i.message, fix=i.fix) for i in document.check(env)]
+    found = await service.template_issues(
+        runtime.engine, runtime.equipment, runtime.clock, template_id
+    )
+    return [IssueRead(path=i.path, message=i.message, fix=i.fix) for i in found]

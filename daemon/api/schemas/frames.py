@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.db.models import SessionState
-from sequences.frames import FrameType
+from sequences.frames import ExposureSpec, FrameType
 
 
 class TargetCreate(BaseModel):
@@ -31,6 +31,16 @@ class CaptureCreate(BaseModel):
     offset: int | None = Field(default=None, ge=0)
     binning: int = Field(default=1, ge=1, le=8)
     target: TargetCreate | None = None
+
+    def spec(self) -> ExposureSpec:
+        return ExposureSpec(
+            self.frame_type,
+            self.exposure_s,
+            self.filter_name,
+            self.gain,
+            self.offset,
+            self.binning,
+        )
 
 
 class FrameRead(BaseModel):

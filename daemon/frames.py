@@ -1,0 +1,169 @@
+"""Frames and nights (imaging sessions) as the API shows them: queries, capture on request,
+and the preview JPEGs, made once per frame and kept under ``DATA_DIR/previews/``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, case, func, select
+from sqlalchemy.orm import Session
+
+from daemon.capture import CaptureRequest, CaptureService
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SessionState
+from daemon.errors import NotFound
+from daemon.fits_headers import TargetInfo
+from daemon.store import FrameStore
+from processing.export import preview_jpeg
+from processing.io import read_fits, write_atomic
+from sequences.frames import ExposureSpec, FrameType
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: int
+    profile: str
+    night_date: date
+    state: SessionState
+    started_at: datetime
+    ended_at: datetime | None
+    frames: int
+    accepted_lights: int
+
+
+@dataclass(frozen=True)
+class FramePage:
+    items: list[Frame]
+    total: int
+
+
+@dataclass(frozen=True)
+class FrameFilter:
+    frame_type: FrameType | None = None
+    filter_name: str | None = None
+    accepted: bool | None = None
+
+
+@dataclass(frozen=True)
+class TargetPosition:
+    name: str
+    ra_deg: float | None
+    dec_deg: float | None
+
+
+async def capture(
+    service: CaptureService,
+    engine: Engine,
+    spec: ExposureSpec,
+    count: int,
+    target: TargetPosition | None,
+) -> list[Frame]:
+    """Take `count` frames now; their records in order (rejected frames included)."""
+    info = TargetInfo(target.name, target.ra_deg, target.dec_deg) if target else None
+    saved = await service.capture(CaptureRequest(spec, count, info))
+    return await asyncio.to_thread(frames_by_id, engine, [f.id for f in saved])
+
+
+def list_sessions(engine: Engine) -> list[SessionSummary]:
+    """Every night, newest first, with its frame count and accepted lights. Blocking."""
+    accepted_light = case(
+        ((Frame.frame_type == FrameType.LIGHT) & Frame.accepted.is_(True), 1), else_=0
+    )
+    query = (
+        select(
+            ImagingSession,
+            ObservatoryProfile.name,
+            func.count(Frame.id),
+            func.coalesce(func.sum(accepted_light), 0),
+        )
+        .join(ObservatoryProfile, ObservatoryProfile.id == ImagingSession.profile_id)
+        .outerjoin(Frame, Frame.session_id == ImagingSession.id)
+        .group_by(ImagingSession.id, ObservatoryProfile.name)
+        .order_by(ImagingSession.night_date.desc())
+    )
+    with Session(engine) as db:
+        return [
+            SessionSummary(
+                id=s.id,
+                profile=profile,
+                night_date=s.night_date,
+                state=s.state,
+                started_at=s.started_at,
+                ended_at=s.ended_at,
+                frames=frames,
+                accepted_lights=int(accepted),
+            )
+            for s, profile, frames, accepted in db.execute(query)
+        ]
+
+
+def session_frames(
+    engine: Engine, session_id: int, where: FrameFilter, limit: int, offset: int
+) -> FramePage:
+    """A page of a night's frames in exposure order; `NotFound` for an unknown night."""
+    with Session(engine) as db:
+        if db.get(ImagingSession, session_id) is None:
+            raise NotFound(f"no session {session_id}")
+        clauses = [Frame.session_id == session_id]
+        if where.frame_type is not None:
+            clauses.append(Frame.frame_type == where.frame_type)
+        if where.filter_name is not None:
+            clauses.append(Frame.filter_name == where.filter_name)
+        if where.accepted is not None:
+            clauses.append(Frame.accepted.is_(where.accepted))
+        total = db.scalar(select(func.count(Frame.id)).where(*clauses)) or 0
+        rows = db.scalars(
+            select(Frame)
+            .where(*clauses)
+            .order_by(Frame.exposure_start_utc, Frame.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return FramePage(list(rows), total)
+
+
+def latest_frame(engine: Engine, frame_type: FrameType | None) -> Frame:
+    """The newest frame (of a type); `NotFound` before the first."""
+    with Session(engine) as db:
+        where = [] if frame_type is None else [Frame.frame_type == frame_type]
+        row = db.scalars(select(Frame).where(*where).order_by(Frame.id.desc()).limit(1)).first()
+        if row is None:
+            raise NotFound("no frame yet")
+        return row
+
+
+def get_frame(engine: Engine, frame_id: int) -> Frame:
+    """`NotFound` for an unknown id. Blocking."""
+    with Session(engine) as db:
+        frame = db.get(Frame, frame_id)
+        if frame is None:
+            raise NotFound(f"no frame {frame_id}")
+        db.expunge(frame)
+        return frame
+
+
+def frames_by_id(engine: Engine, ids: list[int]) -> list[Frame]:
+    with Session(engine) as db:
+        rows = {f.id: f for f in db.scalars(select(Frame).where(Frame.id.in_(ids)))}
+        return [rows[i] for i in ids]
+
+
+def frame_file(engine: Engine, store: FrameStore, frame_id: int) -> Path:
+    """Where the frame's FITS file is; `NotFound` for an unknown id."""
+    return store.absolute(get_frame(engine, frame_id).path)
+
+
+def frame_preview(engine: Engine, store: FrameStore, cache_dir: Path, frame_id: int) -> bytes:
+    """An auto-stretched (linked STF), downscaled JPEG of the frame, made once and then read
+    from `cache_dir` (named by id and checksum, so a replaced file gets a new preview)."""
+    frame = get_frame(engine, frame_id)
+    cache = cache_dir / f"{frame.id}-{frame.sha256[:12]}.jpg"
+    if cache.exists():
+        return cache.read_bytes()
+    data, _ = read_fits(store.absolute(frame.path))
+    jpeg = preview_jpeg(data)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache, jpeg)
+    return jpeg
