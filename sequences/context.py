@@ -16,13 +16,10 @@ from sequences.astro import Horizon, Site
 from sequences.centering import FrameSolver
 from sequences.clock import Clock
 from sequences.errors import InstructionError
+from sequences.facts import RunFacts
 from sequences.frames import FrameSink, TargetRef
 
 D = TypeVar("D", bound=Device)
-
-NEXT_EXPOSURE_S = "next_exposure_s"
-"""`RunContext.shared` key: the length of the exposure about to start (set by exposure
-instructions before each frame, read by the meridian flip)."""
 
 
 class EventSink(Protocol):
@@ -56,8 +53,9 @@ class RunContext:
     horizon: Horizon | None = None
     guider: Guider | None = None
     solve: FrameSolver | None = None
-    shared: dict[str, Any] = field(default_factory=dict)
-    """Run-wide facts instructions hand to each other (e.g. the last autofocus HFR)."""
+    facts: RunFacts = field(default_factory=RunFacts)
+    """What the run has learned (lights taken, last autofocus, guiding). The runner puts its
+    journaled state's facts here, so what instructions note is saved with the run state."""
 
     def camera(self) -> Camera:
         return _need(self.equipment.camera, "camera")

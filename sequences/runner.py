@@ -9,7 +9,9 @@
   container at once, wherever it is.
 - The end area always runs (shielded from cancellation), after success, failure or abort.
 - The state is journaled before and after every instruction; a runner built with a previous
-  state skips what finished and continues with the rest.
+  state skips what finished and continues with the rest. The state holds the run's facts
+  (lights taken, last autofocus, guiding) and the context works on that same object, so
+  every save journals them and a resumed run starts from the restored ones.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class SequenceRunner:
         self.document = document
         self.ctx = ctx
         self.state = state or RunState()
+        ctx.facts = self.state.facts
         self._journal = journal
         self._watch_interval_s = watch_interval_s
         self._active: list[_Active] = []
@@ -405,7 +408,6 @@ class SequenceRunner:
             for i, trigger in enumerate(active.container.triggers):
                 tpath = f"{active.path}.triggers[{i}]"
                 trigger.frame_saved(self.state.triggers.setdefault(tpath, {}), frame)
-        self.ctx.shared["last_frame"] = frame
         await self._save()  # the instruction's frame counter
 
     async def _conditions_hold(self, container: Container, path: str, scope: Scope) -> bool:

@@ -1,7 +1,8 @@
 """Run state, kept apart from the (immutable) sequence document and journaled after every step.
 
-Everything here is plain JSON-able data keyed by node path (``targets[0].items[2]``), so the
-daemon stores it as it is and a restarted daemon resumes from it.
+Everything here is plain JSON-able data keyed by node path (``targets[0].items[2]``), plus the
+run's typed facts (`sequences.facts`), so the daemon stores it as it is and a restarted daemon
+resumes from it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sequences.facts import RunFacts
 from sequences.model import Status
 
 
@@ -52,6 +54,8 @@ class RunState:
     """Completed passes of each looping container."""
     area: str | None = None
     """Area reached: a resumed run does not re-run the start area once past it."""
+    facts: RunFacts = field(default_factory=RunFacts)
+    """What the run has learned; the runner hands this object to its context."""
 
     def node(self, path: str) -> NodeState:
         return self.nodes.setdefault(path, NodeState())
@@ -67,7 +71,10 @@ class RunState:
 
     def prepare_resume(self) -> None:
         """After a crash: what was running starts over (its interrupted attempt does not
-        count); what finished stays finished. Frame counters come from the frame sink."""
+        count); what finished stays finished. Frame counters come from the frame sink. The
+        facts carry over, but guiding is off until a `start_guiding` runs again (see
+        `RunFacts.guiding`)."""
+        self.facts.guiding = False
         for node in self.nodes.values():
             if node.status is Status.RUNNING:
                 node.status = Status.PENDING
@@ -76,7 +83,7 @@ class RunState:
         self.status = RunStatus.PENDING
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "facts": self.facts.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunState:
@@ -92,4 +99,5 @@ class RunState:
             conditions=dict(data.get("conditions", {})),
             iterations={k: int(v) for k, v in data.get("iterations", {}).items()},
             area=data.get("area"),
+            facts=RunFacts.from_json(data.get("facts", {})),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -13,21 +13,6 @@ from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.frames import ExposureSpec, FrameType, RunTag
 from sequences.model import Issue
-
-LIGHT_SPECS = "light_specs"
-"""`ctx.shared` key: the light settings this run used, for matching darks."""
-
-
-def remember_light_spec(ctx: RunContext, spec: ExposureSpec) -> None:
-    specs: list[dict[str, Any]] = ctx.shared.setdefault(LIGHT_SPECS, [])
-    entry = {
-        "exposure_s": spec.exposure_s,
-        "gain": spec.gain,
-        "offset": spec.offset,
-        "binning": spec.binning,
-    }
-    if entry not in specs:
-        specs.append(entry)
 
 
 class TakeDarks(Instruction):
@@ -51,10 +36,8 @@ class TakeDarks(Instruction):
             ]
         else:
             specs = [
-                ExposureSpec(
-                    FrameType.DARK, s["exposure_s"], None, s["gain"], s["offset"], s["binning"]
-                )
-                for s in ctx.shared.get(LIGHT_SPECS, [])
+                ExposureSpec(FrameType.DARK, s.exposure_s, None, s.gain, s.offset, s.binning)
+                for s in ctx.facts.light_specs
             ]
             if not specs:
                 raise InstructionError("no lights were taken in this run: give exposures_s")

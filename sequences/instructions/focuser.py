@@ -11,6 +11,7 @@ from sequences.autofocus import AutofocusConfig, run_autofocus
 from sequences.base import Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
+from sequences.facts import AutofocusFact
 from sequences.model import Issue
 
 
@@ -61,7 +62,8 @@ class RunAutofocus(Instruction):
 async def run_autofocus_recorded(
     ctx: RunContext, path: str, config: AutofocusConfig, *, reason: str
 ) -> None:
-    """Autofocus and remember the result (HFR, temperature, filter, time) for the triggers."""
+    """Autofocus and note the result in the run's facts (time, temperature, filter,
+    position, HFR) for the autofocus triggers."""
     report = await run_autofocus(ctx.camera(), ctx.focuser(), config)
     await ctx.events.emit(
         "info" if report.success else "error",
@@ -82,12 +84,13 @@ async def run_autofocus_recorded(
     filter_name = (
         (await wheel.status()).filter_name if wheel is not None and wheel.connected else None
     )
-    ctx.shared["autofocus"] = {
-        "hfr_px": report.confirmation_hfr_px,
-        "temperature_c": focuser_status.temperature_c,
-        "filter_name": filter_name,
-        "time": ctx.clock.now().isoformat(),
-    }
+    ctx.facts.last_autofocus = AutofocusFact(
+        time=ctx.clock.now(),
+        temperature_c=focuser_status.temperature_c,
+        filter_name=filter_name,
+        position=report.final_position,
+        hfr_px=report.confirmation_hfr_px,
+    )
 
 
 class MoveFocuser(Instruction):

@@ -28,7 +28,7 @@ class StartGuiding(Instruction):
         guider = ctx.need_guider()
         await guider.start()
         await guider.settle(self.settle_px, self.settle_time_s, self.settle_timeout_s)
-        ctx.shared["guiding"] = True
+        ctx.facts.guiding = True
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         return _need_guider(env, path)
@@ -43,7 +43,7 @@ class StopGuiding(Instruction):
     async def execute(self, ctx: RunContext, step: Step) -> None:
         if ctx.guider is not None:
             await ctx.guider.stop()
-        ctx.shared["guiding"] = False
+        ctx.facts.guiding = False
 
 
 class Dither(Instruction):

@@ -8,9 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from sequences.base import Instruction, Step
-from sequences.context import NEXT_EXPOSURE_S, RunContext, ValidationEnv
+from sequences.context import RunContext, ValidationEnv
 from sequences.frames import ExposureSpec, FrameType, RunTag, SavedFrame
-from sequences.instructions.calibration import remember_light_spec
 from sequences.model import Issue
 
 
@@ -53,8 +52,8 @@ class TakeExposures(Instruction):
             binning=self.binning,
         )
         if self.frame_type is FrameType.LIGHT:
-            remember_light_spec(ctx, spec)
-        ctx.shared[NEXT_EXPOSURE_S] = self.exposure_s
+            ctx.facts.remember_light(spec)
+        ctx.facts.next_exposure_s = self.exposure_s
         if self.filter_name is not None:
             # Before the checkpoint, so a filter-change trigger acts before the first frame.
             await ctx.filter_wheel().select(self.filter_name)

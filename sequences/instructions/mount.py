@@ -126,7 +126,7 @@ class CenterTarget(Instruction):
             )
         if not report.success:
             raise InstructionError(f"centering failed: {report.reason}")
-        ctx.shared["centered_error_arcsec"] = report.final_error_arcsec
+        ctx.facts.centered_error_arcsec = report.final_error_arcsec
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         issues = _need_mount(env, path)

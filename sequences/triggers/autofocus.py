@@ -1,6 +1,7 @@
 """Autofocus triggers, as NINA has them: after an HFR increase, a temperature change, some time,
 some exposures, a filter change. Each compares against the last autofocus of the run (or, before
-the first one, against what it saw first)."""
+the first one, against what it saw first). That autofocus is one of the run's journaled facts,
+so a resumed run still compares against the one before the interruption."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ class AutofocusAfterHfrIncrease(_AutofocusTrigger):
                 state["baseline"] = statistics.median(recent)
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
-        last_autofocus = ctx.shared.get("autofocus", {}).get("time")
+        last = ctx.facts.last_autofocus
+        last_autofocus = last.time.isoformat() if last is not None else None
         if state.get("autofocus_time") != last_autofocus:  # refocused since: a new baseline
             state.clear()
             state["autofocus_time"] = last_autofocus
@@ -72,7 +74,8 @@ class AutofocusAfterTemperatureChange(_AutofocusTrigger):
         now = (await ctx.focuser().status()).temperature_c
         if now is None:
             return False
-        baseline = ctx.shared.get("autofocus", {}).get("temperature_c")
+        last = ctx.facts.last_autofocus
+        baseline = last.temperature_c if last is not None else None
         if baseline is None:
             baseline = state.setdefault("baseline_c", now)
         return abs(now - float(baseline)) >= self.delta_c
@@ -84,10 +87,13 @@ class AutofocusAfterTime(_AutofocusTrigger):
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
         now = ctx.clock.now()
-        last = ctx.shared.get("autofocus", {}).get("time") or state.setdefault(
-            "since", now.isoformat()
+        last = ctx.facts.last_autofocus
+        since = (
+            last.time
+            if last is not None
+            else datetime.fromisoformat(state.setdefault("since", now.isoformat()))
         )
-        return (now - datetime.fromisoformat(last)).total_seconds() >= self.minutes * 60
+        return (now - since).total_seconds() >= self.minutes * 60
 
 
 class AutofocusAfterExposures(_AutofocusTrigger):
@@ -110,7 +116,8 @@ class AutofocusAfterFilterChange(_AutofocusTrigger):
         if wheel is None or not wheel.connected:
             return False
         current = (await wheel.status()).filter_name
-        last = ctx.shared.get("autofocus", {}).get("filter_name")
+        autofocus = ctx.facts.last_autofocus
+        last = autofocus.filter_name if autofocus is not None else None
         if last is None:
             last = state.setdefault("filter_name", current)
         return current is not None and current != last

@@ -44,7 +44,7 @@ class CenterAfterDrift(Trigger):
     async def run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> None:
         if ctx.solve is None or scope.target is None or scope.target.position is None:
             return
-        guiding = ctx.guider is not None and bool(ctx.shared.get("guiding"))
+        guiding = ctx.guider is not None and ctx.facts.guiding
         if guiding:
             await ctx.need_guider().stop()
         report = await center_target(

@@ -20,7 +20,7 @@ class RestartGuidingWhenLost(Trigger):
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
         guider = ctx.guider
-        if guider is None or not ctx.shared.get("guiding"):
+        if guider is None or not ctx.facts.guiding:
             return False
         return guider.state in (GuiderState.LOST, GuiderState.STOPPED)
 

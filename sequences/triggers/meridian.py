@@ -20,7 +20,7 @@ from drivers.base import PierSide
 from sequences.astro import hour_angle_hours
 from sequences.base import Trigger
 from sequences.centering import CenteringConfig, center_target
-from sequences.context import NEXT_EXPOSURE_S, RunContext, Scope, ValidationEnv
+from sequences.context import RunContext, Scope, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.instructions.focuser import AutofocusSettings, run_autofocus_recorded
 from sequences.model import Issue
@@ -60,7 +60,7 @@ class MeridianFlip(Trigger):
         if ha < 0 and -ha > 6:
             return False  # far east of the meridian: nothing to plan yet
         wait_s = (flip_h - ha) * 3600.0 / _SIDEREAL_RATE
-        next_exposure_s = float(ctx.shared.get(NEXT_EXPOSURE_S, 0.0))
+        next_exposure_s = ctx.facts.next_exposure_s
         if 0 < wait_s < next_exposure_s + 1.0:
             await ctx.events.emit(
                 "info", f"meridian flip in {wait_s:.0f} s: waiting instead of exposing"
@@ -86,7 +86,7 @@ class MeridianFlip(Trigger):
             f"meridian flip at hour angle {ha * 60:+.1f} min (pier {before.side_of_pier.name})",
             data={"hour_angle_h": ha, "pier_side": before.side_of_pier.name},
         )
-        guiding = ctx.guider is not None and bool(ctx.shared.get("guiding"))
+        guiding = ctx.guider is not None and ctx.facts.guiding
         if guiding:
             await ctx.need_guider().stop()
         await mount.slew(target)
