@@ -46,6 +46,7 @@ from sequences.document import (
     TargetContainer,
 )
 from sequences.frames import FrameType
+from sequences.instantiate import TargetSpec, aimed_target
 from sequences.instructions.imaging import TakeExposures
 from sequences.instructions.mount import CenterTarget, Coordinates, SlewToTarget
 from sequences.instructions.waits import AltitudeLimit
@@ -252,16 +253,15 @@ def target_document(
     the first run of a night and the first after an unsafe spell. The end area (park, warm)
     runs once, when the night ends.
     """
-    containers = [t for t in template.targets if isinstance(t, TargetContainer)]
-    base = (
-        containers[0]
-        if containers
-        else TargetContainer(
-            target_name=target.name,
-            coordinates=target.coordinates,
-            items=[SlewToTarget(), CenterTarget()],
-        )
+    spec = TargetSpec(
+        target.name, target.coordinates.ra_hours, target.coordinates.dec_deg, target.rotation_deg
     )
+    bare = TargetContainer(
+        target_name=target.name,
+        coordinates=target.coordinates,
+        items=[SlewToTarget(), CenterTarget()],
+    )
+    base = aimed_target(template, spec, fallback=bare)
     exposures: list[AnyItem] = [
         TakeExposures(
             count=n,
@@ -289,16 +289,7 @@ def target_document(
     if target.window is not None:
         conditions.append(LoopUntilTime(until=target.window.end))
     conditions += [c for c in base.conditions if isinstance(c, WhileSafe)]
-    container = base.model_copy(
-        update={
-            "name": target.name,
-            "target_name": target.name,
-            "coordinates": target.coordinates,
-            "rotation_deg": target.rotation_deg,
-            "items": items,
-            "conditions": conditions,
-        }
-    )
+    container = base.model_copy(update={"items": items, "conditions": conditions})
     return SequenceDocument(
         name=f"{plan.name}: {target.name}",
         description=f"night plan {plan.name!r}, target {target.name}",
