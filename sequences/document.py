@@ -1,19 +1,20 @@
 """The sequence document: NINA's three areas (start, targets, end) of containers and instructions.
 
-A document is JSON. Every node names its `kind` from a closed set (the unions below), so a
-template can be stored, edited in a browser and validated without running code. Containers hold
-items (instructions or containers), triggers (run between units of work inside the container)
-and conditions (a container loops while its conditions hold; without conditions it runs once).
+A document is JSON. Every node names its `kind` from a closed set (the unions below, each
+written once: `Instructions`, `Triggers`, `Conditions`, `Containers`), so a template can be
+stored, edited in a browser and validated without running code. Containers hold items
+(instructions or containers), triggers (run between units of work inside the container) and
+conditions (a container loops while its conditions hold; without conditions it runs once).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sequences.astro import observable_windows
-from sequences.base import Node
+from sequences.base import Condition, Instruction, Node, Trigger
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
@@ -50,7 +51,7 @@ from sequences.triggers.meridian import MeridianFlip
 
 SCHEMA_VERSION: Literal[1] = 1
 
-AnyInstruction = Annotated[
+Instructions: TypeAlias = (
     ConnectEquipment
     | DisconnectEquipment
     | Unpark
@@ -75,10 +76,10 @@ AnyInstruction = Annotated[
     | TakeBias
     | TakeFlats
     | RunCommand
-    | Annotation,
-    Field(discriminator="kind"),
-]
-AnyTrigger = Annotated[
+    | Annotation
+)
+"""Every instruction kind, once: the instruction and item unions below are built from it."""
+Triggers: TypeAlias = (
     DitherAfterExposures
     | MeridianFlip
     | AutofocusAfterHfrIncrease
@@ -87,13 +88,13 @@ AnyTrigger = Annotated[
     | AutofocusAfterExposures
     | AutofocusAfterFilterChange
     | CenterAfterDrift
-    | RestartGuidingWhenLost,
-    Field(discriminator="kind"),
-]
-AnyCondition = Annotated[
-    LoopCount | LoopUntilTime | WhileAboveAltitude | WhileSunBelow | WhileSafe,
-    Field(discriminator="kind"),
-]
+    | RestartGuidingWhenLost
+)
+Conditions: TypeAlias = LoopCount | LoopUntilTime | WhileAboveAltitude | WhileSunBelow | WhileSafe
+
+AnyInstruction = Annotated[Instructions, Field(discriminator="kind")]
+AnyTrigger = Annotated[Triggers, Field(discriminator="kind")]
+AnyCondition = Annotated[Conditions, Field(discriminator="kind")]
 
 
 class Container(Node):
@@ -146,40 +147,17 @@ class TargetContainer(Container):
         ]
 
 
-AnyContainer = Annotated[
-    SequentialContainer | ParallelContainer | TargetContainer, Field(discriminator="kind")
-]
-AnyItem = Annotated[
-    SequentialContainer
-    | ParallelContainer
-    | TargetContainer
-    | ConnectEquipment
-    | DisconnectEquipment
-    | Unpark
-    | Park
-    | SetTracking
-    | SlewToTarget
-    | CenterTarget
-    | CoolCamera
-    | WarmCamera
-    | WaitForTime
-    | WaitForAltitude
-    | WaitForSunAltitude
-    | WaitUntilSafe
-    | SwitchFilter
-    | RunAutofocus
-    | MoveFocuser
-    | StartGuiding
-    | StopGuiding
-    | Dither
-    | TakeExposures
-    | TakeDarks
-    | TakeBias
-    | TakeFlats
-    | RunCommand
-    | Annotation,
-    Field(discriminator="kind"),
-]
+Containers: TypeAlias = SequentialContainer | ParallelContainer | TargetContainer
+
+AnyContainer = Annotated[Containers, Field(discriminator="kind")]
+AnyItem = Annotated[Containers | Instructions, Field(discriminator="kind")]
+"""What a container holds: containers first, then the instructions (the order of the JSON
+schema's `oneOf`)."""
+
+INSTRUCTIONS: tuple[type[Instruction], ...] = get_args(Instructions)
+TRIGGERS: tuple[type[Trigger], ...] = get_args(Triggers)
+CONDITIONS: tuple[type[Condition], ...] = get_args(Conditions)
+CONTAINERS: tuple[type[Container], ...] = get_args(Containers)
 
 
 class SequenceDocument(BaseModel):
@@ -246,8 +224,7 @@ def error_issues(error: ValidationError) -> list[Issue]:
 
 _KIND_TAGS = frozenset(
     member.model_fields["kind"].default
-    for union in (AnyItem, AnyTrigger, AnyCondition)
-    for member in get_args(get_args(union)[0]) or (get_args(union)[0],)
+    for member in (*CONTAINERS, *INSTRUCTIONS, *TRIGGERS, *CONDITIONS)
 )
 
 
