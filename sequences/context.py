@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from drivers.base import Camera, Device, FilterWheel, Focuser, Guider, Mount, SafetyMonitor
 from drivers.equipment import Equipment
 from sequences.astro import Horizon, Site
+from sequences.autofocus import AutofocusConfig, AutofocusReport, AutofocusRunner, run_autofocus
 from sequences.centering import FrameSolver
 from sequences.clock import Clock
 from sequences.errors import InstructionError
@@ -53,9 +54,19 @@ class RunContext:
     horizon: Horizon | None = None
     guider: Guider | None = None
     solve: FrameSolver | None = None
+    autofocus: AutofocusRunner | None = None
+    """Where autofocus runs (the daemon records and holds the camera); None: straight on the
+    devices, unrecorded (the engine alone, in tests and benchmarks)."""
     facts: RunFacts = field(default_factory=RunFacts)
     """What the run has learned (lights taken, last autofocus, guiding). The runner puts its
     journaled state's facts here, so what instructions note is saved with the run state."""
+
+    async def run_autofocus(self, config: AutofocusConfig) -> AutofocusReport:
+        """`InstructionError` without a connected camera and focuser."""
+        camera, focuser = self.camera(), self.focuser()
+        if self.autofocus is not None:
+            return await self.autofocus.autofocus(config)
+        return await run_autofocus(camera, focuser, config)
 
     def camera(self) -> Camera:
         return _need(self.equipment.camera, "camera")

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from processing.focus import FocusModel
-from sequences.autofocus import AutofocusConfig, run_autofocus
+from sequences.autofocus import AutofocusConfig
 from sequences.base import Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
@@ -64,7 +64,7 @@ async def run_autofocus_recorded(
 ) -> None:
     """Autofocus and note the result in the run's facts (time, temperature, filter,
     position, HFR) for the autofocus triggers."""
-    report = await run_autofocus(ctx.camera(), ctx.focuser(), config)
+    report = await ctx.run_autofocus(config)
     await ctx.events.emit(
         "info" if report.success else "error",
         f"autofocus ({reason}): "
