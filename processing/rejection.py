@@ -333,7 +333,8 @@ RangeClip = Callable[[ActivePixels, I64, I64], None]
 @dataclass(frozen=True)
 class Kernel:
     """A compiled kernel of `processing.clip_kernels` and its thresholds (in units of the
-    kernel's sigma; unused by `clip_kernels.NONE`)."""
+    kernel's sigma; unused by `clip_kernels.NONE`). Thresholds are floats: an int would make
+    numba compile (seconds) another variant of the kernel."""
 
     kind: int
     low: float = 0.0
@@ -531,11 +532,13 @@ class RejectionMethod(Generic[P]):
 
 
 def _sigma_kernel(config: SigmaClip) -> Kernel:
-    return Kernel(clip_kernels.SIGMA, config.low, config.high, config.max_iterations)
+    return Kernel(clip_kernels.SIGMA, float(config.low), float(config.high), config.max_iterations)
 
 
 def _winsorized_kernel(config: Winsorized) -> Kernel:
-    return Kernel(clip_kernels.WINSORIZED, config.low, config.high, config.max_iterations)
+    return Kernel(
+        clip_kernels.WINSORIZED, float(config.low), float(config.high), config.max_iterations
+    )
 
 
 REJECTIONS: dict[Rejection, RejectionMethod[Any]] = {
