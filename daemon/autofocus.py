@@ -50,7 +50,7 @@ class AutofocusService:
         camera, focuser = self._equipment.camera, self._equipment.focuser
         if camera is None or focuser is None or not camera.connected or not focuser.connected:
             raise Conflict("autofocus needs a connected camera and focuser")
-        async with self._capture.camera_reserved():
+        async with self._capture.camera_reserved("an autofocus"):
             report = await run_autofocus(camera, focuser, config)
         wheel = self._equipment.filter_wheel
         filter_name = (

@@ -89,27 +89,29 @@ class CaptureService:
         self._holder: asyncio.Task[Any] | None = None
         """The task holding the camera: what it runs between frames (a sequence's trigger's
         autofocus) may reserve the camera again."""
+        self._held_by = ""
+        """What holds the camera, for the message of a refusal ("a capture")."""
 
     @property
     def busy(self) -> bool:
         return self._lock.locked()
 
     @contextlib.asynccontextmanager
-    async def camera_reserved(self) -> AsyncIterator[None]:
-        """Hold the camera for another job (e.g. autofocus); `CaptureBusy` if another task
+    async def camera_reserved(self, job: str) -> AsyncIterator[None]:
+        """Hold the camera for another `job` ("an autofocus"); `CaptureBusy` if another task
         uses it. The task holding it already (a series running its between-frames work) may."""
         if self._holder is not None and self._holder is asyncio.current_task():
             yield
             return
-        async with self._held():
+        async with self._held(job):
             yield
 
     @contextlib.asynccontextmanager
-    async def _held(self) -> AsyncIterator[None]:
+    async def _held(self, job: str) -> AsyncIterator[None]:
         if self._lock.locked():
-            raise CaptureBusy("the camera is busy with another capture or autofocus")
+            raise CaptureBusy(f"{self._held_by} is already running on the camera")
         async with self._lock:
-            self._holder = asyncio.current_task()
+            self._holder, self._held_by = asyncio.current_task(), job
             try:
                 yield
             finally:
@@ -134,7 +136,7 @@ class CaptureService:
         if spec.exposure_s == 0 and spec.frame_type is not FrameType.BIAS:
             raise Refused("exposure_s", "must be > 0 except for BIAS frames")
         try:
-            async with self._held():
+            async with self._held("a capture"):
                 return await self._series(request, between, on_saved)
         except ValueError as e:  # the devices refuse a setting before any frame
             raise Refused(None, str(e)) from e

@@ -1,12 +1,12 @@
 """Compiled per-pixel kernels for kappa-sigma and winsorized sigma clipping (numba).
 
-The same algorithms as the vectorised code of `processing.integrate` (its docstrings hold
-the definitions; a test checks both against a per-pixel reference), written as one loop
-over pixels: each pixel's samples are sorted once (a comparator network run over a tile of
-pixels at once) and the clipping iterates on that pixel alone, on prefix sums of the sorted
-samples, so nothing is written back to memory between iterations. That is ~10x less time than the
-vectorised passes over whole blocks for the stack sizes of a night (5-200 frames). The
-kernels release the GIL, so `integrate`'s row-block threads run them on every core.
+The algorithms are defined by their configs in `processing.rejection` (a test checks the
+kernels against a per-pixel reference). Each is one loop over pixels: each pixel's samples are
+sorted once (a comparator network run over a tile of pixels at once) and the clipping iterates
+on that pixel alone, on prefix sums of the sorted samples, so nothing is written back to memory
+between iterations. That is ~10x less time than vectorised passes over whole blocks for the
+stack sizes of a night (5-200 frames). The kernels release the GIL, so `integrate`'s row-block
+threads run them on every core.
 """
 
 from __future__ import annotations

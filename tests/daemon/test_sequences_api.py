@@ -207,7 +207,7 @@ def test_an_autofocus_in_a_sequence_holds_the_camera_and_is_kept(daemon: Running
     )
     assert refused.status_code == 409, refused.text
     # Refused by the reservation, before any device is asked (not the camera's own "busy").
-    assert refused.json()["detail"] == "the camera is busy with another capture or autofocus"
+    assert refused.json()["detail"] == "an autofocus is already running on the camera"
     finished = wait_for(
         f"{daemon.url}/api/runs/{run_id}", lambda r: r["status"] == "completed", 180
     )
