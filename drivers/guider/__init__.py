@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drivers.guider.calibration import Calibration, calibration_from_guide_rates
+from drivers.guider.config import GuiderConfig
 from drivers.guider.control import AxisSettings
 from drivers.guider.errors import (
     CalibrationFailed,
@@ -11,7 +12,7 @@ from drivers.guider.errors import (
     NotGuiding,
     SettleTimeout,
 )
-from drivers.guider.native import GuiderConfig, NativeGuider
+from drivers.guider.native import NativeGuider
 from drivers.guider.stars import SelectionConfig
 
 __all__ = [

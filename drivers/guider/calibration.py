@@ -7,7 +7,7 @@ equal in length; corrections solve the 2 x 2 system. A West pulse moves the star
 After a meridian flip the camera is turned 180 degrees against the sky while North/West
 pulses keep their sky meaning (the ASCOM convention), so both vectors change sign.
 
-Pure functions; the measuring (pulses and frames) is in `drivers.guider.native`.
+Pure functions; the measuring (pulses and frames) is in `drivers.guider.calibrator`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Each axis turns its error (px along the axis) into a correction (px to move the 
   keeps some memory of the previous correction for slow periodic error, as PHD2's RA
   "hysteresis" algorithm does;
 - the pulse is limited to `max_pulse_ms`, so one bad centroid cannot throw the mount far.
+
+`GuideController` pairs the two axes and turns their corrections into pulses through the
+calibration.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from drivers.base import GuideRms
+from drivers.base import GuidePulse, GuideRms
+from drivers.guider.calibration import Calibration, pulse_direction
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,45 @@ class AxisController:
         return round(limited)
 
 
+class GuideController:
+    """The RA and Dec controllers together, and whether their pulses are sent at all."""
+
+    def __init__(self, ra: AxisSettings, dec: AxisSettings) -> None:
+        self._ra = AxisController(ra)
+        self._dec = AxisController(dec)
+        self._output_enabled = True
+
+    @property
+    def output_enabled(self) -> bool:
+        """Whether corrections are sent; when off the loop only measures (for comparisons)."""
+        return self._output_enabled
+
+    @output_enabled.setter
+    def output_enabled(self, enabled: bool) -> None:
+        if enabled != self._output_enabled:
+            self.reset()  # no hysteresis memory of corrections never sent
+        self._output_enabled = enabled
+
+    def reset(self) -> None:
+        """Forget the previous corrections (after a dither, reacquire or new lock)."""
+        self._ra.reset()
+        self._dec.reset()
+
+    def pulses(
+        self, calibration: Calibration, ra_px: float, dec_px: float
+    ) -> tuple[GuidePulse | None, GuidePulse | None]:
+        """The (RA, Dec) pulses that move the stars back from an error of `ra_px`, `dec_px`
+        along the axes; None for an axis without a correction, both None while output is off."""
+        west_ms, north_ms = calibration.pulses_ms(
+            -self._ra.correction_px(ra_px), -self._dec.correction_px(dec_px)
+        )
+        ra_pulse = _pulse(self._ra.limit_ms(west_ms), ra=True)
+        dec_pulse = _pulse(self._dec.limit_ms(north_ms), ra=False)
+        if not self._output_enabled:
+            return None, None
+        return ra_pulse, dec_pulse
+
+
 class RmsWindow:
     """RA/Dec errors (arcsec) of the guide steps since the last reset, at most `size` of them."""
 
@@ -86,3 +129,9 @@ class RmsWindow:
         ra = math.sqrt(sum(r * r for r, _ in self._steps) / n)
         dec = math.sqrt(sum(d * d for _, d in self._steps) / n)
         return GuideRms(ra_arcsec=ra, dec_arcsec=dec, total_arcsec=math.hypot(ra, dec), steps=n)
+
+
+def _pulse(signed_ms: int, *, ra: bool) -> GuidePulse | None:
+    if signed_ms == 0:
+        return None
+    return GuidePulse(pulse_direction(signed_ms, ra=ra), abs(signed_ms))

@@ -6,6 +6,10 @@ declination or flipped afterwards), locks on the stars' position and then, every
 finds the stars again, averages their displacement from the lock, splits it into RA and Dec
 errors and sends one proportional correction pulse per axis.
 
+This module orchestrates; the parts live beside it: `frames` (exposing and measuring guide
+frames), `stars` (choosing and matching guide stars), `calibrator` (the calibration
+procedure; its math in `calibration`), `control` (the axis controllers), `events`.
+
 The loop owns its failures: a device error is logged, reported as a `GuiderFault` event and
 retried with a growing delay; after `max_consecutive_errors` in a row the loop stops and says
 so (`GuidingStopped`). Every await is a device call with its own deadline, a bounded sleep or
@@ -15,17 +19,13 @@ a wait with a timeout, so neither the loop nor `stop()` can hang.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
 import time
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import numpy as np
 
 from drivers.base import (
     Camera,
@@ -47,114 +47,59 @@ from drivers.base import (
     SettleDone,
     StarLost,
 )
-from drivers.errors import DeviceBusy, DeviceError
-from drivers.guider.calibration import Calibration, fit_axis, pulse_direction
-from drivers.guider.control import AxisController, AxisSettings, RmsWindow
-from drivers.guider.errors import (
-    CalibrationFailed,
-    GuiderError,
-    NoGuideStar,
-    NotGuiding,
-    SettleTimeout,
-)
-from drivers.guider.stars import (
-    Fix,
-    GuideStars,
-    SelectionConfig,
-    find_pattern,
-    locate,
-    min_matches,
-    refine_centroids,
-    select_guide_stars,
-)
-from processing.stars import StarConfig, StarTable, detect_stars, plate_scale_arcsec_px
+from drivers.errors import DeviceError
+from drivers.guider.calibration import Calibration
+from drivers.guider.calibrator import Calibrator
+from drivers.guider.config import GuiderConfig
+from drivers.guider.control import GuideController, RmsWindow
+from drivers.guider.errors import GuiderError, NoGuideStar, NotGuiding, SettleTimeout
+from drivers.guider.events import Subscribers
+from drivers.guider.frames import GuideCamera, GuideFrame
+from drivers.guider.stars import Fix, GuideStars, Matcher
+from processing.stars import plate_scale_arcsec_px
 
 log = logging.getLogger(__name__)
 
-# A camera may still deliver an aborted exposure's image when that exposure would have ended
-# (the simulator does, into the next exposure); the next start waits this long past that end.
-_LATE_IMAGE_S = 1.0
-# Calibration pulses are kept within these bounds whatever the rates suggest.
-_MIN_STEP_MS, _MAX_STEP_MS = 50, 4000
-# Calibration step length when neither the guide rate nor the pixel scale is known.
-_DEFAULT_STEP_MS = 1000
 # stop() repeats its cancel this often, and gives up waiting for the loop after this long.
 _STOP_RETRY_S = 0.2
 _STOP_TIMEOUT_S = 15.0
-# A busy guide camera (finishing a readout, or an aborted exposure's image) is waited for this
-# long past the exposure time before the exposure counts as failed.
-_BUSY_WAIT_S = 5.0
-_BUSY_POLL_S = 0.1
 
 
-@dataclass(frozen=True)
-class GuiderConfig:
-    """Settings of the native guider; units in the names, defaults for a ~1-4 "/px guider.
+@dataclass
+class _LoopState:
+    """The guide loop's task and how it stands."""
 
-    - exposure_s: guide exposure; longer averages seeing, shorter reacts faster.
-    - detection_sigma: star detection threshold (sep), in background RMS.
-    - search_radius_px: how far from its predicted place a guide star is looked for.
-    - outlier_px: a star whose displacement differs this much from the median is left out.
-    - min_matched_fraction: share of the guide stars that must be found for a fix.
-    - reacquire_tolerance_px: match tolerance of the whole-frame pattern search after a loss.
-    - reselect_after_frames: lost frames after which new stars are chosen (and the lock moves).
-    - acquire_frames: frames tried at start before giving up with `NoGuideStar`.
-    - ra, dec: controller settings per axis (RA: PHD2's hysteresis defaults; Dec: plain
-      proportional).
-    - calibration_distance_px, calibration_steps: each calibration leg moves the stars about
-      this far in about this many pulses (step lengths come from the mount's guide rate and
-      the pixel scale, or `calibration_step_ms`); at most calibration_max_steps pulses.
-    - max_orthogonality_error_deg: a calibration whose axes are further from perpendicular
-      than this is rejected (the stars did not move as the pulses asked).
-    - pixel_scale_arcsec_px / focal_length_mm: the guide camera's scale; by default from its
-      pixel size and the mount's focal length (right for an off-axis guider).
-    - max_consecutive_errors, retry_delay_s, max_retry_delay_s: device-error tolerance.
-    - rms_window_steps: at most this many steps in the RMS window.
-    - dither_seed: seed of the dither offsets (None: random).
-    """
+    state: GuiderState = GuiderState.STOPPED
+    task: asyncio.Task[None] | None = None
+    stop_requested: bool = False  # checked every step: a cancel lost in a library call
+    last_error: str | None = None
 
-    exposure_s: float = 1.0
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    detection_sigma: float = 5.0
-    search_radius_px: float = 10.0
-    outlier_px: float = 1.5
-    min_matched_fraction: float = 0.5
-    reacquire_tolerance_px: float = 2.0
-    reselect_after_frames: int = 5
-    acquire_frames: int = 3
-    ra: AxisSettings = field(default_factory=AxisSettings)
-    dec: AxisSettings = field(
-        default_factory=lambda: AxisSettings(aggressiveness=1.0, hysteresis=0.0)
-    )
-    calibration_distance_px: float = 15.0
-    calibration_steps: int = 5
-    calibration_max_steps: int = 12
-    calibration_step_ms: int | None = None
-    max_orthogonality_error_deg: float = 30.0
-    pixel_scale_arcsec_px: float | None = None
-    focal_length_mm: float | None = None
-    max_consecutive_errors: int = 10
-    retry_delay_s: float = 1.0
-    max_retry_delay_s: float = 10.0
-    rms_window_steps: int = 1000
-    dither_seed: int | None = None
 
-    def __post_init__(self) -> None:
-        """Raise ValueError on settings the loop cannot work with."""
-        if self.exposure_s <= 0:
-            raise ValueError(f"exposure_s must be > 0, got {self.exposure_s}")
-        if self.search_radius_px <= 0 or self.outlier_px <= 0 or self.reacquire_tolerance_px <= 0:
-            raise ValueError("search_radius_px, outlier_px, reacquire_tolerance_px must be > 0")
-        if not 0 < self.min_matched_fraction <= 1:
-            raise ValueError("min_matched_fraction must be within (0, 1]")
-        if self.reselect_after_frames < 1 or self.acquire_frames < 1:
-            raise ValueError("reselect_after_frames and acquire_frames must be >= 1")
-        if self.calibration_distance_px <= 0 or self.calibration_steps < 2:
-            raise ValueError("need calibration_distance_px > 0 and calibration_steps >= 2")
-        if self.calibration_max_steps < self.calibration_steps:
-            raise ValueError("calibration_max_steps must be >= calibration_steps")
-        if self.max_consecutive_errors < 1 or self.retry_delay_s < 0:
-            raise ValueError("need max_consecutive_errors >= 1 and retry_delay_s >= 0")
+@dataclass
+class _LockState:
+    """The stars followed and where they are, px from their positions when chosen: `shift_px`
+    where they are (or are predicted) now, `offset_px` the lock's dither offset."""
+
+    stars: GuideStars | None = None
+    shift_px: tuple[float, float] = (0.0, 0.0)
+    offset_px: tuple[float, float] = (0.0, 0.0)
+    lost_frames: int = 0
+
+    @property
+    def position(self) -> tuple[float, float] | None:
+        """The lock position (y, x) px, drawn at the first star; None without stars."""
+        if self.stars is None or len(self.stars) == 0:
+            return None
+        y, x = self.stars.primary
+        return y + self.offset_px[0], x + self.offset_px[1]
+
+
+@dataclass
+class _Geometry:
+    """What start() found for this pointing; kept after stop() for the owner to read."""
+
+    calibration: Calibration | None = None
+    scale_arcsec_px: float | None = None
 
 
 class NativeGuider:
@@ -172,90 +117,70 @@ class NativeGuider:
         *,
         calibrations: Mapping[PierSide, Calibration] | None = None,
     ) -> None:
-        self._camera = camera
         self._mount = mount
-        self._config = config or GuiderConfig()
-        self._calibrations: dict[PierSide, Calibration] = dict(calibrations or {})
-        self._star_config = StarConfig(
-            threshold_sigma=self._config.detection_sigma, edge_margin_px=2, max_stars=200
+        self._config = cfg = config or GuiderConfig()
+        self._frames = GuideCamera(camera, cfg)
+        self._matcher = Matcher(
+            search_radius_px=cfg.search_radius_px,
+            outlier_px=cfg.outlier_px,
+            reacquire_tolerance_px=cfg.reacquire_tolerance_px,
+            min_matched_fraction=cfg.min_matched_fraction,
         )
-        self._rng = random.Random(self._config.dither_seed)
-        self._queues: list[asyncio.Queue[GuideEvent]] = []
-        self._rms = RmsWindow(self._config.rms_window_steps)
-        self._ra = AxisController(self._config.ra)
-        self._dec = AxisController(self._config.dec)
-        self._state = GuiderState.STOPPED
-        self._task: asyncio.Task[None] | None = None
-        self._stop_requested = False
-        self._output_enabled = True
-        self.last_error: str | None = None
-        # Guiding state: the stars followed (positions when chosen), where they are now
-        # relative to that, and the lock offset (dither) relative to the same origin.
-        self._stars: GuideStars | None = None
-        self._shift = (0.0, 0.0)
-        self._lock_offset = (0.0, 0.0)
-        self._calibration: Calibration | None = None
-        self._scale_arcsec_px: float | None = None
-        self._frame = 0
-        self._lost_frames = 0
-        # Frame bookkeeping: a repeated frame after a pulse is stale; an aborted exposure's
-        # image may still arrive until `_aborted_until` (monotonic s).
-        self._last_digest: int | None = None
-        self._pulsed_since_frame = False
-        self._exposure_ends_at: float | None = None
-        self._aborted_until = 0.0
-        self._in_hand = 0.0
-        self._exposure_s = self._config.exposure_s
+        self._calibrator = Calibrator(mount, self._frames, self._matcher, cfg, calibrations)
+        self._controller = GuideController(cfg.ra, cfg.dec)
+        self._rms = RmsWindow(cfg.rms_window_steps)
+        self._rng = random.Random(cfg.dither_seed)
+        self._events = Subscribers()
+        self._loop_state = _LoopState()
+        self._lock_state = _LockState()
+        self._geometry = _Geometry()
 
     # --- what the owner sees -------------------------------------------------------------
 
     @property
     def state(self) -> GuiderState:
-        return self._state
+        return self._loop_state.state
+
+    @property
+    def last_error(self) -> str | None:
+        """The last device error or the reason guiding stopped with an error."""
+        return self._loop_state.last_error
 
     @property
     def lock_position(self) -> tuple[float, float] | None:
-        if self._stars is None or len(self._stars) == 0:
-            return None
-        y, x = self._stars.primary
-        return y + self._lock_offset[0], x + self._lock_offset[1]
+        return self._lock_state.position
 
     @property
     def calibration(self) -> Calibration | None:
         """The calibration in use (for this declination and pier side), None before start."""
-        return self._calibration
+        return self._geometry.calibration
 
     @property
     def calibrations(self) -> dict[PierSide, Calibration]:
         """Measured calibrations by pier side, to keep for the next session."""
-        return dict(self._calibrations)
+        return self._calibrator.calibrations
 
     @property
     def pixel_scale_arcsec_px(self) -> float | None:
-        return self._scale_arcsec_px
+        return self._geometry.scale_arcsec_px
 
     @property
     def exposure_s(self) -> float:
         """The guide exposure; a change applies from the next frame."""
-        return self._exposure_s
+        return self._frames.exposure_s
 
     @exposure_s.setter
     def exposure_s(self, exposure_s: float) -> None:
-        if exposure_s <= 0:
-            raise ValueError(f"exposure_s must be > 0, got {exposure_s}")
-        self._exposure_s = exposure_s
+        self._frames.exposure_s = exposure_s
 
     @property
     def output_enabled(self) -> bool:
         """Whether corrections are sent; when off the loop only measures (for comparisons)."""
-        return self._output_enabled
+        return self._controller.output_enabled
 
     @output_enabled.setter
     def output_enabled(self, enabled: bool) -> None:
-        if enabled != self._output_enabled:
-            self._ra.reset()  # no hysteresis memory of corrections never sent
-            self._dec.reset()
-        self._output_enabled = enabled
+        self._controller.output_enabled = enabled
 
     def rms(self) -> GuideRms | None:
         return self._rms.value()
@@ -264,13 +189,10 @@ class NativeGuider:
         self._rms.reset()
 
     def subscribe(self, maxsize: int = 1000) -> asyncio.Queue[GuideEvent]:
-        queue: asyncio.Queue[GuideEvent] = asyncio.Queue(maxsize)
-        self._queues.append(queue)
-        return queue
+        return self._events.subscribe(maxsize)
 
     def unsubscribe(self, queue: asyncio.Queue[GuideEvent]) -> None:
-        with contextlib.suppress(ValueError):
-            self._queues.remove(queue)
+        self._events.unsubscribe(queue)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -281,11 +203,12 @@ class NativeGuider:
         A no-op when already running. Raises `NoGuideStar`, `CalibrationFailed` or the
         `DeviceError` that prevented guiding; the loop is stopped then.
         """
-        if self._task is not None and not self._task.done():
+        run = self._loop_state
+        if run.task is not None and not run.task.done():
             return
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._stop_requested = False
-        self._task = asyncio.create_task(self._run(started, recalibrate), name="guider")
+        run.stop_requested = False
+        run.task = asyncio.create_task(self._run(started, recalibrate), name="guider")
         try:
             await started
         except asyncio.CancelledError:
@@ -300,12 +223,13 @@ class NativeGuider:
         a cancellation lost inside a library call cannot keep the loop running. Gives up
         waiting after `_STOP_TIMEOUT_S` (logged).
         """
-        task = self._task
+        run = self._loop_state
+        task = run.task
         if task is None:
             return
-        self._stop_requested = True
-        if not task.done() and self._exposure_ends_at is not None:
-            self._aborted_until = self._exposure_ends_at + _LATE_IMAGE_S
+        run.stop_requested = True
+        if not task.done():
+            self._frames.abandon_exposure()
         deadline = time.monotonic() + _STOP_TIMEOUT_S
         while not task.done():
             if time.monotonic() > deadline:
@@ -313,7 +237,7 @@ class NativeGuider:
                 return
             task.cancel()
             await asyncio.wait({task}, timeout=_STOP_RETRY_S)
-        self._task = None
+        run.task = None
 
     async def dither(self, offset_px: float = 5.0, *, ra_only: bool = False) -> tuple[float, float]:
         """Move the lock to a random offset from the original lock position and return the
@@ -323,22 +247,23 @@ class NativeGuider:
         sensor. Raises `NotGuiding` when not guiding, ValueError for `offset_px` <= 0."""
         if offset_px <= 0:
             raise ValueError(f"offset_px must be > 0, got {offset_px}")
-        calibration = self._calibration
-        if self._state not in (GuiderState.GUIDING, GuiderState.LOST) or calibration is None:
-            raise NotGuiding("dither", f"guider is {self._state.value}")
+        calibration = self._geometry.calibration
+        state = self._loop_state.state
+        if state not in (GuiderState.GUIDING, GuiderState.LOST) or calibration is None:
+            raise NotGuiding("dither", f"guider is {state.value}")
         distance = self._rng.uniform(0.5 * offset_px, offset_px)
         if ra_only:
             angle = math.radians(calibration.ra_angle_deg) + self._rng.choice((0.0, math.pi))
         else:
             angle = self._rng.uniform(-math.pi, math.pi)
-        self._lock_offset = (distance * math.sin(angle), distance * math.cos(angle))
-        self._ra.reset()
-        self._dec.reset()
-        lock = self.lock_position
+        offset = (distance * math.sin(angle), distance * math.cos(angle))
+        self._lock_state.offset_px = offset
+        self._controller.reset()
+        lock = self._lock_state.position
         assert lock is not None  # guiding implies guide stars
-        log.info("guider: dither to (%.2f, %.2f) px from the original lock", *self._lock_offset)
-        self._emit(Dithered(self._lock_offset[0], self._lock_offset[1], lock[0], lock[1]))
-        return self._lock_offset
+        log.info("guider: dither to (%.2f, %.2f) px from the original lock", *offset)
+        self._events.emit(Dithered(offset[0], offset[1], lock[0], lock[1]))
+        return offset
 
     async def settle(
         self, tolerance_px: float = 1.5, min_time_s: float = 10.0, timeout_s: float = 40.0
@@ -351,8 +276,9 @@ class NativeGuider:
         """
         if tolerance_px <= 0 or min_time_s < 0 or timeout_s <= 0:
             raise ValueError("need tolerance_px > 0, min_time_s >= 0 and timeout_s > 0")
-        if self._state not in (GuiderState.GUIDING, GuiderState.LOST):
-            raise NotGuiding("settle", f"guider is {self._state.value}")
+        if self._loop_state.state not in (GuiderState.GUIDING, GuiderState.LOST):
+            raise NotGuiding("settle", f"guider is {self._loop_state.state.value}")
+        emit = self._events.emit
         queue = self.subscribe()
         began = time.monotonic()
         deadline = began + timeout_s
@@ -369,7 +295,7 @@ class NativeGuider:
                 except TimeoutError:
                     break
                 if isinstance(event, GuidingStopped):
-                    self._emit(SettleDone(False, time.monotonic() - began, distance, event.reason))
+                    emit(SettleDone(False, time.monotonic() - began, distance, event.reason))
                     raise NotGuiding("settle", f"guiding stopped: {event.reason}")
                 if isinstance(event, StarLost):
                     below_since = None
@@ -382,7 +308,7 @@ class NativeGuider:
                         below_since = now
                     if below_since is not None and now - below_since >= min_time_s:
                         elapsed = now - began
-                        self._emit(SettleDone(True, elapsed, distance, "settled"))
+                        emit(SettleDone(True, elapsed, distance, "settled"))
                         log.info("guider: settled in %.1f s (%.2f px)", elapsed, distance)
                         return
         finally:
@@ -391,7 +317,7 @@ class NativeGuider:
             f"error did not stay under {tolerance_px} px for {min_time_s} s "
             f"within {timeout_s} s (last {distance if distance is None else round(distance, 2)} px)"
         )
-        self._emit(SettleDone(False, time.monotonic() - began, distance, message))
+        emit(SettleDone(False, time.monotonic() - began, distance, message))
         raise SettleTimeout("settle", message)
 
     # --- the loop ------------------------------------------------------------------------
@@ -421,56 +347,59 @@ class NativeGuider:
             if not started.done():
                 started.set_exception(NotGuiding("start", "stopped before guiding started"))
             if error:
-                self.last_error = reason
+                self._loop_state.last_error = reason
             self._set_state(GuiderState.STOPPED)
-            self._emit(GuidingStopped(datetime.now(UTC), reason, error))
+            self._events.emit(GuidingStopped(datetime.now(UTC), reason, error))
             log.info("guider: stopped (%s)", reason)
 
     async def _begin(self, recalibrate: bool) -> None:
+        """Choose guide stars, put a calibration in place and lock on the stars."""
+        geometry = self._geometry
         self._set_state(GuiderState.ACQUIRING)
-        self._frame = 0
-        self._lost_frames = 0
+        self._frames.restart_count()
+        self._lock_state.lost_frames = 0
         self._rms.reset()
         status = await self._mount.status()
         if not status.tracking:
             log.warning("guider: the mount is not tracking; guiding will fight the sky's motion")
-        frame, table, stars = await self._acquire()
+        frame, stars = await self._frames.acquire(self._config.acquire_frames)
         side, dec = status.side_of_pier, status.position.dec_deg
-        self._scale_arcsec_px = self._optical_scale(frame)
-        stored = self._calibrations.get(side) or next(iter(self._calibrations.values()), None)
+        geometry.scale_arcsec_px = _optical_scale(self._config, self._mount, frame.raw)
+        stored = self._calibrator.stored(side)
         if recalibrate or stored is None:
-            stored = await self._calibrate(status, stars)
-            self._calibrations[side] = stored
-        self._calibration = stored.for_pier_side(side).for_declination(dec)
-        if self._scale_arcsec_px is None:
-            self._scale_arcsec_px = self._scale_from_rates(status, self._calibration)
-        self._emit(self._calibration.summary())
+            self._set_state(GuiderState.CALIBRATING)
+            stored = await self._calibrator.measure(status, stars, geometry.scale_arcsec_px)
+        calibration = stored.for_pier_side(side).for_declination(dec)
+        geometry.calibration = calibration
+        if geometry.scale_arcsec_px is None:
+            geometry.scale_arcsec_px = _scale_from_rates(status, calibration)
+        self._events.emit(calibration.summary())
         # Calibration moved the stars about: lock on where they are now.
-        frame, table = await self._frame_and_stars()
-        stars = self._select(frame, table)
+        frame = await self._frames.take()
+        stars = self._frames.select(frame)
         if len(stars) == 0:
             raise NoGuideStar("start", "guide stars gone after calibration")
-        self._lock_on(stars)
+        self._lock_on(stars, frame)
         self._set_state(GuiderState.GUIDING)
         log.info(
             'guider: guiding on %d star(s), %.2f "/px, exposure %.2f s',
             len(stars),
-            self._scale_arcsec_px,
-            self._exposure_s,
+            geometry.scale_arcsec_px,
+            self._frames.exposure_s,
         )
 
     async def _guide(self) -> tuple[str, bool]:
         """Guide until stopped; returns why it ended and whether that is an error."""
         cfg = self._config
         failures, delay = 0, cfg.retry_delay_s
-        while not self._stop_requested:
+        while not self._loop_state.stop_requested:
             try:
                 await self._guide_step()
             except DeviceError as e:
                 failures += 1
-                self.last_error = str(e)
+                self._loop_state.last_error = str(e)
                 log.warning("guider: %s (%d in a row)", e, failures)
-                self._emit(GuiderFault(datetime.now(UTC), str(e), failures))
+                self._events.emit(GuiderFault(datetime.now(UTC), str(e), failures))
                 if failures >= cfg.max_consecutive_errors:
                     return f"gave up after {failures} device errors in a row: {e}", True
                 await asyncio.sleep(delay)
@@ -480,74 +409,71 @@ class NativeGuider:
         return "stopped", False
 
     async def _guide_step(self) -> None:
-        stars, calibration, scale = self._stars, self._calibration, self._scale_arcsec_px
-        assert stars is not None
-        assert calibration is not None
-        assert scale is not None
-        frame, table = await self._frame_and_stars()
-        in_hand = self._in_hand
-        cfg = self._config
-        required = min_matches(stars, cfg.min_matched_fraction)
-        fix = locate(
-            stars,
-            table,
-            self._shift,
-            search_radius_px=cfg.search_radius_px,
-            outlier_px=cfg.outlier_px,
-            required=required,
-        )
+        """One frame: acquire, measure where the stars are, correct."""
+        frame = await self._frames.take()
+        fix = self._measure(frame)
+        if fix is not None:
+            await self._correct(frame, fix)
+
+    def _measure(self, frame: GuideFrame) -> Fix | None:
+        """Where the guide stars are in `frame`; None when they are not where expected (the
+        frame is reported lost and gets no correction)."""
+        lock = self._lock_state
+        assert lock.stars is not None
+        fix = self._matcher.near(lock.stars, frame.detections, lock.shift_px)
         if fix is None:
             # Not near the prediction. Found elsewhere in the frame, the stars may be caught
             # mid-motion (a frame exposed during a slew or a bump): look there next frame and
             # correct only once a second frame finds them in the same place.
-            jump = find_pattern(
-                stars, table, tolerance_px=cfg.reacquire_tolerance_px, required=required
-            )
+            jump = self._matcher.anywhere(lock.stars, frame.detections)
             if jump is None:
-                self._on_lost(frame, table, f"guide stars not found ({len(table)} in the frame)")
+                reason = f"guide stars not found ({len(frame.detections)} in the frame)"
             else:
-                distance = math.hypot(jump.dy - self._shift[0], jump.dx - self._shift[1])
-                self._shift = (jump.dy, jump.dx)
-                self._on_lost(
-                    frame, table, f"guide stars jumped {distance:.0f} px; confirming next frame"
-                )
-            return
-        if self._state is GuiderState.LOST:
-            lock = self.lock_position
-            assert lock is not None
-            self._emit(GuideStarsSelected(self._frame, _now(), fix.matched, *lock, True))
+                distance = math.hypot(jump.dy - lock.shift_px[0], jump.dx - lock.shift_px[1])
+                lock.shift_px = (jump.dy, jump.dx)
+                reason = f"guide stars jumped {distance:.0f} px; confirming next frame"
+            self._on_lost(frame, reason)
+            return None
+        if self._loop_state.state is GuiderState.LOST:
+            position = lock.position
+            assert position is not None
+            self._events.emit(
+                GuideStarsSelected(frame.number, _now(), fix.matched, *position, True)
+            )
             log.info("guider: guide stars found again (%d)", fix.matched)
-            self._ra.reset()
-            self._dec.reset()
-        self._lost_frames = 0
+            self._controller.reset()
+        lock.lost_frames = 0
         self._set_state(GuiderState.GUIDING)
-        self._shift = (fix.dy, fix.dx)
-        dy, dx = fix.dy - self._lock_offset[0], fix.dx - self._lock_offset[1]
+        lock.shift_px = (fix.dy, fix.dx)
+        return fix
+
+    async def _correct(self, frame: GuideFrame, fix: Fix) -> None:
+        """Pulse the stars back towards the lock and report the step."""
+        calibration, scale = self._geometry.calibration, self._geometry.scale_arcsec_px
+        assert calibration is not None
+        assert scale is not None
+        lock = self._lock_state
+        dy, dx = fix.dy - lock.offset_px[0], fix.dx - lock.offset_px[1]
         ra_px, dec_px = calibration.axis_components(dy, dx)
-        west_ms, north_ms = calibration.pulses_ms(
-            -self._ra.correction_px(ra_px), -self._dec.correction_px(dec_px)
-        )
-        ra_pulse = _pulse(self._ra.limit_ms(west_ms), ra=True)
-        dec_pulse = _pulse(self._dec.limit_ms(north_ms), ra=False)
-        if not self._output_enabled:
-            ra_pulse = dec_pulse = None
+        ra_pulse, dec_pulse = self._controller.pulses(calibration, ra_px, dec_px)
         latency_s: float | None = None
-        processing_s = time.monotonic() - in_hand
+        processing_s = time.monotonic() - frame.in_hand_s
         if ra_pulse or dec_pulse:
-            frame_end = frame.exposure_start_utc + timedelta(seconds=frame.exposure_s)
+            raw = frame.raw
+            frame_end = raw.exposure_start_utc + timedelta(seconds=raw.exposure_s)
             latency_s = (datetime.now(UTC) - frame_end).total_seconds()
             for pulse in (ra_pulse, dec_pulse):
                 if pulse is not None:
-                    self._pulsed_since_frame = True
+                    self._frames.note_pulse()
                     await self._mount.pulse_guide(pulse.direction, pulse.duration_ms)
             moved = calibration.motion_px(_signed(ra_pulse), _signed(dec_pulse))
-            self._shift = (fix.dy + moved[0], fix.dx + moved[1])
+            lock.shift_px = (fix.dy + moved[0], fix.dx + moved[1])
         ra_arcsec, dec_arcsec = ra_px * scale, dec_px * scale
         self._rms.add(ra_arcsec, dec_arcsec)
-        self._emit(
+        self._events.emit(
             GuideStep(
-                frame=self._frame,
-                time_utc=frame.exposure_start_utc,
+                frame=frame.number,
+                time_utc=frame.raw.exposure_start_utc,
                 dy_px=dy,
                 dx_px=dx,
                 ra_arcsec=ra_arcsec,
@@ -560,287 +486,56 @@ class NativeGuider:
             )
         )
 
-    def _on_lost(self, frame: RawFrame, table: StarTable, reason: str) -> None:
-        self._lost_frames += 1
+    def _on_lost(self, frame: GuideFrame, reason: str) -> None:
+        """Report a lost frame; after `reselect_after_frames` of them, lock on new stars."""
+        lock = self._lock_state
+        lock.lost_frames += 1
         self._set_state(GuiderState.LOST)
         log.warning(
-            "guider: %s, frame %d, %d lost in a row", reason, self._frame, self._lost_frames
+            "guider: %s, frame %d, %d lost in a row", reason, frame.number, lock.lost_frames
         )
-        self._emit(StarLost(self._frame, _now(), self._lost_frames, reason))
-        if self._lost_frames < self._config.reselect_after_frames:
+        self._events.emit(StarLost(frame.number, _now(), lock.lost_frames, reason))
+        if lock.lost_frames < self._config.reselect_after_frames:
             return
-        stars = self._select(frame, table)
+        stars = self._frames.select(frame)
         if len(stars) == 0:
             return
-        self._lock_on(stars)
+        self._lock_on(stars, frame)
         self._set_state(GuiderState.GUIDING)
 
-    def _lock_on(self, stars: GuideStars) -> None:
+    def _lock_on(self, stars: GuideStars, frame: GuideFrame) -> None:
         """Follow `stars` from here on, with the lock where they are now."""
-        self._stars = stars
-        self._shift = (0.0, 0.0)
-        self._lock_offset = (0.0, 0.0)
-        self._lost_frames = 0
-        self._ra.reset()
-        self._dec.reset()
-        lock = self.lock_position
-        assert lock is not None
-        self._emit(GuideStarsSelected(self._frame, _now(), len(stars), *lock, False))
-        log.info("guider: locked on %d star(s) at (%.1f, %.1f)", len(stars), *lock)
-
-    # --- calibration ---------------------------------------------------------------------
-
-    async def _calibrate(self, status: MountStatus, stars: GuideStars) -> Calibration:
-        """Measure the star motion per second of West and North pulse.
-
-        Each axis: pulses in one direction until the stars moved `calibration_distance_px`
-        (a straight-line fit through every step), then one pulse of the same total back, so
-        the stars end near where they began. Raises `CalibrationFailed`.
-        """
-        self._set_state(GuiderState.CALIBRATING)
-        dec = status.position.dec_deg
-        ra_step_ms, dec_step_ms = self._calibration_steps(status)
-        log.info("guider: calibrating, steps %d ms (RA) / %d ms (Dec)", ra_step_ms, dec_step_ms)
-        shift = (0.0, 0.0)
-        ra_px_s, shift = await self._calibration_leg(stars, shift, GuideDirection.WEST, ra_step_ms)
-        dec_px_s, shift = await self._calibration_leg(
-            stars, shift, GuideDirection.NORTH, dec_step_ms
-        )
-        try:
-            calibration = Calibration(ra_px_s, dec_px_s, dec, status.side_of_pier)
-        except ValueError as e:
-            raise CalibrationFailed("calibrate", str(e)) from e
-        error = calibration.orthogonality_error_deg
-        if error > self._config.max_orthogonality_error_deg:
-            raise CalibrationFailed(
-                "calibrate", f"RA and Dec axes are {error:.0f} degrees from perpendicular"
-            )
-        log.info(
-            "guider: calibrated: RA %.1f deg %.3f px/s, Dec %.1f deg %.3f px/s, "
-            "orthogonality error %.1f deg",
-            calibration.ra_angle_deg,
-            calibration.ra_rate_px_s,
-            calibration.dec_angle_deg,
-            calibration.dec_rate_px_s,
-            error,
-        )
-        return calibration
-
-    async def _calibration_leg(
-        self,
-        stars: GuideStars,
-        shift: tuple[float, float],
-        direction: GuideDirection,
-        step_ms: int,
-    ) -> tuple[tuple[float, float], tuple[float, float]]:
-        """One axis: returns its velocity (dy, dx) px/s and where the stars are after the
-        pulse back."""
-        cfg = self._config
-        axis = "RA" if direction is GuideDirection.WEST else "Dec"
-        times, positions = [0.0], [shift]
-        step = (0.0, 0.0)
-        while True:
-            await self._mount.pulse_guide(direction, step_ms)
-            self._pulsed_since_frame = True
-            predicted = (positions[-1][0] + step[0], positions[-1][1] + step[1])
-            _, table = await self._frame_and_stars()
-            fix = self._track(stars, table, predicted)
-            if fix is None:
-                raise CalibrationFailed("calibrate", f"lost the guide stars during the {axis} leg")
-            here = (fix.dy, fix.dx)
-            step = (here[0] - positions[-1][0], here[1] - positions[-1][1])
-            times.append(times[-1] + step_ms)
-            positions.append(here)
-            moved = math.hypot(here[0] - shift[0], here[1] - shift[1])
-            if moved >= cfg.calibration_distance_px:
-                break
-            if len(times) - 1 >= cfg.calibration_max_steps:
-                if moved < max(2.0, 0.25 * cfg.calibration_distance_px):
-                    raise CalibrationFailed(
-                        "calibrate",
-                        f"the stars moved only {moved:.1f} px in {len(times) - 1} {axis} "
-                        f"pulses of {step_ms} ms: is the mount guiding?",
-                    )
-                break
-        velocity = fit_axis(times, positions)
-        back = _opposite(direction)
-        total_ms = int(times[-1])
-        await self._mount.pulse_guide(back, total_ms)
-        self._pulsed_since_frame = True
-        expected = (
-            positions[-1][0] - velocity[0] * total_ms / 1000.0,
-            positions[-1][1] - velocity[1] * total_ms / 1000.0,
-        )
-        _, table = await self._frame_and_stars()
-        fix = self._track(stars, table, expected)
-        if fix is None:
-            raise CalibrationFailed("calibrate", f"lost the guide stars returning on {axis}")
-        miss = math.hypot(fix.dy - expected[0], fix.dx - expected[1])
-        log.info(
-            "guider: %s leg %.1f px in %d pulses; %s return missed by %.2f px",
-            axis,
-            math.hypot(positions[-1][0] - shift[0], positions[-1][1] - shift[1]),
-            len(times) - 1,
-            back.name,
-            miss,
-        )
-        return velocity, (fix.dy, fix.dx)
-
-    def _calibration_steps(self, status: MountStatus) -> tuple[int, int]:
-        """Pulse lengths (RA, Dec) that move the stars distance/steps px each."""
-        cfg = self._config
-        if cfg.calibration_step_ms is not None:
-            return cfg.calibration_step_ms, cfg.calibration_step_ms
-        scale = self._scale_arcsec_px
-        ra_rate, dec_rate = status.guide_rate_ra_deg_s, status.guide_rate_dec_deg_s
-        if scale is None or not ra_rate or not dec_rate:
-            return _DEFAULT_STEP_MS, _DEFAULT_STEP_MS
-        step_arcsec = cfg.calibration_distance_px / cfg.calibration_steps * scale
-        cos_dec = max(math.cos(math.radians(status.position.dec_deg)), 0.1)
-        ra_ms = 1000.0 * step_arcsec / (ra_rate * 3600.0 * cos_dec)
-        dec_ms = 1000.0 * step_arcsec / (dec_rate * 3600.0)
-        return _clamp_step(ra_ms), _clamp_step(dec_ms)
-
-    # --- frames and stars ----------------------------------------------------------------
-
-    async def _acquire(self) -> tuple[RawFrame, StarTable, GuideStars]:
-        for _ in range(self._config.acquire_frames):
-            frame, table = await self._frame_and_stars()
-            stars = self._select(frame, table)
-            if len(stars):
-                return frame, table, stars
-        raise NoGuideStar(
-            "start",
-            f"no usable guide star in {self._config.acquire_frames} frames "
-            f"({len(table)} detections; {self._exposure_s} s exposures)",
-        )
-
-    async def _frame_and_stars(self) -> tuple[RawFrame, StarTable]:
-        frame = await self._expose()
-        self._in_hand = time.monotonic()
-        table = await asyncio.to_thread(_measure_stars, frame, self._star_config)
-        return frame, table
-
-    async def _expose(self) -> RawFrame:
-        """One guide frame. A frame bit-identical to the previous one although the mount was
-        pulsed in between cannot show the sky now (a stale or cached image): it is taken
-        again once; an identical frame without a pulse is the same sky and is kept."""
-        exposure_s = self._exposure_s
-        for attempt in range(2):
-            delay = self._aborted_until - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._exposure_ends_at = time.monotonic() + exposure_s
-            try:
-                frame = await self._expose_when_idle(exposure_s)
-            except (asyncio.CancelledError, DeviceError):
-                # The camera may still deliver this exposure's image when it would have ended.
-                self._aborted_until = self._exposure_ends_at + _LATE_IMAGE_S
-                raise
-            finally:
-                self._exposure_ends_at = None
-            self._frame += 1
-            digest = zlib.crc32(np.ascontiguousarray(frame.data).data)
-            stale = digest == self._last_digest and self._pulsed_since_frame
-            self._last_digest = digest
-            self._pulsed_since_frame = False
-            if stale and attempt == 0:
-                log.warning("guider: frame %d repeats the one before a pulse; again", self._frame)
-                continue
-            return frame
-        return frame
-
-    async def _expose_when_idle(self, exposure_s: float) -> RawFrame:
-        """Expose; while the camera says it is busy, try again for a bounded time."""
-        deadline = time.monotonic() + exposure_s + _BUSY_WAIT_S
-        while True:
-            try:
-                return await self._camera.expose(exposure_s, light=True)
-            except DeviceBusy:
-                if time.monotonic() > deadline:
-                    raise
-                log.debug("guider: guide camera busy; trying again")
-                await asyncio.sleep(_BUSY_POLL_S)
-
-    def _select(self, frame: RawFrame, table: StarTable) -> GuideStars:
-        return select_guide_stars(
-            table, frame.data.shape, self._saturation_adu(frame), self._config.selection
-        )
-
-    def _track(
-        self, stars: GuideStars, table: StarTable, predicted: tuple[float, float]
-    ) -> Fix | None:
-        """Find the guide stars near `predicted`, or anywhere by their pattern (calibration:
-        the mount is not moving by itself between its pulses)."""
-        cfg = self._config
-        required = min_matches(stars, cfg.min_matched_fraction)
-        fix = locate(
-            stars,
-            table,
-            predicted,
-            search_radius_px=cfg.search_radius_px,
-            outlier_px=cfg.outlier_px,
-            required=required,
-        )
-        if fix is None:
-            fix = find_pattern(
-                stars, table, tolerance_px=cfg.reacquire_tolerance_px, required=required
-            )
-        return fix
-
-    def _saturation_adu(self, frame: RawFrame) -> float:
-        info = frame.info
-        level = float(info.max_adu)
-        if info.full_well_e and info.electrons_per_adu:
-            level = min(level, info.full_well_e / info.electrons_per_adu)
-        return level
-
-    def _optical_scale(self, frame: RawFrame) -> float | None:
-        cfg = self._config
-        if cfg.pixel_scale_arcsec_px is not None:
-            return cfg.pixel_scale_arcsec_px
-        focal_mm = cfg.focal_length_mm
-        if focal_mm is None and self._mount.info.focal_length_m:
-            focal_mm = 1000.0 * self._mount.info.focal_length_m
-        if focal_mm is None:
-            return None
-        return plate_scale_arcsec_px(frame.info.pixel_size_x_um, focal_mm, frame.status.bin_x)
-
-    def _scale_from_rates(self, status: MountStatus, calibration: Calibration) -> float:
-        """Pixel scale from the Dec guide rate and the measured Dec motion, when the optics
-        are unknown. Raises `GuiderError` when that is unknown too."""
-        if not status.guide_rate_dec_deg_s:
-            raise GuiderError(
-                "start", "pixel scale unknown: set GuiderConfig.pixel_scale_arcsec_px"
-            )
-        return status.guide_rate_dec_deg_s * 3600.0 / calibration.dec_rate_px_s
-
-    # --- plumbing ------------------------------------------------------------------------
+        self._lock_state = _LockState(stars)
+        self._controller.reset()
+        position = self._lock_state.position
+        assert position is not None
+        self._events.emit(GuideStarsSelected(frame.number, _now(), len(stars), *position, False))
+        log.info("guider: locked on %d star(s) at (%.1f, %.1f)", len(stars), *position)
 
     def _set_state(self, state: GuiderState) -> None:
-        if state is not self._state:
-            log.debug("guider: %s -> %s", self._state.value, state.value)
-            self._state = state
-
-    def _emit(self, event: GuideEvent) -> None:
-        """Hand `event` to every subscriber; a full queue loses its oldest event."""
-        for queue in list(self._queues):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
+        if state is not self._loop_state.state:
+            log.debug("guider: %s -> %s", self._loop_state.state.value, state.value)
+            self._loop_state.state = state
 
 
-def _measure_stars(frame: RawFrame, config: StarConfig) -> StarTable:
-    """Detect the stars of a guide frame and refine their centroids (CPU work: run it in a
-    thread)."""
-    return refine_centroids(frame.data, detect_stars(frame.data, config))
-
-
-def _pulse(signed_ms: int, *, ra: bool) -> GuidePulse | None:
-    if signed_ms == 0:
+def _optical_scale(config: GuiderConfig, mount: Mount, frame: RawFrame) -> float | None:
+    """The guide camera's pixel scale from the settings or the optics, None if unknown."""
+    if config.pixel_scale_arcsec_px is not None:
+        return config.pixel_scale_arcsec_px
+    focal_mm = config.focal_length_mm
+    if focal_mm is None and mount.info.focal_length_m:
+        focal_mm = 1000.0 * mount.info.focal_length_m
+    if focal_mm is None:
         return None
-    return GuidePulse(pulse_direction(signed_ms, ra=ra), abs(signed_ms))
+    return plate_scale_arcsec_px(frame.info.pixel_size_x_um, focal_mm, frame.status.bin_x)
+
+
+def _scale_from_rates(status: MountStatus, calibration: Calibration) -> float:
+    """Pixel scale from the Dec guide rate and the measured Dec motion, when the optics
+    are unknown. Raises `GuiderError` when that is unknown too."""
+    if not status.guide_rate_dec_deg_s:
+        raise GuiderError("start", "pixel scale unknown: set GuiderConfig.pixel_scale_arcsec_px")
+    return status.guide_rate_dec_deg_s * 3600.0 / calibration.dec_rate_px_s
 
 
 def _signed(pulse: GuidePulse | None) -> float:
@@ -849,19 +544,6 @@ def _signed(pulse: GuidePulse | None) -> float:
         return 0.0
     positive = pulse.direction in (GuideDirection.WEST, GuideDirection.NORTH)
     return float(pulse.duration_ms if positive else -pulse.duration_ms)
-
-
-def _opposite(direction: GuideDirection) -> GuideDirection:
-    return {
-        GuideDirection.NORTH: GuideDirection.SOUTH,
-        GuideDirection.SOUTH: GuideDirection.NORTH,
-        GuideDirection.EAST: GuideDirection.WEST,
-        GuideDirection.WEST: GuideDirection.EAST,
-    }[direction]
-
-
-def _clamp_step(ms: float) -> int:
-    return round(min(_MAX_STEP_MS, max(_MIN_STEP_MS, ms)))
 
 
 def _now() -> datetime:

@@ -257,6 +257,49 @@ def find_pattern(
     )
 
 
+@dataclass(frozen=True)
+class Matcher:
+    """How the guide stars are found again in a frame's detections (see `locate` and
+    `find_pattern`); the guider's settings of the same names."""
+
+    search_radius_px: float
+    outlier_px: float
+    reacquire_tolerance_px: float
+    min_matched_fraction: float
+
+    def near(
+        self, reference: GuideStars, stars: StarTable, predicted: tuple[float, float]
+    ) -> Fix | None:
+        """The reference stars near their predicted displacement (dy, dx), or None."""
+        return locate(
+            reference,
+            stars,
+            predicted,
+            search_radius_px=self.search_radius_px,
+            outlier_px=self.outlier_px,
+            required=min_matches(reference, self.min_matched_fraction),
+        )
+
+    def anywhere(self, reference: GuideStars, stars: StarTable) -> Fix | None:
+        """The reference stars anywhere in the frame by their pattern, or None."""
+        return find_pattern(
+            reference,
+            stars,
+            tolerance_px=self.reacquire_tolerance_px,
+            required=min_matches(reference, self.min_matched_fraction),
+        )
+
+    def track(
+        self, reference: GuideStars, stars: StarTable, predicted: tuple[float, float]
+    ) -> Fix | None:
+        """Near the prediction, else anywhere: for a mount that does not move by itself
+        between pulses (calibration), where a find far off is not a passing jump."""
+        fix = self.near(reference, stars, predicted)
+        if fix is None:
+            fix = self.anywhere(reference, stars)
+        return fix
+
+
 def _robust_mean(dy: FloatArray, dx: FloatArray, outlier_px: float, required: int) -> Fix | None:
     mid_y, mid_x = float(np.median(dy)), float(np.median(dx))
     keep = np.hypot(dy - mid_y, dx - mid_x) <= outlier_px

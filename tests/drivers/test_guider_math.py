@@ -1,21 +1,25 @@
 """The guider's pure parts with known truth: star selection and tracking, calibration solving,
-the axis controller, the RMS window, and a closed loop of all of them on a simulated sky."""
+the axis controllers, the RMS window, the event fan-out, and a closed loop of all of them on a
+simulated sky."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from drivers.base import GuideDirection, PierSide
+from drivers.base import GuideDirection, GuidePulse, GuiderFault, PierSide
 from drivers.guider import AxisSettings, Calibration, calibration_from_guide_rates
 from drivers.guider.calibration import fit_axis, pulse_direction
-from drivers.guider.control import AxisController, RmsWindow
+from drivers.guider.control import AxisController, GuideController, RmsWindow
 from drivers.guider.errors import CalibrationFailed
+from drivers.guider.events import Subscribers
 from drivers.guider.stars import (
     GuideStars,
+    Matcher,
     SelectionConfig,
     find_pattern,
     locate,
@@ -189,6 +193,23 @@ def test_pattern_search_does_not_match_a_lone_star_or_another_field() -> None:
     assert find_pattern(guide_stars_of(lone), field(10), tolerance_px=2, required=1) is None
 
 
+def test_matcher_tracks_near_the_prediction_else_by_pattern() -> None:
+    reference = guide_stars_of(field(11, n=6))
+    jumped = moved(field(11, n=6), 60.0, -45.0, noise_px=0.1, seed=12)
+    matcher = Matcher(
+        search_radius_px=10.0, outlier_px=1.5, reacquire_tolerance_px=2.0, min_matched_fraction=0.5
+    )
+    assert matcher.near(reference, jumped, (0.0, 0.0)) is None
+    # 0.1 px noise on 6 stars: the means hold to well under 0.2 px.
+    for fix in (
+        matcher.near(reference, jumped, (58.0, -44.0)),
+        matcher.anywhere(reference, jumped),
+        matcher.track(reference, jumped, (0.0, 0.0)),
+    ):
+        assert fix is not None
+        np.testing.assert_allclose((fix.dy, fix.dx), (60.0, -45.0), atol=0.2)
+
+
 def truth_calibration() -> Calibration:
     """A rotated camera (33 deg) with axes 3 deg off perpendicular and unequal rates."""
     ra, dec = math.radians(33.0), math.radians(33.0 + 93.0)
@@ -283,6 +304,34 @@ def test_axis_controller_min_move_aggressiveness_hysteresis_and_limit() -> None:
     assert controller.limit_ms(12.6) == 13
     with pytest.raises(ValueError, match="aggressiveness"):
         AxisSettings(aggressiveness=0.0)
+
+
+def test_guide_controller_pulses_back_and_sends_nothing_while_output_is_off() -> None:
+    cal = truth_calibration()
+    controller = GuideController(AxisSettings(hysteresis=0.0), AxisSettings(hysteresis=0.0))
+    ra_pulse, dec_pulse = controller.pulses(cal, 1.0, -0.05)
+    # RA: 0.7 x 1 px back at 1.8 px/s is 389 ms East; Dec: under min_move, no pulse.
+    assert ra_pulse == GuidePulse(GuideDirection.EAST, 389)
+    assert dec_pulse is None
+    controller.output_enabled = False
+    assert controller.pulses(cal, 1.0, 1.0) == (None, None)
+    controller.output_enabled = True
+    assert controller.pulses(cal, 0.0, 0.0) == (None, None)
+
+
+def test_subscribers_each_get_every_event_and_a_full_queue_loses_its_oldest() -> None:
+    subscribers = Subscribers()
+    small, large = subscribers.subscribe(maxsize=2), subscribers.subscribe()
+    events = [GuiderFault(datetime.now(UTC), f"fault {i}", i) for i in range(3)]
+    for event in events:
+        subscribers.emit(event)
+    assert [small.get_nowait(), small.get_nowait()] == events[1:]
+    assert [large.get_nowait() for _ in range(3)] == events
+    subscribers.unsubscribe(small)
+    subscribers.unsubscribe(small)  # unsubscribing twice is harmless
+    subscribers.emit(events[0])
+    assert small.empty()
+    assert large.get_nowait() is events[0]
 
 
 def test_rms_window_is_from_the_lock_and_resettable() -> None:
