@@ -198,8 +198,11 @@ class CaptureService:
         wheel = self._equipment.filter_wheel
         if spec.filter_name is not None:
             if wheel is None or not wheel.connected:
-                raise ValueError("filter_name given but no filter wheel is connected")
-            await wheel.select(spec.filter_name)
+                raise Refused("filter_name", "given, but no filter wheel is connected")
+            try:
+                await wheel.select(spec.filter_name)
+            except ValueError as e:
+                raise Refused("filter_name", str(e)) from e
         if spec.gain is not None:
             await camera.set_gain(spec.gain)
         if spec.offset is not None:

@@ -110,7 +110,9 @@ def test_bad_capture_parameters_get_422_naming_the_field(
 def test_unknown_filter_gets_422_with_the_choices(daemon: RunningDaemon) -> None:
     reply = capture(daemon, frame_type="LIGHT", exposure_s=1, filter_name="Z")
     assert reply.status_code == 422
-    assert "'Z' is not in this wheel" in reply.text
+    [error] = reply.json()["detail"]
+    assert error["loc"] == ["body", "filter_name"]
+    assert "'Z' is not in this wheel" in error["msg"]
 
 
 def test_a_second_capture_while_one_runs_gets_409(daemon: RunningDaemon) -> None:
