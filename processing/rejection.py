@@ -94,7 +94,21 @@ class NoRejection(RejectionConfig):
 
 
 @dataclass(frozen=True)
-class SigmaClip(RejectionConfig):
+class _Clipping(RejectionConfig):
+    """Thresholds low / high below and above the centre, in the algorithm's unit of spread,
+    and the most rejection rounds (4 / 3 / 10 by default)."""
+
+    low: float = 4.0
+    high: float = 3.0
+    max_iterations: int = 10
+
+    def __post_init__(self) -> None:
+        """Raise ValueError on thresholds that would reject everything or loop forever."""
+        _check_thresholds(self.low, self.high, self.max_iterations)
+
+
+@dataclass(frozen=True)
+class SigmaClip(_Clipping):
     """Iterative kappa-sigma clipping about the median.
 
     - low / high: in units of the sample standard deviation. 4 low / 3 high as PixInsight:
@@ -103,48 +117,24 @@ class SigmaClip(RejectionConfig):
     - max_iterations: rejection rounds.
     """
 
-    low: float = 4.0
-    high: float = 3.0
-    max_iterations: int = 10
-
-    def __post_init__(self) -> None:
-        """Raise ValueError on thresholds that would reject everything or loop forever."""
-        _check_thresholds(self.low, self.high, self.max_iterations)
-
 
 @dataclass(frozen=True)
-class Winsorized(RejectionConfig):
+class Winsorized(_Clipping):
     """Winsorized sigma clipping: as `SigmaClip`, with sigma from the winsorized sample.
 
     - low / high: in units of the winsorized sigma (4 / 3 as PixInsight).
     - max_iterations: rejection rounds.
     """
 
-    low: float = 4.0
-    high: float = 3.0
-    max_iterations: int = 10
-
-    def __post_init__(self) -> None:
-        """Raise ValueError on thresholds that would reject everything or loop forever."""
-        _check_thresholds(self.low, self.high, self.max_iterations)
-
 
 @dataclass(frozen=True)
-class LinearFit(RejectionConfig):
+class LinearFit(_Clipping):
     """Linear-fit clipping against normal scores.
 
     - low / high: in units of the line's slope, which estimates sigma; 4 / 3 reject none of
       15-200 clean Gaussian samples in 10,000 and 93-98 % of 8-sigma outliers (measured).
     - max_iterations: rejection rounds.
     """
-
-    low: float = 4.0
-    high: float = 3.0
-    max_iterations: int = 10
-
-    def __post_init__(self) -> None:
-        """Raise ValueError on thresholds that would reject everything or loop forever."""
-        _check_thresholds(self.low, self.high, self.max_iterations)
 
 
 @dataclass(frozen=True)
