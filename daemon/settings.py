@@ -83,6 +83,32 @@ class Settings(BaseSettings):
         default=None, description="API token of the read role (GET and HEAD only)"
     )
 
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description=(
+            "host names the API answers to (the Host header; '*' for any); default: the "
+            "loopback names, or any host once a token guards the API"
+        ),
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "other web origins (scheme://host:port) whose pages may change state through the "
+            "API; the daemon's own origin is always allowed"
+        ),
+    )
+    scripts_dir: Path | None = Field(
+        default=None,
+        description=(
+            "folder of programs the run_command instruction may start; unset: run_command "
+            "is refused"
+        ),
+    )
+    processing_roots: list[Path] | None = Field(
+        default=None,
+        description="folders a processing job may read from; default: data_dir",
+    )
+
     @field_validator("equipment_profile")
     @classmethod
     def _profile_exists(cls, value: Path | None) -> Path | None:
@@ -194,6 +220,11 @@ class Settings(BaseSettings):
     def masters_root(self) -> Path:
         """The master library: masters kept across nights and reused when they match."""
         return self.data_dir / "masters"
+
+    @property
+    def resolved_processing_roots(self) -> list[Path]:
+        """Folders a processing job may read, resolved (symlinks followed)."""
+        return [p.resolve() for p in (self.processing_roots or [self.data_dir])]
 
     @property
     def resolved_database_url(self) -> str:
