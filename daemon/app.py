@@ -24,6 +24,8 @@ from sqlalchemy import Engine
 from daemon.access import Access
 from daemon.api.auth import require_access
 from daemon.api.errors import install_error_handlers
+from daemon.api.guards import install_guards
+from daemon.api.openapi import install_openapi
 from daemon.api.routes import auth as auth_routes
 from daemon.api.routes import autofocus as autofocus_routes
 from daemon.api.routes import equipment as equipment_routes
@@ -361,6 +363,7 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(require_access)],
     )
     app.state.access = access
+    install_guards(app, settings)
     install_error_handlers(app)
     app.include_router(health_routes.router)
     app.include_router(auth_routes.router)
@@ -374,4 +377,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(plan_routes.safety_router)
     app.include_router(event_routes.router)
     install_web(app)
+    install_openapi(app)
     return app

@@ -7,17 +7,27 @@ the daemon starts and stops itself (the embedded default, so a fresh clone runs 
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from daemon.access import is_loopback, token_problem
+from daemon.access import LOOPBACK_HOSTS, is_loopback, normal_host, normal_origin, token_problem
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
 from sequences.astro import Horizon
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -83,14 +93,16 @@ class Settings(BaseSettings):
         default=None, description="API token of the read role (GET and HEAD only)"
     )
 
-    allowed_hosts: list[str] | None = Field(
+    # NoDecode: the environment may give these as JSON or as comma-separated values.
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
         default=None,
         description=(
-            "host names the API answers to (the Host header; '*' for any); default: the "
-            "loopback names, or any host once a token guards the API"
+            "host names the API answers to besides the loopback names (the Host header; "
+            "'*' for any, '*.example.org' for its subdomains); default: only the loopback "
+            "names, or any host once a token guards the API"
         ),
     )
-    allowed_origins: list[str] = Field(
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
             "other web origins (scheme://host:port) whose pages may change state through the "
@@ -109,11 +121,67 @@ class Settings(BaseSettings):
         description="folders a processing job may read from; default: data_dir",
     )
 
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _listed(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"NIGHTOWL_{str(info.field_name).upper()} is not a JSON list ({e.msg}); "
+                    "give a JSON list or comma-separated values"
+                ) from e
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        hosts = [normal_host(host) for host in value]
+        for given, host in zip(value, hosts, strict=True):
+            name = host.removeprefix("*.")
+            if host == "*" or _is_ip_address(host):
+                continue
+            if not name or any(c in name for c in "*/@?#:[] "):
+                raise ValueError(
+                    f"NIGHTOWL_ALLOWED_HOSTS: {given!r} is not a host name; give names "
+                    "without scheme or port, e.g. observatory.local,192.168.1.20,*.example.org"
+                )
+        return hosts
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for given in value:
+            origin = normal_origin(given)
+            if origin is None:
+                raise ValueError(
+                    f"NIGHTOWL_ALLOWED_ORIGINS: {given!r} is not a web origin; give "
+                    "scheme://host[:port] without a path, e.g. https://observatory.example:8443"
+                )
+            origins.append(origin)
+        return origins
+
     @field_validator("equipment_profile")
     @classmethod
     def _profile_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value} (set it to a YAML equipment profile)")
+        return value
+
+    @field_validator("scripts_dir")
+    @classmethod
+    def _scripts_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"NIGHTOWL_SCRIPTS_DIR={value} is not a folder; give an existing folder that "
+                "holds only the programs run_command may start, or unset it"
+            )
         return value
 
     @field_validator("horizon_file")
@@ -175,6 +243,18 @@ class Settings(BaseSettings):
             or self.read_token is not None
             or not (is_loopback(self.host))
         )
+
+    @property
+    def resolved_allowed_hosts(self) -> list[str]:
+        """Host names the API answers to (``*``: any). The loopback names always; beyond them
+        `allowed_hosts`, or any host once a token guards the API: a page that rebinds its
+        own name to this machine carries neither the token nor the session cookie (bound
+        to the host name, SameSite=Strict)."""
+        if self.allowed_hosts is None and self.auth_required:
+            return ["*"]
+        own = [normal_host(self.host)] if is_loopback(self.host) else []
+        names = [*LOOPBACK_HOSTS, *own, *(self.allowed_hosts or [])]
+        return ["*"] if "*" in names else list(dict.fromkeys(names))
 
     def exposure_problem(self) -> str | None:
         """Why the API must not start: listening beyond loopback with no control token."""

@@ -107,9 +107,9 @@ def test_login_sets_a_session_cookie_that_logout_forgets(daemon: RunningDaemon) 
         assert browser.get("/api/sessions").status_code == 200
         assert browser.get("/api/auth/me").json() == {"role": "read", "auth_required": True}
         # A browser's EventSource sends no headers, only the cookie.
-        with browser.stream("GET", "/api/runs/1/stream") as events:
+        with browser.stream("GET", "/api/events/stream") as events:
             assert events.status_code == 200
-            assert next(events.iter_lines()) == ": connected"
+            assert next(events.iter_lines()) == "retry: 1000"
         assert browser.post("/api/equipment/connect").status_code == 403
 
         assert browser.post("/api/auth/logout").status_code == 204
@@ -208,11 +208,10 @@ def test_a_session_expires() -> None:
         session_lifetime_s=60.0,
         clock=lambda: now[0],
     )
-    assert access.login(READ) is None
-    session = access.login(CONTROL)
-    assert session is not None
-    session_id, role = session
+    assert access.role_of_token(READ) is None
+    role = access.role_of_token(CONTROL)
     assert role == "control"
+    session_id = access.start_session(role)
     now[0] += 59.0
     assert access.role_of_session(session_id) == "control"
     now[0] += 2.0

@@ -6,8 +6,7 @@ to show a login form, and logout only ever forgets the caller's own session.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, SecretStr
@@ -21,12 +20,14 @@ from daemon.api.auth import (
     CookieDep,
     caller_role,
     session_cookie_secure,
+    token_role,
 )
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-# Slows a guesser down; the 16-character minimum is what makes guessing hopeless.
-_FAILED_LOGIN_DELAY_S = 0.5
+_LOCKED_OUT: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many wrong tokens from this address; wait Retry-After seconds"}
+}
 
 
 class LoginRequest(BaseModel):
@@ -42,7 +43,7 @@ class MeRead(BaseModel):
     auth_required: bool
 
 
-@router.post("/login")
+@router.post("/login", responses={401: {"description": "wrong token"}, **_LOCKED_OUT})
 async def login(
     body: LoginRequest,
     request: Request,
@@ -50,21 +51,21 @@ async def login(
     access: AccessDep,
     previous: CookieDep,
 ) -> LoginRead:
-    """Sets the session cookie (HttpOnly, SameSite=Strict, 7 days); 401 on a wrong token.
-    A session the browser held before is forgotten, whatever the outcome."""
+    """Sets the session cookie (HttpOnly, SameSite=Strict, 7 days); 401 on a wrong token,
+    429 while this address is locked out for too many of them. A session the browser held
+    before is forgotten, whatever the outcome."""
     if not access.required:
         return LoginRead(role="control")
     if previous is not None:
         access.logout(previous)
-    session = access.login(body.token.get_secret_value())
-    if session is None:
-        await asyncio.sleep(_FAILED_LOGIN_DELAY_S)
+    role = await token_role(request, access, body.token.get_secret_value())
+    if role is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    session_id, role = session
+    session_id = access.start_session(role)
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
@@ -85,8 +86,11 @@ async def logout(response: Response, access: AccessDep, session_id: CookieDep) -
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
-@router.get("/me")
-async def me(access: AccessDep, bearer: BearerDep, session_id: CookieDep) -> MeRead:
-    """The caller's role ("none" without valid credentials) and whether the API asks for one."""
-    role = caller_role(access, bearer.credentials if bearer else None, session_id)
+@router.get("/me", responses=_LOCKED_OUT)
+async def me(
+    request: Request, access: AccessDep, bearer: BearerDep, session_id: CookieDep
+) -> MeRead:
+    """The caller's role ("none" without valid credentials) and whether the API asks for one.
+    A bearer token sent here counts like anywhere else: this is no place to test guesses."""
+    role = await caller_role(request, access, bearer.credentials if bearer else None, session_id)
     return MeRead(role=role or "none", auth_required=access.required)
