@@ -138,6 +138,7 @@ def _run_context_factory(
     guider: NativeGuider | None,
     cache_dir: Path,
     horizon: Horizon | None,
+    scripts_dir: Path | None,
 ) -> ContextFactory:
     sink = CaptureSink(capture, engine)
     solver = frame_solver(equipment, cache_dir)
@@ -154,6 +155,7 @@ def _run_context_factory(
             guider=guider,
             solve=solver,
             autofocus=autofocus,
+            scripts_dir=scripts_dir,
         )
 
     return build
@@ -198,7 +200,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
     clock = make_clock(settings)
     worker = ProcessingWorker(
-        engine, settings.frames_root, settings.processing_root, settings.masters_root
+        engine,
+        settings.frames_root,
+        settings.processing_root,
+        settings.masters_root,
+        settings.resolved_processing_roots,
     )
 
     async def hand_off(run_ids: list[int]) -> None:
@@ -227,9 +233,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             guider,
             settings.resolved_cache_dir,
             horizon,
+            settings.scripts_dir,
         ),
         clock,
         on_finished=run_finished,
+        scripts_dir=settings.scripts_dir,
     )
     safety = SafetySupervisor(
         engine,

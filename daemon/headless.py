@@ -58,9 +58,15 @@ def _load(path: Path, targets: Sequence[Sequence[str]]) -> SequenceDocument:
 async def _run(settings: Settings, document: SequenceDocument, ignore_issues: bool) -> int:
     async with open_runtime(settings) as runtime:
         await connect_and_prepare(runtime.equipment, settings.resolved_cache_dir)
-        issues = document.check(await validation_env(runtime.equipment, runtime.clock))
+        env = await validation_env(
+            runtime.equipment, runtime.clock, scripts_dir=settings.scripts_dir
+        )
+        issues = document.check(env)
         for issue in issues:
             print(f"problem: {issue.path}: {issue.message} (fix: {issue.fix})")
+        if any(issue.forbidden for issue in issues):
+            print("nightowl run: not started (a setting forbids it; --ignore-issues cannot)")
+            return 2
         if issues and not ignore_issues:
             print("nightowl run: not started (fix the problems or pass --ignore-issues)")
             return 2

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -34,6 +35,7 @@ from sequences import instantiate
 from sequences.clock import Clock
 from sequences.context import RunContext
 from sequences.document import SequenceDocument
+from sequences.errors import DocumentError
 from sequences.frames import ExposureSpec, RunTag, SavedFrame, TargetRef
 from sequences.model import Issue
 from sequences.runner import SequenceRunner
@@ -246,10 +248,13 @@ class RunManager:
         context_factory: ContextFactory,
         clock: Clock,
         on_finished: Callable[[int, RunStatus], Awaitable[None]] | None = None,
+        scripts_dir: Path | None = None,
     ) -> None:
         """`on_finished(run_id, status)` runs after a run ends (not when it is interrupted
-        by a stop of the daemon): the hand-off of the night to the processing worker."""
+        by a stop of the daemon): the hand-off of the night to the processing worker.
+        `scripts_dir`: the folder run_command may start programs from (None: none)."""
         self._engine = engine
+        self._scripts_dir = scripts_dir
         self._context_factory = context_factory
         self._clock = clock
         self._on_finished = on_finished
@@ -304,8 +309,9 @@ class RunManager:
         validates against the connected equipment and tonight's sky.
 
         `Refused` unless exactly one of template_id and document is given, `NotFound` for an
-        unknown template, `DocumentError` for a malformed document, `RunBlocked` with the issues
-        (unless `ignore_issues`), `RunConflict` while another run is active."""
+        unknown template, `DocumentError` for a malformed document or one a setting forbids
+        (even with `ignore_issues`), `RunBlocked` with the issues (unless `ignore_issues`),
+        `RunConflict` while another run is active."""
         if (template_id is None) == (document is None):
             raise Refused(None, "give exactly one of template_id or document")
         if template_id is not None:
@@ -314,7 +320,10 @@ class RunManager:
             assert document is not None
             data = document
         parsed = drop_targets(load_document(data), targets)
-        issues = parsed.check(await validation_env(equipment, self._clock))
+        env = await validation_env(equipment, self._clock, scripts_dir=self._scripts_dir)
+        issues = parsed.check(env)
+        if forbidden := [i for i in issues if i.forbidden]:
+            raise DocumentError(forbidden)
         if issues and not ignore_issues:
             raise RunBlocked(issues)
         return await self.start(parsed, template_id)

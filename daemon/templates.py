@@ -7,6 +7,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -97,8 +98,13 @@ async def template_timeline(
 
 
 async def template_issues(
-    engine: Engine, equipment: Equipment, clock: Clock, template_id: int
+    engine: Engine,
+    equipment: Equipment,
+    clock: Clock,
+    template_id: int,
+    scripts_dir: Path | None,
 ) -> list[Issue]:
-    """What would fail tonight with the connected equipment (empty: ready to run)."""
+    """What would fail tonight with the connected equipment (empty: ready to run);
+    `scripts_dir`: the folder run_command may start programs from."""
     document = await asyncio.to_thread(template_document, engine, template_id)
-    return document.check(await validation_env(equipment, clock))
+    return document.check(await validation_env(equipment, clock, scripts_dir=scripts_dir))

@@ -1,7 +1,8 @@
 """The processing worker: jobs from the database, run one at a time in a child process.
 
 A job is a night (`session_id`: its accepted lights and its calibration frames, from the
-frame database) or a folder of FITS files from any tool (grouped from the headers), plus
+frame database) or a folder of FITS files from any tool (grouped from the headers) inside
+the processing roots (``NIGHTOWL_PROCESSING_ROOTS``, the data folder by default), plus
 `ProcessingOptions`. Masters from the master library (``DATA_DIR/masters``) join every job,
 so darks and flats of another night are reused when they match; the masters a job builds
 are copied into the library.
@@ -23,13 +24,14 @@ import multiprocessing
 import os
 import queue
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -67,6 +69,31 @@ _POLL_S = 0.5
 _STOP_TIMEOUT_S = 10.0
 
 
+FOLDER_REFUSED = (
+    "not a folder the daemon may process: give the absolute path of an existing folder inside "
+    "the processing roots (the data folder unless NIGHTOWL_PROCESSING_ROOTS names others)"
+)
+"""One answer whether a folder is absent or outside the roots, so it tells nothing of
+what exists elsewhere on the machine."""
+
+
+def physical_memory_mb() -> int:
+    """The machine's physical memory, MiB."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+
+
+def within_roots(path: Path, roots: Sequence[Path]) -> Path | None:
+    """`path` resolved (symlinks followed) when it exists inside one of the resolved `roots`;
+    None when it is relative, absent or outside them."""
+    if not path.is_absolute():
+        return None
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return None
+    return resolved if any(resolved.is_relative_to(root) for root in roots) else None
+
+
 class ProcessingOptions(BaseModel):
     """What a person chooses for a job; everything else takes the pipeline's defaults."""
 
@@ -88,6 +115,18 @@ class ProcessingOptions(BaseModel):
         default=512, ge=16, le=1 << 20, description="working memory of the integration, MiB"
     )
     threads: int = Field(default=2, ge=1, le=64, description="frames processed at once")
+
+    @field_validator("memory_budget_mb")
+    @classmethod
+    def _within_the_machine(cls, value: int) -> int:
+        """A budget beyond the physical memory would swap the machine to a standstill."""
+        total = physical_memory_mb()
+        if value > total:
+            raise ValueError(
+                f"memory_budget_mb={value} is more than this machine's memory "
+                f"({total} MiB); give at most {total}"
+            )
+        return value
 
     def pipeline_config(self) -> PipelineConfig:
         default = PipelineConfig()
@@ -205,9 +244,16 @@ class ProcessingWorker:
     in flight is stopped and queued again at the next start)."""
 
     def __init__(
-        self, engine: Engine, frames_root: Path, processing_root: Path, masters_root: Path
+        self,
+        engine: Engine,
+        frames_root: Path,
+        processing_root: Path,
+        masters_root: Path,
+        roots: Sequence[Path],
     ) -> None:
+        """`roots`: the resolved folders a job may read (folders and references) from."""
         self._engine = engine
+        self._roots = tuple(roots)
         self._frames_root = frames_root
         self._processing_root = processing_root
         self._masters_root = masters_root
@@ -245,15 +291,22 @@ class ProcessingWorker:
         folder: Path | None = None,
     ) -> int:
         """Queue a job for a night or a folder; returns its id. Raises `NotFound` for an
-        unknown session and `Refused` for a folder that does not exist."""
+        unknown session, `Refused` for a folder or reference that is not inside the roots
+        (the same answer when it does not exist)."""
         if (session_id is None) == (folder is None):
             raise Refused(None, "a job processes either a session_id or a folder")
-        if folder is not None and not await asyncio.to_thread(folder.is_dir):
-            raise Refused(
-                "folder",
-                f"folder {folder} does not exist or is not a folder; "
-                "give a folder on the daemon's machine",
-            )
+        if folder is not None:
+            folder = await asyncio.to_thread(within_roots, folder, self._roots)
+            if folder is None or not await asyncio.to_thread(folder.is_dir):
+                raise Refused("folder", FOLDER_REFUSED)
+        if options.reference is not None:
+            reference = await asyncio.to_thread(within_roots, options.reference, self._roots)
+            if reference is None or not await asyncio.to_thread(reference.is_file):
+                raise Refused(
+                    "options",
+                    "reference: not a file the daemon may read: give the absolute path of a "
+                    "light inside the processing roots (NIGHTOWL_PROCESSING_ROOTS)",
+                )
 
         def create() -> int:
             with Session(self._engine) as db, db.begin():
@@ -261,7 +314,7 @@ class ProcessingWorker:
                     raise NotFound(f"no session {session_id}")
                 job = ProcessingJob(
                     session_id=session_id,
-                    folder=None if folder is None else str(folder.resolve()),
+                    folder=None if folder is None else str(folder),
                     state=JobState.QUEUED,
                     config=options.model_dump(mode="json"),
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from drivers.base import Camera, Device, FilterWheel, Focuser, Guider, Mount, SafetyMonitor
@@ -60,6 +61,8 @@ class RunContext:
     facts: RunFacts = field(default_factory=RunFacts)
     """What the run has learned (lights taken, last autofocus, guiding). The runner puts its
     journaled state's facts here, so what instructions note is saved with the run state."""
+    scripts_dir: Path | None = None
+    """The only folder whose programs run_command may start; None: run_command is refused."""
 
     async def run_autofocus(self, config: AutofocusConfig) -> AutofocusReport:
         """`InstructionError` without a connected camera and focuser."""
@@ -114,3 +117,5 @@ class ValidationEnv:
     horizon: Horizon | None
     night_start: datetime | None
     night_end: datetime | None
+    scripts_dir: Path | None = None
+    """The only folder whose programs run_command may start; None: run_command is refused."""

@@ -49,3 +49,6 @@ class Issue:
     path: str
     message: str
     fix: str
+    forbidden: bool = False
+    """A setting of the daemon rules it out (not tonight's sky or equipment): a start that
+    ignores issues is refused anyway."""

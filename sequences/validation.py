@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drivers.equipment import Equipment
 from sequences.astro import Horizon, Site, night_window
 from sequences.clock import Clock
@@ -24,9 +26,14 @@ def site_of(equipment: Equipment) -> Site | None:
 
 
 async def validation_env(
-    equipment: Equipment, clock: Clock, horizon: Horizon | None = None
+    equipment: Equipment,
+    clock: Clock,
+    horizon: Horizon | None = None,
+    *,
+    scripts_dir: Path | None = None,
 ) -> ValidationEnv:
-    """What the connected equipment offers and tonight's dark window at its site."""
+    """What the connected equipment offers and tonight's dark window at its site;
+    `scripts_dir`: the folder run_command may start programs from (None: it may not)."""
     roles = frozenset(device.role for device in equipment.devices())
     wheel = equipment.filter_wheel
     filters = wheel.info.names if wheel is not None and wheel.connected else None
@@ -46,4 +53,5 @@ async def validation_env(
         horizon=horizon,
         night_start=start,
         night_end=end,
+        scripts_dir=scripts_dir,
     )

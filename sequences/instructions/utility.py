@@ -1,13 +1,15 @@
-"""Utility instructions: annotations, waiting for a time, running an external command."""
+"""Utility instructions: annotations, waiting for a time, running a program of the scripts
+folder."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import shutil
+import shlex
 import signal
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -54,16 +56,60 @@ class WaitForTime(Instruction):
             await ctx.clock.sleep_until(deadline)
 
 
+class ProgramRefused(InstructionError):
+    """run_command may not start this program; `fix` says what the operator can change."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(f"{message}: {fix}")
+        self.message = message
+        self.fix = fix
+
+
+def allowed_program(argv0: str, scripts_dir: Path | None) -> Path:
+    """The program run_command starts for `argv0`: a name (or relative path) is looked up in
+    `scripts_dir`, an absolute path must lie in it. Symlinks are followed first, so a link
+    leading out of the folder is refused. Raises `ProgramRefused` (one message whether the
+    program is absent, outside the folder or not executable)."""
+    if scripts_dir is None:
+        raise ProgramRefused(
+            "run_command is off", "set NIGHTOWL_SCRIPTS_DIR to a folder of allowed scripts"
+        )
+    try:
+        folder = scripts_dir.resolve(strict=True)
+        program = (folder / argv0).resolve(strict=True)
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        program = None
+    if (
+        program is None
+        or not program.is_relative_to(folder)
+        or not program.is_file()
+        or not os.access(program, os.X_OK)
+    ):
+        raise ProgramRefused(
+            f"{argv0!r} is not an executable file in the scripts folder {scripts_dir}",
+            "put the program, or a script that starts it, in NIGHTOWL_SCRIPTS_DIR",
+        )
+    return program
+
+
 class RunCommand(Instruction):
-    """Run a program with arguments (no shell); fail on a non-zero exit or the timeout."""
+    """Run a program of the scripts folder (NIGHTOWL_SCRIPTS_DIR) with arguments, no shell;
+    fail on a non-zero exit or the timeout. Its start and exit status are run events."""
 
     kind: Literal["run_command"] = "run_command"
     argv: list[str] = Field(min_length=1, max_length=100)
     timeout_s: float = Field(default=300.0, gt=0, le=86_400)
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
+        # Checked again here: validation may have been skipped, or the setting changed
+        # before a journaled run resumed.
+        argv = [str(allowed_program(self.argv[0], ctx.scripts_dir)), *self.argv[1:]]
+        name = self.argv[0]
+        await ctx.events.emit(
+            "info", f"starting {shlex.join(argv)}", path=step.path, data={"argv": argv}
+        )
         process = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *argv,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
@@ -71,24 +117,35 @@ class RunCommand(Instruction):
         try:
             async with asyncio.timeout(self.timeout_s):
                 output, _ = await process.communicate()
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
-            raise
+            if not isinstance(e, TimeoutError):
+                raise
+            await ctx.events.emit(
+                "error",
+                f"{name} still running after {self.timeout_s:g} s: killed",
+                path=step.path,
+                data={"argv": argv, "timeout_s": self.timeout_s},
+            )
+            raise InstructionError(f"{name} did not finish within {self.timeout_s:g} s") from e
         text = output.decode(errors="replace").strip()
         if text:
-            await ctx.events.emit("info", f"{self.argv[0]}: {text[-2000:]}", path=step.path)
-        if process.returncode != 0:
-            raise InstructionError(f"{self.argv[0]} exited with {process.returncode}")
+            await ctx.events.emit("info", f"{name}: {text[-2000:]}", path=step.path)
+        status = process.returncode
+        await ctx.events.emit(
+            "info" if status == 0 else "warning",
+            f"{name} exited with {status}",
+            path=step.path,
+            data={"argv": argv, "exit_status": status},
+        )
+        if status != 0:
+            raise InstructionError(f"{name} exited with {status}")
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
-        if shutil.which(self.argv[0]) is None:
-            return [
-                Issue(
-                    f"{path}.argv",
-                    f"{self.argv[0]!r} is not an executable on this machine",
-                    "give the full path of an installed program",
-                )
-            ]
+        try:
+            allowed_program(self.argv[0], env.scripts_dir)
+        except ProgramRefused as e:
+            return [Issue(f"{path}.argv", e.message, e.fix, forbidden=True)]
         return []

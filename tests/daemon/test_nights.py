@@ -225,8 +225,9 @@ async def test_a_target_whose_runs_take_nothing_is_left_out_for_the_night(
     tmp_path: Path, equipment: Equipment, simulator_url: str, catalog_cache: Path
 ) -> None:
     broken = json.loads(json.dumps(TEMPLATE))
-    broken["targets"][0]["items"].insert(0, {"kind": "run_command", "argv": ["false"]})
     async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, NIGHT_START) as h:
+        fail = {"kind": "run_command", "argv": [h.script("fail", "exit 1")]}
+        broken["targets"][0]["items"].insert(0, fail)
         template = save_template(h.engine, parse_document(broken))
         plan = m31_plan("broken", template.id, 5)
         plan_id = save_plan(h.engine, plan, True).id
@@ -246,7 +247,9 @@ async def test_a_target_whose_runs_take_nothing_is_left_out_for_the_night(
                 .join(PlanRun, PlanRun.run_id == SequenceRun.id)
                 .order_by(SequenceRun.id)
             ).all()
+            messages = db.scalars(select(Event.message)).all()
     assert (night.state, night.reason) == (PlanNightState.FINISHED, "every target failed tonight")
+    assert "fail exited with 1" in messages  # the script ran and failed, it was not refused
     # Two runs that took nothing (the failure skips the target container), then the end area.
     assert statuses == [RunStatus.COMPLETED] * 3
     assert plan_progress(h.engine, plan_id, plan) == {"M31": [0]}

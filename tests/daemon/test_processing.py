@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -28,18 +29,22 @@ QUIET = {"NIGHTOWL_CONNECT_ON_START": "false"}
 
 
 @pytest.fixture(scope="module")
-def night_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("night")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("processing-daemon")
+
+
+@pytest.fixture(scope="module")
+def night_folder(data_dir: Path) -> Path:
+    """Inside the daemon's data folder: the processing root when none is set."""
+    folder = data_dir / "night"
     synthetic.write_session(folder, SMALL_SESSION, target="NGC 7000")
     return folder
 
 
 @pytest.fixture(scope="module")
-def daemon(
-    tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path, simulator_url: str
-) -> Iterator[RunningDaemon]:
-    data = tmp_path_factory.mktemp("processing-daemon")
-    with running_daemon(data, catalog_cache, NIGHTOWL_SIMULATOR_URL=simulator_url, **QUIET) as d:
+def daemon(data_dir: Path, catalog_cache: Path, simulator_url: str) -> Iterator[RunningDaemon]:
+    env = {"NIGHTOWL_SIMULATOR_URL": simulator_url, **QUIET}
+    with running_daemon(data_dir, catalog_cache, **env) as d:
         yield d
 
 
@@ -104,11 +109,61 @@ def test_bad_job_requests_name_the_field(daemon: RunningDaemon, night_folder: Pa
     unknown = httpx.post(url, json={"folder": str(night_folder), "options": {"kappa": 3}})
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "options", "kappa"]
-    missing = httpx.post(url, json={"folder": str(night_folder / "nope")})
-    assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["body", "folder"]
     assert httpx.post(url, json={"session_id": 999}).status_code == 404
     assert httpx.get(f"{url}/999").status_code == 404
+
+
+def test_a_job_reads_only_inside_the_processing_roots(
+    daemon: RunningDaemon, night_folder: Path
+) -> None:
+    """Outside the roots or absent, one answer: a token holder learns nothing of the machine's
+    other paths (the data folder is the only root here)."""
+    url = f"{daemon.url}/api/processing/jobs"
+    queued = len(httpx.get(url).json())
+    (daemon.data_dir / "etc").symlink_to("/etc")
+    refused = [
+        "/etc",
+        "/proc/1",
+        "/root",
+        "/nonexistent/lights",
+        str(night_folder / "nope"),
+        str(daemon.data_dir / "etc"),  # a link inside the data folder to /etc
+        str(night_folder / ".." / ".." / ".."),
+        "night",  # relative: not the daemon's working folder
+        "",
+        " ",
+    ]
+    for folder in refused:
+        reply = httpx.post(url, json={"folder": folder})
+        assert reply.status_code == 422, (folder, reply.text)
+        (problem,) = reply.json()["detail"]
+        assert problem["loc"] == ["body", "folder"]
+        assert problem["msg"] == (
+            "not a folder the daemon may process: give the absolute path of an existing "
+            "folder inside the processing roots (the data folder unless "
+            "NIGHTOWL_PROCESSING_ROOTS names others)"
+        )
+    for reference in ("/etc/hostname", str(daemon.data_dir / "etc" / "hostname")):
+        reply = httpx.post(
+            url, json={"folder": str(night_folder), "options": {"reference": reference}}
+        )
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["detail"][0]["loc"] == ["body", "options"]
+    assert len(httpx.get(url).json()) == queued  # nothing was queued
+
+
+def test_a_memory_budget_beyond_the_machine_is_refused(
+    daemon: RunningDaemon, night_folder: Path
+) -> None:
+    machine_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+    reply = httpx.post(
+        f"{daemon.url}/api/processing/jobs",
+        json={"folder": str(night_folder), "options": {"memory_budget_mb": machine_mb + 1}},
+    )
+    assert reply.status_code == 422, reply.text
+    (problem,) = reply.json()["detail"]
+    assert problem["loc"] == ["body", "options", "memory_budget_mb"]
+    assert f"this machine's memory ({machine_mb} MiB)" in problem["msg"]
 
 
 def test_a_job_interrupted_by_a_killed_daemon_restarts_cleanly(
@@ -126,7 +181,11 @@ def test_a_job_interrupted_by_a_killed_daemon_restarts_cleanly(
     )
     synthetic.write_session(folder, config)
     data = tmp_path / "data"
-    env = {"NIGHTOWL_SIMULATOR_URL": simulator_url, **QUIET}
+    env = {
+        "NIGHTOWL_SIMULATOR_URL": simulator_url,
+        "NIGHTOWL_PROCESSING_ROOTS": json.dumps([str(folder)]),
+        **QUIET,
+    }
     with running_daemon(data, catalog_cache, **env) as first:
         job = httpx.post(f"{first.url}/api/processing/jobs", json={"folder": str(folder)}).json()
         wait_for(

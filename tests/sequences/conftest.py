@@ -49,6 +49,15 @@ class Harness:
     runs: RunManager
     clock: SimulatedClock
     simulator_url: str
+    scripts_dir: Path
+    """The run_command folder of the runs (empty at first)."""
+
+    def script(self, name: str, body: str) -> str:
+        """An executable shell script `name` in the scripts folder, for run_command."""
+        path = self.scripts_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+        path.chmod(0o755)
+        return name
 
     def frames(self, run_id: int) -> list[Frame]:
         with Session(self.engine) as db:
@@ -114,6 +123,8 @@ async def open_harness(
     autofocus = AutofocusService(engine, equipment, capture, folder / "autofocus")
     clock = SimulatedClock(night_start)
     sink = CaptureSink(capture, engine)
+    scripts_dir = folder / "scripts"
+    scripts_dir.mkdir(exist_ok=True)
     await prepare_solver(equipment, catalog_cache)
     solver = frame_solver(equipment, catalog_cache)
 
@@ -128,10 +139,11 @@ async def open_harness(
             guider=guider,
             solve=solver,
             autofocus=autofocus,
+            scripts_dir=scripts_dir,
         )
 
-    runs = RunManager(engine, context, clock)
-    harness = Harness(engine, runs, clock, simulator_url)
+    runs = RunManager(engine, context, clock, scripts_dir=scripts_dir)
+    harness = Harness(engine, runs, clock, simulator_url, scripts_dir)
     harness.set_safe(True)
     try:
         yield harness

@@ -46,7 +46,7 @@ async def test_a_night_runs_start_targets_end_and_records_its_frames(harness: Ha
 async def test_error_behaviours_retry_then_skip_continue_or_go_to_the_end(
     harness: Harness,
 ) -> None:
-    fail = {"kind": "run_command", "argv": ["false"], "attempts": 2}
+    fail = {"kind": "run_command", "argv": [harness.script("fail", "exit 1")], "attempts": 2}
     note = {"kind": "annotation", "text": "after the failure"}
     run_id, status = await harness.run(
         {
@@ -70,7 +70,7 @@ async def test_error_behaviours_retry_then_skip_continue_or_go_to_the_end(
     assert "targets[3]" not in nodes
     assert nodes["end.items[0]"].status is Status.SUCCEEDED
     events = harness.events(run_id)
-    assert sum("false exited with 1" in e for e in events) == 6
+    assert events.count("fail exited with 1") == 6
 
 
 async def test_loops_and_waits_run_on_the_simulated_clock(harness: Harness) -> None:

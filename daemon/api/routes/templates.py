@@ -90,6 +90,6 @@ async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryR
 async def issues(template_id: int, runtime: RuntimeDep) -> list[IssueRead]:
     """What would fail tonight with the connected equipment (empty: ready to run)."""
     found = await service.template_issues(
-        runtime.engine, runtime.equipment, runtime.clock, template_id
+        runtime.engine, runtime.equipment, runtime.clock, template_id, runtime.settings.scripts_dir
     )
     return [IssueRead(path=i.path, message=i.message, fix=i.fix) for i in found]

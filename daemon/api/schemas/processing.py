@@ -6,20 +6,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from daemon.db.models import JobState
-from daemon.worker import ProcessingOptions
+from daemon.worker import FOLDER_REFUSED, ProcessingOptions
 
 
 class JobCreate(BaseModel):
-    """Process a night (`session_id`) or a folder of FITS files on the daemon's machine."""
+    """Process a night (`session_id`) or a folder of FITS files inside the processing roots
+    (NIGHTOWL_PROCESSING_ROOTS, the data folder by default)."""
 
     model_config = ConfigDict(extra="forbid")
 
     session_id: int | None = Field(default=None, ge=1)
     folder: Path | None = None
     options: ProcessingOptions = Field(default_factory=ProcessingOptions)
+
+    @field_validator("folder", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        """An empty path would mean the daemon's working folder."""
+        if isinstance(value, str) and not value.strip():
+            raise PydanticCustomError("value_error", FOLDER_REFUSED)
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> JobCreate:
