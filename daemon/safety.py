@@ -11,9 +11,10 @@ Devices are watched too: a device whose status fails twice in a row is lost; it 
 reconnected with a growing delay, and a device still lost after the last attempt ends the
 night safely (the night director parks if the mount answers) with an alert event.
 
-Every transition is an event (source ``safety``) with its reason. Waiting for the safe delay
-sleeps on the daemon's clock, so a rehearsal on the simulated clock jumps through it; polling
-runs on wall time, as the weather does.
+Every transition is an event (source ``safety``) with its reason. The monitor is polled every
+`poll_s` in every state, settling included, so an unsafe spell is noticed within one poll
+whenever it starts. Polling runs on wall time, as the weather does; the end of the safe delay
+is also awaited on the daemon's clock, so a rehearsal on the simulated clock jumps to it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -141,13 +142,24 @@ class SafetySupervisor:
                 await self._poll_once()
             except Exception:  # the supervisor must outlive any surprise: log and go on
                 log.exception("safety supervisor poll failed")
-            # Waiting out the safe delay may jump a simulated clock (checking the weather 20
-            # times over the delay, at least every poll); plain polling never does.
-            if self._state is SafetyState.SETTLING:
-                step_s = max(self.config.poll_s, self.config.safe_delay_s / 20.0)
-                await self._clock.sleep(step_s, advance=True)
-            else:
-                await self._clock.sleep(self.config.poll_s, advance=False)
+            await self._until_next_poll()
+
+    async def _until_next_poll(self) -> None:
+        """Wait `poll_s`. Outside settling the wait is passive: polling never moves a
+        simulated clock. While settling, the end of the safe delay is awaited on the clock too
+        and ends the wait if it comes first: on the system clock that is after a poll every
+        `poll_s`; a rehearsal on the simulated clock jumps to it. The poll is then timed on
+        wall time, since a passive wait on the clock would cut that jump into `poll_s` steps."""
+        if self._state is not SafetyState.SETTLING:
+            await self._clock.sleep(self.config.poll_s, advance=False)
+            return
+        assert self._since is not None
+        settled = self._since + timedelta(seconds=self.config.safe_delay_s)
+        countdown = asyncio.ensure_future(self._clock.sleep_until(settled, advance=True))
+        try:
+            await asyncio.wait({countdown}, timeout=self.config.poll_s)
+        finally:
+            countdown.cancel()
 
     async def _poll_once(self) -> None:
         safe, why = await self._read_monitor()

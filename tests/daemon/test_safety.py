@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,12 +23,12 @@ from daemon.db.models import Event, PlanNight, PlanNightState
 from daemon.nights import NightDirector
 from daemon.plans import save_plan
 from daemon.runs import RunEvents, RunManager
-from daemon.safety import SafetyConfig, SafetySupervisor
+from daemon.safety import SafetyConfig, SafetyState, SafetySupervisor
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.templates import save_template
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
-from sequences.clock import SimulatedClock
+from sequences.clock import Clock, SimulatedClock, SystemClock
 from sequences.context import RunContext
 from sequences.document import parse_document
 from tests.daemon.test_nights import TEMPLATE, m31_plan
@@ -50,15 +51,22 @@ def _no_runs(run_id: int, events: RunEvents) -> RunContext:
 
 
 async def _supervised(
-    tmp_path: Path, rig: SimulatorRig
+    tmp_path: Path, rig: SimulatorRig, clock: Clock | None = None
 ) -> tuple[Engine, Equipment, SafetySupervisor]:
     engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
     upgrade(engine)
     equipment = build_equipment(simulator_profile(rig.url))
     assert not any((await equipment.connect_all()).values())
-    clock = SimulatedClock(datetime(2026, 11, 22, 20, 0, tzinfo=UTC))
+    clock = clock or SimulatedClock(datetime(2026, 11, 22, 20, 0, tzinfo=UTC))
     runs = RunManager(engine, _no_runs, clock)
     return engine, equipment, SafetySupervisor(engine, equipment, clock, runs, None, RECONNECT)
+
+
+def set_safe(rig: SimulatorRig, safe: bool) -> None:
+    httpx.put(
+        f"{rig.url}/api/v1/safetymonitor/0/issafe",
+        data={"IsSafe": str(safe), "ClientTransactionID": "1", "ClientID": "1"},
+    ).raise_for_status()
 
 
 def safety_events(engine: Engine) -> list[str]:
@@ -146,13 +154,6 @@ async def test_the_safe_declaration_is_in_the_log_before_a_waiting_plan_goes_on(
     first: a night's "going on" event never precedes the "safe for" that released it."""
     engine, equipment, safety = await _supervised(tmp_path, own_rig)
     safety.config = SafetyConfig(poll_s=0.3, safe_delay_s=60.0)
-
-    def set_safe(safe: bool) -> None:
-        httpx.put(
-            f"{own_rig.url}/api/v1/safetymonitor/0/issafe",
-            data={"IsSafe": str(safe), "ClientTransactionID": "1", "ClientID": "1"},
-        ).raise_for_status()
-
     seen_when_released: list[list[str]] = []
 
     async def plan_waiting() -> None:
@@ -161,13 +162,46 @@ async def test_the_safe_declaration_is_in_the_log_before_a_waiting_plan_goes_on(
 
     safety.start()
     try:
-        set_safe(False)
+        set_safe(own_rig, False)
         await eventually(lambda: not safety.is_ready(), 30, "unsafe")
         waiter = asyncio.create_task(plan_waiting())
-        set_safe(True)
+        set_safe(own_rig, True)
         await asyncio.wait_for(waiter, 60)
     finally:
-        set_safe(True)
+        set_safe(own_rig, True)
         await safety.stop()
         await equipment.disconnect_all()
     assert any(m.startswith("safe for 1.0 min") for m in seen_when_released[0])
+
+
+async def test_an_unsafe_spell_that_starts_while_settling_is_noticed_within_a_poll(
+    tmp_path: Path, own_rig: SimulatorRig
+) -> None:
+    """Settling (safe again, waiting out the safe delay) polls as often as any other state, on
+    the system clock a real night runs on: weather that turns again is seen at the next poll."""
+    engine, equipment, safety = await _supervised(tmp_path, own_rig, SystemClock())
+    safety.config = SafetyConfig(poll_s=1.0, safe_delay_s=3600.0)
+
+    def state_is(state: SafetyState) -> bool:
+        return safety.report().state is state
+
+    safety.start()
+    try:
+        set_safe(own_rig, False)
+        await eventually(lambda: state_is(SafetyState.UNSAFE), 30, "unsafe")
+        set_safe(own_rig, True)
+        await eventually(lambda: state_is(SafetyState.SETTLING), 30, "settling")
+        await asyncio.sleep(2.5 * safety.config.poll_s)  # well into the safe delay
+        set_safe(own_rig, False)
+        turned = time.monotonic()
+        await eventually(lambda: state_is(SafetyState.UNSAFE), 60, "unsafe again")
+        noticed_after_s = time.monotonic() - turned
+    finally:
+        set_safe(own_rig, True)
+        await safety.stop()
+        await equipment.disconnect_all()
+    # At most one poll period plus the poll under way (loopback requests: tens of ms, a second
+    # or two on a busy machine). Settling used to poll every safe_delay_s / 20, here 180 s.
+    assert noticed_after_s < 3 * safety.config.poll_s + 1.0
+    messages = safety_events(engine)
+    assert sum(m.startswith("unsafe: the safety monitor reports unsafe") for m in messages) == 2
