@@ -6,6 +6,7 @@ message). A message says what is wrong and what to do about it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -19,6 +20,18 @@ class ServiceError(Exception):
 
 class NotFound(ServiceError):
     """No such record (template, plan, run, frame, session, job, result): check the id."""
+
+
+class Gone(ServiceError):
+    """The record exists but its file is no longer on disk (moved or deleted outside Nightowl):
+    put the file back at `path`; the record stays."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+    def detail(self) -> Any:
+        return {"error": "Gone", "message": str(self), "path": str(self.path)}
 
 
 class Busy(ServiceError):

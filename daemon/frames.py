@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
 from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SessionState
-from daemon.errors import NotFound
+from daemon.errors import Gone, NotFound
+from daemon.events import record_event
 from daemon.fits_headers import TargetInfo
 from daemon.store import FrameStore
 from processing.export import preview_jpeg
@@ -151,19 +152,37 @@ def frames_by_id(engine: Engine, ids: list[int]) -> list[Frame]:
 
 
 def frame_file(engine: Engine, store: FrameStore, frame_id: int) -> Path:
-    """Where the frame's FITS file is; `NotFound` for an unknown id."""
-    return store.absolute(get_frame(engine, frame_id).path)
+    """Where the frame's FITS file is; `NotFound` for an unknown id, `Gone` when the file is no
+    longer on disk. Blocking."""
+    return _file_on_disk(engine, store, get_frame(engine, frame_id))
 
 
 def frame_preview(engine: Engine, store: FrameStore, cache_dir: Path, frame_id: int) -> bytes:
     """An auto-stretched (linked STF), downscaled JPEG of the frame, made once and then read
-    from `cache_dir` (named by id and checksum, so a replaced file gets a new preview)."""
+    from `cache_dir` (named by id and checksum, so a replaced file gets a new preview).
+    `NotFound` for an unknown id; `Gone` when the FITS file is no longer on disk, even if a
+    preview of it is cached: the preview would show a frame the archive has lost. Blocking."""
     frame = get_frame(engine, frame_id)
+    path = _file_on_disk(engine, store, frame)
     cache = cache_dir / f"{frame.id}-{frame.sha256[:12]}.jpg"
     if cache.exists():
         return cache.read_bytes()
-    data, _ = read_fits(store.absolute(frame.path))
+    data, _ = read_fits(path)
     jpeg = preview_jpeg(data)
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(cache, jpeg)
     return jpeg
+
+
+def _file_on_disk(engine: Engine, store: FrameStore, frame: Frame) -> Path:
+    """The frame's file; `Gone` and a warning event (source "store") when it is missing, so
+    the event log tells that the archive lost a file the database still lists."""
+    path = store.absolute(frame.path)
+    if not path.is_file():
+        message = (
+            f"frame {frame.id}: its file {frame.path} is no longer on disk "
+            "(moved or deleted outside Nightowl)"
+        )
+        record_event(engine, "warning", "store", message, {"frame_id": frame.id, "path": str(path)})
+        raise Gone(message, path)
+    return path

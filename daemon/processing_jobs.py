@@ -9,7 +9,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import ProcessingJob
-from daemon.errors import NotFound
+from daemon.errors import Gone, NotFound
+from daemon.events import record_event
 
 OUTPUT_KINDS = ("fits", "xisf", "jpeg")
 
@@ -32,7 +33,8 @@ def get_job(engine: Engine, job_id: int) -> ProcessingJob:
 
 def job_output(engine: Engine, job_id: int, group: str, kind: str) -> Path:
     """The file of one result (`kind`: fits, xisf or jpeg) of a finished job; `NotFound` for
-    an unknown job, result or kind, or a file no longer on disk. Blocking."""
+    an unknown job, result or kind, `Gone` (and a warning event) for a file no longer on
+    disk. Blocking."""
     job = get_job(engine, job_id)
     if kind not in OUTPUT_KINDS:
         raise NotFound(f"no output kind {kind!r}; {', '.join(OUTPUT_KINDS)}")
@@ -41,5 +43,11 @@ def job_output(engine: Engine, job_id: int, group: str, kind: str) -> Path:
         raise NotFound(f"job {job_id} has no result {group!r} (yet)")
     path = Path(groups[group]["outputs"][kind])
     if not path.is_file():
-        raise NotFound(f"{path.name} is no longer on disk")
+        message = (
+            f"job {job_id}, result {group!r}: its {kind} file is no longer on disk "
+            "(moved or deleted outside Nightowl)"
+        )
+        data = {"job_id": job_id, "group": group, "path": str(path)}
+        record_event(engine, "warning", "processing", message, data)
+        raise Gone(message, path)
     return path

@@ -329,8 +329,8 @@ class RunManager:
         return await self.start(parsed, template_id)
 
     async def resume(self, run_id: int) -> None:
-        """Continue an interrupted run where it stopped."""
-        self._refuse_if_busy()
+        """Continue an interrupted run where it stopped; `NotFound` for an unknown run,
+        `RunConflict` when it is not interrupted or another run is active."""
 
         def load() -> tuple[dict[str, Any], dict[str, Any], str]:
             with Session(self._engine) as db:
@@ -340,12 +340,24 @@ class RunManager:
                 return row.document, row.state, row.status
 
         document_data, state_data, status = await asyncio.to_thread(load)
+        self._refuse_if_busy()
         if status != RunStatus.INTERRUPTED.value:
             raise RunConflict(f"run {run_id} is {status}; only an interrupted run can resume")
         state = RunState.from_json(state_data)
         state.prepare_resume()
         document = SequenceDocument.model_validate(document_data)
         self._launch(run_id, document, state)
+
+    async def request(self, run_id: int, action: str) -> None:
+        """An action asked over the API: resume an interrupted run, or pause, resume, skip or
+        abort the active one. `NotFound` for an unknown run, `RunConflict` when the run is not
+        in a state that allows the action."""
+        if action == "resume" and self.active_run_id != run_id:
+            await self.resume(run_id)
+            return
+        if self.active_run_id != run_id:
+            await asyncio.to_thread(get_run, self._engine, run_id)
+        self.control(run_id, action)
 
     def control(self, run_id: int, action: str) -> None:
         """pause, resume, skip or abort the active run."""

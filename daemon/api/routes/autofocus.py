@@ -7,13 +7,14 @@ import asyncio
 from fastapi import APIRouter, status
 
 from daemon.api.deps import RuntimeDep
+from daemon.api.responses import DEVICE, responses
 from daemon.api.schemas.autofocus import AutofocusCreate, AutofocusRead
 from daemon.autofocus import report_dict
 
 router = APIRouter(prefix="/api/autofocus", tags=["autofocus"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(*DEVICE, 507))
 async def autofocus(body: AutofocusCreate, runtime: RuntimeDep) -> AutofocusRead:
     """Run an autofocus now; a failed run answers 201 with `success: false` and the reason."""
     done = await runtime.autofocus.run(body.config())

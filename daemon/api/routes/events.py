@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
 from daemon.api.deps import EngineDep
+from daemon.api.schemas.common import AfterId, PageLimit
 from daemon.api.schemas.events import EventRead
 from daemon.events import last_event_id, list_events
 
@@ -39,8 +40,8 @@ def _page(
 @router.get("")
 async def events(
     engine: EngineDep,
-    after_id: Annotated[int, Query(ge=0, description="events after this id")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    after_id: AfterId = 0,
+    limit: PageLimit = 200,
     level: Levels = [],  # noqa: B006 (FastAPI copies query defaults)
     source: Sources = [],  # noqa: B006
     newest: Annotated[bool, Query(description="the last `limit` events instead")] = False,
@@ -53,10 +54,10 @@ async def events(
 async def stream(
     request: Request,
     engine: EngineDep,
-    after_id: Annotated[int | None, Query(ge=0, description="default: only new events")] = None,
+    after_id: Annotated[AfterId | None, Query(description="default: only new events")] = None,
     level: Levels = [],  # noqa: B006
     source: Sources = [],  # noqa: B006
-    last_event_id_header: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id_header: Annotated[AfterId | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     """New events as server-sent events (`id:` and `data: {json}`), read from the database
     every second, so events of any thread or process show; a reconnecting browser continues

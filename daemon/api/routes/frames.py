@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, Response
 
 from daemon import frames as service
 from daemon.api.deps import CaptureDep, EngineDep, RuntimeDep
+from daemon.api.responses import DEVICE, responses
+from daemon.api.schemas.common import Offset, PageLimit, RecordId
 from daemon.api.schemas.frames import CaptureCreate, FrameList, FrameRead, SessionRead
 from sequences.frames import FrameType
 
 router = APIRouter(prefix="/api", tags=["frames"])
 
 
-@router.post("/capture", status_code=status.HTTP_201_CREATED)
+@router.post("/capture", status_code=status.HTTP_201_CREATED, responses=responses(*DEVICE, 507))
 async def capture(body: CaptureCreate, capture: CaptureDep, engine: EngineDep) -> list[FrameRead]:
     """Take `count` exposures now and return their records (rejected frames included)."""
     target = body.target
@@ -32,15 +33,15 @@ async def list_sessions(engine: EngineDep) -> list[SessionRead]:
     return [SessionRead.model_validate(row, from_attributes=True) for row in rows]
 
 
-@router.get("/sessions/{session_id}/frames")
+@router.get("/sessions/{session_id}/frames", responses=responses(404))
 async def list_frames(
-    session_id: int,
+    session_id: RecordId,
     engine: EngineDep,
     frame_type: FrameType | None = None,
     filter_name: str | None = None,
     accepted: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: Offset = 0,
 ) -> FrameList:
     where = service.FrameFilter(frame_type, filter_name, accepted)
     page = await asyncio.to_thread(service.session_frames, engine, session_id, where, limit, offset)
@@ -48,7 +49,7 @@ async def list_frames(
     return FrameList(items=items, total=page.total, limit=limit, offset=offset)
 
 
-@router.get("/frames/latest")
+@router.get("/frames/latest", responses=responses(404))
 async def latest_frame(engine: EngineDep, frame_type: FrameType | None = None) -> FrameRead:
     """The newest frame (of a type): what the dashboard previews. 404 before the first."""
     return FrameRead.model_validate(
@@ -56,20 +57,24 @@ async def latest_frame(engine: EngineDep, frame_type: FrameType | None = None) -
     )
 
 
-@router.get("/frames/{frame_id}")
-async def get_frame(frame_id: int, engine: EngineDep) -> FrameRead:
+@router.get("/frames/{frame_id}", responses=responses(404))
+async def get_frame(frame_id: RecordId, engine: EngineDep) -> FrameRead:
     return FrameRead.model_validate(await asyncio.to_thread(service.get_frame, engine, frame_id))
 
 
-@router.get("/frames/{frame_id}/fits", response_class=FileResponse)
-async def get_frame_fits(frame_id: int, runtime: RuntimeDep) -> FileResponse:
+@router.get("/frames/{frame_id}/fits", response_class=FileResponse, responses=responses(404, 410))
+async def get_frame_fits(frame_id: RecordId, runtime: RuntimeDep) -> FileResponse:
+    """The frame's FITS file as stored; 410 with its path when it is no longer on disk."""
     path = await asyncio.to_thread(service.frame_file, runtime.engine, runtime.store, frame_id)
     return FileResponse(path, media_type="application/fits", filename=Path(path).name)
 
 
-@router.get("/frames/{frame_id}/preview.jpg", response_class=Response)
-async def get_frame_preview(frame_id: int, runtime: RuntimeDep) -> Response:
-    """An auto-stretched (linked STF), downscaled JPEG; made once, then served from a cache."""
+@router.get(
+    "/frames/{frame_id}/preview.jpg", response_class=Response, responses=responses(404, 410)
+)
+async def get_frame_preview(frame_id: RecordId, runtime: RuntimeDep) -> Response:
+    """An auto-stretched (linked STF), downscaled JPEG; made once, then served from a cache.
+    410 when the frame's FITS file is no longer on disk."""
     jpeg = await asyncio.to_thread(
         service.frame_preview,
         runtime.engine,

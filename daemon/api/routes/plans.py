@@ -8,6 +8,8 @@ from fastapi import APIRouter, status
 
 from daemon import plans as service
 from daemon.api.deps import EngineDep, RuntimeDep
+from daemon.api.responses import responses
+from daemon.api.schemas.common import RecordId
 from daemon.api.schemas.plans import (
     GoalProgress,
     NightRead,
@@ -51,27 +53,27 @@ async def create(body: PlanWrite, runtime: RuntimeDep) -> PlanRead:
     return _read(row, runtime)
 
 
-@router.get("/{plan_id}")
-async def read(plan_id: int, runtime: RuntimeDep) -> PlanRead:
+@router.get("/{plan_id}", responses=responses(404))
+async def read(plan_id: RecordId, runtime: RuntimeDep) -> PlanRead:
     return _read(await asyncio.to_thread(service.get_plan, runtime.engine, plan_id), runtime)
 
 
-@router.put("/{plan_id}")
-async def replace(plan_id: int, body: PlanWrite, runtime: RuntimeDep) -> PlanRead:
+@router.put("/{plan_id}", responses=responses(404))
+async def replace(plan_id: RecordId, body: PlanWrite, runtime: RuntimeDep) -> PlanRead:
     plan = service.load_plan(body.plan)
     row = await asyncio.to_thread(service.save_plan, runtime.engine, plan, body.enabled, plan_id)
     await runtime.scheduler.arm(row.id)
     return _read(row, runtime)
 
 
-@router.delete("/{plan_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(plan_id: int, runtime: RuntimeDep) -> None:
+@router.delete("/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404))
+async def delete(plan_id: RecordId, runtime: RuntimeDep) -> None:
     await asyncio.to_thread(service.delete_plan, runtime.engine, plan_id)
     runtime.scheduler.disarm(plan_id)
 
 
-@router.get("/{plan_id}/progress")
-async def progress(plan_id: int, engine: EngineDep) -> list[TargetProgress]:
+@router.get("/{plan_id}/progress", responses=responses(404))
+async def progress(plan_id: RecordId, engine: EngineDep) -> list[TargetProgress]:
     """Accepted lights per target and goal, over all the plan's nights."""
     plan = await asyncio.to_thread(service.plan_of, engine, plan_id)
     done = await asyncio.to_thread(service.plan_progress, engine, plan_id, plan)
@@ -87,8 +89,8 @@ async def progress(plan_id: int, engine: EngineDep) -> list[TargetProgress]:
     ]
 
 
-@router.get("/{plan_id}/tonight")
-async def tonight(plan_id: int, runtime: RuntimeDep) -> TonightRead:
+@router.get("/{plan_id}/tonight", responses=responses(404, 409))
+async def tonight(plan_id: RecordId, runtime: RuntimeDep) -> TonightRead:
     """Predict tonight (from now on the daemon's clock): which target when, meridian flips,
     dusk and dawn. No device is touched."""
     preview = await service.predict_tonight(
@@ -112,21 +114,25 @@ async def tonight(plan_id: int, runtime: RuntimeDep) -> TonightRead:
     )
 
 
-@router.post("/{plan_id}/start", status_code=status.HTTP_202_ACCEPTED)
-async def start(plan_id: int, runtime: RuntimeDep) -> NightStarted:
+@router.post(
+    "/{plan_id}/start", status_code=status.HTTP_202_ACCEPTED, responses=responses(404, 409)
+)
+async def start(plan_id: RecordId, runtime: RuntimeDep) -> NightStarted:
     """Start tonight's night now: it waits for dusk (on the daemon's clock), then runs
     unattended until dawn. 409 when another night runs or it does not get dark."""
     return NightStarted(night_id=await runtime.nights.start(plan_id))
 
 
-@router.post("/{plan_id}/stop", status_code=status.HTTP_202_ACCEPTED)
-async def stop(plan_id: int, runtime: RuntimeDep) -> NightStarted:
-    """End the plan's running night now: its run is aborted, then the end area parks."""
+@router.post("/{plan_id}/stop", status_code=status.HTTP_202_ACCEPTED, responses=responses(404, 409))
+async def stop(plan_id: RecordId, runtime: RuntimeDep) -> NightStarted:
+    """End the plan's running night now: its run is aborted, then the end area parks. 409
+    when the plan has no running night."""
+    await asyncio.to_thread(service.get_plan, runtime.engine, plan_id)
     return NightStarted(night_id=await runtime.nights.stop_plan(plan_id, "stopped over the API"))
 
 
-@router.get("/{plan_id}/nights")
-async def nights(plan_id: int, engine: EngineDep) -> list[NightRead]:
+@router.get("/{plan_id}/nights", responses=responses(404))
+async def nights(plan_id: RecordId, engine: EngineDep) -> list[NightRead]:
     return [
         NightRead(
             id=n.night.id,

@@ -7,17 +7,19 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 
 from daemon import runs as service
 from daemon.api.deps import EngineDep, RuntimeDep
+from daemon.api.responses import responses
+from daemon.api.schemas.common import AfterId, PageLimit, RecordId
 from daemon.api.schemas.sequences import RunCreate, RunEventRead, RunRead
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=responses(404, 409))
 async def start_run(body: RunCreate, runtime: RuntimeDep) -> RunRead:
     """Start a run; 409 with the issues when validation finds problems (unless ignored)."""
     run_id = await runtime.runs.start_checked(
@@ -36,30 +38,25 @@ async def list_runs(engine: EngineDep) -> list[RunRead]:
     return [_read(row, full=False) for row in rows]
 
 
-@router.get("/{run_id}")
-async def read_run(run_id: int, engine: EngineDep) -> RunRead:
+@router.get("/{run_id}", responses=responses(404))
+async def read_run(run_id: RecordId, engine: EngineDep) -> RunRead:
     """The run with its document and per-node state (status, attempts, error, counters)."""
     return _read(await asyncio.to_thread(service.get_run, engine, run_id), full=True)
 
 
-@router.post("/{run_id}/{action}")
+@router.post("/{run_id}/{action}", responses=responses(404, 409))
 async def control(
-    run_id: int, action: Literal["pause", "resume", "skip", "abort"], runtime: RuntimeDep
+    run_id: RecordId, action: Literal["pause", "resume", "skip", "abort"], runtime: RuntimeDep
 ) -> RunRead:
-    """pause (after the current exposure), resume (also an interrupted run), skip, abort."""
-    if action == "resume" and runtime.runs.active_run_id != run_id:
-        await runtime.runs.resume(run_id)
-    else:
-        runtime.runs.control(run_id, action)
+    """pause (after the current exposure), resume (also an interrupted run), skip, abort;
+    409 when the run is not in a state that allows it."""
+    await runtime.runs.request(run_id, action)
     return _read(await asyncio.to_thread(service.get_run, runtime.engine, run_id), full=False)
 
 
 @router.get("/{run_id}/events")
 async def run_events(
-    run_id: int,
-    engine: EngineDep,
-    after_id: int = Query(default=0, ge=0, description="events after this id"),
-    limit: int = Query(default=200, ge=1, le=1000),
+    run_id: RecordId, engine: EngineDep, after_id: AfterId = 0, limit: PageLimit = 200
 ) -> list[RunEventRead]:
     rows = await asyncio.to_thread(service.run_events, engine, run_id, after_id, limit)
     return [
@@ -70,9 +67,11 @@ async def run_events(
     ]
 
 
-@router.get("/{run_id}/stream")
-async def stream(run_id: int, runtime: RuntimeDep) -> StreamingResponse:
-    """Live events as server-sent events (`data: {json}`), with a comment every 15 s."""
+@router.get("/{run_id}/stream", responses=responses(404))
+async def stream(run_id: RecordId, runtime: RuntimeDep) -> StreamingResponse:
+    """Live events as server-sent events (`data: {json}`), with a comment every 15 s; 404
+    for an unknown run, before the stream opens."""
+    await asyncio.to_thread(service.get_run, runtime.engine, run_id)
 
     async def events() -> AsyncIterator[str]:
         async with runtime.runs.bus.subscribe(run_id) as queue:

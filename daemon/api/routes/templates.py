@@ -9,6 +9,8 @@ from fastapi import APIRouter, status
 
 from daemon import templates as service
 from daemon.api.deps import EngineDep, RuntimeDep
+from daemon.api.responses import responses
+from daemon.api.schemas.common import RecordId
 from daemon.api.schemas.sequences import (
     ExampleRead,
     IssueRead,
@@ -58,24 +60,24 @@ async def create(body: TemplateWrite, engine: EngineDep) -> TemplateRead:
     return _read(await asyncio.to_thread(service.save_template, engine, document))
 
 
-@router.get("/{template_id}")
-async def read(template_id: int, engine: EngineDep) -> TemplateRead:
+@router.get("/{template_id}", responses=responses(404))
+async def read(template_id: RecordId, engine: EngineDep) -> TemplateRead:
     return _read(await asyncio.to_thread(service.get_template, engine, template_id))
 
 
-@router.put("/{template_id}")
-async def replace(template_id: int, body: TemplateWrite, engine: EngineDep) -> TemplateRead:
+@router.put("/{template_id}", responses=responses(404))
+async def replace(template_id: RecordId, body: TemplateWrite, engine: EngineDep) -> TemplateRead:
     document = service.load_document(body.document)
     return _read(await asyncio.to_thread(service.save_template, engine, document, template_id))
 
 
-@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(template_id: int, engine: EngineDep) -> None:
+@router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404))
+async def delete(template_id: RecordId, engine: EngineDep) -> None:
     await asyncio.to_thread(service.delete_template, engine, template_id)
 
 
-@router.get("/{template_id}/timeline")
-async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryRead]:
+@router.get("/{template_id}/timeline", responses=responses(404))
+async def timeline(template_id: RecordId, runtime: RuntimeDep) -> list[TimelineEntryRead]:
     """When each node would run if started now (on the daemon's clock), from the ephemerides
     and each instruction's estimate; no device moves. Loops count one pass."""
     entries = await service.template_timeline(
@@ -86,8 +88,8 @@ async def timeline(template_id: int, runtime: RuntimeDep) -> list[TimelineEntryR
     ]
 
 
-@router.get("/{template_id}/issues")
-async def issues(template_id: int, runtime: RuntimeDep) -> list[IssueRead]:
+@router.get("/{template_id}/issues", responses=responses(404))
+async def issues(template_id: RecordId, runtime: RuntimeDep) -> list[IssueRead]:
     """What would fail tonight with the connected equipment (empty: ready to run)."""
     found = await service.template_issues(
         runtime.engine, runtime.equipment, runtime.clock, template_id, runtime.settings.scripts_dir

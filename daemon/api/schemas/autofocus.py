@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sequences.autofocus import AutofocusConfig
 from sequences.instructions.focuser import AutofocusSettings
@@ -13,6 +13,8 @@ from sequences.instructions.focuser import AutofocusSettings
 
 class AutofocusCreate(AutofocusSettings):
     """The settings of a sequence's autofocus, and how good a fit must be."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     min_r_squared: float = Field(default=0.7, ge=0, le=1)
 

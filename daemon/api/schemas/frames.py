@@ -6,29 +6,29 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.api.schemas.common import RequestBody
 from daemon.db.models import SessionState
 from sequences.frames import ExposureSpec, FrameType
 
+ALPACA_INT32_MAX = 2**31 - 1
+"""Gain and offset travel as Alpaca Int32 values; the camera's own range is checked at capture."""
 
-class TargetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class TargetCreate(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     ra_deg: float | None = Field(default=None, ge=0, lt=360)
     dec_deg: float | None = Field(default=None, ge=-90, le=90)
 
 
-class CaptureCreate(BaseModel):
+class CaptureCreate(RequestBody):
     """One exposure or a short series of the same settings."""
-
-    model_config = ConfigDict(extra="forbid")
 
     frame_type: FrameType = FrameType.LIGHT
     exposure_s: float = Field(ge=0, le=3600, description="0 is allowed for bias frames only")
     count: int = Field(default=1, ge=1, le=500)
     filter_name: str | None = Field(default=None, max_length=50)
-    gain: int | None = Field(default=None, ge=0)
-    offset: int | None = Field(default=None, ge=0)
+    gain: int | None = Field(default=None, ge=0, le=ALPACA_INT32_MAX)
+    offset: int | None = Field(default=None, ge=0, le=ALPACA_INT32_MAX)
     binning: int = Field(default=1, ge=1, le=8)
     target: TargetCreate | None = None
 

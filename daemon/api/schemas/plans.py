@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from daemon.api.schemas.common import JsonDocument, RequestBody
 
 
-class PlanWrite(BaseModel):
+class PlanWrite(RequestBody):
     """The plan is checked against `sequences.plan.NightPlan` (422 naming each field)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    plan: dict[str, Any]
+    plan: JsonDocument
     enabled: bool = True
 
 

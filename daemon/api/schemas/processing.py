@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from daemon.api.schemas.common import RecordId
 from daemon.db.models import JobState
 from daemon.worker import FOLDER_REFUSED, ProcessingOptions
 
@@ -19,7 +20,7 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    session_id: int | None = Field(default=None, ge=1)
+    session_id: RecordId | None = None
     folder: Path | None = None
     options: ProcessingOptions = Field(default_factory=ProcessingOptions)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
 
 
 class IssueRead(BaseModel):
@@ -14,12 +16,10 @@ class IssueRead(BaseModel):
     fix: str
 
 
-class TemplateWrite(BaseModel):
+class TemplateWrite(RequestBody):
     """The document is checked by the sequence engine (422 naming the node and field)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    document: dict[str, Any]
+    document: JsonDocument
 
 
 class TemplateRead(BaseModel):
@@ -37,11 +37,9 @@ class TimelineEntryRead(BaseModel):
     end: datetime
 
 
-class TargetDrop(BaseModel):
+class TargetDrop(RequestBody):
     """A target dropped into a template: it replaces the template's first target container's
     name and coordinates (one copy of that container per target)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
     ra_hours: float = Field(ge=0, lt=24)
@@ -49,11 +47,9 @@ class TargetDrop(BaseModel):
     rotation_deg: float | None = Field(default=None, ge=0, lt=360)
 
 
-class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    template_id: int | None = None
-    document: dict[str, Any] | None = None
+class RunCreate(RequestBody):
+    template_id: RecordId | None = None
+    document: JsonDocument | None = None
     targets: list[TargetDrop] = Field(default_factory=list)
     ignore_issues: bool = Field(
         default=False, description="start even when validation finds problems"
