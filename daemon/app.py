@@ -41,6 +41,7 @@ from daemon.autofocus import AutofocusService
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
+from daemon.equipment_state import EquipmentState, held_for_imaging
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
 from daemon.log_redaction import install_log_redaction
@@ -88,6 +89,7 @@ class Runtime:
     nights: NightDirector
     scheduler: NightScheduler
     horizon: Horizon | None
+    equipment_state: EquipmentState
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -249,8 +251,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     nights = NightDirector(engine, equipment, clock, runs, safety, hand_off, horizon)
     scheduler = NightScheduler(engine, equipment, nights)
+    equipment_state = EquipmentState(engine, equipment, held_for_imaging(capture, guider))
     await worker.start()
     safety.start()
+    equipment_state.start()
     log.info(
         "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
     )
@@ -271,8 +275,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             nights,
             scheduler,
             horizon,
+            equipment_state,
         )
     finally:
+        await equipment_state.stop()
         scheduler.shutdown()
         await nights.shutdown()
         await safety.stop()

@@ -15,7 +15,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeviceReport:
-    """One device as the API shows it: where it is, whether it answers, and its last error."""
+    """One device as it is now: where it is, whether it answers, and why not.
+
+    `error` is the failure of this status read; for a device that is not connected, the
+    failure of its last connect or disconnect (None when it was simply disconnected).
+    """
 
     role: str
     location: str
@@ -38,7 +42,8 @@ class Equipment:
     safety_monitor: SafetyMonitor | None = None
 
     def __post_init__(self) -> None:
-        self._errors: dict[str, str] = {}
+        self._connect_errors: dict[str, str] = {}
+        """Why a device is not connected; read only while it is not."""
 
     def devices(self) -> Iterator[Device]:
         for device in (
@@ -67,26 +72,22 @@ class Equipment:
         return {d.role: r for d, r in zip(devices, results, strict=True)}
 
     async def snapshot(self) -> list[DeviceReport]:
-        """The status of every device; devices that fail to answer report their error.
-
-        This and `connect_all` supervise the devices for the API: any failure, including a
-        reply a driver cannot parse, becomes a device's visible error rather than an exception.
-        """
-        return list(await asyncio.gather(*(self._report(d) for d in self.devices())))
+        """The status of every device, read now; devices that fail to answer report their error."""
+        return list(await asyncio.gather(*(self.report(d) for d in self.devices())))
 
     async def _connect(self, device: Device) -> DeviceError | None:
         try:
             await device.connect()
         except DeviceError as e:
             log.warning("connect failed: %s", e)
-            self._errors[device.role] = str(e)
+            self._connect_errors[device.role] = str(e)
             return e
         except Exception as e:  # a reply the driver cannot read: keep the others going
             log.exception("%s: connect failed on an unexpected reply", device.role)
             error = OperationFailed(device.role, "connect", f"unexpected reply: {e!r}")
-            self._errors[device.role] = str(error)
+            self._connect_errors[device.role] = str(error)
             return error
-        self._errors.pop(device.role, None)
+        self._connect_errors.pop(device.role, None)
         return None
 
     async def _disconnect(self, device: Device) -> DeviceError | None:
@@ -94,28 +95,35 @@ class Equipment:
             await device.disconnect()
         except DeviceError as e:
             log.warning("disconnect failed: %s", e)
-            self._errors[device.role] = str(e)
+            self._connect_errors[device.role] = str(e)
             return e
-        self._errors.pop(device.role, None)
+        self._connect_errors.pop(device.role, None)
         return None
 
-    async def _report(self, device: Device) -> DeviceReport:
+    async def report(self, device: Device) -> DeviceReport:
+        """`device` as it is now: its status read, or why it cannot be read.
+
+        Never raises (but for cancellation): any failure, including a reply the driver cannot
+        parse, becomes the report's error. A device that answers has no error, whatever failed
+        before: the report is the device's state, not a memory of past faults.
+        """
         if not device.connected:
             return DeviceReport(
-                device.role, device.location, False, None, None, self._errors.get(device.role)
+                device.role,
+                device.location,
+                False,
+                None,
+                None,
+                self._connect_errors.get(device.role),
             )
         info = device.info
         try:
             status = await device.status()
         except DeviceError as e:
-            self._errors[device.role] = str(e)
             answered = not isinstance(e, NotConnected)
             return DeviceReport(device.role, device.location, answered, info, None, str(e))
         except Exception as e:  # a reply the driver cannot read: report it, not a 500
             log.exception("%s: status failed on an unexpected reply", device.role)
             message = str(OperationFailed(device.role, "status", f"unexpected reply: {e!r}"))
-            self._errors[device.role] = message
             return DeviceReport(device.role, device.location, True, info, None, message)
-        return DeviceReport(
-            device.role, device.location, True, info, status, self._errors.get(device.role)
-        )
+        return DeviceReport(device.role, device.location, True, info, status, None)

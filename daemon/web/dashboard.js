@@ -1,5 +1,6 @@
 // The dashboard: equipment, the running sequence, the last frame, the night's graphs and the
-// event log, kept live by the daemon's event stream.
+// event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
+// last read (every 2 s): asking for it costs the devices nothing.
 import { api } from './api.js';
 import { h, clear, fill, fmt, time, badge, progressBar, sexagesimal } from './dom.js';
 import { lineChart } from './charts.js';
@@ -94,6 +95,7 @@ export function mount() {
       }
       if (event.run_id || event.source === 'sequence') soon('run', loadRun);
       if (event.source === 'safety' || event.source === 'plan') soon('safety', () => loadSafety(safety));
+      if (event.source === 'equipment') soon('equipment', loadEquipment);
     };
   }
 
@@ -103,8 +105,9 @@ export function mount() {
   showFrame(null);
   loadNight();
   startLog();
-  // Device figures change without events (temperature, pointing): ask every 2 s.
-  timers.push(setInterval(loadEquipment, 2000));
+  // A device connecting, failing or answering again comes as an event (above); figures change
+  // without events (temperature, pointing): ask for them every 5 s.
+  timers.push(setInterval(loadEquipment, 5000));
   timers.push(setInterval(() => { if (run.dataset.active === 'true') loadRun(); }, 3000));
 
   return {
@@ -158,7 +161,9 @@ function renderEquipment(box, eq) {
     eq.devices.map((d) => h('div', { class: 'device', dataset: { role: d.role, connected: String(d.connected) } },
       h('div', { class: 'device-head' }, d.role.replace('_', ' '),
         badge(d.connected ? 'connected' : 'disconnected'),
-        h('span', { class: 'muted' }, d.info && d.info.name ? d.info.name : '')),
+        d.in_use ? badge('in use', 'running') : null,
+        h('span', { class: 'muted' }, d.info && d.info.name ? d.info.name : ''),
+        d.age_s > 10 ? h('span', { class: 'muted' }, `read ${Math.round(d.age_s)} s ago`) : null),
       d.error ? h('div', { class: 'error' }, d.error) : null,
       figures(deviceFigures(d.role, d.status)))));
 }

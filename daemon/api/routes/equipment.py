@@ -1,37 +1,29 @@
-"""Equipment: status of every device, connect and disconnect all."""
+"""Equipment: the state of every device as the background poller last read it; connect and
+disconnect all."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from daemon.api.deps import EquipmentDep
-from daemon.api.schemas.equipment import DeviceRead, EquipmentRead
-from drivers.equipment import Equipment
+from daemon.api.deps import RuntimeDep
+from daemon.api.schemas.equipment import EquipmentRead
 
 router = APIRouter(prefix="/api/equipment", tags=["equipment"])
 
 
-async def _read(equipment: Equipment) -> EquipmentRead:
-    reports = await equipment.snapshot()
-    return EquipmentRead(
-        profile=equipment.profile_name, devices=[DeviceRead.from_report(r) for r in reports]
-    )
-
-
 @router.get("")
-async def get_equipment(equipment: EquipmentDep) -> EquipmentRead:
-    """The status of every device; a device that fails to answer shows its error."""
-    return await _read(equipment)
+async def get_equipment(runtime: RuntimeDep) -> EquipmentRead:
+    """Every device's latest reading (taken every few seconds in the background) with its
+    age; asks no device, so it answers at once. A device that fails to answer shows its error."""
+    return EquipmentRead.from_snapshot(runtime.equipment_state.snapshot())
 
 
 @router.post("/connect")
-async def connect(equipment: EquipmentDep) -> EquipmentRead:
+async def connect(runtime: RuntimeDep) -> EquipmentRead:
     """Connect every device. Failures show per device (`connected: false` and `error`)."""
-    await equipment.connect_all()
-    return await _read(equipment)
+    return EquipmentRead.from_snapshot(await runtime.equipment_state.connect_all())
 
 
 @router.post("/disconnect")
-async def disconnect(equipment: EquipmentDep) -> EquipmentRead:
-    await equipment.disconnect_all()
-    return await _read(equipment)
+async def disconnect(runtime: RuntimeDep) -> EquipmentRead:
+    return EquipmentRead.from_snapshot(await runtime.equipment_state.disconnect_all())

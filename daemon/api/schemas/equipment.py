@@ -1,14 +1,21 @@
-"""Equipment responses: every device's role, address, connection, facts, status and error."""
+"""Equipment responses: every device's role, address, connection, facts, status and error,
+as the background poller last read them, with the reading's time and age."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from drivers.equipment import DeviceReport
+from daemon.equipment_state import (
+    IN_USE_PERIOD_S,
+    POLL_PERIOD_S,
+    DeviceReading,
+    EquipmentSnapshot,
+)
 
 
 class DeviceRead(BaseModel):
@@ -18,9 +25,16 @@ class DeviceRead(BaseModel):
     info: dict[str, Any] | None
     status: dict[str, Any] | None
     error: str | None
+    read_at: datetime | None = Field(description="when this was read; None before the first read")
+    age_s: float | None = Field(description="how old the reading is, s")
+    in_use: bool = Field(
+        description=f"held by a capture or the guider: read every {IN_USE_PERIOD_S:g} s "
+        f"rather than every {POLL_PERIOD_S:g} s"
+    )
 
     @classmethod
-    def from_report(cls, report: DeviceReport) -> DeviceRead:
+    def from_reading(cls, reading: DeviceReading) -> DeviceRead:
+        report = reading.report
         return cls(
             role=report.role,
             location=report.location,
@@ -28,12 +42,26 @@ class DeviceRead(BaseModel):
             info=_plain(report.info),
             status=_plain(report.status),
             error=report.error,
+            read_at=reading.read_at,
+            age_s=reading.age_s,
+            in_use=reading.in_use,
         )
 
 
 class EquipmentRead(BaseModel):
     profile: str
+    read_at: datetime | None = Field(description="when the oldest of the readings was taken")
+    age_s: float | None = Field(description="the age of the oldest reading, s")
     devices: list[DeviceRead]
+
+    @classmethod
+    def from_snapshot(cls, snapshot: EquipmentSnapshot) -> EquipmentRead:
+        return cls(
+            profile=snapshot.profile,
+            read_at=snapshot.read_at,
+            age_s=snapshot.age_s,
+            devices=[DeviceRead.from_reading(d) for d in snapshot.devices],
+        )
 
 
 def _plain(snapshot: object | None) -> dict[str, Any] | None:
