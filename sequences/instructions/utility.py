@@ -92,6 +92,12 @@ def allowed_program(argv0: str, scripts_dir: Path | None) -> Path:
     return program
 
 
+def script_environment() -> dict[str, str]:
+    """The daemon's environment without its secrets: a script needs no API token, and one
+    that logs its environment must not leak it."""
+    return {k: v for k, v in os.environ.items() if not (k.endswith("TOKEN") and "NIGHTOWL" in k)}
+
+
 class RunCommand(Instruction):
     """Run a program of the scripts folder (NIGHTOWL_SCRIPTS_DIR) with arguments, no shell;
     fail on a non-zero exit or the timeout. Its start and exit status are run events."""
@@ -113,6 +119,7 @@ class RunCommand(Instruction):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            env=script_environment(),
         )
         try:
             async with asyncio.timeout(self.timeout_s):

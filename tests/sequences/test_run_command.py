@@ -113,6 +113,17 @@ async def test_a_script_runs_and_its_start_and_exit_status_are_events(harness: H
     assert ("info", "greet exited with 0", {"argv": [program, "Vega"], "exit_status": 0}) in events
 
 
+async def test_a_script_does_not_see_the_api_tokens(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NIGHTOWL_CONTROL_TOKEN", "a-secret-of-the-daemon-0123")
+    monkeypatch.setenv("NIGHTOWL_SITE_NAME", "backyard")
+    name = harness.script("env", 'echo "token=${NIGHTOWL_CONTROL_TOKEN:-none} $NIGHTOWL_SITE_NAME"')
+    run_id, status = await harness.run(one_command([name]))
+    assert status is RunStatus.COMPLETED
+    assert ("info", "env: token=none backyard", {}) in run_command_events(harness, run_id)
+
+
 async def test_a_run_started_without_validation_still_refuses_a_program_outside(
     harness: Harness, tmp_path: Path
 ) -> None:
