@@ -2,8 +2,10 @@
 
 Frame N is measured, written and recorded (in a worker thread) once the camera has started
 exposing frame N+1, so the gap between exposures is close to the download time. A frame that
-cannot be written stops the series with a `StoreError` (and an error event); every frame written
-before it stays on disk and in the database.
+cannot be written, or whose row cannot be committed (its file is then removed again), stops the
+series with a `StoreError` (and an error event); every frame recorded before it stays on disk
+and in the database, and a frame is reported saved only once its row is committed. Names that
+end in the FITS header are checked before the shutter opens: a refused name costs no exposure.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame
+from daemon.db.models import Frame, ImagingSession, Target
 from daemon.errors import Busy, Refused
 from daemon.events import record_event
-from daemon.fits_headers import CaptureContext, TargetInfo, header_cards
+from daemon.fits_headers import CaptureContext, TargetInfo, header_cards, text_problem
 from daemon.frame_records import (
     accepted_history,
     ensure_profile,
@@ -31,7 +35,7 @@ from daemon.frame_records import (
     next_frame_number,
 )
 from daemon.naming import FrameNaming, render
-from daemon.store import FrameStore, StoredFile, StoreError
+from daemon.store import FrameNotRecorded, FrameStore, StoredFile, StoreError
 from drivers.base import Camera, Device, Guider, GuiderState, PierSide
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError, NotConnected
@@ -129,27 +133,38 @@ class CaptureService:
         `between(k)` runs after frame k-1 is read out and before frame k starts (a sequence's
         dithers); `on_saved` gets each frame once it is stored. Raises `CaptureBusy`,
         `Refused` for settings the equipment cannot take (e.g. an unknown filter, 0 s for
-        anything but a bias), `DeviceError` for device faults and `StoreError` when a frame
-        cannot be written. Frames finished before a failure (or a cancellation) are kept.
+        anything but a bias) and for a name no FITS header can hold (before any exposure),
+        `DeviceError` for device faults and `StoreError` when a frame cannot be written or
+        recorded (naming the frames of this request saved before it). Frames finished before
+        a failure (or a cancellation) are kept.
         """
         spec = request.spec
         if spec.exposure_s == 0 and spec.frame_type is not FrameType.BIAS:
             raise Refused("exposure_s", "must be > 0 except for BIAS frames")
+        _check_header_inputs(request)
+        saved: list[SavedFrame] = []
         try:
             async with self._held("a capture"):
-                return await self._series(request, between, on_saved)
+                await self._series(request, saved, between, on_saved)
         except ValueError as e:  # the devices refuse a setting before any frame
             raise Refused(None, str(e)) from e
+        except StoreError as e:
+            if not saved:
+                raise
+            ids = ", ".join(str(frame.id) for frame in saved)
+            raise type(e)(f"{e}; saved before it in this request: frame id(s) {ids}") from e
+        return saved
 
     async def _series(
         self,
         request: CaptureRequest,
+        saved: list[SavedFrame],
         between: Callable[[int], Awaitable[None]] | None,
         on_saved: Callable[[SavedFrame], Awaitable[None]] | None,
-    ) -> list[SavedFrame]:
+    ) -> None:
+        """Take the frames of `request`, appending each to `saved` once it is recorded."""
         camera = self._camera()
         await self._prepare(camera, request.spec)
-        saved: list[SavedFrame] = []
         previous: CaptureContext | None = None  # read out, not yet stored
         pending: asyncio.Task[SavedFrame] | None = None  # storing the frame before it
 
@@ -181,7 +196,6 @@ class CaptureService:
                 await keep(pending)
             if previous is not None:
                 await keep(self._store_task(previous))
-        return saved
 
     def _store_task(self, context: CaptureContext) -> asyncio.Task[SavedFrame]:
         return asyncio.create_task(asyncio.to_thread(self._process, context))
@@ -258,16 +272,13 @@ class CaptureService:
             context = replace(context, quality=quality)
             context = replace(context, hfr_arcsec=self._hfr_arcsec(context))
         try:
-            with Session(self._engine) as db, db.begin():
-                frame_id, stored, context = self._record(db, context)
+            frame_id, stored, context = self._record(context)
         except StoreError as e:
-            # The transaction rolled back: this frame has neither a file nor a row.
-            record_event(self._engine, "error", "capture", str(e))
+            # No row; no file either, unless removing it failed (the next start registers it).
+            self._event("error", str(e))
             raise
-        record_event(
-            self._engine,
+        self._event(
             "info",
-            "capture",
             f"{context.frame_type.value} {raw.exposure_s} s saved as {stored.path}"
             + ("" if context.accepted else f" (rejected: {context.reject_reason})"),
             {"frame_id": frame_id, "path": str(stored.path), "accepted": context.accepted},
@@ -285,10 +296,36 @@ class CaptureService:
             reject_reason=context.reject_reason,
         )
 
-    def _record(
+    def _record(self, context: CaptureContext) -> tuple[int, StoredFile, CaptureContext]:
+        """Judge the frame, write its file durably, commit its row. A row the database refuses
+        costs the file too (`FrameNotRecorded`): no file is left without a row."""
+        stored: StoredFile | None = None
+        try:
+            with Session(self._engine) as db, db.begin():
+                session, target, context, relative = self._place(db, context)
+                content = encode_fits(context.raw.data, header_cards(context))
+                stored = self._store.write(relative, content)
+                frame = Frame(
+                    session_id=session.id,
+                    target_id=target.id if target else None,
+                    path=str(stored.path),
+                    sha256=stored.sha256,
+                    size_bytes=stored.size_bytes,
+                    run_id=context.tag.run_id if context.tag else None,
+                    node_path=context.tag.node_path if context.tag else None,
+                    **_frame_fields(context),
+                )
+                db.add(frame)
+                db.flush()
+                frame_id = frame.id
+        except SQLAlchemyError as e:
+            raise self._not_recorded(stored, e) from e
+        return frame_id, stored, context
+
+    def _place(
         self, db: Session, context: CaptureContext
-    ) -> tuple[int, StoredFile, CaptureContext]:
-        """Judge the frame, write its file durably, add its row (committed by the caller)."""
+    ) -> tuple[ImagingSession, Target | None, CaptureContext, PurePosixPath]:
+        """The frame's night, target, verdict and file path (relative to the frames root)."""
         config, raw = self._config, context.raw
         profile = ensure_profile(db, config.profile_name, context.mount_info)
         session = ensure_session(db, profile, raw.exposure_start_utc, config.timezone)
@@ -301,20 +338,31 @@ class CaptureService:
             )
         number = next_frame_number(db, session, context.frame_type, context.filter_name, target)
         relative = render(config.file_pattern, self._naming(context, number), config.timezone)
-        stored = self._store.write(relative, encode_fits(raw.data, header_cards(context)))
-        frame = Frame(
-            session_id=session.id,
-            target_id=target.id if target else None,
-            path=str(stored.path),
-            sha256=stored.sha256,
-            size_bytes=stored.size_bytes,
-            run_id=context.tag.run_id if context.tag else None,
-            node_path=context.tag.node_path if context.tag else None,
-            **_frame_fields(context),
+        return session, target, context, relative
+
+    def _not_recorded(self, stored: StoredFile | None, error: SQLAlchemyError) -> StoreError:
+        """The error for a frame whose row was not committed, once its file is removed."""
+        reason = (
+            f"the database could not record it ({_database_reason(error)}); free disk space "
+            f"for {self._engine.url.render_as_string()} and capture again"
         )
-        db.add(frame)
-        db.flush()
-        return frame.id, stored, context
+        if stored is None:
+            return FrameNotRecorded(f"frame not saved: {reason}")
+        try:
+            self._store.remove(stored.path)
+        except StoreError as e:
+            return FrameNotRecorded(
+                f"frame {stored.path} not recorded: {reason}; {e}: the file is registered at "
+                "the next start"
+            )
+        return FrameNotRecorded(f"frame {stored.path} not saved (file removed): {reason}")
+
+    def _event(self, level: str, message: str, data: dict[str, object] | None = None) -> None:
+        """Record a capture event; one the database refuses (disk full) stays in the log."""
+        try:
+            record_event(self._engine, level, "capture", message, data)
+        except SQLAlchemyError as e:
+            log.error("the capture event above is not in the database: %s", _database_reason(e))
 
     @staticmethod
     def _hfr_arcsec(context: CaptureContext) -> float | None:
@@ -356,6 +404,24 @@ async def _first_of(event_wait: Coroutine[Any, Any, object], task: asyncio.Task[
         await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
+
+
+def _check_header_inputs(request: CaptureRequest) -> None:
+    """Refuse, before the shutter opens, a name that no FITS header card can hold."""
+    inputs = {
+        "target.name": request.target.name if request.target else None,
+        "filter_name": request.spec.filter_name,
+        "tag.node_path": request.tag.node_path if request.tag else None,
+    }
+    for name, value in inputs.items():
+        problem = None if value is None else text_problem(value)
+        if problem is not None:
+            raise Refused(name, f"{name} {value!r} {problem}: a FITS header cannot hold it")
+
+
+def _database_reason(error: SQLAlchemyError) -> str:
+    """The database's own words ("database or disk is full"), without the SQL statement."""
+    return str(getattr(error, "orig", None) or error)
 
 
 def _connected(device: D | None) -> D | None:

@@ -4,16 +4,35 @@ Siril and PixInsight's WBPP group frames by these keywords (IMAGETYP, EXPTIME, F
 GAIN, CCD-TEMP, ...), so the names and value conventions follow NINA: pixel sizes are the
 binned size, RA/DEC are J2000 degrees, OBJCTRA/OBJCTDEC are sexagesimal strings, ROWORDER is
 TOP-DOWN (the Alpaca image order).
+
+Keywords of our own (``NOWL`` and a few plain ones), so that a frame file alone gives its database
+row back (`daemon.frame_records.frame_from_header`, after a crash between file and row):
+
+- ``STARS``, ``HFR``, ``HFRARCS``, ``FWHM``, ``ECCENTR``: the star figures of a light;
+  ``NOWLBKG`` [adu] sky background, ``NOWLNOIS`` [adu] background noise RMS, ``NOWLSATF``
+  fraction of saturated pixels: with the star figures, what the acceptance rules compare.
+- ``NOWLACPT``/``NOWLRJCT``: the verdict; ``NOWLRUN``/``NOWLNODE``: the run and instruction;
+  ``GUIDRMS`` [arcsec]; ``NOWLRDMD``: the readout mode's index (``READOUTM`` is its name).
+- ``NOWLUTF8``: FITS text is printable ASCII, so text cards hold `daemon.naming.ascii_text` of
+  their value (``OBJECT = 'Omega Cen'``) and this card keeps the originals that differ, as
+  ``KEYWORD=value`` pairs joined by ``&``, each value UTF-8 percent-encoded (RFC 3986; spaces
+  and printable ASCII other than ``%&=`` kept): ``NOWLUTF8= 'OBJECT=%CE%A9 Cen'``. A value
+  longer than a card is a long string (``CONTINUE`` cards, ``LONGSTRN = 'OGIP 1.0'``).
 """
 
 from __future__ import annotations
 
+import math
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
+from urllib.parse import quote, unquote
 
 from astropy.time import Time
 
+from daemon.naming import ascii_text
 from drivers.base import FocuserStatus, MountInfo, MountStatus, PierSide, RawFrame, SensorType
 from processing.io import FitsCard, dec_deg_to_sexagesimal, ra_hours_to_sexagesimal
 from processing.stars import FrameQuality
@@ -21,6 +40,11 @@ from sequences.astro import airmass
 from sequences.frames import FrameType, RunTag
 
 _BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
+ORIGINALS_KEYWORD = "NOWLUTF8"
+_KEPT_IN_ORIGINALS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%&=")
+_CARD_TEXT_CHARS = 68
+"""The longest string value (quotes doubled) one 80-character card holds; longer ones continue
+on CONTINUE cards."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +166,12 @@ def header_cards(ctx: CaptureContext) -> list[FitsCard]:
             ("HFRARCS", ctx.hfr_arcsec, "[arcsec] median half-flux radius"),
             ("FWHM", q.fwhm_px, "[px] median FWHM"),
             ("ECCENTR", q.eccentricity, "median star eccentricity"),
+            ("NOWLBKG", q.background_adu, "[adu] sky background level"),
+            ("NOWLNOIS", q.noise_adu, "[adu] background noise RMS"),
+            ("NOWLSATF", q.saturated_fraction, "fraction of saturated pixels"),
         ]
     optional += [
+        ("NOWLRDMD", camera.readout_mode, "readout mode index"),
         ("NOWLACPT", ctx.accepted, "accepted by the quality rules"),
         ("NOWLRJCT", ctx.reject_reason, "why the quality rules rejected it"),
         ("GUIDRMS", ctx.guiding_rms_arcsec, "[arcsec] total guiding RMS in the exposure"),
@@ -151,11 +179,62 @@ def header_cards(ctx: CaptureContext) -> list[FitsCard]:
         ("NOWLNODE", ctx.tag.node_path if ctx.tag else None, "instruction in the run"),
     ]
     cards += [(k, v, c) for k, v, c in optional if v is not None and v != ""]
-    return cards
+    return _writable(cards)
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` (a name the user gave) cannot go into a header card, or None.
+
+    Any Unicode text can (see `ascii_text` and ``NOWLUTF8``), except control characters, which
+    no name should hold (a pasted line break, a tab), and text that is not valid Unicode.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid Unicode ({e.reason} at position {e.start})"
+    for position, char in enumerate(value):
+        if unicodedata.category(char) == "Cc":
+            return f"holds a control character (U+{ord(char):04X} at position {position})"
+    return None
+
+
+def header_texts(header: Mapping[str, object]) -> dict[str, str]:
+    """The header's text cards, with the original of each transliterated one (``NOWLUTF8``)."""
+    texts = {keyword: value for keyword, value in header.items() if isinstance(value, str)}
+    encoded = texts.pop(ORIGINALS_KEYWORD, "")
+    for pair in filter(None, encoded.split("&")):
+        keyword, _, value = pair.partition("=")
+        texts[keyword] = unquote(value)
+    return texts
+
+
+def _writable(cards: list[FitsCard]) -> list[FitsCard]:
+    """`cards` as FITS can hold them: ASCII text (originals kept in ``NOWLUTF8``), finite
+    numbers (a device's NaN costs its card, not the frame)."""
+    written: list[FitsCard] = []
+    originals: list[str] = []
+    for keyword, value, comment in cards:
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if isinstance(value, str):
+            plain = ascii_text(value)
+            if plain != value:
+                quoted = quote(value, safe=_KEPT_IN_ORIGINALS, errors="backslashreplace")
+                originals.append(f"{keyword}={quoted}")
+            value = plain
+        written.append((keyword, value, comment))
+    if originals:
+        written.append((ORIGINALS_KEYWORD, "&".join(originals), "UTF-8 originals of text cards"))
+    if any(
+        isinstance(v, str) and len(v.replace("'", "''")) > _CARD_TEXT_CHARS for _, v, _ in written
+    ):
+        written.append(("LONGSTRN", "OGIP 1.0", "long strings continue on CONTINUE cards"))
+    return written
 
 
 def _iso(moment: datetime) -> str:
-    return str(Time(moment).isot)
+    """ISO 8601 UTC to the microsecond, so a re-registered row has the exact start."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def _readout_name(raw: RawFrame) -> str | None:

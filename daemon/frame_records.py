@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
-from daemon.fits_headers import TargetInfo
+from daemon.fits_headers import TargetInfo, header_texts
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
 from drivers.base import MountInfo
@@ -116,7 +116,9 @@ def accepted_history(
 def frame_from_header(
     stored: StoredFile, header: Mapping[str, object], shape: tuple[int, ...]
 ) -> dict[str, object]:
-    """Frame row fields recovered from a file's FITS header (for files found by the scan)."""
+    """Frame row fields recovered from a file's FITS header (for files found by the scan): the
+    same row the capture recorded, quality figures and original (non-ASCII) texts included."""
+    text = header_texts(header).get
 
     def number(key: str) -> float | None:
         value = header.get(key)
@@ -133,21 +135,22 @@ def frame_from_header(
         "sha256": stored.sha256,
         "size_bytes": stored.size_bytes,
         "frame_type": FrameType(str(header.get("IMAGETYP", "LIGHT")).strip().upper()),
-        "filter_name": header.get("FILTER"),
+        "filter_name": text("FILTER"),
         "exposure_s": number("EXPTIME") or 0.0,
         "exposure_start_utc": start,
-        "camera_name": header.get("INSTRUME"),
+        "camera_name": text("INSTRUME"),
         "width_px": shape[-1],
         "height_px": shape[-2],
         "gain": integer("GAIN"),
         "offset": integer("OFFSET"),
         "bin_x": integer("XBINNING") or 1,
         "bin_y": integer("YBINNING") or 1,
+        "readout_mode": integer("NOWLRDMD"),
         "sensor_temperature_c": number("CCD-TEMP"),
         "set_point_c": number("SET-TEMP"),
         "ra_deg": number("RA"),
         "dec_deg": number("DEC"),
-        "pier_side": header.get("PIERSIDE"),
+        "pier_side": text("PIERSIDE"),
         "altitude_deg": number("CENTALT"),
         "azimuth_deg": number("CENTAZ"),
         "airmass": number("AIRMASS"),
@@ -158,11 +161,14 @@ def frame_from_header(
         "hfr_arcsec": number("HFRARCS"),
         "fwhm_px": number("FWHM"),
         "eccentricity": number("ECCENTR"),
+        "background_adu": number("NOWLBKG"),
+        "noise_adu": number("NOWLNOIS"),
+        "saturated_fraction": number("NOWLSATF"),
         "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
-        "reject_reason": header.get("NOWLRJCT"),
+        "reject_reason": text("NOWLRJCT"),
         "guiding_rms_arcsec": number("GUIDRMS"),
         "run_id": integer("NOWLRUN"),
-        "node_path": header.get("NOWLNODE"),
+        "node_path": text("NOWLNODE"),
     }
 
 
@@ -182,13 +188,9 @@ def register_unrecorded_files(
             start = fields["exposure_start_utc"]
             assert isinstance(start, datetime)
             session = ensure_session(db, profile, start, timezone)
-            target = ensure_target(db, _target_from_header(header))
+            name = header_texts(header).get("OBJECT")
+            target = ensure_target(db, TargetInfo(name) if name else None)
             if fields["run_id"] is not None and db.get(SequenceRun, fields["run_id"]) is None:
                 fields["run_id"] = fields["node_path"] = None  # files from another database
             db.add(Frame(session_id=session.id, target_id=target.id if target else None, **fields))
     return result
-
-
-def _target_from_header(header: Mapping[str, object]) -> TargetInfo | None:
-    name = header.get("OBJECT")
-    return TargetInfo(str(name)) if name else None

@@ -6,11 +6,15 @@ date 12 hours earlier), ``$$DATE$$``, ``$$TIME$$``, ``$$DATETIME$$``, ``$$IMAGET
 ``$$OFFSET$$``, ``$$BINNING$$``, ``$$FRAMENR$$``, ``$$CAMERA$$``, ``$$READOUTMODE$$``.
 ``/`` in the pattern separates folders; every value is sanitised so that it can neither add
 folders nor climb out of the root (a target named ``../../etc`` becomes ``_.._etc``).
+
+Names are Unicode (``"Ω Cen"``), file names and FITS cards are ASCII: `ascii_text` transliterates
+(``"Ω Cen"`` -> ``"Omega Cen"``) for both, so a frame of Omega Centauri lands in ``Omega Cen/``.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import PurePosixPath
@@ -41,6 +45,46 @@ TOKENS = frozenset(
 )
 _TOKEN = re.compile(r"\$\$([A-Z0-9]+)\$\$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+()\- ]")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+def _greek_letter(letter: str) -> str:
+    """A Greek letter's name as star names spell it (Omega for Ω, alpha for α), from Unicode."""
+    name = unicodedata.name(letter).split()[-1].replace("LAMDA", "LAMBDA")
+    return name.capitalize() if letter.isupper() else name.lower()
+
+
+_GREEK = {
+    chr(c): _greek_letter(chr(c))
+    for c in range(0x391, 0x3CA)  # Α to ω; accented letters are decomposed before
+    if chr(c).isalpha() and not unicodedata.decomposition(chr(c))
+}
+_TRANSLITERATION = str.maketrans(
+    {
+        **_GREEK,
+        **dict.fromkeys("‘’‚‛′", "'"),
+        **dict.fromkeys("“”„‟«»″", '"'),
+        **dict.fromkeys("‐‑‒–—―−", "-"),
+        "…": "...",
+        "×": "x",
+        "⁄": "/",
+        "·": ".",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ø": "o",
+        "Ø": "O",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "þ": "th",
+        "Þ": "Th",
+    }
+)
 
 
 def night_date(moment_utc: datetime, timezone: tzinfo) -> date:
@@ -81,9 +125,24 @@ class FrameNaming:
     readout_mode: int | None
 
 
+def ascii_text(value: str) -> str:
+    """`value` in printable ASCII, for FITS cards and file names.
+
+    Accents are dropped (Unicode NFKD: "é" -> "e", "ﬁ" -> "fi"), Greek letters spelled out as
+    star names read ("Ω Cen" -> "Omega Cen", "α Lyr" -> "alpha Lyr"), typographic dashes and
+    quotes made plain ("–" -> "-", "«»" -> '"'), a few Latin letters written as in English
+    ("ß" -> "ss"); anything else, control characters included, becomes "?".
+    """
+    decomposed = unicodedata.normalize("NFKD", value)
+    bare = "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    return _NOT_PRINTABLE_ASCII.sub("?", bare.translate(_TRANSLITERATION))
+
+
 def sanitise(value: str) -> str:
-    """One safe path segment: no separators, no leading dot, nothing outside a small alphabet."""
-    cleaned = _UNSAFE.sub("_", value.replace("/", "_").replace("\\", "_")).strip()
+    """One safe path segment: no separators, no leading dot, nothing outside a small alphabet
+    (other text is transliterated first, see `ascii_text`)."""
+    plain = ascii_text(value).replace("/", "_").replace("\\", "_")
+    cleaned = _UNSAFE.sub("_", plain).strip()
     cleaned = cleaned.lstrip(".") or "_"
     return cleaned[:120]
 

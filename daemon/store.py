@@ -2,10 +2,11 @@
 
 A frame is written to a temporary file in its final folder, flushed to disk (fsync), renamed
 into place atomically, and the folder is fsynced too (`processing.io.write_atomic`); only then
-does the caller commit the database row. A crash between the rename and the commit leaves a
-complete file without a row, which `scan` finds at the next start so it can be registered; a
-crash before the rename leaves only a temporary file (its name ends in
-`processing.io.TEMP_SUFFIX`), which `scan` removes (that frame was never complete).
+does the caller commit the database row. A commit that fails (the database's disk is full)
+makes the caller `remove` the file again, so no file is left without a row. A crash between
+the rename and the commit leaves a complete file without a row, which `scan` finds at the next
+start so it can be registered; a crash before the rename leaves only a temporary file (its name
+ends in `processing.io.TEMP_SUFFIX`), which `scan` removes (that frame was never complete).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class StoreError(RuntimeError):
 
     Stop capturing: later frames would fail the same way. Frames written before are intact.
     """
+
+
+class FrameNotRecorded(StoreError):
+    """The database refused a frame's row (disk full, read-only, locked): the frame is not
+    kept, its file is removed. Free space where the database lives, then capture again;
+    frames recorded before are intact."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,17 @@ class FrameStore:
         )
         log.info("frame written: %s (%d bytes)", stored.path, stored.size_bytes)
         return stored
+
+    def remove(self, relative: PurePosixPath) -> None:
+        """Delete the frame file at `relative` (one whose row could not be committed);
+        `StoreError` when it cannot be deleted."""
+        try:
+            self.absolute(relative).unlink()
+        except OSError as e:
+            raise StoreError(
+                f"cannot remove frame {relative} under {self.root}: {e.strerror}"
+            ) from e
+        log.info("frame removed: %s", relative)
 
     def scan(self, registered: set[str]) -> ScanResult:
         """Find complete frame files without a row; remove partial files of interrupted writes."""

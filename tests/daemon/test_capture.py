@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
@@ -11,18 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureConfig, CaptureRequest, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import Event, Frame
-from daemon.fits_headers import TargetInfo
+from daemon.db.models import Event, Frame, Target
+from daemon.errors import Refused
+from daemon.fits_headers import TargetInfo, header_texts
+from daemon.frame_records import register_unrecorded_files
 from daemon.naming import DEFAULT_PATTERN
 from daemon.store import FrameStore
-from drivers.base import RaDec
+from drivers.base import CameraState, RaDec
 from drivers.equipment import Equipment
+from processing.io import read_fits
 from sequences.frames import ExposureSpec, FrameType, SavedFrame
 from tests.drivers.test_alpaca_camera import M31, point_at
 
@@ -176,3 +180,90 @@ async def test_hooks_run_between_frames_and_a_cancelled_series_keeps_its_frames(
             CaptureRequest(ExposureSpec(FrameType.DARK, 0.5), count=5), between=stop_after_two
         )
     assert len(rows(service)) - before == 2  # both frames read out before the stop are stored
+
+
+@pytest.mark.parametrize(
+    ("name", "object_card", "folder"),
+    [
+        ("Ω Cen", "Omega Cen", "Omega Cen"),
+        ("M31 – core", "M31 - core", "M31 - core"),
+        ("NGC 7000 «North America»", 'NGC 7000 "North America"', "NGC 7000 _North America_"),
+    ],
+)
+async def test_a_non_ascii_target_name_is_kept_whole_in_the_row_and_the_header(
+    service: CaptureService, equipment: Equipment, name: str, object_card: str, folder: str
+) -> None:
+    await point_at(equipment, M31)
+    (frame,) = await service.capture(
+        CaptureRequest(ExposureSpec(FrameType.LIGHT, 0.5), target=TargetInfo(name))
+    )
+    assert frame.path.startswith(f"{folder}/")
+    _, header = read_fits(service._store.absolute(frame.path))
+    assert header["OBJECT"] == object_card
+    assert header_texts(header)["OBJECT"] == name
+    with Session(service._engine) as db:
+        row = db.get(Frame, frame.id)
+        assert row is not None
+        assert db.scalar(select(Target.name).where(Target.id == row.target_id)) == name
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "shown"),
+    [
+        (
+            CaptureRequest(ExposureSpec(FrameType.LIGHT, 20.0), target=TargetInfo("M31\nM32")),
+            "target.name",
+            "U+000A",
+        ),
+        (CaptureRequest(ExposureSpec(FrameType.LIGHT, 20.0, "L\t")), "filter_name", "U+0009"),
+    ],
+)
+async def test_a_name_no_header_can_hold_is_refused_before_the_shutter_opens(
+    service: CaptureService,
+    equipment: Equipment,
+    request_: CaptureRequest,
+    field: str,
+    shown: str,
+) -> None:
+    assert equipment.camera is not None
+    started = time.monotonic()
+    with pytest.raises(Refused) as refused:
+        await service.capture(request_)
+    # The exposure asked for is 20 s: an answer within 5 s (a busy machine) took no exposure.
+    assert time.monotonic() - started < 5.0
+    assert refused.value.field == field
+    assert shown in str(refused.value)
+    assert (await equipment.camera.status()).state is CameraState.IDLE
+    assert rows(service) == []
+
+
+async def test_a_re_registered_frame_gets_back_the_row_the_capture_recorded(
+    service: CaptureService, equipment: Equipment
+) -> None:
+    """A crash between the file's rename and the row's commit: the header alone gives the row
+    back, quality figures (which the acceptance rules compare) and the real name included."""
+    await point_at(equipment, M31)
+    target = TargetInfo("Ω Cen", ra_deg=M31.ra_deg, dec_deg=M31.dec_deg)
+    (saved,) = await service.capture(
+        CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0, "L"), target=target)
+    )
+    columns = [c.key for c in Frame.__table__.columns if c.key not in ("id", "created_at")]
+    (original,) = rows(service)
+    before = {key: getattr(original, key) for key in columns}
+    for figure in ("background_adu", "noise_adu", "saturated_fraction", "readout_mode"):
+        assert before[figure] is not None, figure
+    with Session(service._engine) as db, db.begin():
+        db.execute(delete(Frame))
+
+    result = register_unrecorded_files(service._engine, service._store, "simulators", UTC)
+
+    assert [str(f.path) for f in result.unregistered] == [saved.path]
+    (recovered,) = rows(service)
+    after = {key: getattr(recovered, key) for key in columns}
+    floats = {key for key, value in before.items() if isinstance(value, float)}
+    assert {k: v for k, v in after.items() if k not in floats} == {
+        k: v for k, v in before.items() if k not in floats
+    }
+    # astropy writes a float card with Python's repr, or 16 significant digits when that repr
+    # is longer than 20 characters: at most a rounding in the 16th digit.
+    assert {k: after[k] for k in floats} == pytest.approx({k: before[k] for k in floats}, rel=1e-15)

@@ -7,7 +7,14 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from daemon.naming import DEFAULT_PATTERN, FrameNaming, night_date, render, validate_pattern
+from daemon.naming import (
+    DEFAULT_PATTERN,
+    FrameNaming,
+    ascii_text,
+    night_date,
+    render,
+    validate_pattern,
+)
 
 CEST = timezone(timedelta(hours=2))
 
@@ -66,3 +73,36 @@ def test_unknown_token_and_empty_folder_are_refused() -> None:
         validate_pattern("$$TARGET$$/x")
     with pytest.raises(ValueError, match="empty folder name"):
         validate_pattern("a//b")
+
+
+@pytest.mark.parametrize(
+    ("name", "plain"),
+    [
+        ("Ω Cen", "Omega Cen"),
+        ("α Lyr", "alpha Lyr"),
+        ("λ Ori", "lambda Ori"),
+        ("M31 – core", "M31 - core"),
+        ("NGC 7000 «North America»", 'NGC 7000 "North America"'),
+        ("Barnard’s Loop", "Barnard's Loop"),
+        ("Hα", "Halpha"),
+        ("Caméra Ørsted", "Camera Orsted"),
+        ("M31\x07", "M31?"),
+        ("🌌 field", "? field"),
+    ],
+)
+def test_names_are_written_in_ascii_as_an_observer_would(name: str, plain: str) -> None:
+    assert ascii_text(name) == plain
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("Ω Cen", "Omega Cen"),
+        ("M31 – core", "M31 - core"),
+        ("NGC 7000 «North America»", "NGC 7000 _North America_"),
+        ("../Ω", "_Omega"),
+    ],
+)
+def test_non_ascii_target_names_give_readable_folders(name: str, folder: str) -> None:
+    path = render("$$TARGETNAME$$/$$FRAMENR$$", naming(target_name=name), UTC)
+    assert path == PurePosixPath(folder, "0007.fits")

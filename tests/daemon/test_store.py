@@ -55,3 +55,14 @@ def test_scan_finds_unrecorded_files_and_removes_partials(tmp_path: Path) -> Non
     assert result.unregistered[0].sha256 == orphan.sha256
     assert result.removed_partials == [PurePosixPath("n/.crashed.fits.1234abcd.partial")]
     assert not partial.exists()
+
+
+def test_remove_deletes_a_frame_file_and_reports_one_it_cannot(tmp_path: Path) -> None:
+    store = FrameStore(tmp_path)
+    kept = store.write(PurePosixPath("n/kept.fits"), b"kept")
+    gone = store.write(PurePosixPath("n/gone.fits"), b"gone")
+    store.remove(gone.path)
+    assert [p.name for p in (tmp_path / "n").iterdir()] == ["kept.fits"]
+    assert (tmp_path / kept.path).read_bytes() == b"kept"
+    with pytest.raises(StoreError, match=r"cannot remove frame n/gone\.fits"):
+        store.remove(gone.path)
