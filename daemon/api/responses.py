@@ -23,7 +23,6 @@ _DESCRIPTIONS: dict[int, str] = {
     "allow it; `detail` says what holds it or lists the issues to fix.",
     410: "The record exists but its file is no longer on disk (moved or deleted outside "
     "Nightowl); `detail.path` is where it was.",
-    422: "A field passed the schema but not a rule of the domain; `detail` names it.",
     501: "The device cannot do this.",
     502: "The device refused or failed the operation.",
     503: "The device is not connected: connect it (POST /api/equipment/connect).",
