@@ -13,9 +13,18 @@ chains the protocol's own exception as ``__cause__``. How a caller should react:
   another device.
 - `OperationFailed`: the device answered with an error (parked, out of range, driver fault).
   Retry according to the step's policy; the message says what the device reported.
+
+A fault of one exchange (an HTTP 5xx, a reset connection, a reply cut short) on a request that
+changes nothing when repeated (a read, a property set, an image download) is retried by the
+driver itself; each retried fault is reported as a `DeviceFault` to the driver's listener, and
+only a fault that outlasts the retries is raised.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeAlias
 
 
 class DeviceError(Exception):
@@ -46,3 +55,22 @@ class NotSupported(DeviceError):
 
 class OperationFailed(DeviceError):
     """The device answered with an error."""
+
+
+@dataclass(frozen=True)
+class DeviceFault:
+    """A fault a driver met and retried (reported to a `FaultListener`, never raised): an
+    exchange that failed in a way worth repeating, see `drivers.alpaca._call.transient`.
+
+    `attempt` is the number of the attempt that failed; the next one follows `retry_in_s` later.
+    """
+
+    device: str
+    operation: str
+    message: str
+    attempt: int
+    retry_in_s: float
+
+
+FaultListener: TypeAlias = Callable[[DeviceFault], None]
+"""Hears every retried fault, on the event loop; it must return at once (queue, don't wait)."""

@@ -8,6 +8,7 @@ from drivers.alpaca.focuser import AlpacaFocuser
 from drivers.alpaca.mount import AlpacaMount
 from drivers.alpaca.safety import AlpacaSafetyMonitor
 from drivers.equipment import Equipment
+from drivers.errors import FaultListener
 from drivers.profile import EquipmentProfile
 
 __all__ = [
@@ -20,17 +21,20 @@ __all__ = [
 ]
 
 
-def build_equipment(profile: EquipmentProfile) -> Equipment:
-    """Create (not connect) the Alpaca drivers for every role the profile names."""
-    p = profile
+def build_equipment(profile: EquipmentProfile, on_fault: FaultListener | None = None) -> Equipment:
+    """Create (not connect) the Alpaca drivers for every role the profile names; `on_fault`
+    hears of every fault a driver retried."""
+    p, f = profile, on_fault
     return Equipment(
         profile_name=p.name,
-        camera=AlpacaCamera("camera", p.camera) if p.camera else None,
-        guide_camera=AlpacaCamera("guide_camera", p.guide_camera) if p.guide_camera else None,
-        mount=AlpacaMount("mount", p.mount) if p.mount else None,
-        focuser=AlpacaFocuser("focuser", p.focuser) if p.focuser else None,
-        filter_wheel=AlpacaFilterWheel("filter_wheel", p.filter_wheel) if p.filter_wheel else None,
+        camera=AlpacaCamera("camera", p.camera, f) if p.camera else None,
+        guide_camera=AlpacaCamera("guide_camera", p.guide_camera, f) if p.guide_camera else None,
+        mount=AlpacaMount("mount", p.mount, f) if p.mount else None,
+        focuser=AlpacaFocuser("focuser", p.focuser, f) if p.focuser else None,
+        filter_wheel=AlpacaFilterWheel("filter_wheel", p.filter_wheel, f)
+        if p.filter_wheel
+        else None,
         safety_monitor=(
-            AlpacaSafetyMonitor("safety_monitor", p.safety_monitor) if p.safety_monitor else None
+            AlpacaSafetyMonitor("safety_monitor", p.safety_monitor, f) if p.safety_monitor else None
         ),
     )

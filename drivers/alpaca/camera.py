@@ -13,10 +13,10 @@ import requests
 
 from drivers.alpaca import imagebytes
 from drivers.alpaca._alpyca import Camera as AlpycaCamera
-from drivers.alpaca._call import POLL_INTERVAL_S, call
+from drivers.alpaca._call import POLL_INTERVAL_S
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import CameraInfo, CameraState, CameraStatus, RawFrame, SensorType
-from drivers.errors import DeviceBusy, DeviceError, DeviceTimeout, OperationFailed
+from drivers.errors import DeviceBusy, DeviceError, DeviceTimeout, FaultListener, OperationFailed
 from drivers.profile import CameraAddress
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,13 @@ _FIRST_READY_POLL_S = 0.01
 
 
 class AlpacaCamera(AlpacaDevice[CameraInfo]):
-    def __init__(self, role: str, address: CameraAddress) -> None:
+    def __init__(
+        self, role: str, address: CameraAddress, on_fault: FaultListener | None = None
+    ) -> None:
         host, protocol = alpyca_args(address)
-        super().__init__(role, address, AlpycaCamera(host, address.device_number, protocol))
+        super().__init__(
+            role, address, AlpycaCamera(host, address.device_number, protocol), on_fault
+        )
         self._camera_address = address
         self._http = requests.Session()
         # The abort that follows a failed or cancelled exposure, until the next one awaits it.
@@ -126,7 +130,7 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
 
     async def abort(self) -> None:
         """Abort a running exposure (the image is discarded). Also clears an Error state."""
-        await self._invoke("abort exposure", self._device.AbortExposure)
+        await self._invoke("abort exposure", self._device.AbortExposure, retry=True)
 
     async def expose(
         self, exposure_s: float, *, light: bool, started: asyncio.Event | None = None
@@ -241,11 +245,12 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
                 )
 
     async def _download(self) -> np.ndarray:
+        """The image, whole: a reply cut short raises (and is asked for again), never a short
+        image. Downloading again is harmless: the image stays ready until the next exposure."""
         info = self.info
         size_b = info.width_px * info.height_px * 4
         timeout_s = _DOWNLOAD_MARGIN_S + size_b / _MIN_DOWNLOAD_RATE_B_S
-        data = await call(
-            self.role,
+        data = await self._call(
             "download image",
             imagebytes.download,
             self._http,
@@ -253,6 +258,7 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             self.address.device_number,
             timeout_s,
             timeout_s=timeout_s,
+            retry=True,
         )
         if data.ndim != 2:
             raise OperationFailed(self.role, "download image", f"expected 2-D, got {data.shape}")

@@ -12,7 +12,7 @@ from alpaca import exceptions as ascom
 from alpaca.device import Device as AlpycaDevice
 
 from drivers.alpaca._call import CALL_TIMEOUT_S, call
-from drivers.errors import DeviceError, NotConnected, NotSupported
+from drivers.errors import DeviceError, FaultListener, NotConnected, NotSupported
 from drivers.profile import DeviceAddress
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,21 @@ class AlpacaDevice(Generic[InfoT]):
     """Base of every Alpaca driver: owns the alpyca object and the connected flag.
 
     Subclasses read their static facts in `_read_info` and expose async methods built on
-    `_get` / `_set` / `_invoke`, which all go through `drivers.alpaca._call.call`.
+    `_get` / `_set` / `_invoke`, which all go through `drivers.alpaca._call.call`; reads and
+    property sets are retried after a transient fault, which `on_fault` hears of.
     """
 
-    def __init__(self, role: str, address: DeviceAddress, device: AlpycaDevice) -> None:
+    def __init__(
+        self,
+        role: str,
+        address: DeviceAddress,
+        device: AlpycaDevice,
+        on_fault: FaultListener | None = None,
+    ) -> None:
         self._role = role
         self.address = address
         self._device = device
+        self._on_fault = on_fault
         self._info: InfoT | None = None
 
     @property
@@ -74,29 +82,49 @@ class AlpacaDevice(Generic[InfoT]):
         raise NotImplementedError
 
     async def _call(
-        self, operation: str, fn: Callable[..., T], *args: object, timeout_s: float
+        self,
+        operation: str,
+        fn: Callable[..., T],
+        *args: object,
+        timeout_s: float,
+        retry: bool = False,
     ) -> T:
         """`call`, reconnecting once when the server answers that the device is not connected
-        although we connected it: the device or its server restarted (a power cut, a crash)."""
+        although we connected it: the device or its server restarted (a power cut, a crash).
+        `retry` only for a request that changes nothing when repeated."""
         try:
-            return await call(self._role, operation, fn, *args, timeout_s=timeout_s)
+            return await self._attempt(operation, fn, args, timeout_s, retry)
         except NotConnected as e:
             if self._info is None or not isinstance(e.__cause__, ascom.NotConnectedException):
                 raise
             log.warning("%s: the device lost its connection; reconnecting", self._role)
-            await call(
-                self._role,
-                "reconnect",
-                setattr,
-                self._device,
-                "Connected",
-                True,
-                timeout_s=timeout_s,
+            await self._attempt(
+                "reconnect", setattr, (self._device, "Connected", True), timeout_s, True
             )
-            return await call(self._role, operation, fn, *args, timeout_s=timeout_s)
+            return await self._attempt(operation, fn, args, timeout_s, retry)
+
+    async def _attempt(
+        self,
+        operation: str,
+        fn: Callable[..., T],
+        args: tuple[object, ...],
+        timeout_s: float,
+        retry: bool,
+    ) -> T:
+        return await call(
+            self._role,
+            operation,
+            fn,
+            *args,
+            timeout_s=timeout_s,
+            retry=retry,
+            on_fault=self._on_fault,
+        )
 
     async def _get(self, name: str, timeout_s: float = CALL_TIMEOUT_S) -> Any:
-        return await self._call(f"read {name}", getattr, self._device, name, timeout_s=timeout_s)
+        return await self._call(
+            f"read {name}", getattr, self._device, name, timeout_s=timeout_s, retry=True
+        )
 
     async def _get_optional(self, name: str) -> Any:
         """Read a property that a device may legitimately not implement (None if so)."""
@@ -113,6 +141,7 @@ class AlpacaDevice(Generic[InfoT]):
             name,
             value,
             timeout_s=timeout_s,
+            retry=True,
         )
 
     async def _invoke(
@@ -121,8 +150,11 @@ class AlpacaDevice(Generic[InfoT]):
         fn: Callable[..., T],
         *args: object,
         timeout_s: float = CALL_TIMEOUT_S,
+        retry: bool = False,
     ) -> T:
-        return await self._call(operation, fn, *args, timeout_s=timeout_s)
+        """Call a device method; `retry` only for one that changes nothing when repeated
+        (an abort, a halt), never for one that starts something."""
+        return await self._call(operation, fn, *args, timeout_s=timeout_s, retry=retry)
 
     async def _undo_after(
         self, command: asyncio.Future[None], undo: Callable[[], Awaitable[None]], what: str

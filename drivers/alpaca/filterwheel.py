@@ -6,13 +6,18 @@ from drivers.alpaca._alpyca import FilterWheel as AlpycaFilterWheel
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import FilterWheelInfo, FilterWheelStatus
+from drivers.errors import FaultListener
 from drivers.profile import FilterWheelAddress
 
 
 class AlpacaFilterWheel(AlpacaDevice[FilterWheelInfo]):
-    def __init__(self, role: str, address: FilterWheelAddress) -> None:
+    def __init__(
+        self, role: str, address: FilterWheelAddress, on_fault: FaultListener | None = None
+    ) -> None:
         host, protocol = alpyca_args(address)
-        super().__init__(role, address, AlpycaFilterWheel(host, address.device_number, protocol))
+        super().__init__(
+            role, address, AlpycaFilterWheel(host, address.device_number, protocol), on_fault
+        )
         self._wheel_address = address
 
     async def _read_info(self) -> FilterWheelInfo:

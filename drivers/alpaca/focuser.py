@@ -6,14 +6,18 @@ from drivers.alpaca._alpyca import Focuser as AlpycaFocuser
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import FocuserInfo, FocuserStatus
-from drivers.errors import NotSupported
+from drivers.errors import FaultListener, NotSupported
 from drivers.profile import FocuserAddress
 
 
 class AlpacaFocuser(AlpacaDevice[FocuserInfo]):
-    def __init__(self, role: str, address: FocuserAddress) -> None:
+    def __init__(
+        self, role: str, address: FocuserAddress, on_fault: FaultListener | None = None
+    ) -> None:
         host, protocol = alpyca_args(address)
-        super().__init__(role, address, AlpycaFocuser(host, address.device_number, protocol))
+        super().__init__(
+            role, address, AlpycaFocuser(host, address.device_number, protocol), on_fault
+        )
         self._focuser_address = address
 
     async def _read_info(self) -> FocuserInfo:
@@ -57,7 +61,7 @@ class AlpacaFocuser(AlpacaDevice[FocuserInfo]):
         )
 
     async def halt(self) -> None:
-        await self._invoke("halt", self._device.Halt)
+        await self._invoke("halt", self._device.Halt, retry=True)
 
     async def _stopped(self) -> bool:
         return not await self._get("IsMoving")

@@ -25,17 +25,24 @@ _client_transaction_ids = itertools.count(1)
 
 
 class ImageBytesError(Exception):
-    """The server sent an error or a buffer that is not a valid ImageBytes image."""
+    """The server sent an error or a buffer that is not a valid ImageBytes image.
 
-    def __init__(self, message: str, error_number: int = 0) -> None:
+    `transient` when asking again may well succeed: a reply cut short, an HTTP 5xx, an
+    unspecific driver error (0x500 and up). A short image is never returned.
+    """
+
+    def __init__(self, message: str, error_number: int = 0, *, transient: bool = False) -> None:
         super().__init__(message)
         self.error_number = error_number
+        self.transient = transient or error_number >= 0x500
 
 
 def decode(buffer: bytes) -> npt.NDArray[np.generic]:
     """Decode an ImageBytes buffer to an array with axes ``(y, x)`` (or ``(y, x, plane)``)."""
     if len(buffer) < _HEADER_BYTES:
-        raise ImageBytesError(f"reply of {len(buffer)} bytes is shorter than the header")
+        raise ImageBytesError(
+            f"reply of {len(buffer)} bytes is shorter than the header", transient=True
+        )
     header = np.frombuffer(buffer, dtype=_HEADER, count=11)
     error_number, data_start = int(header[1]), int(header[4])
     if error_number != 0:
@@ -50,7 +57,9 @@ def decode(buffer: bytes) -> npt.NDArray[np.generic]:
     dtype = np.dtype(_ELEMENT_TYPES[transmission])
     expected = data_start + int(np.prod(dims)) * dtype.itemsize
     if len(buffer) != expected:
-        raise ImageBytesError(f"reply has {len(buffer)} bytes, header promises {expected}")
+        raise ImageBytesError(
+            f"reply has {len(buffer)} bytes, header promises {expected}", transient=True
+        )
     pixels = np.frombuffer(buffer, dtype=dtype, offset=data_start).reshape(dims)
     # Dimension 1 is x and varies slowest: transpose the first two axes to (y, x).
     return np.ascontiguousarray(np.swapaxes(pixels, 0, 1))
@@ -70,7 +79,9 @@ def download(
         timeout=timeout_s,
     )
     if reply.status_code != 200:
-        raise ImageBytesError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        raise ImageBytesError(
+            f"HTTP {reply.status_code}: {reply.text[:200]}", transient=reply.status_code >= 500
+        )
     if not reply.headers.get("Content-Type", "").startswith("application/imagebytes"):
         # A server without ImageBytes support answers JSON; its ErrorNumber tells why.
         body = reply.json()

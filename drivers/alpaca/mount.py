@@ -11,7 +11,7 @@ from drivers.alpaca._alpyca import Telescope as AlpycaTelescope
 from drivers.alpaca._call import wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import GuideDirection, MountInfo, MountStatus, PierSide, RaDec
-from drivers.errors import DeviceError, DeviceTimeout, NotSupported
+from drivers.errors import DeviceError, DeviceTimeout, FaultListener, NotSupported
 from drivers.profile import MountAddress
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,13 @@ _PULSE_MARGIN_S = 5.0
 
 
 class AlpacaMount(AlpacaDevice[MountInfo]):
-    def __init__(self, role: str, address: MountAddress) -> None:
+    def __init__(
+        self, role: str, address: MountAddress, on_fault: FaultListener | None = None
+    ) -> None:
         host, protocol = alpyca_args(address)
-        super().__init__(role, address, AlpycaTelescope(host, address.device_number, protocol))
+        super().__init__(
+            role, address, AlpycaTelescope(host, address.device_number, protocol), on_fault
+        )
         self._mount_address = address
 
     async def _read_info(self) -> MountInfo:
@@ -111,7 +115,7 @@ class AlpacaMount(AlpacaDevice[MountInfo]):
             raise
 
     async def abort_slew(self) -> None:
-        await self._invoke("abort slew", self._device.AbortSlew)
+        await self._invoke("abort slew", self._device.AbortSlew, retry=True)
 
     async def sync(self, position: RaDec) -> None:
         await self._invoke(
