@@ -120,8 +120,9 @@ def test_a_second_capture_while_one_runs_gets_409(daemon: RunningDaemon) -> None
         running = pool.submit(capture, daemon, frame_type="DARK", exposure_s=3.0)
         deadline = time.monotonic() + 10
         while True:  # wait until the first capture holds the camera
-            state = httpx.get(f"{daemon.url}/api/equipment").json()["devices"][0]["status"]
-            if state["state"] != "IDLE" or running.done():
+            devices = httpx.get(f"{daemon.url}/api/equipment").json()["devices"]
+            camera = next(d for d in devices if d["role"] == "camera")
+            if camera["in_use"] or running.done():
                 break
             assert time.monotonic() < deadline
             time.sleep(0.05)
