@@ -41,6 +41,7 @@ from daemon.autofocus import AutofocusService
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
+from daemon.device_faults import DeviceFaultLog
 from daemon.equipment_state import EquipmentState, held_for_imaging
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
@@ -182,7 +183,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     engine = make_engine(settings.resolved_database_url)
     await asyncio.to_thread(upgrade, engine)
     profile, rig = await _equipment_source(settings)
-    equipment = build_equipment(profile)
+    faults = DeviceFaultLog(engine)
+    equipment = build_equipment(profile, faults.heard)
     store = FrameStore(settings.frames_root)
     await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
     guider = (
@@ -253,6 +255,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     scheduler = NightScheduler(engine, equipment, nights)
     equipment_state = EquipmentState(engine, equipment, held_for_imaging(capture, guider))
     await worker.start()
+    faults.start()
     safety.start()
     equipment_state.start()
     log.info(
@@ -293,6 +296,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             log.warning("devices did not disconnect within %.0f s", _DISCONNECT_TIMEOUT_S)
         if rig is not None:
             await asyncio.to_thread(rig.stop)
+        await faults.stop()
         engine.dispose()
 
 
