@@ -4,6 +4,11 @@ Used by `nightowl sim`, by `nightowl serve` when no equipment profile is configu
 embedded default), and by the test suite. The rig builds the offline star catalog, writes the
 observatory config (``observatory.yaml`` beside this file) with the catalog path into its run
 directory, starts the server on loopback and a free port, and waits until it answers.
+
+The server's life is tied to the process that started it (`daemon.simulator.tethered`): a
+daemon killed with SIGKILL takes its simulator along. A pid file in the run directory names the
+running server, so that a start finds and stops one a previous process still left running there
+(after checking its command line shows it is this run directory's simulator).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from processing.catalog import star_catalog_sqlite
 log = logging.getLogger(__name__)
 
 OBSERVATORY_CONFIG = Path(__file__).with_name("observatory.yaml")
+_SERVER_MODULE = "alpaca_simulators.run_simulator"
 # The devices of the simulated observatory, as (Alpaca device type, device number) per role.
 SIMULATED_DEVICES: dict[str, tuple[str, int]] = {
     "camera": ("camera", 0),
@@ -88,6 +94,10 @@ class SimulatorRig:
         return self.run_dir / "simulator.log"
 
     @property
+    def pid_path(self) -> Path:
+        return self.run_dir / "simulator.pid"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -101,6 +111,7 @@ class SimulatorRig:
         Raises `SimulatorError` when the process exits early or does not answer within
         `ready_timeout_s`.
         """
+        self._stop_stale()
         if self.port == 0:
             self.port = free_port(self.host)
         catalog = star_catalog_sqlite(self.cache_dir)
@@ -108,7 +119,9 @@ class SimulatorRig:
         command = [
             sys.executable,
             "-m",
-            "alpaca_simulators.run_simulator",
+            "daemon.simulator.tethered",
+            str(os.getpid()),
+            _SERVER_MODULE,
             "--host",
             self.host,
             "--port",
@@ -127,7 +140,21 @@ class SimulatorRig:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.pid_path.write_text(f"{self._process.pid}\n", encoding="utf-8")
         self._wait_ready()
+
+    def _stop_stale(self) -> None:
+        """Stop the simulator the pid file names if it still runs from this run directory."""
+        try:
+            pid = int(self.pid_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        config = str((self.run_dir / "observatory.yaml").resolve())
+        command = _command_line(pid)
+        if command is not None and _SERVER_MODULE in command and config in command:
+            log.warning("stopping the simulator (pid %d) a previous start left running", pid)
+            _end_group(pid, timeout_s=10.0)
+        self.pid_path.unlink(missing_ok=True)
 
     def _wait_ready(self) -> None:
         assert self._process is not None
@@ -164,6 +191,7 @@ class SimulatorRig:
             process.wait(timeout=timeout_s)
         except ProcessLookupError:
             pass
+        self.pid_path.unlink(missing_ok=True)
         log.info("Alpaca simulators stopped")
 
     def _log_tail(self, lines: int = 20) -> str:
@@ -172,6 +200,33 @@ class SimulatorRig:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _command_line(pid: int) -> list[str] | None:
+    """The arguments of a live (not zombie) process, None if there is none (Linux: /proc)."""
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        arguments = (proc / "cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return None
+    if state == "Z":
+        return None
+    return [a.decode(errors="replace") for a in arguments if a]
+
+
+def _end_group(pid: int, timeout_s: float) -> None:
+    """SIGTERM the process group `pid` leads, SIGKILL it if it outlives `timeout_s`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout_s
+        while _command_line(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _command_line(pid) is None:
+            return
 
 
 def simulator_profile(url: str) -> EquipmentProfile:
