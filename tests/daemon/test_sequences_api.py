@@ -194,14 +194,14 @@ def test_an_autofocus_in_a_sequence_holds_the_camera_and_is_kept(daemon: Running
     assert started.status_code == 201, started.text
     run_id = started.json()["id"]
 
-    def camera_exposing(equipment: dict[str, Any]) -> bool:
+    def camera_held(equipment: dict[str, Any]) -> bool:
         camera = next(d for d in equipment["devices"] if d["role"] == "camera")
-        return (camera["status"] or {}).get("state") in ("EXPOSING", "READING", "DOWNLOAD")
+        return bool(camera["in_use"])
 
-    # The autofocus node runs and its first frames are being taken: 10 exposures of 2 s
-    # follow with the camera held, so a capture asked now meets a reserved camera.
+    # The autofocus node runs and holds the camera: 10 exposures of 2 s follow, so a capture
+    # asked now meets a reserved camera.
     wait_for(f"{daemon.url}/api/runs/{run_id}", lambda r: r["current"] == "start.items[0]", 60)
-    wait_for(f"{daemon.url}/api/equipment", camera_exposing, 60)
+    wait_for(f"{daemon.url}/api/equipment", camera_held, 60)
     refused = httpx.post(
         f"{daemon.url}/api/capture", json={"frame_type": "DARK", "exposure_s": 0.1}, timeout=30
     )
