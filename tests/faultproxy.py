@@ -102,8 +102,7 @@ class FaultProxy:
         if parts.hostname is None or parts.port is None:
             raise ValueError(f"upstream must look like http://host:port, got {upstream}")
         self._upstream = (parts.hostname, parts.port)
-        self.rules: list[FaultRule] = list(rules)
-        """Replace to change the plan while the proxy runs (e.g. once devices connected)."""
+        self._rules = list(rules)
         self.injected: list[Injected] = []
         self.requests: list[tuple[str, str]] = []
         """Every request seen, as (method, path)."""
@@ -118,6 +117,17 @@ class FaultProxy:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def rules(self) -> list[FaultRule]:
+        return list(self._rules)
+
+    @rules.setter
+    def rules(self, rules: Sequence[FaultRule]) -> None:
+        """A new plan, e.g. once the devices connected; its limits count from now."""
+        with self._lock:
+            self._rules = list(rules)
+            self._used.clear()
 
     def injected_count(self, kind: Fault | None = None, path: str = "") -> int:
         with self._lock:
@@ -138,10 +148,10 @@ class FaultProxy:
             self._server.close()
         await asyncio.gather(*self._connections, return_exceptions=True)
 
-    def _draw(self, request: _Request) -> tuple[int, FaultRule] | None:
+    def _draw(self, request: _Request) -> FaultRule | None:
         with self._lock:
             self.requests.append((request.method, request.path))
-            for index, rule in enumerate(self.rules):
+            for index, rule in enumerate(self._rules):
                 if rule.method is not None and rule.method != request.method:
                     continue
                 if not re.search(rule.path, request.path):
@@ -154,7 +164,7 @@ class FaultProxy:
                 self.injected.append(
                     Injected(time.time(), request.method, request.path, rule.kind, index)
                 )
-                return index, rule
+                return rule
             return None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -164,8 +174,7 @@ class FaultProxy:
         try:
             request = await _read_request(reader)
             if request is not None:
-                drawn = self._draw(request)
-                await self._answer(request, drawn[1] if drawn else None, writer)
+                await self._answer(request, self._draw(request), writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
