@@ -7,8 +7,8 @@ directory, starts the server on loopback and a free port, and waits until it ans
 
 The server's life is tied to the process that started it (`daemon.simulator.tethered`): a
 daemon killed with SIGKILL takes its simulator along. A pid file in the run directory names the
-running server, so that a start finds and stops one a previous process still left running there
-(after checking its command line shows it is this run directory's simulator).
+running server and its starter, so that a start finds and stops one that outlived its starter
+there (after checking its command line shows it is this run directory's simulator).
 """
 
 from __future__ import annotations
@@ -140,21 +140,29 @@ class SimulatorRig:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pid_path.write_text(f"{self._process.pid}\n", encoding="utf-8")
+        self.pid_path.write_text(f"{self._process.pid} {os.getpid()}\n", encoding="utf-8")
         self._wait_ready()
 
     def _stop_stale(self) -> None:
-        """Stop the simulator the pid file names if it still runs from this run directory."""
+        """Stop the simulator the pid file names if it still runs from this run directory and
+        the process that started it is gone (a crashed process's orphan). One whose starter
+        still runs (`nightowl sim`, another daemon on this data folder) is left alone."""
         try:
-            pid = int(self.pid_path.read_text(encoding="utf-8"))
+            pid, starter = map(int, self.pid_path.read_text(encoding="utf-8").split())
         except (OSError, ValueError):
             return
         config = str((self.run_dir / "observatory.yaml").resolve())
-        command = _command_line(pid)
-        if command is not None and _SERVER_MODULE in command and config in command:
+        process = _process(pid)
+        if process is None or not {_SERVER_MODULE, config} <= set(process.arguments):
+            self.pid_path.unlink(missing_ok=True)
+        elif process.parent_pid == starter:
+            log.warning(
+                "the simulator (pid %d) of process %d also runs in %s", pid, starter, self.run_dir
+            )
+        else:
             log.warning("stopping the simulator (pid %d) a previous start left running", pid)
-            _end_group(pid, timeout_s=10.0)
-        self.pid_path.unlink(missing_ok=True)
+            _end(pid, timeout_s=10.0)
+            self.pid_path.unlink(missing_ok=True)
 
     def _wait_ready(self) -> None:
         assert self._process is not None
@@ -202,30 +210,40 @@ class SimulatorRig:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _command_line(pid: int) -> list[str] | None:
-    """The arguments of a live (not zombie) process, None if there is none (Linux: /proc)."""
+@dataclass(frozen=True)
+class _Process:
+    parent_pid: int
+    arguments: tuple[str, ...]
+
+
+def _process(pid: int) -> _Process | None:
+    """A live (not zombie) process's parent and arguments; None if there is none (Linux: /proc)."""
     proc = Path("/proc") / str(pid)
     try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
         arguments = (proc / "cmdline").read_bytes().split(b"\0")
-    except (OSError, IndexError):
+    except (OSError, ValueError, IndexError):
         return None
     if state == "Z":
         return None
-    return [a.decode(errors="replace") for a in arguments if a]
+    return _Process(int(parent), tuple(a.decode(errors="replace") for a in arguments if a))
 
 
-def _end_group(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group `pid` leads, SIGKILL it if it outlives `timeout_s`."""
+def _end(pid: int, timeout_s: float) -> None:
+    """SIGTERM the process (the group it leads: a rig's server leads one), SIGKILL it if it
+    outlives `timeout_s`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(pid, sig)
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + timeout_s
-        while _command_line(pid) is not None and time.monotonic() < deadline:
+        while _process(pid) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _command_line(pid) is None:
+        if _process(pid) is None:
             return
 
 
