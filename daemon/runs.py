@@ -219,8 +219,11 @@ def get_run(engine: Engine, run_id: int) -> SequenceRun:
 
 
 def run_events(engine: Engine, run_id: int, after_id: int, limit: int) -> list[Event]:
-    """The run's events after `after_id`, oldest first. Blocking."""
+    """The run's events after `after_id`, oldest first; `NotFound` for an unknown run.
+    Blocking."""
     with Session(engine) as db:
+        if db.get(RunRow, run_id) is None:
+            raise NotFound(f"no run {run_id}")
         query = (
             select(Event)
             .where(Event.run_id == run_id, Event.id > after_id)

@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from sequences.frames import FrameType, SavedFrame
 
 
+DOCUMENT_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+"""Every model of a sequence or plan document: unknown fields, changes after parsing and
+NaN / infinite numbers (which no limit catches) are refused."""
+
+
 class NodeModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     name: str = Field(default="", max_length=200, description="shown in the UI and the log")
 

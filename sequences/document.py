@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from sequences.astro import observable_windows
-from sequences.base import Condition, Instruction, Node, Trigger
+from sequences.base import DOCUMENT_CONFIG, Condition, Instruction, Node, Trigger
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
@@ -161,7 +161,7 @@ CONTAINERS: tuple[type[Container], ...] = get_args(Containers)
 
 
 class SequenceDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(min_length=1, max_length=200)

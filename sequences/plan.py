@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from sequences.astro import (
     NAUTICAL_TWILIGHT_DEG,
@@ -35,6 +35,7 @@ from sequences.astro import (
     next_transit,
     night_window,
 )
+from sequences.base import DOCUMENT_CONFIG
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
@@ -65,7 +66,7 @@ Progress = Mapping[str, Sequence[int]]
 class Goal(BaseModel):
     """Frames to collect for a target: `count` accepted lights of this filter and exposure."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     filter_name: str | None = Field(default=None, max_length=50)
     exposure_s: float = Field(gt=0, le=36_000)
@@ -81,7 +82,7 @@ class Goal(BaseModel):
 class TimeWindow(BaseModel):
     """Times of day (UTC) between which a target may be imaged; may span midnight."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     start: time
     end: time
@@ -100,7 +101,7 @@ class TimeWindow(BaseModel):
 
 
 class PlanTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     name: str = Field(min_length=1, max_length=200)
     coordinates: Coordinates
@@ -120,7 +121,7 @@ class PlanTarget(BaseModel):
 
 
 class NightPlan(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     name: str = Field(min_length=1, max_length=200)
     template_id: int = Field(description="the sequence template run for each target")

@@ -1,4 +1,5 @@
-"""Two checks in front of the whole app against web pages that try to use a local daemon.
+"""Checks in front of the whole app: against web pages that try to use a local daemon, and
+against request bodies too large for any route.
 
 DNS rebinding: a page on ``evil.example`` can make its own name point at 127.0.0.1 and then
 call the API as "same origin"; its requests still carry ``Host: evil.example``, so only the
@@ -16,13 +17,17 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, status
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon.access import normal_host, normal_origin
 from daemon.api.auth import is_api_path
 from daemon.settings import Settings
 
-_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""The largest request body the API reads: a sequence template of hundreds of targets is a
+few hundred KiB, and a larger body is refused with 413 before it is parsed or held."""
 
 
 def host_of(header: str) -> str | None:
@@ -87,7 +92,7 @@ class OriginGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
-            and scope["method"] in _CHANGING_METHODS
+            and scope["method"] in CHANGING_METHODS
             and is_api_path(scope["path"])
         ):
             headers = Headers(scope=scope)
@@ -111,7 +116,64 @@ class OriginGuard:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """Answers 413 to an ``/api`` request whose body is larger than `limit` bytes: at once
+    when ``Content-Length`` says so, else as soon as the streamed body passes the limit (the
+    route then sees the client gone, and whatever it answers is dropped)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_api_path(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit and not started:
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = (
+            f"the request body is larger than {self.limit // (1024 * 1024)} MiB, the most "
+            "any route of this API reads; send less"
+        )
+        await JSONResponse({"detail": detail}, status.HTTP_413_CONTENT_TOO_LARGE)(
+            scope, receive, send
+        )
+
+
 def install_guards(app: FastAPI, settings: Settings) -> None:
     """The host check runs first: a rebinding page's request is refused before anything."""
+    app.add_middleware(BodyLimit)
     app.add_middleware(OriginGuard, allowed_origins=settings.allowed_origins)
     app.add_middleware(HostGuard, allowed_hosts=settings.resolved_allowed_hosts)

@@ -2,7 +2,7 @@
 
 Decided from the same rule the gate applies (`daemon.api.auth.required_role`), so the
 document cannot drift from what the daemon does: each operation gets ``x-nightowl-role``
-(``read``, ``control`` or ``none``), a line in its description, and its 401/403/429 answers.
+(``read``, ``control`` or ``none``), a line in its description, and its 401/403/413/429 answers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from daemon.access import Role
 from daemon.api.auth import is_api_path, required_role
+from daemon.api.guards import CHANGING_METHODS
 
 _METHODS = frozenset({"get", "head", "post", "put", "patch", "delete", "options", "trace"})
 
@@ -27,6 +28,7 @@ _FORBIDDEN = {
         "another site (NIGHTOWL_ALLOWED_ORIGINS)"
     )
 }
+_TOO_LARGE = {"description": "the request body is larger than the API reads (4 MiB)"}
 _LOCKED_OUT = {"description": "too many wrong tokens from this address; wait Retry-After seconds"}
 
 
@@ -41,6 +43,8 @@ def mark_roles(schema: dict[str, Any]) -> None:
                 continue
             role = required_role(path, method.upper())
             operation["x-nightowl-role"] = role or "none"
+            if method.upper() in CHANGING_METHODS:
+                operation.setdefault("responses", {}).setdefault("413", _TOO_LARGE)
             if role is None:
                 operation["security"] = []
                 continue

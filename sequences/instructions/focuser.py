@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from processing.focus import FocusModel
 from sequences.autofocus import AutofocusConfig
-from sequences.base import Instruction, Step
+from sequences.base import DOCUMENT_CONFIG, Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.facts import AutofocusFact
@@ -18,7 +18,7 @@ from sequences.model import Issue
 class AutofocusSettings(BaseModel):
     """How an autofocus samples and fits (see `sequences.autofocus`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     step_size: int = Field(default=100, ge=1, le=100_000)
     steps_out: int = Field(default=4, ge=2, le=10)

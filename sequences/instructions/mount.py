@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from drivers.base import RaDec
-from sequences.base import Instruction, Step
+from sequences.base import DOCUMENT_CONFIG, Instruction, Step
 from sequences.centering import CenteringConfig, center_target
 from sequences.context import RunContext, Scope, ValidationEnv
 from sequences.errors import InstructionError
@@ -15,7 +15,7 @@ from sequences.model import Issue
 
 
 class Coordinates(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     ra_hours: float = Field(ge=0, lt=24, description="J2000 right ascension in hours")
     dec_deg: float = Field(ge=-90, le=90, description="J2000 declination in degrees")

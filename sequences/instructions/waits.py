@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from sequences.astro import (
     Horizon,
@@ -19,7 +19,7 @@ from sequences.astro import (
     next_sun_crossing,
     sun_altitude_deg,
 )
-from sequences.base import Instruction, Step
+from sequences.base import DOCUMENT_CONFIG, Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.instructions.mount import Coordinates, target_position
@@ -32,7 +32,7 @@ class AltitudeLimit(BaseModel):
     """A fixed altitude, or (when `altitude_deg` is absent) the site's custom horizon (flat 0
     without one), raised by `offset_deg`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = DOCUMENT_CONFIG
 
     altitude_deg: float | None = Field(default=None, ge=-10, le=90)
     offset_deg: float = Field(default=0.0, ge=-30, le=60)

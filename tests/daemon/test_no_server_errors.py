@@ -100,6 +100,12 @@ def test_an_action_on_an_unknown_run_gets_404(daemon: RunningDaemon, action: str
     assert strict_json(reply)["detail"] == "no run 999999"
 
 
+def test_the_events_of_an_unknown_run_get_404(daemon: RunningDaemon) -> None:
+    reply = httpx.get(f"{daemon.url}/api/runs/999999/events", timeout=10)
+    assert reply.status_code == 404, reply.text
+    assert strict_json(reply)["detail"] == "no run 999999"
+
+
 def test_the_stream_of_an_unknown_run_gets_404_at_once(daemon: RunningDaemon) -> None:
     started = time.monotonic()
     reply = httpx.get(f"{daemon.url}/api/runs/999999/stream", timeout=10)

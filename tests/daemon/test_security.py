@@ -26,7 +26,7 @@ from daemon.access import (
     client_key,
     normal_origin,
 )
-from daemon.api.guards import host_matches, host_of
+from daemon.api.guards import MAX_BODY_BYTES, host_matches, host_of
 from daemon.settings import Settings
 from tests.daemon.conftest import RunningDaemon, running_daemon
 from tests.daemon.test_sequences_api import night
@@ -143,6 +143,26 @@ def test_the_daemons_own_pages_and_allowed_origins_may_change(open_daemon: Runni
         assert created.status_code == 201, (headers, created.text)
         template = created.json()["id"]
         assert httpx.delete(f"{url}/api/templates/{template}", headers=headers).status_code == 204
+
+
+def test_a_body_beyond_the_limit_is_refused_413(open_daemon: RunningDaemon) -> None:
+    """Declared too large, or streamed past the limit without a length: 413 either way, and
+    nothing is created; a body under the limit reaches the route (422 for its content)."""
+    url = f"{open_daemon.url}/api/templates"
+    big = b'{"name": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}'
+    declared = httpx.post(url, content=big, headers={"Content-Type": "application/json"})
+    assert declared.status_code == 413, declared.text
+    assert "4 MiB" in declared.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    streamed = httpx.post(url, content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413, streamed.text
+    assert httpx.get(url).json() == []
+    small = httpx.post(url, content=b'{"name": "x"}', headers={"Content-Type": "application/json"})
+    assert small.status_code == 422
 
 
 def test_wrong_bearer_tokens_lock_the_client_out(guarded_daemon: RunningDaemon) -> None:

@@ -54,6 +54,23 @@ def test_errors_name_the_node_path_and_the_fix() -> None:
     assert "remove" in issues["end.items[0].speed"].fix
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_number_that_is_not_finite_is_refused_wherever_it_sits(value: float) -> None:
+    """No limit catches NaN (every comparison is false), so the models refuse it outright."""
+    with pytest.raises(ValidationError) as caught:
+        parse_document(
+            {
+                "name": "not finite",
+                "start": {"items": [{"kind": "take_darks", "count": 2, "exposures_s": [value]}]},
+                "targets": [
+                    target(1.0, 10.0, {"kind": "wait_for_sun_altitude", "altitude_deg": value})
+                ],
+            }
+        )
+    paths = {i.path for i in error_issues(caught.value)}
+    assert paths == {"start.items[0].exposures_s[0]", "targets[0].items[0].altitude_deg"}
+
+
 @pytest.mark.parametrize("name", ["seed_night.json", "two_targets.json", "calibration.json"])
 async def test_the_shipped_examples_parse_and_fit_the_simulated_observatory(
     name: str, equipment: Equipment

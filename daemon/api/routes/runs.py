@@ -54,7 +54,7 @@ async def control(
     return _read(await asyncio.to_thread(service.get_run, runtime.engine, run_id), full=False)
 
 
-@router.get("/{run_id}/events")
+@router.get("/{run_id}/events", responses=responses(404))
 async def run_events(
     run_id: RecordId, engine: EngineDep, after_id: AfterId = 0, limit: PageLimit = 200
 ) -> list[RunEventRead]:
