@@ -38,7 +38,7 @@ from daemon.naming import FrameNaming, render
 from daemon.store import FrameNotRecorded, FrameStore, StoredFile, StoreError
 from drivers.base import Camera, Device, Guider, GuiderState, PierSide
 from drivers.equipment import Equipment
-from drivers.errors import DeviceError, NotConnected
+from drivers.errors import DeviceError, InvalidValue, NotConnected
 from processing.acceptance import AcceptanceRules, judge
 from processing.io import encode_fits
 from processing.stars import measure_frame, plate_scale_arcsec_px
@@ -217,10 +217,16 @@ class CaptureService:
                 await wheel.select(spec.filter_name)
             except ValueError as e:
                 raise Refused("filter_name", str(e)) from e
-        if spec.gain is not None:
-            await camera.set_gain(spec.gain)
-        if spec.offset is not None:
-            await camera.set_offset(spec.offset)
+        for name, value, apply in (
+            ("gain", spec.gain, camera.set_gain),
+            ("offset", spec.offset, camera.set_offset),
+        ):
+            if value is None:
+                continue
+            try:
+                await apply(value)
+            except InvalidValue as e:
+                raise Refused(name, f"the camera refused {value}: {e.message}") from e
         status = await camera.status()
         if (status.bin_x, status.bin_y) != (spec.binning, spec.binning):
             await camera.set_binning(spec.binning, spec.binning)

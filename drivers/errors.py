@@ -11,8 +11,10 @@ chains the protocol's own exception as ``__cause__``. How a caller should react:
   abort the other operation first.
 - `NotSupported`: the device lacks the capability. Do not retry; skip the step or pick
   another device.
-- `OperationFailed`: the device answered with an error (parked, out of range, driver fault).
-  Retry according to the step's policy; the message says what the device reported.
+- `OperationFailed`: the device answered with an error (parked, driver fault). Retry
+  according to the step's policy; the message says what the device reported.
+- `InvalidValue` (an `OperationFailed`): the device refused a value out of its range. Tell
+  whoever gave the value; do not retry.
 
 A fault of one exchange (an HTTP 5xx, a reset connection, a reply cut short) on a request that
 changes nothing when repeated (a read, a property set, an image download) is retried by the
@@ -55,6 +57,11 @@ class NotSupported(DeviceError):
 
 class OperationFailed(DeviceError):
     """The device answered with an error."""
+
+
+class InvalidValue(OperationFailed):
+    """The device refused a value it cannot take (a gain, offset or position out of its
+    range): the caller's input is wrong, retrying will not help."""
 
 
 @dataclass(frozen=True)

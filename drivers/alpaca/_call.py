@@ -40,6 +40,7 @@ from drivers.errors import (
     DeviceFault,
     DeviceTimeout,
     FaultListener,
+    InvalidValue,
     NotConnected,
     NotSupported,
     OperationFailed,
@@ -74,6 +75,8 @@ def translate(device: str, operation: str, error: Exception) -> DeviceError:
         return NotConnected(device, operation, message)
     if isinstance(error, ascom.NotImplementedException):
         return NotSupported(device, operation, message)
+    if isinstance(error, ascom.InvalidValueException):
+        return InvalidValue(device, operation, message)
     if isinstance(error, ascom.ActionNotImplementedException):
         # 0x40C is "action not implemented" for Action(); Nightowl never calls Action(), and
         # devices (the simulator among them) use 0x40C for "busy" on ordinary methods.

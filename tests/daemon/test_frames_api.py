@@ -115,6 +115,21 @@ def test_unknown_filter_gets_422_with_the_choices(daemon: RunningDaemon) -> None
     assert "'Z' is not in this wheel" in error["msg"]
 
 
+@pytest.mark.parametrize(("field", "value"), [("gain", 99), ("offset", 7)])
+def test_a_gain_or_offset_the_camera_refuses_gets_422_naming_it(
+    daemon: RunningDaemon, field: str, value: int
+) -> None:
+    """The simulated camera takes gain and offset as indices (0..3, 0..2): the device's own
+    range message is passed on, and no frame is taken."""
+    before = httpx.get(f"{daemon.url}/api/frames/latest").json().get("id")
+    reply = capture(daemon, frame_type="DARK", exposure_s=1, **{field: value})
+    assert reply.status_code == 422, reply.text
+    [error] = reply.json()["detail"]
+    assert error["loc"] == ["body", field]
+    assert "out of range" in error["msg"]
+    assert httpx.get(f"{daemon.url}/api/frames/latest").json().get("id") == before
+
+
 def test_a_second_capture_while_one_runs_gets_409(daemon: RunningDaemon) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(capture, daemon, frame_type="DARK", exposure_s=3.0)
