@@ -116,12 +116,12 @@ class Settings(BaseSettings):
             "is refused"
         ),
     )
-    processing_roots: list[Path] | None = Field(
+    processing_roots: Annotated[list[Path] | None, NoDecode] = Field(
         default=None,
         description="folders a processing job may read from; default: data_dir",
     )
 
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @field_validator("allowed_hosts", "allowed_origins", "processing_roots", mode="before")
     @classmethod
     def _listed(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):

@@ -350,7 +350,9 @@ def test_origin_forms(origin: str, normal: str | None) -> None:
 def test_allowed_hosts_and_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIGHTOWL_ALLOWED_HOSTS", "observatory.local, 192.168.1.20,*.Example.org")
     monkeypatch.setenv("NIGHTOWL_ALLOWED_ORIGINS", '["https://obs.example:8443"]')
+    monkeypatch.setenv("NIGHTOWL_PROCESSING_ROOTS", "/srv/nights, /srv/archive")
     settings = Settings()
+    assert settings.processing_roots == [Path("/srv/nights"), Path("/srv/archive")]
     assert settings.allowed_hosts == ["observatory.local", "192.168.1.20", "*.example.org"]
     assert settings.allowed_origins == ["https://obs.example:8443"]
     assert settings.resolved_allowed_hosts == [
