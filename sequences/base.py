@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 DOCUMENT_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 """Every model of a sequence or plan document: unknown fields, changes after parsing and
 NaN / infinite numbers (which no limit catches) are refused."""
+
+
+TargetName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+        description="any Unicode text without control characters (it ends in FITS headers)",
+    ),
+]
+"""A target's name: refused when the document is saved, not after the first exposure."""
 
 
 class NodeModel(BaseModel):

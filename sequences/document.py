@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 from pydantic import BaseModel, Field, ValidationError
 
 from sequences.astro import observable_windows
-from sequences.base import DOCUMENT_CONFIG, Condition, Instruction, Node, Trigger
+from sequences.base import DOCUMENT_CONFIG, Condition, Instruction, Node, TargetName, Trigger
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
@@ -125,7 +125,7 @@ class TargetContainer(Container):
     """Its items inherit the target: slews, centering and lights use these coordinates."""
 
     kind: Literal["target"] = "target"
-    target_name: str = Field(min_length=1, max_length=200)
+    target_name: TargetName
     coordinates: Coordinates
     rotation_deg: float | None = Field(default=None, ge=0, lt=360)
 

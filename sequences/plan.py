@@ -35,7 +35,7 @@ from sequences.astro import (
     next_transit,
     night_window,
 )
-from sequences.base import DOCUMENT_CONFIG
+from sequences.base import DOCUMENT_CONFIG, TargetName
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
@@ -103,7 +103,7 @@ class TimeWindow(BaseModel):
 class PlanTarget(BaseModel):
     model_config = DOCUMENT_CONFIG
 
-    name: str = Field(min_length=1, max_length=200)
+    name: TargetName
     coordinates: Coordinates
     priority: int = Field(default=5, ge=1, le=10, description="1 is imaged first")
     goals: list[Goal] = Field(min_length=1, max_length=50)

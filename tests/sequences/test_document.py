@@ -71,6 +71,17 @@ def test_a_number_that_is_not_finite_is_refused_wherever_it_sits(value: float) -
     assert paths == {"start.items[0].exposures_s[0]", "targets[0].items[0].altitude_deg"}
 
 
+def test_a_target_name_is_any_text_but_control_characters() -> None:
+    """It ends in FITS headers: refused when the document is saved, not after an exposure."""
+    kept = parse_document({"name": "n", "targets": [{**target(1.0, 10.0), "target_name": "Ω Cen"}]})
+    assert kept.targets[0].target_name == "Ω Cen"  # type: ignore[union-attr]
+    with pytest.raises(ValidationError) as caught:
+        parse_document(
+            {"name": "n", "targets": [{**target(1.0, 10.0), "target_name": "M31\ncore"}]}
+        )
+    assert [i.path for i in error_issues(caught.value)] == ["targets[0].target_name"]
+
+
 @pytest.mark.parametrize("name", ["seed_night.json", "two_targets.json", "calibration.json"])
 async def test_the_shipped_examples_parse_and_fit_the_simulated_observatory(
     name: str, equipment: Equipment

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
+from sequences.base import TargetName
 
 
 class IssueRead(BaseModel):
@@ -41,7 +42,7 @@ class TargetDrop(RequestBody):
     """A target dropped into a template: it replaces the template's first target container's
     name and coordinates (one copy of that container per target)."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: TargetName
     ra_hours: float = Field(ge=0, lt=24)
     dec_deg: float = Field(ge=-90, le=90)
     rotation_deg: float | None = Field(default=None, ge=0, lt=360)
