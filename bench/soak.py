@@ -1,9 +1,9 @@
 """Soak: kill -9 the daemon during runs, restart it, and check that nothing was lost or leaked.
 
 Each cycle starts `nightowl serve` (embedded simulators, NIGHTOWL_RESUME_RUNS=true, rehearsal
-clock) on one fresh data folder, starts a run of short lights when none is left to resume,
-lets the daemon work for a seeded random while, then kills it with SIGKILL. Once `--minutes`
-have passed, a last daemon finishes the current run and stops gracefully, and the checks run:
+clock) on one fresh data folder, keeps a run of short lights going (the one it resumed, or a new
+one) for a seeded random while, then kills it with SIGKILL. Once `--minutes` have passed, a
+last daemon finishes the current run and stops gracefully, and the checks run:
 
 - every run that completed holds exactly its lights; no run failed;
 - every frame file has its row (same checksum and size), every row its file;
@@ -78,7 +78,7 @@ class Figures:
             "a completed run does not hold exactly its lights": bool(self.runs_with_wrong_count),
             "a frame file has no row": self.files_without_row > 0,
             "a row has no file": self.rows_without_file > 0,
-            "a file's checksum differs from its row's": self.checksum_mismatches > 0,
+            "a file's checksum or size differs from its row's": self.checksum_mismatches > 0,
             "a partial file is left": self.partial_files > 0,
             "a process outlived its killed daemon": self.processes_outliving_a_kill > 0,
             "processes are left": bool(self.processes_left),
@@ -216,14 +216,17 @@ class Daemon:
         self._sampler.join()
 
 
-def ensure_running(daemon: Daemon, lights: int) -> int:
-    """The id of the run under way: the one the daemon resumed, or a new one."""
+def wait_ready(daemon: Daemon) -> None:
     daemon.wait("the API", lambda: httpx.get(f"{daemon.url}/api/health", timeout=5).is_success, 90)
     daemon.wait(
         "connected equipment",
         lambda: all(d["connected"] for d in daemon.get("/api/equipment")["devices"]),
         90,
     )
+
+
+def run_under_way(daemon: Daemon, lights: int) -> int:
+    """The id of the run under way: the one the daemon resumed, or a new one."""
     runs = daemon.get("/api/runs")
     if runs and runs[0]["status"] in ("interrupted", "running"):
         run_id = int(runs[0]["id"])
@@ -239,13 +242,26 @@ def ensure_running(daemon: Daemon, lights: int) -> int:
     return run_id
 
 
+def keep_running(daemon: Daemon, lights: int, seconds: float) -> None:
+    """Keep a run going for `seconds` (a new one when the last ends), so a kill hits a run."""
+    end = time.monotonic() + seconds
+    run_id = run_under_way(daemon, lights)
+    while (now := time.monotonic()) < end:
+        if daemon.get(f"/api/runs/{run_id}")["status"] in ENDED:
+            run_id = run_under_way(daemon, lights)
+        time.sleep(min(0.5, max(0.0, end - now)))
+
+
 def check_store(data_dir: Path, lights: int, figures: Figures) -> None:
     frames_root = data_dir / "frames"
     files = {
         p.relative_to(frames_root).as_posix(): p for p in frames_root.rglob("*") if p.is_file()
     }
     with sqlite3.connect(data_dir / "nightowl.db") as db:
-        rows = {path: sha for path, sha in db.execute("SELECT path, sha256 FROM frame")}
+        rows = {
+            path: (sha, size)
+            for path, sha, size in db.execute("SELECT path, sha256, size_bytes FROM frame")
+        }
         runs = db.execute("SELECT id, status FROM sequence_run").fetchall()
         recoveries = db.execute("SELECT message, data FROM event WHERE source = 'store'").fetchall()
         counts = dict(
@@ -269,7 +285,8 @@ def check_store(data_dir: Path, lights: int, figures: Figures) -> None:
     figures.checksum_mismatches = sum(
         1
         for name in fits_files.keys() & rows.keys()
-        if hashlib.sha256(fits_files[name].read_bytes()).hexdigest() != rows[name]
+        if (hashlib.sha256(content := fits_files[name].read_bytes()).hexdigest(), len(content))
+        != rows[name]
     )
     figures.runs_completed = sum(1 for _, status in runs if status == "completed")
     figures.runs_failed = sum(1 for _, status in runs if status in ENDED[1:])
@@ -292,8 +309,8 @@ def soak(
     while time.monotonic() - started < minutes * 60:
         daemon = Daemon(data_dir, cache_dir)
         try:
-            ensure_running(daemon, lights)
-            time.sleep(rng.uniform(*kill_s))
+            wait_ready(daemon)
+            keep_running(daemon, lights, rng.uniform(*kill_s))
         finally:
             daemon.kill()
         figures.cycles += 1
@@ -309,7 +326,8 @@ def soak(
     # The last daemon finishes the run under way and stops as a daemon should.
     daemon = Daemon(data_dir, cache_dir)
     try:
-        run_id = ensure_running(daemon, lights)
+        wait_ready(daemon)
+        run_id = run_under_way(daemon, lights)
         daemon.wait(
             f"run {run_id} to end",
             lambda: daemon.get(f"/api/runs/{run_id}")["status"] in ENDED,
