@@ -58,6 +58,8 @@ def held_for_imaging(capture: CaptureService, guider: Guider | None) -> InUse:
 
 
 class Condition(enum.StrEnum):
+    """What a device's events are about: a change of condition, not of its figures."""
+
     ANSWERS = "answers"
     FAILING = "failing"
     DISCONNECTED = "disconnected"
