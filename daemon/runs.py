@@ -380,14 +380,14 @@ class RunManager:
             raise ValueError(f"unknown action {action!r}")
 
     async def mark_interrupted(self) -> list[int]:
-        """At startup: runs a crash left running or paused become interrupted."""
+        """At startup: runs a crash left pending (created, not yet journaled), running or
+        paused become interrupted, so they can be resumed."""
 
         def mark() -> list[int]:
             with Session(self._engine) as db, db.begin():
+                unfinished = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED]
                 rows = db.scalars(
-                    select(SequenceRun).where(
-                        SequenceRun.status.in_([RunStatus.RUNNING, RunStatus.PAUSED])
-                    )
+                    select(SequenceRun).where(SequenceRun.status.in_(unfinished))
                 ).all()
                 for row in rows:
                     row.status = RunStatus.INTERRUPTED.value

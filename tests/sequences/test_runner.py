@@ -7,10 +7,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from daemon.db.models import SequenceRun
 from drivers.equipment import Equipment
 from sequences.document import SequenceDocument, parse_document
 from sequences.model import Status
-from sequences.state import RunStatus
+from sequences.state import RunState, RunStatus
 from tests.sequences.conftest import M31_TARGET, Harness
 
 
@@ -127,6 +130,29 @@ async def test_an_interrupted_run_resumes_with_exactly_the_missing_frames(
     frames = harness.frames(run_id)
     assert len(frames) == 5
     assert len({f.path for f in frames}) == 5
+
+
+async def test_a_run_a_crash_left_pending_becomes_interrupted_and_resumes(
+    harness: Harness,
+) -> None:
+    """Killed between the run's row and its first journal write: at the next start it is
+    interrupted like a running one (not pending for ever), and a resume runs it whole."""
+    document = parse_document({"name": "never started", "targets": [{**M31_TARGET, "items": []}]})
+    with Session(harness.engine) as db, db.begin():
+        row = SequenceRun(
+            name=document.name,
+            document=document.model_dump(mode="json"),
+            state=RunState().to_json(),
+            status=RunStatus.PENDING.value,
+        )
+        db.add(row)
+        db.flush()
+        run_id = row.id
+    assert run_id in await harness.runs.mark_interrupted()
+    assert harness.state(run_id).status is RunStatus.INTERRUPTED
+
+    await harness.runs.resume(run_id)
+    assert await asyncio.wait_for(harness.runs.wait(run_id), 60) is RunStatus.COMPLETED
 
 
 async def test_unsafe_mid_exposure_aborts_it_and_parks_within_ten_seconds(
