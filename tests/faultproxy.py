@@ -49,13 +49,15 @@ class Fault(enum.Enum):
 class FaultRule:
     """Inject `kind` into requests whose path matches `path` (a regular expression searched in
     the lower-case request path, e.g. ``camera/0/imagearray``) and whose method is `method`
-    (any when None), with probability `rate`, at most `limit` times."""
+    (any when None), with probability `rate`, at most `limit` times, once `after` matching
+    requests have passed untouched (a fault certain to happen: rate 1, limit 1, after N)."""
 
     kind: Fault
     rate: float = 1.0
     path: str = ""
     method: str | None = None
     limit: int | None = None
+    after: int = 0
     latency_s: float = 0.5
     error_number: int = 0x500
     """ALPACA_ERROR: the ErrorNumber of the reply (0x500 and up: a driver error)."""
@@ -108,6 +110,7 @@ class FaultProxy:
         """Every request seen, as (method, path)."""
         self._random = random.Random(seed)
         self._used: dict[int, int] = {}
+        self._seen: dict[int, int] = {}
         self._lock = threading.Lock()
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
@@ -128,6 +131,7 @@ class FaultProxy:
         with self._lock:
             self._rules = list(rules)
             self._used.clear()
+            self._seen.clear()
 
     def injected_count(self, kind: Fault | None = None, path: str = "") -> int:
         with self._lock:
@@ -155,6 +159,9 @@ class FaultProxy:
                 if rule.method is not None and rule.method != request.method:
                     continue
                 if not re.search(rule.path, request.path):
+                    continue
+                self._seen[index] = self._seen.get(index, 0) + 1
+                if self._seen[index] <= rule.after:
                     continue
                 if rule.limit is not None and self._used.get(index, 0) >= rule.limit:
                     continue

@@ -122,14 +122,21 @@ async def device_events(capture: CaptureService, count: int) -> list[Event]:
 
 CAMERA_AND_MOUNT = r"/(camera|telescope)/0/"
 NIGHT_PLAN = [
+    # Each kind once for certain, spread so that no retry meets two of them in a row...
     FaultRule(Fault.SILENCE, path="camera/0/imageready", limit=1, hold_s=30.0),
+    FaultRule(Fault.TRUNCATE, path=IMAGE, limit=1, after=1),
+    FaultRule(Fault.HTTP_500, path=CAMERA_AND_MOUNT, limit=1, after=5),
+    FaultRule(Fault.RESET, path=CAMERA_AND_MOUNT, limit=1, after=15),
+    FaultRule(Fault.ALPACA_ERROR, path=CAMERA_AND_MOUNT, limit=1, after=25, error_number=0x500),
+    # ... and then at random, seeded.
     FaultRule(Fault.TRUNCATE, path=IMAGE, rate=0.3),
     FaultRule(Fault.HTTP_500, path=CAMERA_AND_MOUNT, rate=0.02),
     FaultRule(Fault.RESET, path=CAMERA_AND_MOUNT, rate=0.015),
     FaultRule(Fault.ALPACA_ERROR, path=CAMERA_AND_MOUNT, rate=0.015, error_number=0x500),
     FaultRule(Fault.LATENCY, path=CAMERA_AND_MOUNT, rate=0.05, latency_s=0.3),
 ]
-"""About one fault in twelve camera and mount requests, each kind at least once a night."""
+"""About one fault in twelve camera and mount requests, each kind at least once a night (a night
+makes hundreds of camera and mount requests and six image downloads)."""
 
 LIGHTS = 6
 
