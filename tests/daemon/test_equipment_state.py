@@ -90,7 +90,7 @@ def test_the_equipment_is_served_from_the_poller_while_the_devices_hang(
         os.killpg(rig.pid, signal.SIGCONT)
     # No request waits for a device: asking the hung devices takes at least alpyca's 5 s
     # HTTP timeout, the snapshot a few ms (a second on a busy machine).
-    assert max(answers_s) < 2.5, answers_s
+    assert max(answers_s) < 4.0, answers_s
 
     body = wait_for(f"{daemon.url}/api/equipment", all_answer, timeout_s=60)
     assert body["age_s"] < 10
@@ -122,10 +122,13 @@ def test_a_device_the_supervisor_reconnects_shows_no_old_error(
     while reconnected() != roles:
         assert time.monotonic() < deadline, f"reconnected: {reconnected()}"
         time.sleep(0.5)
-    time.sleep(2 * 2.0)  # two poll periods of the equipment state
-    body = httpx.get(f"{daemon.url}/api/equipment").json()
+    # The poller's next pass (every 2 s) shows it; a busy machine may take a few.
+    body = wait_for(
+        f"{daemon.url}/api/equipment",
+        lambda body: all(d["connected"] and d["error"] is None for d in body["devices"]),
+        timeout_s=30,
+    )
     assert [(d["role"], d["error"]) for d in body["devices"] if d["error"]] == []
-    assert all(d["connected"] for d in body["devices"])
 
     events = equipment_events(daemon.url)
     for role in roles:
