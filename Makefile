@@ -52,6 +52,8 @@ bench: install
 	$(BIN)/python bench/integrate.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/plan_tonight.py
+	$(BIN)/python bench/capture_under_load.py
+	$(BIN)/python bench/soak.py --minutes 5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
