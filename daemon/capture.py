@@ -250,9 +250,9 @@ class CaptureService:
         focuser = _connected(self._equipment.focuser)
         wheel = _connected(self._equipment.filter_wheel)
         mount_status, focuser_status, wheel_status = await asyncio.gather(
-            _state_or_none("mount", mount.status if mount else None),
-            _state_or_none("focuser", focuser.status if focuser else None),
-            _state_or_none("filter wheel", wheel.status if wheel else None),
+            self._header_state("mount", mount.status if mount else None),
+            self._header_state("focuser", focuser.status if focuser else None),
+            self._header_state("filter wheel", wheel.status if wheel else None),
         )
         raw = await exposure
         rms = guider.rms() if guiding and guider is not None else None
@@ -363,6 +363,20 @@ class CaptureService:
             )
         return FrameNotRecorded(f"frame {stored.path} not saved (file removed): {reason}")
 
+    async def _header_state(self, role: str, read: Callable[[], Awaitable[S]] | None) -> S | None:
+        """A device's state for the frame header; a failing device costs its cards (and says
+        so in the event log), not the frame."""
+        if read is None:
+            return None
+        try:
+            return await read()
+        except DeviceError as e:
+            log.warning("frame header without %s state: %s", role, e)
+            await asyncio.to_thread(
+                self._event, "warning", f"frame header without {role} state: {e}"
+            )
+            return None
+
     def _event(self, level: str, message: str, data: dict[str, object] | None = None) -> None:
         """Record a capture event; one the database refuses (disk full) stays in the log."""
         try:
@@ -432,17 +446,6 @@ def _database_reason(error: SQLAlchemyError) -> str:
 
 def _connected(device: D | None) -> D | None:
     return device if device is not None and device.connected else None
-
-
-async def _state_or_none(role: str, read: Callable[[], Awaitable[S]] | None) -> S | None:
-    """A device's state for the frame header; a failing device costs its cards, not the frame."""
-    if read is None:
-        return None
-    try:
-        return await read()
-    except DeviceError as e:
-        log.warning("frame header without %s state: %s", role, e)
-        return None
 
 
 def _frame_fields(context: CaptureContext) -> dict[str, object]:
