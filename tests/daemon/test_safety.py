@@ -108,6 +108,12 @@ async def test_a_lost_device_that_comes_back_is_reconnected(
     assert lost == []
 
 
+def night_state(engine: Engine, night_id: int) -> PlanNightState | None:
+    with Session(engine) as db:
+        night = db.get(PlanNight, night_id)
+        return None if night is None else night.state
+
+
 async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
     tmp_path: Path, own_rig: SimulatorRig, catalog_cache: Path
 ) -> None:
@@ -126,6 +132,13 @@ async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
         try:
             night_id = await director.start(plan_id)
             await eventually(lambda: bool(h.frames(1)), 60, "a frame")
+            # Held while unsafe first: runs that fail at once on a dead server could otherwise
+            # leave the target out and end the night on their own before any device is given up.
+            h.set_safe(False)
+            await eventually(lambda: not safety.is_ready(), 30, "the night held")
+            await eventually(
+                lambda: night_state(h.engine, night_id) is PlanNightState.PAUSED, 60, "paused"
+            )
             assert own_rig.pid is not None
             os.killpg(own_rig.pid, signal.SIGKILL)
             await asyncio.wait_for(director.wait(), 90)
