@@ -7,14 +7,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 import httpx
+import pytest
 
+from daemon.capture import CaptureConfig, CaptureService
+from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.naming import DEFAULT_PATTERN
 from daemon.simulator.rig import free_port
+from daemon.store import FrameStore
+from drivers.equipment import Equipment
 
 
 @dataclass
@@ -81,3 +89,17 @@ def wait_for(predicate_url: str, check: object, timeout_s: float = 30.0) -> dict
             return body
         assert time.monotonic() < deadline, f"condition not met; last reply: {body}"
         time.sleep(0.3)
+
+
+@pytest.fixture
+async def service(tmp_path: Path, equipment: Equipment) -> AsyncIterator[CaptureService]:
+    """The capture service on the session's simulators, with its own database and frames."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
+    upgrade(engine)
+    yield CaptureService(
+        engine,
+        equipment,
+        FrameStore(tmp_path / "frames"),
+        CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
+    )
+    engine.dispose()

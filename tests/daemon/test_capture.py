@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
 
@@ -15,15 +14,11 @@ from astropy.io import fits
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from daemon.capture import CaptureConfig, CaptureRequest, CaptureService
-from daemon.db.engine import make_engine
-from daemon.db.migrate import upgrade
+from daemon.capture import CaptureRequest, CaptureService
 from daemon.db.models import Event, Frame, Target
 from daemon.errors import Refused
 from daemon.fits_headers import TargetInfo, header_texts
 from daemon.frame_records import register_unrecorded_files
-from daemon.naming import DEFAULT_PATTERN
-from daemon.store import FrameStore
 from drivers.base import CameraState, RaDec
 from drivers.equipment import Equipment
 from processing.io import read_fits
@@ -31,19 +26,6 @@ from sequences.frames import ExposureSpec, FrameType, SavedFrame
 from tests.drivers.test_alpaca_camera import M31, point_at
 
 M31_TARGET = TargetInfo("M31", ra_deg=M31.ra_deg, dec_deg=M31.dec_deg)
-
-
-@pytest.fixture
-async def service(tmp_path: Path, equipment: Equipment) -> AsyncIterator[CaptureService]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
-    upgrade(engine)
-    yield CaptureService(
-        engine,
-        equipment,
-        FrameStore(tmp_path / "frames"),
-        CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
-    )
-    engine.dispose()
 
 
 def rows(service: CaptureService) -> list[Frame]:

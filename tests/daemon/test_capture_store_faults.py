@@ -6,22 +6,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
-from daemon.capture import CaptureConfig, CaptureRequest, CaptureService
-from daemon.db.engine import make_engine
-from daemon.db.migrate import upgrade
+from daemon.capture import CaptureRequest, CaptureService
 from daemon.db.models import Event, Frame
-from daemon.naming import DEFAULT_PATTERN
-from daemon.store import FrameNotRecorded, FrameStore
-from drivers.equipment import Equipment
+from daemon.store import FrameNotRecorded
 from sequences.frames import ExposureSpec, FrameType
 
 DARK = ExposureSpec(FrameType.DARK, 0.2)
@@ -45,19 +39,6 @@ def full_disk_on_insert(engine: Engine, table: str, after: int = 0) -> Iterator[
         yield
     finally:
         event.remove(engine, "before_cursor_execute", refuse)
-
-
-@pytest.fixture
-async def service(tmp_path: Path, equipment: Equipment) -> AsyncIterator[CaptureService]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
-    upgrade(engine)
-    yield CaptureService(
-        engine,
-        equipment,
-        FrameStore(tmp_path / "frames"),
-        CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
-    )
-    engine.dispose()
 
 
 def files_and_rows(service: CaptureService) -> tuple[set[str], set[str]]:
