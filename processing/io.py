@@ -4,7 +4,7 @@ Frames are single primary HDUs with axes ``(y, x)``: 16-bit unsigned data stored
 16-bit with ``BZERO = 32768`` (the convention Siril, PixInsight and NINA read and write), or
 32-bit floats (``BITPIX = -32``). Encoding returns bytes, which `write_atomic` puts on disk
 durably (temporary file, fsync, rename, folder fsync); `atomic_path` does the same for a writer
-that wants a file name. XISF (PixInsight's format) goes through the `xisf` package.
+that wants a file name. XISF (PixInsight's format) is encoded and decoded by `processing.xisf`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from astropy.io import fits
-from xisf import XISF
+
+from processing.xisf import XisfData, decode_xisf, encode_xisf
 
 FitsCard = tuple[str, str | int | float | bool | None, str]
 """(keyword, value, comment); a card whose value is None is left out of the header."""
@@ -292,35 +293,17 @@ def write_xisf(
     history: Sequence[str] = (),
 ) -> None:
     """Write a float32 ``(y, x)`` or ``(c, y, x)`` image as a monolithic XISF file with `cards`
-    and `history` as its FITS keywords (PixInsight shows them as such). Raises ValueError as
-    `encode_fits` does.
+    and `history` as its FITS keywords (PixInsight shows them as such): `encode_xisf`, then a
+    plain write (wrap it in `atomic_path` for durability). Raises ValueError as `encode_fits`
+    does, OSError when the file cannot be written.
     """
-    if image.dtype != np.float32 or image.ndim not in (2, 3):
-        raise ValueError(f"XISF images here are float32 (y, x) or (c, y, x), got {image.shape}")
-    keywords: dict[str, list[dict[str, object]]] = {}
-    seen: set[str] = set()
-    for keyword, value, comment in cards:
-        _check_keyword(keyword, seen)
-        seen.add(keyword)
-        if value is not None:
-            keywords[keyword] = [{"value": _xisf_value(value), "comment": comment}]
-    if history:
-        keywords["HISTORY"] = [{"value": "", "comment": line} for line in history]
-    XISF.write(
-        os.fspath(path),
-        image[:, :, None] if image.ndim == 2 else np.moveaxis(image, 0, -1),
-        creator_app="Nightowl",
-        image_metadata={"FITSKeywords": keywords},
-    )
+    Path(path).write_bytes(encode_xisf(image, cards, history))
 
 
-def _xisf_value(value: str | int | float | bool) -> str:
-    """A keyword value as the text of a FITS card, which XISF keeps: strings quoted."""
-    if isinstance(value, bool):
-        return "T" if value else "F"
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
+def read_xisf(path: str | os.PathLike[str]) -> tuple[XisfData, dict[str, object]]:
+    """`decode_xisf` of the file at `path`: the first image, ``(y, x)`` or ``(c, y, x)``, and
+    its FITS keywords. OSError when it cannot be read, ValueError as there."""
+    return decode_xisf(Path(path).read_bytes())
 
 
 def ra_hours_to_sexagesimal(ra_hours: float) -> str:
