@@ -6,8 +6,10 @@ The stages, in order, for each group of lights (`processing.grouping`):
    reused), written to ``OUT/masters/``;
 2. calibrate: (L - D) / F_norm, cosmetic correction of the master dark's hot and cold
    pixels, debayer (BAYERPAT) for colour sensors; stars detected and per-frame metrics;
-3. judge: weights (PSF signal by default), outlier frames rejected with the reason, the
-   reference chosen (best weight, or the one asked for);
+3. judge: copies of a light (the same file bytes, or the same pixels under another header)
+   integrated once; weights (PSF signal by default); outlier frames rejected against the
+   group's median and spread (`processing.subframes.SubframeRules`), each with its reason;
+   the reference chosen (best weight, or the one asked for);
 4. register: star patterns matched to the reference, Lanczos resampling onto its grid;
 5. integrate: normalised, weighted, winsorized sigma clipping by default, in row blocks read
    from the registered frames' files, auto-cropped to the area every frame covers;
@@ -15,6 +17,9 @@ The stages, in order, for each group of lights (`processing.grouping`):
    its SHA-256, every step with its parameters), ``.xisf``, ``.jpg`` (linked auto-STF), and
    the rejection maps ``<name>_rejection_low.fits`` / ``_high.fits`` (rejected samples per
    pixel), each written atomically.
+
+A group that integrates fewer than half of its lights carries a warning in its result and
+in the summary: most of the night was lost, and a person should look before trusting it.
 
 The per-frame stages (calibrate, register) are maps over a pool of spawned worker processes,
 one per `PipelineConfig.threads` (with 1, they run in this process): sep holds the GIL, so
@@ -156,7 +161,8 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class FrameOutcome:
-    """What became of one light: integrated, or rejected and why; its figures."""
+    """What became of one light: integrated, or rejected and why; its figures.
+    `duplicate_of` names the earlier light it is a copy of (same bytes or same pixels)."""
 
     path: Path
     accepted: bool
@@ -166,6 +172,9 @@ class FrameOutcome:
     fwhm_px: float | None = None
     noise_adu: float | None = None
     sha256: str | None = None
+    eccentricity: float | None = None
+    background_adu: float | None = None
+    duplicate_of: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -181,10 +190,15 @@ class GroupResult:
     outputs: dict[str, Path]
     crop_yx: tuple[int, int, int, int] | None
     notes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def integrated(self) -> int:
         return sum(1 for f in self.frames if f.accepted)
+
+    @property
+    def duplicates(self) -> tuple[FrameOutcome, ...]:
+        return tuple(f for f in self.frames if f.duplicate_of is not None)
 
 
 @dataclass(frozen=True)
@@ -196,10 +210,12 @@ class PipelineResult:
 
 
 def summary(result: PipelineResult) -> dict[str, object]:
-    """The result as plain JSON data: inputs per kind, per group its outputs, reference and
-    every light's verdict, masters written, timings per stage."""
+    """The result as plain JSON data: inputs per kind, per group its outputs, reference,
+    every light's verdict with its reason, the duplicates and warnings, masters written,
+    timings per stage; `warnings` at the top gathers every group's."""
     return {
         "inputs": result.inputs,
+        "warnings": [warning for group in result.groups for warning in group.warnings],
         "groups": [
             {
                 "name": group.name,
@@ -215,19 +231,28 @@ def summary(result: PipelineResult) -> dict[str, object]:
                     for f in group.frames
                     if not f.accepted
                 ],
+                "duplicates": [
+                    {"path": str(f.path), "duplicate_of": str(f.duplicate_of)}
+                    for f in group.duplicates
+                ],
                 "frames": [
                     {
                         "path": str(f.path),
                         "accepted": f.accepted,
+                        "reason": f.reason,
+                        "duplicate_of": None if f.duplicate_of is None else str(f.duplicate_of),
                         "weight": f.weight,
                         "stars": f.stars,
                         "fwhm_px": f.fwhm_px,
+                        "eccentricity": f.eccentricity,
+                        "background_adu": f.background_adu,
                         "noise_adu": f.noise_adu,
                         "sha256": f.sha256,
                     }
                     for f in group.frames
                 ],
                 "notes": list(group.notes),
+                "warnings": list(group.warnings),
             }
             for group in result.groups
         ],
@@ -307,12 +332,15 @@ def run_pipeline(
 
 @dataclass(frozen=True, eq=False)
 class _Prepared:
-    """A calibrated light on disk: planes ``(c, y, x)`` float32 (c = 1 or 3)."""
+    """A calibrated light on disk: planes ``(c, y, x)`` float32 (c = 1 or 3); `sha256`
+    of the file, `pixels_sha256` of its decoded pixels and shape (a copy under another
+    header has other bytes and the same pixels)."""
 
     index: int
     frame: FrameInfo
     path: Path
     sha256: str
+    pixels_sha256: str
     stars_yx: F64
     metrics: FrameMetrics
 
@@ -362,6 +390,8 @@ def _calibrate_one(task: _CalibrateTask) -> _Prepared | tuple[Path, str]:
         planes, sha = _read(frame.path)
         if planes.shape[1:] != frame.shape:
             raise ValueError(f"image is {planes.shape[1:]}, its header says {frame.shape}")
+        pixels = hashlib.sha256(str(planes.shape).encode())
+        pixels.update(np.ascontiguousarray(planes).data)
         masters, defects = task.masters.load()
         image = calibrate(planes[0], masters, exposure_s=frame.exposure_s, config=task.calibration)
         if defects is not None:
@@ -379,7 +409,9 @@ def _calibrate_one(task: _CalibrateTask) -> _Prepared | tuple[Path, str]:
         return frame.path, f"cannot calibrate: {e}"
     path = task.work / f"calibrated_{task.index:05d}.npy"
     np.save(path, cube)
-    return _Prepared(task.index, frame, path, sha, star_positions(stars), metrics)
+    return _Prepared(
+        task.index, frame, path, sha, pixels.hexdigest(), star_positions(stars), metrics
+    )
 
 
 @dataclass(frozen=True)
@@ -505,6 +537,14 @@ class _Run:
         outcomes = {p: FrameOutcome(p, False, reason) for p, reason in failed}
         if not prepared:
             raise PipelineError(f"{group.name}: no light could be calibrated: {failed}")
+        prepared, copies = _without_duplicates(prepared)
+        for copy, original in copies:
+            copy.path.unlink()
+            log.warning("processing: %s is a copy of %s", copy.frame.path, original.frame.path)
+            outcomes[copy.frame.path] = replace(
+                _outcome(copy, False, f"duplicate of {original.frame.path.name}", None),
+                duplicate_of=original.frame.path,
+            )
         metrics = [p.metrics for p in prepared]
         weights = frame_weights(metrics, self.config.weighting)
         verdicts = judge_frames(metrics, weights, self.config.subframes)
@@ -528,17 +568,7 @@ class _Run:
                 accepted[prepared.index(best)] = True
             grid = _Grid(best.frame.path, best.frame.shape, best.stars_yx, best)
         for p, verdict, weight, ok in zip(prepared, verdicts, weights, accepted, strict=True):
-            q = p.metrics.quality
-            outcomes[p.frame.path] = FrameOutcome(
-                p.frame.path,
-                ok,
-                None if ok else "; ".join(verdict.reasons),
-                float(weight),
-                q.star_count,
-                q.fwhm_px,
-                p.metrics.noise_adu,
-                p.sha256,
-            )
+            outcomes[p.frame.path] = _outcome(p, ok, None if ok else verdict.reason, float(weight))
         kept = [(p, float(w)) for p, w, ok in zip(prepared, weights, accepted, strict=True) if ok]
         with self._timed("register"):
             registered, common, failed_reg = self._register_all(kept, grid)
@@ -547,16 +577,21 @@ class _Run:
             outcomes[p.frame.path] = replace(old, accepted=False, reason=reason)
         with self._timed("integrate"):
             outputs, crop = self._integrate(group, registered, grid, common, masters)
+        frames = tuple(outcomes[f.path] for f in group.lights)
+        warnings = _warnings(group.name, frames)
+        for warning in warnings:
+            log.warning("processing: %s", warning)
         return GroupResult(
             name=group.name,
             target=group.target,
             filter_name=group.filter_name,
             exposure_s=group.exposure_s,
-            frames=tuple(outcomes[f.path] for f in group.lights),
+            frames=frames,
             reference=grid.path,
             outputs=outputs,
             crop_yx=crop,
             notes=group.notes,
+            warnings=warnings,
         )
 
     # --- masters ------------------------------------------------------------------------
@@ -845,6 +880,61 @@ class _Run:
         for _, _, path in registered:
             path.unlink()
         return outputs, crop
+
+
+def _without_duplicates(
+    prepared: Sequence[_Prepared],
+) -> tuple[list[_Prepared], list[tuple[_Prepared, _Prepared]]]:
+    """The lights with each file or pixel content once (the first, in the group's order),
+    and the later copies paired with the light they copy. Integrating a copy would count
+    the same noise twice and claim an exposure that was never taken."""
+    first: dict[str, _Prepared] = {}
+    unique: list[_Prepared] = []
+    copies: list[tuple[_Prepared, _Prepared]] = []
+    for p in prepared:
+        original = first.get(p.sha256) or first.get(p.pixels_sha256)
+        if original is not None:
+            copies.append((p, original))
+            continue
+        first[p.sha256] = first[p.pixels_sha256] = p
+        unique.append(p)
+    return unique, copies
+
+
+def _outcome(
+    p: _Prepared, accepted: bool, reason: str | None, weight: float | None
+) -> FrameOutcome:
+    """A light's outcome with its figures."""
+    q = p.metrics.quality
+    return FrameOutcome(
+        p.frame.path,
+        accepted,
+        reason,
+        weight,
+        q.star_count,
+        q.fwhm_px,
+        p.metrics.noise_adu,
+        p.sha256,
+        q.eccentricity,
+        q.background_adu,
+    )
+
+
+def _warnings(name: str, frames: Sequence[FrameOutcome]) -> tuple[str, ...]:
+    """A warning when fewer than half of the group's lights were integrated, with how many
+    were rejected (outliers, unreadable, not registered) and how many were copies."""
+    kept = sum(1 for f in frames if f.accepted)
+    if 2 * kept >= len(frames):
+        return ()
+    duplicates = sum(1 for f in frames if f.duplicate_of is not None)
+    rejected = len(frames) - kept - duplicates
+    parts = [f"{rejected} rejected"] if rejected else []
+    if duplicates:
+        parts.append(f"{duplicates} duplicates")
+    return (
+        f"{name}: only {kept} of {len(frames)} lights integrated ({', '.join(parts)}); "
+        "see each light's reason",
+    )
 
 
 def _input_lines(path: Path, sha256: str, note: str = "") -> tuple[str, str]:

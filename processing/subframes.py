@@ -2,8 +2,10 @@
 
 Metrics reuse one star detection per frame (`processing.stars.detect_stars`, which the
 registration needs anyway) and fill the same `FrameQuality` the capture-time acceptance
-uses, so the culling rules and their wording are those of `processing.acceptance`: each
-frame is judged against the median of the others.
+uses. The outlier rules are not the capture-time ones: at capture a frame meets absolute
+limits and the night so far; here the whole group is known, so a light is judged against
+the group's own median and spread (`SubframeRules`), as Siril and PixInsight's
+SubframeSelector do, and what is normal for one telescope is normal for its set.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from processing.acceptance import AcceptanceRules, Verdict, judge
+from processing.acceptance import Verdict
 from processing.normalize import MAD_TO_SIGMA
 from processing.stars import FrameQuality, StarTable
 
@@ -149,34 +151,217 @@ def frame_weights(
 
 @dataclass(frozen=True)
 class SubframeRules:
-    """Outlier-frame rules: `acceptance` as at capture time (relative to the median of the
-    other frames), plus a floor on the weight: a frame below min_weight x the median weight
-    adds little signal and is most likely clouded, blurred or bright with moonlight."""
+    """Outlier-frame rules, relative to the group of lights being integrated.
 
-    acceptance: AcceptanceRules = field(default_factory=AcceptanceRules)
+    In the spirit of Siril's and PixInsight's Blink/SubframeSelector: a light is an outlier
+    when one of its figures lies more than `reject_sigma` robust standard deviations on the
+    bad side of the group's median. The standard deviation is 1.4826 x the MAD of the whole
+    group (the light itself included; the median and the MAD ignore a few outliers), but
+    never less than a floor, so a very uniform set does not lose a light over a difference
+    no one could see:
+
+    - eccentricity: above median + k sigma; sigma >= `eccentricity_sigma_floor` (0.03,
+      so at least +0.09 with k = 3: from 0.68 to 0.77 the minor/major axis ratio falls
+      from 0.73 to 0.64, visible on a star; a per-frame median over a few dozen stars
+      scatters by 0.01-0.02). Alt-az mounts and fast short exposures show 0.6-0.7 on every
+      frame; that is the set's normal, not an outlier.
+    - FWHM: above median + k sigma; sigma >= `fwhm_sigma_floor` x the median (0.05: at
+      least +15 %, a focus shift or a seeing change one notices; seeing alone varies by
+      ~20 % over a night, which widens the MAD instead).
+    - background (the frame's median level, ADU): above median + k sigma; sigma >=
+      `background_sigma_floor` x |median| (0.05) and >= the group's median pixel noise (a
+      change of the sky below the pixel-to-pixel noise is invisible; this keeps the floor
+      when a dark-subtracted sky is near zero). A sky brightening steadily through the
+      night spreads the values evenly and widens the MAD, so only a sudden jump (moon,
+      dawn, lit clouds) stands out.
+    - star count: below median - k sigma; sigma >= `stars_sigma_floor` x the median (0.1,
+      so at least -30 % with k = 3) and >= sqrt(median), the count's own Poisson scatter
+      near the detection limit. Thin cloud takes stars away; 30 % fewer is about half a
+      magnitude of extinction.
+
+    Relative rules apply once at least `min_frames` lights have the figure: the median of
+    one or two frames is just those frames. A light below `min_weight` x the median weight
+    adds little signal and is most likely clouded, blurred or bright with moonlight.
+
+    Absolute limits, off (None) by default because what is normal depends on the optics
+    and the mount: `max_eccentricity` (0-1), `max_fwhm_px`, `min_stars`.
+
+    Raises ValueError from construction for a value outside its range (named in the message).
+    """
+
+    reject_sigma: float = 3.0
+    min_frames: int = 3
+    eccentricity_sigma_floor: float = 0.03
+    fwhm_sigma_floor: float = 0.05
+    background_sigma_floor: float = 0.05
+    stars_sigma_floor: float = 0.1
     min_weight: float = 0.25
+    max_eccentricity: float | None = None
+    max_fwhm_px: float | None = None
+    min_stars: int | None = None
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.reject_sigma <= MAX_REJECT_SIGMA:
+            raise ValueError(
+                f"reject_sigma must be within (0, {MAX_REJECT_SIGMA:g}], got {self.reject_sigma}"
+            )
+        if self.min_frames < 2:
+            raise ValueError(f"min_frames must be >= 2, got {self.min_frames}")
+        floors = {
+            "eccentricity_sigma_floor": self.eccentricity_sigma_floor,
+            "fwhm_sigma_floor": self.fwhm_sigma_floor,
+            "background_sigma_floor": self.background_sigma_floor,
+            "stars_sigma_floor": self.stars_sigma_floor,
+        }
+        for name, value in floors.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
         if not 0.0 <= self.min_weight < 1.0:
             raise ValueError(f"min_weight must be within [0, 1), got {self.min_weight}")
+        if self.max_eccentricity is not None and not 0.0 < self.max_eccentricity <= 1.0:
+            raise ValueError(f"max_eccentricity must be within (0, 1], got {self.max_eccentricity}")
+        if self.max_fwhm_px is not None and not self.max_fwhm_px > 0.0:
+            raise ValueError(f"max_fwhm_px must be > 0, got {self.max_fwhm_px}")
+        if self.min_stars is not None and self.min_stars < 0:
+            raise ValueError(f"min_stars must be >= 0, got {self.min_stars}")
+
+
+MAX_REJECT_SIGMA = 100.0
+"""Largest `SubframeRules.reject_sigma`: beyond it the relative rules are off in effect."""
+
+
+@dataclass(frozen=True)
+class _Spread:
+    """A figure's robust statistics over the group: median, sigma and whether the floor
+    set sigma (rather than 1.4826 MAD)."""
+
+    median: float
+    sigma: float
+    floored: bool
+
+    def describe(self, sign: str, k: float, digits: str) -> str:
+        basis = "sigma floor" if self.floored else "MAD sigma"
+        return f"median {self.median:{digits}} {sign} {k:g} x {self.sigma:{digits}} {basis}"
+
+
+def _spread(values: Sequence[float | None], floor: float, min_frames: int) -> _Spread | None:
+    """Median and floored 1.4826 MAD of the known values; None with fewer than min_frames."""
+    known = np.array([v for v in values if v is not None], dtype=np.float64)
+    if len(known) < min_frames:
+        return None
+    median = float(np.median(known))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(known - median)))
+    return _Spread(median, max(sigma, floor), sigma < floor)
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One figure's rule over a group: `high` True when a large value is the bad side."""
+
+    name: str
+    unit: str
+    digits: str
+    high: bool
+    values: list[float | None]
+    absolute: float | None
+    spread: _Spread | None
+    hint: str
+
+    def reason(self, index: int, k: float) -> str | None:
+        value = self.values[index]
+        if value is None:
+            return None
+        sign, word, compare = ("+", "maximum", ">") if self.high else ("-", "minimum", "<")
+        shown = f"{self.name} {value:{self.digits}}{self.unit}"
+        if self.absolute is not None and self._worse(value, self.absolute):
+            return f"{shown} {compare} {word} {self.absolute:g}{self.unit}"
+        if self.spread is None:
+            return None
+        limit = self.spread.median + (k if self.high else -k) * self.spread.sigma
+        if not self._worse(value, limit):
+            return None
+        return (
+            f"{shown} {compare} {limit:{self.digits}}{self.unit} "
+            f"({self.spread.describe(sign, k, self.digits)}): {self.hint}"
+        )
+
+    def _worse(self, value: float, limit: float) -> bool:
+        return value > limit if self.high else value < limit
+
+
+def _tests(metrics: Sequence[FrameMetrics], rules: SubframeRules) -> list[_Test]:
+    """The group's rules with their medians, floored sigmas and absolute limits."""
+    quality = [m.quality for m in metrics]
+    n = rules.min_frames
+
+    def floor_of(values: Sequence[float | None], fraction: float) -> float:
+        known = [abs(v) for v in values if v is not None]
+        return fraction * float(np.median(known)) if known else 0.0
+
+    stars: list[float | None] = [float(q.star_count) for q in quality]
+    median_stars = float(np.median([float(q.star_count) for q in quality]))
+    star_floor = max(floor_of(stars, rules.stars_sigma_floor), math.sqrt(median_stars))
+    eccentricity = [q.eccentricity for q in quality]
+    fwhm = [q.fwhm_px for q in quality]
+    background: list[float | None] = [q.background_adu for q in quality]
+    noise = float(np.median([m.noise_adu for m in metrics]))
+    background_floor = max(floor_of(background, rules.background_sigma_floor), noise)
+    min_stars = None if rules.min_stars is None else float(rules.min_stars)
+    return [
+        _Test(
+            "stars", "", ".0f", False, stars, min_stars, _spread(stars, star_floor, n), "clouds?"
+        ),
+        _Test(
+            "eccentricity",
+            "",
+            ".2f",
+            True,
+            eccentricity,
+            rules.max_eccentricity,
+            _spread(eccentricity, rules.eccentricity_sigma_floor, n),
+            "trailing, wind or guiding?",
+        ),
+        _Test(
+            "FWHM",
+            " px",
+            ".2f",
+            True,
+            fwhm,
+            rules.max_fwhm_px,
+            _spread(fwhm, floor_of(fwhm, rules.fwhm_sigma_floor), n),
+            "focus or seeing?",
+        ),
+        _Test(
+            "background",
+            " ADU",
+            ".4g",
+            True,
+            background,
+            None,
+            _spread(background, background_floor, n),
+            "moon, dawn or clouds?",
+        ),
+    ]
 
 
 def judge_frames(
     metrics: Sequence[FrameMetrics], weights: npt.ArrayLike, rules: SubframeRules = SubframeRules()
 ) -> list[Verdict]:
-    """Accept or reject every frame against the others (one `Verdict` per frame).
+    """Accept or reject every frame against its group (one `Verdict` per frame; each reason
+    names the figure, the limit and how the limit was set, see `SubframeRules`).
 
     Raises ValueError when weights and metrics differ in length.
     """
     weight = np.asarray(weights, dtype=np.float64)
     if weight.shape != (len(metrics),):
         raise ValueError(f"need {len(metrics)} weights, got shape {weight.shape}")
-    median_weight = float(np.median(weight)) if len(weight) else 0.0
+    if not metrics:
+        return []
+    median_weight = float(np.median(weight))
+    tests = _tests(metrics, rules)
     verdicts = []
-    for i, m in enumerate(metrics):
-        others = [o.quality for j, o in enumerate(metrics) if j != i]
-        verdict = judge(m.quality, others, rules.acceptance)
-        reasons = list(verdict.reasons)
+    for i in range(len(metrics)):
+        reasons = [r for test in tests if (r := test.reason(i, rules.reject_sigma)) is not None]
         if median_weight > 0 and weight[i] < rules.min_weight * median_weight:
             reasons.append(
                 f"weight {weight[i]:.3g} < {rules.min_weight:g} x median {median_weight:.3g}"
