@@ -23,8 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from astropy.wcs import WCS
 from scipy import special
 
+from processing.catalog import load_gaia_stars
+from processing.color import BP_RP_RANGE, expected_channel_ratios
 from processing.io import FitsCard, encode_fits
 
 F32 = npt.NDArray[np.float32]
@@ -506,6 +509,128 @@ def write_session(
         if on_frame is not None:
             on_frame(frame, path)
     return written
+
+
+@dataclass(frozen=True)
+class ColorFieldConfig:
+    """A linear RGB star field rendered from the bundled catalog, in full-scale units.
+
+    The default points at the Carina Milky Way (RA 160, Dec -60 deg), where ~180 catalog
+    stars with colours fall in 1000 x 700 px of 6 arcsec/px.
+
+    - ra_deg, dec_deg: the frame's centre; scale_arcsec_px: pixel scale; shape: (height, width).
+    - rotation_deg: position angle of the frame's +y axis from north through east, parity
+      normal, as `processing.solve.Solution` reports it.
+    - sigma_px: Gaussian star sigma, the same in every channel.
+    - g10_flux: the G-channel flux of a G = 10 star, summed over its pixels; a star's G-channel
+      flux follows its G magnitude, R and B follow from its BP-RP through
+      `processing.color.expected_channel_ratios` (a G2V star is equally bright in all three).
+    - sky: background level per channel (R, G, B).
+    - full_well_e: electrons at full scale, for the photon noise; read_noise: in full-scale
+      units. Pixels clip at 1.0 like a saturated sensor.
+    """
+
+    ra_deg: float = 160.0
+    dec_deg: float = -60.0
+    scale_arcsec_px: float = 6.0
+    shape: tuple[int, int] = (700, 1000)
+    rotation_deg: float = 0.0
+    sigma_px: float = 1.5
+    g10_flux: float = 1.0
+    sky: tuple[float, float, float] = (0.02, 0.02, 0.02)
+    full_well_e: float = 20_000.0
+    read_noise: float = 5e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the field and its allowed range."""
+        if not (0.0 <= self.ra_deg < 360.0 and -90.0 <= self.dec_deg <= 90.0):
+            raise ValueError(
+                f"ra_deg must be in [0, 360) and dec_deg in [-90, 90], got "
+                f"{self.ra_deg}, {self.dec_deg}"
+            )
+        if self.scale_arcsec_px <= 0:
+            raise ValueError(f"scale_arcsec_px must be positive, got {self.scale_arcsec_px}")
+        if min(self.shape) < 1:
+            raise ValueError(f"shape must be at least 1 x 1 px, got {self.shape}")
+        if self.sigma_px <= 0 or self.g10_flux <= 0 or self.full_well_e <= 0:
+            raise ValueError("sigma_px, g10_flux and full_well_e must be positive")
+        if min(self.sky) < 0 or self.read_noise < 0:
+            raise ValueError(f"sky and read_noise must not be negative, got {self.sky}")
+
+
+def tan_wcs(
+    ra_deg: float,
+    dec_deg: float,
+    scale_arcsec_px: float,
+    shape: tuple[int, int],
+    rotation_deg: float = 0.0,
+) -> WCS:
+    """A TAN WCS centred on the frame (CRPIX at its centre pixel), normal parity (CD det < 0),
+    +y at position angle `rotation_deg` from north through east."""
+    height, width = shape
+    scale = scale_arcsec_px / 3600.0
+    angle = math.radians(rotation_deg)
+    cos, sin = math.cos(angle), math.sin(angle)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.cunit = ["deg", "deg"]
+    wcs.wcs.radesys = "ICRS"
+    wcs.wcs.crval = [ra_deg, dec_deg]
+    wcs.wcs.crpix = [(width + 1) / 2, (height + 1) / 2]
+    wcs.wcs.cd = np.array([[-scale * cos, scale * sin], [scale * sin, scale * cos]])
+    wcs.pixel_shape = (width, height)
+    return wcs
+
+
+def color_star_field(
+    config: ColorFieldConfig, catalog: npt.NDArray[np.void] | None = None
+) -> tuple[F32, WCS]:
+    """Render the catalog's stars with colours in a field: (image (y, x, 3) float32, its WCS).
+
+    Stars whose BP-RP lies outside the colour relation's range are drawn with the nearest
+    colour it covers (they are in the sky all the same; calibration does not use them).
+    Hipparcos rows (no colour) are left out. `catalog` is `load_gaia_stars()` when not given.
+    """
+    if catalog is None:
+        catalog = load_gaia_stars()
+    height, width = config.shape
+    wcs = tan_wcs(
+        config.ra_deg, config.dec_deg, config.scale_arcsec_px, config.shape, config.rotation_deg
+    )
+    reach_deg = 0.5 * math.hypot(height, width) * config.scale_arcsec_px / 3600.0 + 0.1
+    band = catalog[np.abs(catalog["dec_deg"] - config.dec_deg) < reach_deg]
+    bp_rp = band["bp_mag"].astype(np.float64) - band["rp_mag"].astype(np.float64)
+    near = np.isfinite(bp_rp) & (
+        _separation_deg(band["ra_deg"], band["dec_deg"], config.ra_deg, config.dec_deg) < reach_deg
+    )
+    stars, bp_rp = band[near], bp_rp[near]
+    x, y = wcs.world_to_pixel_values(stars["ra_deg"], stars["dec_deg"])
+    reach = _STAMP_SIGMAS * config.sigma_px
+    on_frame = (x > -reach) & (x < width - 1 + reach) & (y > -reach) & (y < height - 1 + reach)
+    yx = np.column_stack([y[on_frame], x[on_frame]]).astype(np.float64)
+    green = config.g10_flux * 10.0 ** (-0.4 * (stars["g_mag"][on_frame].astype(np.float64) - 10))
+    r_over_g, b_over_g = expected_channel_ratios(np.clip(bp_rp[on_frame], *BP_RP_RANGE))
+    rng = np.random.default_rng(config.seed)
+    image = np.empty((height, width, 3), dtype=np.float32)
+    for channel, flux in enumerate((green * r_over_g, green, green * b_over_g)):
+        light = np.full(config.shape, config.sky[channel])
+        render_stars(config.shape, yx, flux, config.sigma_px, light)
+        electrons = rng.poisson(light * config.full_well_e).astype(np.float64)
+        signal = electrons / config.full_well_e + rng.normal(0.0, config.read_noise, config.shape)
+        image[..., channel] = np.minimum(signal, 1.0)
+    return image, wcs
+
+
+def _separation_deg(
+    ra_deg: npt.ArrayLike, dec_deg: npt.ArrayLike, ra0_deg: float, dec0_deg: float
+) -> F64:
+    """Great-circle angle (deg) of each position from (ra0, dec0), by the haversine."""
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    ra0, dec0 = math.radians(ra0_deg), math.radians(dec0_deg)
+    h = np.sin((dec - dec0) / 2) ** 2 + math.cos(dec0) * np.cos(dec) * np.sin((ra - ra0) / 2) ** 2
+    angle: F64 = np.degrees(2 * np.arcsin(np.sqrt(np.minimum(1.0, h))))
+    return angle
 
 
 def _centred_grid(shape: tuple[int, int]) -> tuple[F64, F64]:
