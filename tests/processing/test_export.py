@@ -1,14 +1,26 @@
-"""Previews: exact block means, JPEG size and brightness, the whole preview path."""
+"""Previews: exact block means, JPEG size and brightness, the whole preview path. Exports:
+exact 8/16-bit levels in TIFF and PNG, the sRGB profiles they carry, the web copy's size."""
 
 from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+import tifffile
+from PIL import Image, ImageCms
 
-from processing.export import downscale, encode_jpeg, preview_jpeg
+from processing.export import (
+    downscale,
+    encode_jpeg,
+    encode_png,
+    encode_tiff16,
+    preview_jpeg,
+    srgb_grey_profile,
+    srgb_profile,
+    web_copy,
+)
 from processing.stretch import StfConfig, apply_stf, auto_stf
 
 # At quality 85 JPEG keeps each 8 x 8 block's mean (its DC term) to about one grey level.
@@ -151,3 +163,114 @@ def test_preview_of_a_colour_frame_is_rgb() -> None:
     decoded = decode(preview_jpeg(frame, max_size_px=100))
     assert decoded.mode == "RGB"
     assert decoded.size == (100, 60)
+
+
+def picture(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """A float32 picture in [0, 1] with a few values a writer must clip or blank."""
+    image = np.random.default_rng(seed).random(shape, dtype=np.float32)
+    image[0, 0], image[0, 1], image[0, 2] = -0.5, 1.5, np.nan  # below, above, undefined
+    return image
+
+
+def expected_levels(image: np.ndarray, bits: int) -> np.ndarray:
+    clean = np.nan_to_num(image.astype(np.float64), nan=0.0)
+    levels: np.ndarray = np.rint(np.clip(clean, 0.0, 1.0) * (2**bits - 1))
+    return levels[:, :, 0] if levels.ndim == 3 and levels.shape[2] == 1 else levels
+
+
+@pytest.mark.parametrize("shape", [(40, 56), (40, 56, 1), (40, 56, 3)])
+def test_tiff16_holds_the_exact_levels_and_the_srgb_profile(shape: tuple[int, ...]) -> None:
+    image = picture(shape, seed=31)
+    before = image.copy()
+    with tifffile.TiffFile(io.BytesIO(encode_tiff16(image))) as tiff:
+        page = tiff.pages.first
+        levels = page.asarray()
+        profile = page.tags["InterColorProfile"].value
+    assert levels.dtype == np.uint16
+    np.testing.assert_array_equal(levels, expected_levels(image, 16))
+    assert levels[0, 0].max() == 0
+    assert levels[0, 1].min() == 65535
+    assert levels[0, 2].max() == 0
+    colour = len(shape) == 3 and shape[2] == 3
+    assert bytes(profile) == (srgb_profile() if colour else srgb_grey_profile())
+    np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("shape", [(40, 56), (40, 56, 1), (40, 56, 3)])
+def test_png_holds_the_exact_levels_and_the_srgb_profile(shape: tuple[int, ...], bits: int) -> None:
+    image = picture(shape, seed=32)
+    before = image.copy()
+    png = encode_png(image, bits=bits)
+    # OpenCV reads every kind back unchanged (Pillow turns 16-bit RGB into 8 bits).
+    levels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert levels is not None
+    if levels.ndim == 3:
+        levels = levels[:, :, ::-1]  # BGR -> RGB
+    assert levels.dtype == (np.uint8 if bits == 8 else np.uint16)
+    np.testing.assert_array_equal(levels, expected_levels(image, bits))
+    decoded = Image.open(io.BytesIO(png))
+    decoded.load()  # Pillow checks each chunk's CRC
+    colour = len(shape) == 3 and shape[2] == 3
+    assert decoded.info["icc_profile"] == (srgb_profile() if colour else srgb_grey_profile())
+    np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("shape", [(32, 48), (32, 48, 1), (32, 48, 3)])
+def test_jpeg_carries_the_srgb_profile_of_its_colour_space(shape: tuple[int, ...]) -> None:
+    decoded = decode(encode_jpeg(picture(shape, seed=33)))
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(decoded.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+    colour = len(shape) == 3 and shape[2] == 3
+    assert profile.profile.xcolor_space.strip() == ("RGB" if colour else "GRAY")
+    assert decoded.mode == ("RGB" if colour else "L")
+
+
+def test_the_grey_profile_has_the_srgb_tone_curve() -> None:
+    # littlecms converts grey levels through our profile's curve to the PCS and back out
+    # through the sRGB profile's: with the same curve each level comes back as R = G = B =
+    # itself. A plain gamma 2.2 curve moves the dark levels by up to 9, a linear one up to 73.
+    grey = ImageCms.ImageCmsProfile(io.BytesIO(srgb_grey_profile()))
+    srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+    assert grey.profile.version == pytest.approx(2.1)
+    transform = ImageCms.buildTransform(grey, srgb, "L", "RGB")
+    ramp = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (2, 1)))
+    rgb = np.asarray(ImageCms.applyTransform(ramp, transform)).astype(int)
+    # 16-bit curve tables and 8-bit output: at most one level of rounding.
+    np.testing.assert_allclose(rgb[0], np.repeat(np.arange(256)[:, None], 3, axis=1), atol=1)
+
+
+def test_png_bits_must_be_8_or_16() -> None:
+    with pytest.raises(ValueError, match="bits"):
+        encode_png(np.zeros((4, 4)), bits=12)
+    with pytest.raises(ValueError, match="shape"):
+        encode_tiff16(np.zeros((4, 4, 2)))
+    with pytest.raises(ValueError, match="uint16"):
+        encode_tiff16(np.zeros((4, 4), dtype=np.uint16))
+
+
+def test_web_copy_fits_the_longer_side_and_averages_areas() -> None:
+    image = np.random.default_rng(34).random((2100, 300, 3), dtype=np.float32)
+    before = image.copy()
+    small = web_copy(image)
+    assert small.dtype == np.float32
+    assert small.shape == (2048, 293, 3)  # 300 * 2048 / 2100 = 292.6
+    np.testing.assert_array_equal(image, before)
+    # An exact factor of 2: each pixel is the mean of a 2 x 2 block. The float32 sum of four
+    # values in [0, 1] times 0.25 is within a few ulps of 1.
+    half = web_copy(image[:512, :300], max_size_px=256)
+    assert half.shape == (256, 150, 3)
+    blocks = image[:512, :300].reshape(256, 2, 150, 2, 3).mean(axis=(1, 3), dtype=np.float64)
+    np.testing.assert_allclose(half, blocks, rtol=0, atol=3e-7)
+
+
+def test_web_copy_of_a_small_picture_is_a_float32_copy() -> None:
+    image = np.linspace(0, 1, 60, dtype=np.float64).reshape(6, 10, 1)
+    small = web_copy(image)
+    assert small.dtype == np.float32
+    assert small.shape == (6, 10, 1)
+    np.testing.assert_array_equal(small, image.astype(np.float32))
+    grey = web_copy(np.ones((300, 100, 1), np.float32), max_size_px=30)
+    assert grey.shape == (30, 10, 1)
+    with pytest.raises(ValueError, match="max_size_px"):
+        web_copy(image, max_size_px=0)
