@@ -34,6 +34,7 @@ from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
 from daemon.api.routes import plans as plan_routes
 from daemon.api.routes import processing as processing_routes
+from daemon.api.routes import recipes as recipe_routes
 from daemon.api.routes import runs as run_routes
 from daemon.api.routes import templates as template_routes
 from daemon.api.routes.web import install_web
@@ -391,6 +392,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(template_routes.router)
     app.include_router(run_routes.router)
     app.include_router(processing_routes.router)
+    app.include_router(recipe_routes.router)
     app.include_router(plan_routes.router)
     app.include_router(plan_routes.safety_router)
     app.include_router(event_routes.router)

@@ -247,6 +247,12 @@ class SequenceTemplate(NamedDocument, Base):
     __tablename__ = "sequence_template"
 
 
+class RecipeRow(NamedDocument, Base):
+    """A saved processing recipe (`processing.recipe.Recipe` as JSON, validated on save)."""
+
+    __tablename__ = "recipe"
+
+
 class SequenceRun(Base):
     """One run of a document (copied from its template, so later edits do not change it) and
     its journaled run state."""
