@@ -208,14 +208,17 @@ def linear_fit(
 ) -> tuple[float, float]:
     """(scale, offset) so that ``scale * channel + offset`` matches `reference`'s levels.
 
-    A two-point match, not a regression: the sky peaks (an iterated sigma-clipped median, so
-    nebulosity does not pull it up) are mapped onto each other, and so are the distances from
-    sky to the mean of the brightest pixels (`LinearFitConfig`). Unlike a least-squares line
-    through the scatter of two lines' images (PixInsight's LinearFit), it neither needs the
-    channels to be correlated pixel by pixel nor is it flattened by noise in `channel`. Both
-    statistics are affine equivariant, so for ``reference = a * channel + c`` (a > 0) it
-    returns (a, c). Both images must have the same shape (one pixel grid). Raises ValueError
-    for different shapes, too few usable pixels, or an image with no signal above its sky.
+    Not a regression but a match of two levels. Scale: the distance from the sky (an
+    iterated sigma-clipped median, so nebulosity does not pull it up) to the mean of the
+    brightest pixels (`LinearFitConfig`), reference over channel. Offset: the median of
+    ``reference - scale * channel`` over the pixels that are sky in both, so the skies meet
+    pixel by pixel and faint wings hidden in either image's noise mostly cancel. Unlike a
+    least-squares line through the scatter of two lines' images (PixInsight's LinearFit), it
+    neither needs the channels to be correlated pixel by pixel nor is it flattened by noise
+    in `channel`. Every statistic is affine equivariant, so for ``reference = a * channel +
+    c`` (a > 0) it returns (a, c). Both images must have the same shape (one pixel grid).
+    Raises ValueError for different shapes, too few usable pixels, or an image with no
+    signal above its sky.
     """
     x = np.asarray(channel, dtype=np.float32)
     y = np.asarray(reference, dtype=np.float32)
