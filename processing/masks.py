@@ -1,10 +1,11 @@
 """Masks for the finishing steps: luminance, range selection, stars, and their inverse.
 
 A mask is a float32 ``(y, x)`` array in [0, 1]: 1 where a step acts fully, 0 where it leaves
-the image alone (`blend`). Each kind has its own frozen config; `MaskConfig` is their union
-and `make_mask` picks the builder from the config's type through a table, so a recipe's mask
-is data, never a function name. Inversion is a separate step (`invert_mask`): the seeds
-desaturate and denoise the background through an inverted luminance mask.
+the image alone; `blend` mixes a step's result into the image through one. Each kind has its
+own frozen config; `MaskConfig` is their union and `make_mask` picks the builder from the
+config's type through a table, so a recipe's mask is data, never a function name. Inversion
+is a separate step (`invert_mask`): the seeds desaturate and denoise the background through
+an inverted luminance mask.
 
 Blurs are Gaussian (OpenCV, reflected borders) with sigma in pixels; a blur never takes a
 mask outside [0, 1], being a weighted mean.
@@ -20,6 +21,7 @@ from typing import TypeAlias
 import cv2
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from processing.stars import StarConfig, detect_stars
 from processing.stretch import (
@@ -194,6 +196,33 @@ def invert_mask(mask: npt.NDArray[np.floating]) -> Mask:
     return np.float32(1.0) - as_mask(mask)
 
 
+def blend(
+    original: npt.NDArray[np.floating],
+    processed: npt.NDArray[np.floating],
+    mask: npt.NDArray[np.floating] | None,
+) -> npt.NDArray[np.float32]:
+    """mask x processed + (1 - mask) x original, per pixel over every channel; float32.
+
+    Where the mask is 0 the original comes back bit for bit, where it is 1 the processed
+    image (finite values). `mask` None means the step acts everywhere (`processed` as
+    float32). Raises ValueError when the shapes differ or the mask is not a mask.
+    """
+    if original.shape != processed.shape:
+        raise ValueError(f"blend needs equal shapes, got {original.shape}, {processed.shape}")
+    if mask is None:
+        return np.array(processed, dtype=np.float32)
+    weights = as_mask(mask, original.shape)
+    out = np.empty(original.shape, dtype=np.float32)
+    channels = original.shape[2] if original.ndim == 3 else 1
+    _blend_pixels(
+        np.ascontiguousarray(original, dtype=np.float32).reshape(-1, channels),
+        np.ascontiguousarray(processed, dtype=np.float32).reshape(-1, channels),
+        np.ascontiguousarray(weights).reshape(-1),
+        out.reshape(-1, channels),
+    )
+    return out
+
+
 def as_mask(mask: npt.NDArray[np.floating], image_shape: tuple[int, ...] | None = None) -> Mask:
     """`mask` checked (2-D, finite, in [0, 1], covering ``image_shape[:2]`` when given) and
     as float32 (the same array when it is float32 already; callers must not write into it).
@@ -256,3 +285,12 @@ _BUILDERS: dict[type, Callable[[npt.NDArray[np.generic], MaskConfig], Mask]] = {
     RangeMaskConfig: range_mask,  # type: ignore[dict-item]
     StarMaskConfig: star_mask,  # type: ignore[dict-item]
 }
+
+
+@njit(cache=True, nogil=True)
+def _blend_pixels(original: Mask, processed: Mask, weights: Mask, out: Mask) -> None:
+    """One pass over ``(n, c)`` pixels (numba): numpy would need five with temporaries."""
+    for i in range(original.shape[0]):
+        m = weights[i]
+        for c in range(original.shape[1]):
+            out[i, c] = m * processed[i, c] + (np.float32(1.0) - m) * original[i, c]
