@@ -95,10 +95,11 @@ def encode_xisf(
     `history` as HISTORY keywords and `properties` (``{id: str | int | float}``; ids in the
     ``XISF:`` namespace go to the file's metadata, the others to the image).
 
-    `created` (UTC; now when None) is the ``XISF:CreationTime`` property: pass it for
-    byte-identical output. Raises ValueError for another dtype or shape, a keyword that is
-    not 1-8 characters of ``A-Z 0-9 _ -``, structural, HISTORY/COMMENT or repeated, a value
-    or comment FITS cannot hold (non-ASCII text, NaN), or a malformed property.
+    `created` (now when None; written in UTC, a naive time taken as local) is the
+    ``XISF:CreationTime`` property: pass it for byte-identical output. Raises ValueError for
+    another dtype or shape, a keyword that is not 1-8 characters of ``A-Z 0-9 _ -``,
+    structural, HISTORY/COMMENT or repeated, a value or comment FITS cannot hold (non-ASCII
+    text, NaN), or a malformed property.
     """
     dtype = image.dtype.newbyteorder("=")
     if dtype not in _WRITE_FORMATS:
@@ -112,14 +113,17 @@ def encode_xisf(
         raise ValueError(f"XISF images here are (y, x) or (c, y, x) with c 1 or 3: {image.shape}")
     if height == 0 or width == 0:
         raise ValueError(f"an XISF image needs pixels, got shape {image.shape}")
-    pixels = np.ascontiguousarray(image, dtype=dtype.newbyteorder("<")).tobytes()
+    # Little-endian, C order is planar; bytes.join copies it once, straight from the array.
+    pixels = np.ascontiguousarray(image, dtype=dtype.newbyteorder("<")).data
 
     elements = [_keyword_xml(keyword, value, comment) for keyword, value, comment in _cards(cards)]
     for line in history:
         _check_text(line, "HISTORY line")
         elements.append(_keyword_xml("HISTORY", None, line))
     metadata: dict[str, PropertyValue] = {
-        "XISF:CreationTime": (created or datetime.now(UTC)).isoformat(timespec="milliseconds"),
+        "XISF:CreationTime": (created or datetime.now(UTC))
+        .astimezone(UTC)
+        .isoformat(timespec="milliseconds"),
         "XISF:CreatorApplication": "Nightowl",
     }
     for identifier, value in (properties or {}).items():
@@ -142,7 +146,7 @@ def encode_xisf(
         header = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<xisf version="1.0" xmlns="{_NAMESPACE}">'
-            f'<Image {attributes} location="attachment:{position}:{len(pixels)}">'
+            f'<Image {attributes} location="attachment:{position}:{pixels.nbytes}">'
             + "".join(elements)
             + "</Image>"
             f"<Metadata>{metadata_xml}</Metadata>"
