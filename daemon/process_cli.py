@@ -6,6 +6,12 @@ CCD-TEMP, OBJECT), so Siril's, NINA's and Nightowl's layouts all work. Results g
 ``DIR/<target>_<filter>.fits`` / ``.xisf`` / ``.jpg`` with the rejection maps beside them
 and the masters under ``DIR/masters/``. A progress bar goes to stderr; ``--json`` prints
 the summary to stdout.
+
+Lights are rejected relative to their group (``--reject-sigma``, ``--min-weight``) and,
+when asked, by absolute limits (``--max-eccentricity``, ``--max-fwhm-px``, ``--min-stars``);
+copies of a light are integrated once. A group that integrates fewer than half of its
+lights is a warning on stderr, and with ``--strict`` the exit status is 1 (the results are
+written all the same).
 """
 
 from __future__ import annotations
@@ -14,10 +20,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from processing.integrate import Rejection
 from processing.register import Interpolation
-from processing.subframes import Weighting
+from processing.subframes import SubframeRules, Weighting
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from processing.pipeline import PipelineResult
+
+_RULES = SubframeRules()
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +58,53 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=Weighting.PSF_SIGNAL.value,
         help="frame weights (default psf_signal; noise: inverse variance; none: equal)",
     )
+    process.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="lights calibrated and registered at once, one worker process each "
+        "(default 2; 1 runs everything in this process)",
+    )
+    rules = process.add_argument_group(
+        "frame rejection",
+        "a light is rejected when its FWHM, eccentricity or background lies more than "
+        "K robust sigmas (1.4826 MAD, with a floor) above its group's median, or its star "
+        "count as far below; absolute limits are off unless given",
+    )
+    rules.add_argument(
+        "--reject-sigma",
+        type=float,
+        metavar="K",
+        help=f"relative rejection threshold in sigmas (default {_RULES.reject_sigma:g})",
+    )
+    rules.add_argument(
+        "--min-weight",
+        type=float,
+        metavar="W",
+        help="reject a light below W x the median weight "
+        f"(default {_RULES.min_weight:g}; 0 turns it off)",
+    )
+    rules.add_argument(
+        "--max-eccentricity",
+        type=float,
+        metavar="E",
+        help="reject a light whose stars' median eccentricity is above E (0-1)",
+    )
+    rules.add_argument(
+        "--max-fwhm-px",
+        type=float,
+        metavar="F",
+        help="reject a light whose stars' median FWHM is above F pixels",
+    )
+    rules.add_argument(
+        "--min-stars", type=int, metavar="N", help="reject a light with fewer than N stars"
+    )
+    process.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when a group integrates fewer than half of its lights "
+        "(the results are still written)",
+    )
     process.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -56,6 +117,11 @@ def process_folder(args: argparse.Namespace) -> int:
     from processing.grouping import group_frames
     from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
 
+    limits = {
+        name: getattr(args, name)
+        for name in ("reject_sigma", "min_weight", "max_eccentricity", "max_fwhm_px", "min_stars")
+        if getattr(args, name) is not None
+    }
     try:
         options = ProcessingOptions(
             rejection=Rejection(args.rejection),
@@ -63,9 +129,11 @@ def process_folder(args: argparse.Namespace) -> int:
             weighting=Weighting(args.weighting),
             crop=not args.no_crop,
             reference=args.reference,
+            threads=args.threads,
+            **limits,
         )
     except ValidationError as e:
-        return _fail(str(e))
+        return _fail(_options_error(e))
     try:
         frames, skipped = scan_folder(args.folder)
     except PipelineError as e:
@@ -89,9 +157,20 @@ def process_folder(args: argparse.Namespace) -> int:
             return _fail(str(e))
     report = summary(result)
     report["skipped"] = [{"path": str(path), "reason": reason} for path, reason in skipped]
+    warnings = [warning for group in result.groups for warning in group.warnings]
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+    else:
+        _print_report(result)
+    if args.strict and warnings:
+        return _fail("--strict: " + "; ".join(warnings))
+    for warning in warnings:
+        print(f"nightowl process: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _print_report(result: PipelineResult) -> None:
+    """The human-readable summary on stdout: per group what was integrated and why not."""
     for group in result.groups:
         print(
             f"{group.name}: {group.integrated} of {len(group.frames)} lights integrated, "
@@ -106,7 +185,15 @@ def process_folder(args: argparse.Namespace) -> int:
             print(f"  {kind:15s} {path}")
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings_s.items())
     print(f"timings: {timings}")
-    return 0
+
+
+def _options_error(error: ValidationError) -> str:
+    """Pydantic's errors as one line per option, in the command line's spelling."""
+    lines = []
+    for problem in error.errors():
+        name = "--" + "-".join(str(part) for part in problem["loc"]).replace("_", "-")
+        lines.append(f"{name}: {problem['msg']}")
+    return "; ".join(lines)
 
 
 def _fail(message: str) -> int:

@@ -24,8 +24,8 @@ import multiprocessing
 import os
 import queue
 import shutil
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -43,8 +43,10 @@ from daemon.db.models import (
     SessionState,
     Target,
 )
-from daemon.errors import NotFound, Refused
+from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
+from daemon.recipes import default_job_recipe
+from processing.debayer import Demosaic
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.integrate import IntegrationConfig, Rejection
 from processing.io import atomic_path
@@ -56,9 +58,17 @@ from processing.pipeline import (
     scan_folder,
     summary,
 )
+from processing.recipe import (
+    CalibrateStep,
+    FramesStep,
+    IntegrateStep,
+    Recipe,
+    RegisterStep,
+    parse_recipe,
+)
 from processing.register import Interpolation
 from processing.rejection import rejection_config
-from processing.subframes import Weighting
+from processing.subframes import MAX_REJECT_SIGMA, SubframeRules, Weighting
 from sequences.frames import FrameType
 
 log = logging.getLogger(__name__)
@@ -94,6 +104,9 @@ def within_roots(path: Path, roots: Sequence[Path]) -> Path | None:
     return resolved if any(resolved.is_relative_to(root) for root in roots) else None
 
 
+_RULES = SubframeRules()
+
+
 class ProcessingOptions(BaseModel):
     """What a person chooses for a job; everything else takes the pipeline's defaults."""
 
@@ -115,6 +128,28 @@ class ProcessingOptions(BaseModel):
         default=512, ge=16, le=1 << 20, description="working memory of the integration, MiB"
     )
     threads: int = Field(default=2, ge=1, le=64, description="frames processed at once")
+    reject_sigma: float = Field(
+        default=_RULES.reject_sigma,
+        gt=0,
+        le=MAX_REJECT_SIGMA,
+        description="a light whose FWHM, eccentricity or background is more than this many "
+        "robust sigmas above its group's median (star count below) is rejected",
+    )
+    min_weight: float = Field(
+        default=_RULES.min_weight,
+        ge=0,
+        lt=1,
+        description="reject a light weighing less than this fraction of the median weight",
+    )
+    max_eccentricity: float | None = Field(
+        default=None, gt=0, le=1, description="absolute limit on star eccentricity (off: null)"
+    )
+    max_fwhm_px: float | None = Field(
+        default=None, gt=0, le=1000, description="absolute limit on star FWHM, px (off: null)"
+    )
+    min_stars: int | None = Field(
+        default=None, ge=0, le=1_000_000, description="absolute minimum of stars (off: null)"
+    )
 
     @field_validator("memory_budget_mb")
     @classmethod
@@ -144,7 +179,61 @@ class ProcessingOptions(BaseModel):
             reference=self.reference,
             integration=integration,
             threads=self.threads,
+            subframes=replace(
+                default.subframes,
+                reject_sigma=self.reject_sigma,
+                min_weight=self.min_weight,
+                max_eccentricity=self.max_eccentricity,
+                max_fwhm_px=self.max_fwhm_px,
+                min_stars=self.min_stars,
+            ),
         )
+
+
+def recipe_pipeline_config(options: ProcessingOptions, recipe: Recipe) -> PipelineConfig:
+    """A job's pipeline config: its `options`, with what the recipe's stacking steps say
+    in their place (the recipe wins; a step the recipe lacks leaves its options alone):
+
+    - calibrate: `cosmetic`, and the debayering method (`demosaic`);
+    - frames: `weighting`, `reject_sigma`, `max_eccentricity`, `max_fwhm_px`, `min_stars`
+      (a recipe's null limit turns an option's limit off);
+    - register: `interpolation`;
+    - integrate: `rejection`, and `crop` from `crop_to_coverage`.
+
+    Raises ValueError for a setting the pipeline does not have (`daemon.recipes` refuses
+    such a recipe before a job is queued)."""
+    stacking = recipe.stacking()
+    calibrate = stacking.get("calibrate")
+    frames = stacking.get("frames")
+    register = stacking.get("register")
+    integrate = stacking.get("integrate")
+    updates: dict[str, Any] = {}
+    if isinstance(calibrate, CalibrateStep):
+        updates["cosmetic"] = calibrate.cosmetic
+    if isinstance(frames, FramesStep):
+        updates |= {
+            "weighting": frames.weighting,
+            "reject_sigma": frames.reject_sigma,
+            "max_eccentricity": frames.max_eccentricity,
+            "max_fwhm_px": frames.max_fwhm_px,
+            "min_stars": frames.min_stars,
+        }
+    if isinstance(register, RegisterStep):
+        updates["interpolation"] = register.interpolation
+    if isinstance(integrate, IntegrateStep):
+        updates |= {"rejection": integrate.rejection, "crop": integrate.crop_to_coverage}
+    merged = ProcessingOptions.model_validate(options.model_dump() | updates)
+    config = merged.pipeline_config()
+    if isinstance(calibrate, CalibrateStep):
+        config = replace(config, demosaic=Demosaic(calibrate.demosaic))
+    return config
+
+
+def job_options(config: dict[str, Any]) -> ProcessingOptions:
+    """The `ProcessingOptions` in a job's config (which also holds its recipe)."""
+    return ProcessingOptions.model_validate(
+        {key: value for key, value in config.items() if key in ProcessingOptions.model_fields}
+    )
 
 
 def session_frames(engine: Engine, frames_root: Path, session_id: int) -> list[FrameInfo]:
@@ -208,18 +297,111 @@ def library_masters(masters_root: Path) -> list[FrameInfo]:
     return [f for f in frames if f.is_master]
 
 
-def _run_job(
-    groups: list[LightGroup],
-    out_dir: Path,
-    config: PipelineConfig,
-    progress: multiprocessing.Queue[tuple[str, Any]],
-) -> None:
-    """The child process: run the pipeline, report progress, then the summary or error.
+FINISHED_DIR = "finished"
+"""Where a job's finished pictures go, inside its output folder."""
 
-    A child whose daemon died (killed, crashed) stops at its next progress report instead
-    of writing on into a folder the restarted daemon is about to empty.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# Share of a stacking job's progress that the stacking takes; the finishing has the rest.
+_STACKING_SHARE = 0.85
+
+_Report = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class LinearMaster:
+    """A linear master a stacking job made: its group's name, its target, its FITS file."""
+
+    group: str
+    target: str
+    path: Path
+
+
+def linear_masters(outputs: dict[str, Any]) -> list[LinearMaster]:
+    """The linear masters in a stacking job's summary (its `groups`' FITS outputs)."""
+    return [
+        LinearMaster(str(g["name"]), str(g.get("target") or ""), Path(g["outputs"]["fits"]))
+        for g in outputs.get("groups", [])
+        if "fits" in g.get("outputs", {})
+    ]
+
+
+def finish_targets(
+    masters: Sequence[LinearMaster], recipe: Recipe, out_dir: Path, report: _Report
+) -> list[dict[str, Any]]:
+    """Finish every target's masters with `recipe` into `out_dir`: one entry per picture,
+    `processing.finish.FinishResult.summary()` plus its `target`, or ``{target, name,
+    error}`` when it could not be made (the other targets go on). Masters of one target
+    but of different sizes (another camera, binning or crop) cannot be combined: each is
+    finished alone, under its group's name, and the entry's notes say so. Blocking, CPU-heavy:
+    runs in the job's child process."""
+    by_target: dict[str, list[LinearMaster]] = {}
+    for master in masters:
+        by_target.setdefault(master.target or master.group, []).append(master)
+    entries: list[dict[str, Any]] = []
+    for index, (target, group) in enumerate(by_target.items()):
+
+        def within(fraction: float, index: int = index) -> None:
+            report("finishing", (index + fraction) / len(by_target))
+
+        entries += _finish_target(target, group, recipe, out_dir, within)
+    return entries
+
+
+def _finish_target(
+    target: str,
+    group: Sequence[LinearMaster],
+    recipe: Recipe,
+    out_dir: Path,
+    within: Callable[[float], None],
+) -> list[dict[str, Any]]:
+    # Imported here: the finishing modules (scikit-image, the catalog) load only in the
+    # child processes that finish, never in the daemon.
+    try:
+        from processing.finish import finish, load_master
+
+        loaded = [load_master(master.path) for master in group]
+    except (OSError, ValueError, ImportError) as e:
+        log.warning("finishing %s: %s", target, e)
+        return [{"target": target, "name": _file_name(target), "error": str(e)}]
+    sizes = sorted({master.image.shape[:2] for master in loaded})
+    if len(sizes) > 1:
+        note = (
+            f"the masters of {target} differ in size "
+            f"({', '.join(f'{h} x {w}' for h, w in sizes)} px): each was finished alone"
+        )
+        parts = [(_file_name(m.group), [one], [note]) for m, one in zip(group, loaded, strict=True)]
+    else:
+        parts = [(_file_name(target), loaded, [])]
+    entries: list[dict[str, Any]] = []
+    for k, (name, chosen, notes) in enumerate(parts):
+
+        def step(_kind: str, fraction: float, k: int = k) -> None:
+            within((k + fraction) / len(parts))
+
+        try:
+            result = finish(chosen, recipe, out_dir, name=name, progress=step)
+        except (OSError, ValueError) as e:  # FinishError is a ValueError
+            log.warning("finishing %s: %s", name, e)
+            entries.append({"target": target, "name": name, "error": str(e)})
+            continue
+        except Exception as e:  # a supervisor: one target's failure is its entry's error
+            log.exception("finishing %s failed", name)
+            entries.append({"target": target, "name": name, "error": f"{type(e).__name__}: {e}"})
+            continue
+        entry: dict[str, Any] = {**result.summary(), "target": target}
+        entry["notes"] = notes + list(entry["notes"])
+        entries.append(entry)
+    return entries
+
+
+def _file_name(name: str) -> str:
+    """A file name from a target or group name: letters, digits, ``+-_.`` only."""
+    cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
+    return cleaned or "target"
+
+
+def _reporter(progress: multiprocessing.Queue[tuple[str, Any]]) -> _Report:
+    """Progress into the queue. A child whose daemon died (killed, crashed) stops at its next
+    report instead of writing on into a folder the restarted daemon is about to empty."""
     parent = os.getppid()
 
     def report(stage: str, fraction: float) -> None:
@@ -227,8 +409,39 @@ def _run_job(
             os._exit(3)
         progress.put(("progress", (stage, fraction)))
 
+    return report
+
+
+def _run_job(
+    groups: list[LightGroup],
+    out_dir: Path,
+    config: PipelineConfig,
+    progress: multiprocessing.Queue[tuple[str, Any]],
+    recipe: dict[str, Any] | None = None,
+) -> None:
+    """The child process: run the pipeline, then (unless `recipe` is None: linear only)
+    finish every target into ``OUT/finished/``; report progress, then the summary (with
+    `finished`) or the error. A target that cannot be finished does not fail the job: its
+    linear masters are there."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    put = _reporter(progress)
+    share = 1.0 if recipe is None else _STACKING_SHARE
+
+    def report(stage: str, fraction: float) -> None:
+        if stage != "done" or recipe is None:
+            put(stage, fraction * share)
+
     try:
         result: PipelineResult = run_pipeline(groups, out_dir, config, report)
+        outputs: dict[str, Any] = dict(summary(result))
+        if recipe is not None:
+            put("finishing", share)
+            outputs["finished"] = finish_targets(
+                linear_masters(outputs),
+                parse_recipe(recipe),
+                out_dir / FINISHED_DIR,
+                lambda stage, fraction: put(stage, share + (1.0 - share) * fraction),
+            )
     except (PipelineError, OSError, ValueError) as e:
         progress.put(("failed", str(e)))
         return
@@ -236,7 +449,45 @@ def _run_job(
         logging.getLogger(__name__).exception("processing job failed")
         progress.put(("failed", f"{type(e).__name__}: {e}"))
         return
-    progress.put(("done", summary(result)))
+    progress.put(("done", outputs))
+
+
+def _run_finish_job(
+    source_id: int,
+    masters: list[LinearMaster],
+    out_dir: Path,
+    recipe: dict[str, Any],
+    progress: multiprocessing.Queue[tuple[str, Any]],
+) -> None:
+    """The child process of a job that only finishes another job's linear masters again
+    (another recipe, no restacking). Like a stacking job's finishing, a target that cannot
+    be finished is an entry with its error (and a warning event), not a failed job."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    put = _reporter(progress)
+    try:
+        put("finishing", 0.0)
+        finished = finish_targets(masters, parse_recipe(recipe), out_dir / FINISHED_DIR, put)
+    except (OSError, ValueError) as e:
+        progress.put(("failed", str(e)))
+        return
+    except Exception as e:  # the job's supervisor: any failure becomes the job's error
+        logging.getLogger(__name__).exception("finishing job failed")
+        progress.put(("failed", f"{type(e).__name__}: {e}"))
+        return
+    progress.put(("done", {"finish_of": source_id, "finished": finished}))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a job's child process gets: the groups to stack and their config (none for a
+    job that only finishes), the recipe (None: linear only) and the masters to finish."""
+
+    out_dir: Path
+    groups: list[LightGroup]
+    config: PipelineConfig | None
+    recipe: dict[str, Any] | None
+    finish_of: int | None = None
+    masters: tuple[LinearMaster, ...] = ()
 
 
 class ProcessingWorker:
@@ -289,10 +540,14 @@ class ProcessingWorker:
         *,
         session_id: int | None = None,
         folder: Path | None = None,
+        recipe: Recipe | None = None,
+        linear_only: bool = False,
     ) -> int:
-        """Queue a job for a night or a folder; returns its id. Raises `NotFound` for an
-        unknown session, `Refused` for a folder or reference that is not inside the roots
-        (the same answer when it does not exist)."""
+        """Queue a job for a night or a folder; returns its id. Its config holds the options
+        and the full `recipe` document (None: `daemon.recipes.default_job_recipe`), so the
+        job can be redone after the recipe changes; `linear_only` stops after the linear
+        masters. Raises `NotFound` for an unknown session, `Refused` for a folder or
+        reference that is not inside the roots (the same answer when it does not exist)."""
         if (session_id is None) == (folder is None):
             raise Refused(None, "a job processes either a session_id or a folder")
         if folder is not None:
@@ -308,6 +563,8 @@ class ProcessingWorker:
                     "light inside the processing roots (NIGHTOWL_PROCESSING_ROOTS)",
                 )
 
+        chosen = default_job_recipe() if recipe is None else recipe
+
         def create() -> int:
             with Session(self._engine) as db, db.begin():
                 if session_id is not None and db.get(ImagingSession, session_id) is None:
@@ -316,7 +573,38 @@ class ProcessingWorker:
                     session_id=session_id,
                     folder=None if folder is None else str(folder),
                     state=JobState.QUEUED,
-                    config=options.model_dump(mode="json"),
+                    config=options.model_dump(mode="json")
+                    | {"recipe": chosen.model_dump(mode="json"), "linear_only": linear_only},
+                )
+                db.add(job)
+                db.flush()
+                job.out_dir = str((self._processing_root / f"job_{job.id:05d}").resolve())
+                return job.id
+
+        job_id = await asyncio.to_thread(create)
+        self._wake.set()
+        return job_id
+
+    async def submit_finish(self, source_id: int, recipe: Recipe) -> int:
+        """Queue a job that finishes done job `source_id`'s linear masters again with
+        `recipe`, without stacking again; its config is ``{"finish_of": id, "recipe":
+        {...}}`` (a finishing job's own source is used when `source_id` is one). Raises
+        `NotFound` for an unknown job, `Conflict` unless it is done."""
+
+        def create() -> int:
+            with Session(self._engine) as db, db.begin():
+                source = db.get(ProcessingJob, source_id)
+                if source is None:
+                    raise NotFound(f"no processing job {source_id}")
+                if source.state is not JobState.DONE:
+                    raise Conflict(
+                        f"processing job {source_id} is {source.state.value}: only a done "
+                        "job's masters can be finished again; wait for it to end"
+                    )
+                origin = int(source.config.get("finish_of", source_id))
+                job = ProcessingJob(
+                    state=JobState.QUEUED,
+                    config={"finish_of": origin, "recipe": recipe.model_dump(mode="json")},
                 )
                 db.add(job)
                 db.flush()
@@ -383,12 +671,29 @@ class ProcessingWorker:
             while (job_id := await asyncio.to_thread(self._next_job)) is not None:
                 await self._run(job_id)
 
-    def _plan(self, job_id: int) -> tuple[list[LightGroup], Path, PipelineConfig]:
+    def _plan(self, job_id: int) -> _Plan:
+        """Raises PipelineError when there is nothing to do, ValueError for a config that no
+        longer validates."""
         with Session(self._engine) as db:
             job = db.get(ProcessingJob, job_id)
             assert job is not None
             session_id, folder, out_dir = job.session_id, job.folder, job.out_dir
-            options = ProcessingOptions.model_validate(job.config)
+            config = dict(job.config)
+            source_id = config.get("finish_of")
+            source_outputs = None
+            if source_id is not None:
+                source = db.get(ProcessingJob, int(source_id))
+                source_outputs = {} if source is None else dict(source.outputs)
+        assert out_dir is not None
+        if source_id is not None:
+            assert source_outputs is not None
+            masters = tuple(linear_masters(source_outputs))
+            if not masters:
+                raise PipelineError(f"processing job {source_id} has no linear masters to finish")
+            recipe = parse_recipe(config["recipe"]).model_dump(mode="json")
+            return _Plan(Path(out_dir), [], None, recipe, int(source_id), masters)
+        options = job_options(config)
+        chosen = parse_recipe(config["recipe"]) if "recipe" in config else default_job_recipe()
         if session_id is not None:
             frames = session_frames(self._engine, self._frames_root, session_id)
         else:
@@ -397,8 +702,12 @@ class ProcessingWorker:
             for path, reason in skipped:
                 log.warning("job %d: %s skipped: %s", job_id, path, reason)
         frames += library_masters(self._masters_root)
-        assert out_dir is not None
-        return group_frames(frames), Path(out_dir), options.pipeline_config()
+        return _Plan(
+            Path(out_dir),
+            group_frames(frames),
+            recipe_pipeline_config(options, chosen),
+            None if config.get("linear_only") else chosen.model_dump(mode="json"),
+        )
 
     async def _run(self, job_id: int) -> None:
         now = datetime.now(UTC)
@@ -406,17 +715,21 @@ class ProcessingWorker:
             self._update, job_id, state=JobState.RUNNING, started_at=now, stage="planning"
         )
         try:
-            groups, out_dir, config = await asyncio.to_thread(self._plan, job_id)
-            if not any(group.lights for group in groups):
+            plan = await asyncio.to_thread(self._plan, job_id)
+            if plan.finish_of is None and not any(group.lights for group in plan.groups):
                 raise PipelineError("no light frames: nothing to integrate")
         except (PipelineError, OSError, ValueError) as e:
             await self._finish(job_id, JobState.FAILED, error=str(e))
             return
-        await asyncio.to_thread(shutil.rmtree, out_dir, True)
+        await asyncio.to_thread(shutil.rmtree, plan.out_dir, True)
         messages: multiprocessing.Queue[tuple[str, Any]] = self._context.Queue()
-        process = self._context.Process(
-            target=_run_job, args=(groups, out_dir, config, messages), name=f"job {job_id}"
-        )
+        if plan.finish_of is None:
+            target: Callable[..., None] = _run_job
+            args: tuple[Any, ...] = (plan.groups, plan.out_dir, plan.config, messages, plan.recipe)
+        else:
+            target = _run_finish_job
+            args = (plan.finish_of, list(plan.masters), plan.out_dir, plan.recipe, messages)
+        process = self._context.Process(target=target, args=args, name=f"job {job_id}")
         self._process = process
         process.start()
         try:
@@ -430,6 +743,7 @@ class ProcessingWorker:
         kind, payload = outcome
         if kind == "done":
             await asyncio.to_thread(self._keep_masters, payload)
+            await asyncio.to_thread(self._warn_unfinished, job_id, payload)
             await self._finish(job_id, JobState.DONE, outputs=payload)
         else:
             await self._finish(job_id, JobState.FAILED, error=str(payload))
@@ -482,6 +796,19 @@ class ProcessingWorker:
         await asyncio.to_thread(
             record_event, self._engine, level, "processing", message, {"job_id": job_id}
         )
+
+    def _warn_unfinished(self, job_id: int, outputs: dict[str, Any]) -> None:
+        """A warning event for each target a done job could not finish."""
+        for entry in outputs.get("finished", []):
+            if "error" in entry:
+                record_event(
+                    self._engine,
+                    "warning",
+                    "processing",
+                    f"processing job {job_id}: {entry['target']} was not finished: "
+                    f"{entry['error']}",
+                    {"job_id": job_id, "target": entry["target"]},
+                )
 
     def _keep_masters(self, outputs: dict[str, Any]) -> None:
         """Copy the job's masters into the library (the newest of a kind replaces one of

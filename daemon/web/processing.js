@@ -23,12 +23,15 @@ function render(box, jobs) {
   if (!jobs.length) { fill(box, h('p', { class: 'muted' }, 'No processing job yet: a finished run queues one per night.')); return; }
   fill(box, jobs.map((j) => {
     const groups = (j.outputs && j.outputs.groups) || [];
+    // A group that kept fewer than half of its lights: say so above the previews.
+    const warnings = (j.outputs && j.outputs.warnings) || [];
     return h('div', { class: 'device', dataset: { jobId: String(j.id) } },
       h('div', { class: 'row' }, h('strong', {}, `Job #${j.id}`), badge(j.state),
         h('span', { class: 'muted' }, j.session_id ? `night #${j.session_id}` : j.folder || ''),
         h('span', {}, j.stage || ''), progressBar(j.progress), h('span', { class: 'muted' }, `${Math.round(j.progress * 100)} %`),
         h('span', { class: 'muted' }, `queued ${dateTime(j.created_at)}${j.finished_at ? `, done ${dateTime(j.finished_at)}` : ''}`)),
       j.error ? h('div', { class: 'error' }, j.error) : null,
+      warnings.map((w) => h('div', { class: 'warning', role: 'alert', style: 'color: var(--warn); font-weight: bold' }, `⚠ ${w}`)),
       groups.length ? h('div', { class: 'thumbs' }, groups.map((g) => h('figure', {},
         j.state === 'done' ? h('img', { src: `/api/processing/jobs/${j.id}/groups/${encodeURIComponent(g.name)}/jpeg`, alt: g.name, loading: 'lazy' }) : null,
         h('figcaption', {}, `${g.name}: ${g.integrated ?? '?'} lights `,

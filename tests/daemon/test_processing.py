@@ -106,6 +106,10 @@ def test_bad_job_requests_name_the_field(daemon: RunningDaemon, night_folder: Pa
     bogus = httpx.post(url, json={"folder": str(night_folder), "options": {"rejection": "bogus"}})
     assert bogus.status_code == 422
     assert bogus.json()["detail"][0]["loc"] == ["body", "options", "rejection"]
+    limits = {"folder": str(night_folder), "options": {"reject_sigma": 0}}
+    zero_sigma = httpx.post(url, json=limits)
+    assert zero_sigma.status_code == 422
+    assert zero_sigma.json()["detail"][0]["loc"] == ["body", "options", "reject_sigma"]
     unknown = httpx.post(url, json={"folder": str(night_folder), "options": {"kappa": 3}})
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "options", "kappa"]

@@ -22,7 +22,13 @@ from PIL import Image
 from processing import synthetic
 from processing.grouping import FrameKind, group_frames
 from processing.io import read_xisf
-from processing.pipeline import PipelineConfig, PipelineError, run_pipeline, scan_folder
+from processing.pipeline import (
+    PipelineConfig,
+    PipelineError,
+    run_pipeline,
+    scan_folder,
+    summary,
+)
 from tests.helpers import SMALL_SESSION
 
 CONFIG = SMALL_SESSION
@@ -146,6 +152,44 @@ def test_the_reference_sets_the_grid_and_no_crop_keeps_it_whole(
     assert inner.mean() > 0.85  # NaN only where some frame did not reach
     assert float(np.abs(z[inner][np.abs(z[inner]) < 50]).mean()) < 1.0
     assert float(np.median(np.abs(z[inner]))) < 1.0
+
+
+def test_copies_of_a_light_are_integrated_once(session: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "lights"
+    shutil.copytree(session[0].parent.parent / "lights", folder)
+    originals = sorted(folder.glob("*.fit"))
+    byte_copy = folder / "light_0009.fit"
+    shutil.copy(originals[2], byte_copy)
+    # The same pixels under another header (a comment changed, same length): other bytes.
+    raw = originals[4].read_bytes()
+    assert raw.count(b"camera gain") == 1
+    pixel_copy = folder / "light_0010.fit"
+    pixel_copy.write_bytes(raw.replace(b"camera gain", b"CAMERA GAIN"))
+    assert hashlib.sha256(pixel_copy.read_bytes()).digest() != hashlib.sha256(raw).digest()
+
+    # One process: small frames, and no worker start-up to pay.
+    config = PipelineConfig(threads=1)
+    result = run_pipeline(group_frames(scan_folder(folder)[0]), tmp_path / "out", config)
+    (group,) = result.groups
+    assert len(group.frames) == 10
+    assert group.integrated == 8
+    assert fits.getheader(group.outputs["fits"])["NCOMBINE"] == 8
+    by_path = {f.path: f for f in group.frames}
+    for copy, original in ((byte_copy, originals[2]), (pixel_copy, originals[4])):
+        outcome = by_path[copy]
+        assert not outcome.accepted
+        assert outcome.duplicate_of == original
+        assert outcome.reason == f"duplicate of {original.name}"
+        assert by_path[original].accepted
+    report = summary(result)["groups"][0]  # type: ignore[index]
+    assert report["duplicates"] == [
+        {"path": str(byte_copy), "duplicate_of": str(originals[2])},
+        {"path": str(pixel_copy), "duplicate_of": str(originals[4])},
+    ]
+    assert report["warnings"] == []
+    entries = {entry["path"]: entry for entry in report["frames"]}
+    assert entries[str(pixel_copy)]["reason"] == f"duplicate of {originals[4].name}"
+    assert entries[str(originals[4])]["reason"] is None
 
 
 def test_a_folder_without_lights_or_with_unreadable_files_is_reported(tmp_path: Path) -> None:
