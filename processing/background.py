@@ -316,8 +316,9 @@ def _sample_boxes(
     half as far as with whole boxes, and a model extrapolates over half the distance."""
     rows = max(2, round(across * height / width))
     half = box_px // 2
-    ys = np.rint(np.linspace(0, height - 1, rows)).astype(int)
-    xs = np.rint(np.linspace(0, width - 1, across)).astype(int)
+    # Unique: more samples than pixels across would repeat boxes (and make the spline singular).
+    ys = np.unique(np.rint(np.linspace(0, height - 1, rows)).astype(int))
+    xs = np.unique(np.rint(np.linspace(0, width - 1, across)).astype(int))
     return [
         (
             max(0, y - half),
