@@ -5,6 +5,8 @@
     nightowl solve   plate-solve a FITS frame offline
     nightowl run     run a sequence document headless and print its progress
     nightowl process calibrate, register and stack a folder of FITS files
+    nightowl finish  finish linear masters into a picture with a recipe
+    nightowl recipe  print the default recipe, or check one
 
 Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Settings`).
 """
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from daemon import process_cli
+from daemon import finish_cli, process_cli
 from daemon.settings import Settings
 from drivers.profile import ProfileError, load_profile
 
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignore-issues", action="store_true", help="run even when validation finds problems"
     )
     process_cli.add_parser(commands)
+    finish_cli.add_parsers(commands)
     return parser
 
 
@@ -257,6 +260,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         solve_frame(args)
     elif args.command == "process":
         sys.exit(process_cli.process_folder(args))
+    elif args.command == "finish":
+        sys.exit(finish_cli.finish_masters(args))
+    elif args.command == "recipe":
+        sys.exit(finish_cli.recipe_command(args))
     elif args.command == "run":
         from daemon.headless import run_document
 

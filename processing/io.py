@@ -152,8 +152,9 @@ def encode_fits(
     return buffer.getvalue()
 
 
-def decode_fits(buffer: bytes) -> tuple[FrameData, dict[str, object]]:
+def decode_fits(buffer: bytes, *, colour: bool = False) -> tuple[FrameData, dict[str, object]]:
     """The primary image of a FITS file, axes ``(y, x)``, and its cards as ``{keyword: value}``.
+    With `colour`, a three-plane ``(3, y, x)`` image (an RGB master) is read too.
 
     uint16 for 16-bit data with ``BZERO = 32768``, float32 for ``BITPIX = -32``, in native byte
     order. Structural keywords (BITPIX, NAXISn, BZERO, ...) are left out; HISTORY and COMMENT
@@ -167,7 +168,8 @@ def decode_fits(buffer: bytes) -> tuple[FrameData, dict[str, object]]:
             header = primary.header
     except OSError as e:
         raise ValueError(f"not a readable FITS file: {e}") from e
-    if data is None or data.ndim != 2:
+    planes = colour and data is not None and data.ndim == 3 and data.shape[0] == 3
+    if data is None or (data.ndim != 2 and not planes):
         shape = None if data is None else data.shape
         raise ValueError(f"the primary HDU holds no (y, x) image (shape {shape})")
     native = data.dtype.newbyteorder("=")
@@ -179,9 +181,11 @@ def decode_fits(buffer: bytes) -> tuple[FrameData, dict[str, object]]:
     return data.astype(native, copy=False), _cards(header)
 
 
-def read_fits(path: str | os.PathLike[str]) -> tuple[FrameData, dict[str, object]]:
+def read_fits(
+    path: str | os.PathLike[str], *, colour: bool = False
+) -> tuple[FrameData, dict[str, object]]:
     """`decode_fits` of the file at `path`; OSError when it cannot be read, ValueError as there."""
-    return decode_fits(Path(path).read_bytes())
+    return decode_fits(Path(path).read_bytes(), colour=colour)
 
 
 class FitsRows:

@@ -258,6 +258,8 @@ class CurvesStep(StepModel):
             increasing = all(a[0] < b[0] for a, b in itertools.pairwise(points))
             if points and (len(points) < 2 or not increasing):
                 raise ValueError(f"{name} needs at least 2 points with increasing x")
+            if points and (points[0][0] != 0.0 or points[-1][0] != 1.0):
+                raise ValueError(f"{name} must run from x = 0 to x = 1")
         return self
 
 
