@@ -1,18 +1,38 @@
-"""Processing jobs as the API shows them: the job rows and the result files of finished jobs.
-Queuing and running them is the worker's (`daemon.worker`)."""
+"""Processing jobs as the API shows them: the job rows, the result files of finished jobs,
+and previews of a finished picture under another recipe. Queuing and running them is the
+worker's (`daemon.worker`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import ProcessingJob
-from daemon.errors import Gone, NotFound
+from daemon.errors import Gone, NotFound, Refused
 from daemon.events import record_event
+from processing.recipe import Recipe
 
 OUTPUT_KINDS = ("fits", "xisf", "jpeg")
+
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".fits": "application/fits",
+    ".fit": "application/fits",
+    ".fts": "application/fits",
+    ".xisf": "application/octet-stream",
+    ".json": "application/json",
+}
+"""Media types of a job's files by suffix; anything else is application/octet-stream."""
+
+PREVIEW_SIZE_PX = 1024
+"""Longer side of a recipe preview: enough for the page's picture, fast to compute."""
 
 
 def list_jobs(engine: Engine, limit: int, offset: int) -> list[ProcessingJob]:
@@ -51,3 +71,72 @@ def job_output(engine: Engine, job_id: int, group: str, kind: str) -> Path:
         record_event(engine, "warning", "processing", message, data)
         raise Gone(message, path)
     return path
+
+
+def job_file(engine: Engine, job_id: int, relative: str) -> Path:
+    """A file inside the job's output folder, by its path relative to that folder (the
+    paths in a job's summary are absolute: strip the job's `out_dir`). `NotFound` for an
+    unknown job and for anything that is not a file inside the folder once resolved (``..``,
+    absolute paths and symlinks out of it included: one answer, so nothing outside is
+    told). Blocking."""
+    job = get_job(engine, job_id)
+    missing = NotFound(f"job {job_id} has no file {relative!r}")
+    if job.out_dir is None:
+        raise missing
+    try:
+        root = Path(job.out_dir).resolve(strict=True)
+        path = (root / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError) as e:  # absent, a symlink loop, a NUL byte
+        raise missing from e
+    if not path.is_relative_to(root) or not path.is_file():
+        raise missing
+    return path
+
+
+def media_type(path: Path) -> str:
+    return MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def finished_entry(
+    engine: Engine, job_id: int, target: str | None, name: str | None
+) -> dict[str, Any]:
+    """One finished picture of a done job: its `finished` entry matching `target` and
+    `name` (either may be None; with both None the job must have a single picture).
+    `NotFound` when there is none (yet) or the choice is ambiguous. Blocking."""
+    job = get_job(engine, job_id)
+    entries = [
+        e
+        for e in job.outputs.get("finished", [])
+        if "error" not in e
+        and (target is None or e.get("target") == target)
+        and (name is None or e.get("name") == name)
+    ]
+    if len(entries) != 1:
+        which = ", ".join(f"{k} {v!r}" for k, v in (("target", target), ("name", name)) if v)
+        found = "no finished picture" if not entries else f"{len(entries)} finished pictures"
+        raise NotFound(
+            f"job {job_id} has {found}{' for ' + which if which else ''}: "
+            "name one by target or name"
+        )
+    entry: dict[str, Any] = entries[0]
+    return entry
+
+
+def preview_jpeg(
+    engine: Engine, job_id: int, target: str | None, name: str | None, recipe: Recipe
+) -> bytes:
+    """A JPEG of a finished picture as `recipe` would make it: its steps from the first
+    stretch on, applied to the picture's saved linear proxy (`processing.finish`).
+    `NotFound` when the picture or its proxy is missing, `Refused` (field ``recipe``) when
+    the recipe does not fit the picture. Blocking and CPU-heavy: run it in a thread."""
+    entry = finished_entry(engine, job_id, target, name)
+    proxy = entry.get("outputs", {}).get("proxy")
+    if proxy is None or not Path(proxy).is_file():
+        raise NotFound(f"job {job_id}: {entry.get('name')} has no linear proxy to preview")
+    # Imported here: the finishing modules load only when a preview is asked for.
+    from processing.finish import render_preview
+
+    try:
+        return render_preview(Path(proxy), recipe, max_size_px=PREVIEW_SIZE_PX)
+    except ValueError as e:  # FinishError: the recipe does not fit this picture
+        raise Refused("recipe", str(e)) from e

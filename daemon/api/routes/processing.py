@@ -1,17 +1,19 @@
-"""Processing jobs: queue one for a night or a folder, follow it, fetch its results."""
+"""Processing jobs: queue one for a night or a folder, follow it, fetch its results; finish
+a done job again with another recipe, preview a recipe on a finished picture."""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import APIRouter, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from daemon import processing_jobs as service
+from daemon import recipes
 from daemon.api.deps import EngineDep, RuntimeDep
 from daemon.api.responses import responses
 from daemon.api.schemas.common import Offset, PageLimit, RecordId
-from daemon.api.schemas.processing import JobCreate, JobRead
+from daemon.api.schemas.processing import FinishCreate, JobCreate, JobRead, PreviewCreate
 
 router = APIRouter(prefix="/api/processing", tags=["processing"])
 
@@ -20,10 +22,17 @@ _MEDIA = {"fits": "application/fits", "xisf": "application/octet-stream", "jpeg"
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, responses=responses(404))
 async def create_job(body: JobCreate, runtime: RuntimeDep, engine: EngineDep) -> JobRead:
-    """Queue a job; it runs after the jobs before it. 404 for an unknown session, 422 for a
-    folder that does not exist."""
+    """Queue a job; it runs after the jobs before it. 404 for an unknown session or recipe,
+    422 for a folder that does not exist or a recipe with problems (each with its path in
+    the recipe, such as ``steps[3].smoothing``, under ``loc`` ``["body", "recipe", ...]``).
+    The job's config keeps the full recipe document."""
+    recipe = await asyncio.to_thread(recipes.job_recipe, engine, body.recipe, body.recipe_id)
     job_id = await runtime.worker.submit(
-        body.options, session_id=body.session_id, folder=body.folder
+        body.options,
+        session_id=body.session_id,
+        folder=body.folder,
+        recipe=recipe,
+        linear_only=body.linear_only,
     )
     return JobRead.model_validate(await asyncio.to_thread(service.get_job, engine, job_id))
 
@@ -52,3 +61,58 @@ async def job_output(job_id: RecordId, group: str, kind: str, engine: EngineDep)
     410 with its path when the file is no longer on disk."""
     path = await asyncio.to_thread(service.job_output, engine, job_id, group, kind)
     return FileResponse(path, media_type=_MEDIA[kind], filename=path.name)
+
+
+@router.post(
+    "/jobs/{job_id}/finish", status_code=status.HTTP_201_CREATED, responses=responses(404, 409)
+)
+async def finish_again(
+    job_id: RecordId, body: FinishCreate, runtime: RuntimeDep, engine: EngineDep
+) -> JobRead:
+    """Queue a new job that finishes this done job's linear masters again with another
+    recipe (no stacking): its summary has `finished` like a job's. 409 unless the job is
+    done, 422 for a recipe with problems."""
+    recipe = await asyncio.to_thread(recipes.job_recipe, engine, body.recipe, body.recipe_id)
+    new_id = await runtime.worker.submit_finish(job_id, recipe or recipes.default_job_recipe())
+    return JobRead.model_validate(await asyncio.to_thread(service.get_job, engine, new_id))
+
+
+@router.get(
+    "/jobs/{job_id}/files/{path:path}", response_class=FileResponse, responses=responses(404)
+)
+async def job_file(job_id: RecordId, path: str, engine: EngineDep) -> FileResponse:
+    """Any file in the job's output folder, by its path relative to the job's `out_dir`
+    (the summary's paths, such as `finished[0].outputs.web` and each step's `preview`,
+    with the out_dir stripped). 404 for anything outside the folder."""
+    found = await asyncio.to_thread(service.job_file, engine, job_id, path)
+    return FileResponse(
+        found,
+        media_type=service.media_type(found),
+        filename=found.name,
+        content_disposition_type="inline",
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/preview",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the preview, a JPEG"},
+        **responses(404),
+    },
+)
+async def preview(job_id: RecordId, body: PreviewCreate, engine: EngineDep) -> Response:
+    """A finished picture as another recipe would make it, for editing the stretch: the
+    recipe's steps from its first stretch on, applied to the picture's small linear proxy
+    (1024 px). 404 when the job has no such picture or no proxy, 422 for a recipe with
+    problems or one that does not fit the picture."""
+    recipe = await asyncio.to_thread(recipes.job_recipe, engine, body.recipe, body.recipe_id)
+    jpeg = await asyncio.to_thread(
+        service.preview_jpeg,
+        engine,
+        job_id,
+        body.target,
+        body.name,
+        recipe or recipes.default_job_recipe(),
+    )
+    return Response(jpeg, media_type="image/jpeg")

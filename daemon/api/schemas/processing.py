@@ -9,20 +9,30 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from daemon.api.schemas.common import RecordId
+from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
 from daemon.db.models import JobState
 from daemon.worker import FOLDER_REFUSED, ProcessingOptions
 
 
 class JobCreate(BaseModel):
     """Process a night (`session_id`) or a folder of FITS files inside the processing roots
-    (NIGHTOWL_PROCESSING_ROOTS, the data folder by default)."""
+    (NIGHTOWL_PROCESSING_ROOTS, the data folder by default), then finish every target with a
+    recipe: an inline `recipe` document or a saved one (`recipe_id`); with neither, the
+    default recipe's finishing steps and `options` for the stacking. A recipe's stacking
+    steps override the options they cover (`daemon.worker.recipe_pipeline_config`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     session_id: RecordId | None = None
     folder: Path | None = None
     options: ProcessingOptions = Field(default_factory=ProcessingOptions)
+    recipe: JsonDocument | None = Field(
+        default=None, description="a recipe document (GET /api/recipes/default)"
+    )
+    recipe_id: RecordId | None = Field(default=None, description="a saved recipe")
+    linear_only: bool = Field(
+        default=False, description="stop after the linear masters: no finished pictures"
+    )
 
     @field_validator("folder", mode="before")
     @classmethod
@@ -36,7 +46,33 @@ class JobCreate(BaseModel):
     def _one_source(self) -> JobCreate:
         if (self.session_id is None) == (self.folder is None):
             raise ValueError("give either session_id or folder")
+        if self.recipe is not None and self.recipe_id is not None:
+            raise ValueError("give recipe or recipe_id, not both")
         return self
+
+
+class FinishCreate(RequestBody):
+    """Finish a done job's linear masters again with another recipe (inline or saved; with
+    neither, the default recipe). Stacking steps of the recipe are ignored: nothing is
+    stacked again."""
+
+    recipe: JsonDocument | None = Field(default=None, description="a recipe document")
+    recipe_id: RecordId | None = Field(default=None, description="a saved recipe")
+
+    @model_validator(mode="after")
+    def _one_recipe(self) -> FinishCreate:
+        if self.recipe is not None and self.recipe_id is not None:
+            raise ValueError("give recipe or recipe_id, not both")
+        return self
+
+
+class PreviewCreate(FinishCreate):
+    """Which finished picture of the job (by `target` or by its file `name`; either may be
+    left out when the job has one) and the recipe whose steps from its first stretch on are
+    applied to that picture's small linear proxy."""
+
+    target: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
 
 
 class JobRead(BaseModel):
