@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.float32]
 ProgressCallback = Callable[[str, float], None]
+Solver = Callable[[npt.NDArray[np.float32], Mapping[str, object]], WCS]
+"""Plate-solves a master's luminance ``(y, x)`` given its header; raises ValueError (a
+`processing.solve.SolveError`) when it cannot."""
 
 _UINT16_FULL_SCALE = 65535.0
 _STEP_PREVIEW_PX = 480
@@ -166,6 +169,7 @@ class _State:
     wcs: WCS | None
     header: Mapping[str, object]
     masters: tuple[Master, ...]
+    solver: Solver | None = None
 
 
 class _Outputs:
@@ -234,10 +238,13 @@ def finish(
     *,
     name: str | None = None,
     progress: ProgressCallback | None = None,
+    solver: Solver | None = None,
 ) -> FinishResult:
     """Run `recipe`'s finishing steps over `masters` (one target) into `out_dir`.
 
     Several masters need a ``combine`` step (RGB, LRGB, SHO, HOO); one master is the image.
+    `solver` plate-solves a master without a WCS for the photometric colour calibration
+    (`plate_solver`); without one, such a master is white-balanced on its stars instead.
     Raises FinishError when the masters and the recipe do not fit together, OSError when
     `out_dir` cannot be written. Never modifies the masters."""
     if not masters:
@@ -257,6 +264,7 @@ def finish(
         wcs=color.wcs_from_header(first.header),
         header=first.header,
         masters=tuple(masters),
+        solver=solver,
     )
     report = progress or (lambda stage, fraction: None)
     records: list[StepRecord] = []
@@ -304,6 +312,26 @@ def render_preview(proxy: Path, recipe: Recipe, max_size_px: int = 1024) -> byte
             state = _apply(state, step, StepRecord(index, step.kind, 0.0), None)
     small = export.downscale(state.image, max_size_px)
     return _display_jpeg(small, state.linear)
+
+
+def plate_solver(cache_dir: Path) -> Solver:
+    """A `Solver` from a master's FOCALLEN and XPIXSZ (scale +-20 %) and RA/DEC (a 5 degree
+    hint when present), with the pattern databases in `cache_dir` (built on first use)."""
+    from processing.solve import ScaleRange, SkyHint, solve
+    from processing.stars import plate_scale_arcsec_px
+
+    def run(luminance: npt.NDArray[np.float32], header: Mapping[str, object]) -> WCS:
+        focal, pixel = header.get("FOCALLEN"), header.get("XPIXSZ")
+        if not isinstance(focal, (int, float)) or not isinstance(pixel, (int, float)):
+            raise ValueError("no FOCALLEN and XPIXSZ in the master's header: scale unknown")
+        scale = ScaleRange.around(plate_scale_arcsec_px(float(pixel), float(focal)))
+        ra, dec = header.get("RA"), header.get("DEC")
+        hint = None
+        if isinstance(ra, (int, float)) and isinstance(dec, (int, float)):
+            hint = SkyHint(float(ra) % 360.0, float(dec), 5.0)
+        return solve(luminance, scale=scale, cache_dir=cache_dir, hint=hint).wcs
+
+    return run
 
 
 def recipe_of_output(path: Path) -> Recipe:
@@ -454,10 +482,18 @@ def _color(state: _State, step: ColorStep, record: StepRecord, _: object) -> _St
     if step.neutralize:
         image = color.neutralize_background(image, color.NeutralizationConfig())
     if step.photometric:
+        wcs = state.wcs
+        if wcs is None and state.solver is not None:
+            try:
+                wcs = state.solver(image.mean(axis=2, dtype=np.float32), state.header)
+                record.notes.append("plate solved for the colour calibration")
+            except (ValueError, RuntimeError) as e:  # SolveError, SolverDatabaseError
+                record.notes.append(f"plate solving failed: {e}")
         config = color.ColorCalibrationConfig(min_stars=step.min_stars)
-        calibration = color.estimate_color_gains(image, config, wcs=state.wcs)
+        calibration = color.estimate_color_gains(image, config, wcs=wcs)
         image = color.apply_color_gains(image, calibration)
         record.notes.append(calibration.note)
+        state = _replace(state, wcs=wcs)
         if step.neutralize:
             # The gains scale each channel's sky too: level the skies again, so a neutral
             # background stays neutral after the white balance.
@@ -636,6 +672,7 @@ __all__ = [
     "canonical_json",
     "finish",
     "load_master",
+    "plate_solver",
     "recipe_of_output",
     "render_preview",
 ]

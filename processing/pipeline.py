@@ -856,6 +856,7 @@ class _Run:
             ("YBINNING", group.binning, "binning"),
             ("GAIN", group.gain, "camera gain"),
             ("SWCREATE", "Nightowl", "software that made the file"),
+            *_optics_cards(grid.path),
         ]
         name = _safe_name(group.name)
         outputs = {
@@ -935,6 +936,36 @@ def _warnings(name: str, frames: Sequence[FrameOutcome]) -> tuple[str, ...]:
         f"{name}: only {kept} of {len(frames)} lights integrated ({', '.join(parts)}); "
         "see each light's reason",
     )
+
+
+_OPTICS_KEYWORDS = (
+    "FOCALLEN",
+    "XPIXSZ",
+    "YPIXSZ",
+    "RA",
+    "DEC",
+    "OBJCTRA",
+    "OBJCTDEC",
+    "INSTRUME",
+    "TELESCOP",
+    "SITELAT",
+    "SITELONG",
+)
+
+
+def _optics_cards(reference: Path) -> list[FitsCard]:
+    """The reference light's optics and pointing (the master is on its pixel grid): what
+    plate solving the master needs for its scale and a hint, and what a reader expects."""
+    try:
+        _, header = read_fits_header(reference)
+    except (OSError, ValueError):
+        return []
+    cards: list[FitsCard] = []
+    for keyword in _OPTICS_KEYWORDS:
+        value = header.get(keyword)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            cards.append((keyword, value, "of the reference light"))
+    return cards
 
 
 def _input_lines(path: Path, sha256: str, note: str = "") -> tuple[str, str]:
