@@ -551,8 +551,15 @@ def _denoise_tv(state: _State, step: DenoiseTvStep, record: StepRecord, _: objec
 
 
 def _curves(state: _State, step: CurvesStep, record: StepRecord, _: object) -> _State:
+    colour = state.image.shape[2] == 3
+    if not colour and (step.red or step.green or step.blue or step.saturation):
+        record.notes.append("curves: a mono image has no colour curves; only rgb applies")
     config = curves.CurvesConfig(
-        rgb=step.rgb, red=step.red, green=step.green, blue=step.blue, saturation=step.saturation
+        rgb=step.rgb,
+        red=step.red if colour else (),
+        green=step.green if colour else (),
+        blue=step.blue if colour else (),
+        saturation=step.saturation if colour else (),
     )
     return _replace(state, image=curves.apply_curves(state.image, config, _mask(state, step.mask)))
 

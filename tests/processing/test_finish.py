@@ -20,6 +20,7 @@ from PIL import Image
 from processing import synthetic
 from processing.finish import FinishError, finish, load_master, recipe_of_output, render_preview
 from processing.grouping import group_frames
+from processing.io import encode_fits
 from processing.pipeline import run_pipeline, scan_folder
 from processing.recipe import default_recipe, parse_recipe
 from processing.stars import StarConfig, detect_stars
@@ -140,3 +141,18 @@ def _crop_of(result: object) -> tuple[int, int]:
                 rows, cols = note.removeprefix("crop: rows ").split(", columns ")
                 return int(rows.split(":")[0]), int(cols.split(":")[0])
     return 0, 0
+
+
+def test_a_mono_master_becomes_a_grey_picture_with_the_default_recipe(
+    colour_master: Path, tmp_path: Path
+) -> None:
+    data = fits.getdata(colour_master).astype(np.float32).mean(axis=0)
+    mono = tmp_path / "mono.fits"
+    mono.write_bytes(encode_fits(data, [("OBJECT", "M 42", ""), ("FILTER", "L", "")], []))
+    result = finish([load_master(mono)], default_recipe(), tmp_path / "out")
+    picture = fits.getdata(result.outputs["fits"])
+    assert picture.ndim == 2
+    assert 0.05 < float(np.median(picture)) < 0.5
+    notes = " ".join(result.notes)
+    assert "one L master" in notes
+    assert "no colour curves" in notes
