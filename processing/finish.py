@@ -314,6 +314,76 @@ def render_preview(proxy: Path, recipe: Recipe, max_size_px: int = 1024) -> byte
     return _display_jpeg(small, state.linear)
 
 
+@dataclass(frozen=True)
+class ProxyHistogram:
+    """Pixel counts of a linear proxy per channel, `counts` ``(channels, bins)`` over equal
+    bins spanning [0, `upper`] (values outside are not counted), and the stretch the
+    histogram's handles start from."""
+
+    counts: npt.NDArray[np.int64]
+    upper: float
+    stf: stretch.StfParameters
+
+
+_HISTOGRAM_PERCENTILE = 99.0
+_HISTOGRAM_MIDTONES_SPAN = 3.0
+
+
+def read_proxy(path: Path) -> Image:
+    """A finishing run's linear proxy (``<name>_proxy.fits``) as float32 ``(y, x, c)``.
+    Raises ValueError for a file that is not a FITS image, OSError when it is gone."""
+    data, _ = read_fits(path, colour=True)
+    planes = np.asarray(data, dtype=np.float32)
+    if planes.ndim == 2:
+        return planes[:, :, None]
+    if planes.ndim == 3:
+        return np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+    raise ValueError(f"{path}: a proxy is (y, x) or (c, y, x), not {planes.shape}")
+
+
+def proxy_histogram(
+    image: Image,
+    *,
+    bins: int = 512,
+    upper: float | None = None,
+    stf: stretch.StfParameters | None = None,
+    config: stretch.StfConfig | None = None,
+) -> ProxyHistogram:
+    """The histogram a person edits a stretch on: counts of each channel of a linear image
+    ``(y, x, c)`` in `bins` equal bins over [0, `upper`].
+
+    `stf` is the stretch the handles start from (the job's); None takes the image's own
+    linked auto-STF under `config` (PixInsight's defaults when None). Without `upper`, the
+    range ends at the 99th percentile of all values, widened to three times the midtones
+    level (the input level the stretch maps to 0.5) and to the highlights below 1, capped
+    at 1: a linear sky sits within the first percent of [0, 1], so a full-range histogram
+    would squeeze the handles into a few pixels, while the stars beyond the 99th percentile
+    matter only to the highlights. Raises ValueError for `bins` outside 16..4096, `upper`
+    outside (0, 1] or an image that is not ``(y, x, c)``. Never modifies `image`."""
+    if not 16 <= bins <= 4096:
+        raise ValueError(f"bins must be within 16..4096, got {bins}")
+    if upper is not None and not 0.0 < upper <= 1.0:
+        raise ValueError(f"upper must be within (0, 1], got {upper}")
+    if image.ndim != 3 or image.shape[2] not in (1, 3) or image.size == 0:
+        raise ValueError(f"image must be (y, x, 1) or (y, x, 3), not {image.shape}")
+    finite = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+    start = stf or stretch.auto_stf(np.clip(finite, 0.0, 1.0), config or stretch.StfConfig())
+    if upper is None:
+        level = start.shadows + start.midtones * (start.highlights - start.shadows)
+        top = float(np.percentile(finite, _HISTOGRAM_PERCENTILE))
+        wanted = max(top, _HISTOGRAM_MIDTONES_SPAN * level)
+        if start.highlights < 1.0:
+            wanted = max(wanted, start.highlights)
+        upper = min(1.0, wanted) if wanted > 0.0 else 1.0
+    counts = np.stack(
+        [
+            np.histogram(finite[:, :, c], bins=bins, range=(0.0, upper))[0]
+            for c in range(finite.shape[2])
+        ]
+    ).astype(np.int64)
+    return ProxyHistogram(counts, float(upper), start)
+
+
 def plate_solver(cache_dir: Path) -> Solver:
     """A `Solver` from a master's FOCALLEN and XPIXSZ (scale +-20 %) and RA/DEC (a 5 degree
     hint when present), with the pattern databases in `cache_dir` (built on first use)."""
@@ -675,11 +745,14 @@ __all__ = [
     "FinishError",
     "FinishResult",
     "Master",
+    "ProxyHistogram",
     "StepRecord",
     "canonical_json",
     "finish",
     "load_master",
     "plate_solver",
+    "proxy_histogram",
+    "read_proxy",
     "recipe_of_output",
     "render_preview",
 ]

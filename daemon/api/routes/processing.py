@@ -4,8 +4,9 @@ a done job again with another recipe, preview a recipe on a finished picture."""
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse, Response
 
 from daemon import processing_jobs as service
@@ -13,9 +14,25 @@ from daemon import recipes
 from daemon.api.deps import EngineDep, RuntimeDep
 from daemon.api.responses import responses
 from daemon.api.schemas.common import Offset, PageLimit, RecordId
-from daemon.api.schemas.processing import FinishCreate, JobCreate, JobRead, PreviewCreate
+from daemon.api.schemas.processing import (
+    FinishCreate,
+    HistogramRead,
+    JobCreate,
+    JobRead,
+    PreviewCreate,
+)
 
 router = APIRouter(prefix="/api/processing", tags=["processing"])
+
+PictureName = Annotated[
+    str | None, Query(max_length=200, description="the picture's file name (its `name`)")
+]
+PictureTarget = Annotated[str | None, Query(max_length=200, description="the picture's target")]
+HistogramBins = Annotated[int, Query(ge=16, le=4096, description="bins over the range")]
+HistogramUpper = Annotated[
+    float | None,
+    Query(gt=0.0, le=1.0, description="the range's upper level (default: chosen from the data)"),
+]
 
 _MEDIA = {"fits": "application/fits", "xisf": "application/octet-stream", "jpeg": "image/jpeg"}
 
@@ -116,3 +133,22 @@ async def preview(job_id: RecordId, body: PreviewCreate, engine: EngineDep) -> R
         recipe or recipes.default_job_recipe(),
     )
     return Response(jpeg, media_type="image/jpeg")
+
+
+@router.get("/jobs/{job_id}/histogram", responses=responses(404))
+async def histogram(
+    job_id: RecordId,
+    engine: EngineDep,
+    name: PictureName = None,
+    target: PictureTarget = None,
+    bins: HistogramBins = 512,
+    upper: HistogramUpper = None,
+) -> HistogramRead:
+    """The histogram of a finished picture's small linear proxy (what the stretch acts
+    on), per channel, and the stretch its handles start from: for editing the stretch with
+    the preview endpoint. Without `upper` the range ends where the data and the handles
+    need (at least the 99th percentile). 404 when the job has no such picture or proxy."""
+    found = await asyncio.to_thread(
+        service.histogram, engine, job_id, target, name, bins, upper
+    )
+    return HistogramRead.model_validate(found)

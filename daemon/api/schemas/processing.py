@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -91,3 +91,27 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class HistogramStart(BaseModel):
+    """The stretch the histogram's handles start from, as a histogram step's three levels
+    (the midtones balance as in PixInsight: the input level mapped to 0.5 is
+    ``shadows + midtones * (highlights - shadows)``), and where it comes from: the job's
+    recipe (a histogram step), the job's linked auto-STF, or the proxy's own auto-STF."""
+
+    shadows: float
+    midtones: float
+    highlights: float
+    source: Literal["recipe", "job", "proxy"]
+
+
+class HistogramRead(BaseModel):
+    """The histogram of a finished picture's linear proxy: per channel (`channels`: L, or
+    R, G, B) the pixel counts in equal bins over `range` (values outside are not counted)."""
+
+    name: str
+    target: str | None
+    channels: list[str]
+    bins: list[list[int]] = Field(description="one list of counts per channel")
+    range: tuple[float, float] = Field(description="the levels the bins span, 0..1 scale")
+    stf: HistogramStart
