@@ -210,6 +210,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.processing_root,
         settings.masters_root,
         settings.resolved_processing_roots,
+        settings.resolved_cache_dir,
     )
 
     async def hand_off(run_ids: list[int]) -> None:

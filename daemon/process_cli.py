@@ -12,6 +12,11 @@ when asked, by absolute limits (``--max-eccentricity``, ``--max-fwhm-px``, ``--m
 copies of a light are integrated once. A group that integrates fewer than half of its
 lights is a warning on stderr, and with ``--strict`` the exit status is 1 (the results are
 written all the same).
+
+Then every target is finished with the default recipe (``--recipe R.json`` for another):
+the picture and a preview per step go to ``DIR/finished/`` (see `processing.finish`); a
+colour master without a WCS is plate solved (FOCALLEN, XPIXSZ) for its photometric colour
+calibration. ``--linear-only`` stops at the linear masters.
 """
 
 from __future__ import annotations
@@ -105,6 +110,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="exit with status 1 when a group integrates fewer than half of its lights "
         "(the results are still written)",
     )
+    finishing = process.add_mutually_exclusive_group()
+    finishing.add_argument(
+        "--recipe",
+        type=Path,
+        help="a recipe JSON file (`nightowl recipe default` prints one to edit); its stacking "
+        "steps override the options above",
+    )
+    finishing.add_argument(
+        "--linear-only", action="store_true", help="stop at the linear masters (no picture)"
+    )
     process.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -113,9 +128,12 @@ def process_folder(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm import tqdm
 
-    from daemon.worker import ProcessingOptions
+    from daemon.settings import Settings
+    from daemon.worker import FINISHED_DIR, ProcessingOptions, recipe_pipeline_config
+    from processing.finish import finish_targets, linear_masters, plate_solver
     from processing.grouping import group_frames
     from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
+    from processing.recipe import RecipeError, default_recipe, recipe_from_json
 
     limits = {
         name: getattr(args, name)
@@ -135,6 +153,19 @@ def process_folder(args: argparse.Namespace) -> int:
     except ValidationError as e:
         return _fail(_options_error(e))
     try:
+        recipe = (
+            default_recipe() if args.recipe is None else recipe_from_json(args.recipe.read_bytes())
+        )
+        config = (
+            recipe_pipeline_config(options, recipe) if args.recipe else options.pipeline_config()
+        )
+    except OSError as e:
+        return _fail(f"--recipe {args.recipe}: {e.strerror}")
+    except RecipeError as e:
+        return _fail(f"--recipe {args.recipe} has problems: {e}")
+    except ValueError as e:
+        return _fail(f"--recipe {args.recipe}: {e}")
+    try:
         frames, skipped = scan_folder(args.folder)
     except PipelineError as e:
         return _fail(str(e))
@@ -151,17 +182,32 @@ def process_folder(args: argparse.Namespace) -> int:
             bar.set_description(stage)
             bar.update(max(0, round(fraction * 1000) - bar.n))
 
+        share = 1.0 if args.linear_only else 0.85
         try:
-            result = run_pipeline(groups, args.out, options.pipeline_config(), progress)
+            result = run_pipeline(groups, args.out, config, lambda s, f: progress(s, f * share))
+            report = summary(result)
+            if not args.linear_only:
+                cache_dir = Settings().resolved_cache_dir
+                report["finished"] = finish_targets(
+                    linear_masters(report),
+                    recipe,
+                    args.out / FINISHED_DIR,
+                    lambda s, f: progress(s, share + (1 - share) * f),
+                    plate_solver(cache_dir),
+                )
         except (PipelineError, OSError) as e:
             return _fail(str(e))
-    report = summary(result)
     report["skipped"] = [{"path": str(path), "reason": reason} for path, reason in skipped]
     warnings = [warning for group in result.groups for warning in group.warnings]
+    finished = report.get("finished", [])
+    assert isinstance(finished, list)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(result)
+        for picture in finished:
+            _print_picture(picture)
+    warnings += [f"{p['name']}: no picture: {p['error']}" for p in finished if "error" in p]
     if args.strict and warnings:
         return _fail("--strict: " + "; ".join(warnings))
     for warning in warnings:
@@ -185,6 +231,17 @@ def _print_report(result: PipelineResult) -> None:
             print(f"  {kind:15s} {path}")
     timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings_s.items())
     print(f"timings: {timings}")
+
+
+def _print_picture(picture: dict[str, object]) -> None:
+    """One finished picture: where it is and what its steps noted."""
+    if "error" in picture:
+        return
+    outputs = picture.get("outputs")
+    assert isinstance(outputs, dict)
+    print(f"{picture['name']}: finished picture {outputs.get('jpeg') or outputs.get('fits')}")
+    for note in picture.get("notes", []):  # type: ignore[attr-defined]
+        print(f"  note: {note}")
 
 
 def _options_error(error: ValidationError) -> str:

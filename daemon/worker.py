@@ -47,6 +47,7 @@ from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
 from daemon.recipes import default_job_recipe
 from processing.debayer import Demosaic
+from processing.finish import LinearMaster, finish_targets, linear_masters, plate_solver
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.integrate import IntegrationConfig, Rejection
 from processing.io import atomic_path
@@ -306,99 +307,6 @@ _STACKING_SHARE = 0.85
 _Report = Callable[[str, float], None]
 
 
-@dataclass(frozen=True)
-class LinearMaster:
-    """A linear master a stacking job made: its group's name, its target, its FITS file."""
-
-    group: str
-    target: str
-    path: Path
-
-
-def linear_masters(outputs: dict[str, Any]) -> list[LinearMaster]:
-    """The linear masters in a stacking job's summary (its `groups`' FITS outputs)."""
-    return [
-        LinearMaster(str(g["name"]), str(g.get("target") or ""), Path(g["outputs"]["fits"]))
-        for g in outputs.get("groups", [])
-        if "fits" in g.get("outputs", {})
-    ]
-
-
-def finish_targets(
-    masters: Sequence[LinearMaster], recipe: Recipe, out_dir: Path, report: _Report
-) -> list[dict[str, Any]]:
-    """Finish every target's masters with `recipe` into `out_dir`: one entry per picture,
-    `processing.finish.FinishResult.summary()` plus its `target`, or ``{target, name,
-    error}`` when it could not be made (the other targets go on). Masters of one target
-    but of different sizes (another camera, binning or crop) cannot be combined: each is
-    finished alone, under its group's name, and the entry's notes say so. Blocking, CPU-heavy:
-    runs in the job's child process."""
-    by_target: dict[str, list[LinearMaster]] = {}
-    for master in masters:
-        by_target.setdefault(master.target or master.group, []).append(master)
-    entries: list[dict[str, Any]] = []
-    for index, (target, group) in enumerate(by_target.items()):
-
-        def within(fraction: float, index: int = index) -> None:
-            report("finishing", (index + fraction) / len(by_target))
-
-        entries += _finish_target(target, group, recipe, out_dir, within)
-    return entries
-
-
-def _finish_target(
-    target: str,
-    group: Sequence[LinearMaster],
-    recipe: Recipe,
-    out_dir: Path,
-    within: Callable[[float], None],
-) -> list[dict[str, Any]]:
-    # Imported here: the finishing modules (scikit-image, the catalog) load only in the
-    # child processes that finish, never in the daemon.
-    try:
-        from processing.finish import finish, load_master
-
-        loaded = [load_master(master.path) for master in group]
-    except (OSError, ValueError, ImportError) as e:
-        log.warning("finishing %s: %s", target, e)
-        return [{"target": target, "name": _file_name(target), "error": str(e)}]
-    sizes = sorted({master.image.shape[:2] for master in loaded})
-    if len(sizes) > 1:
-        note = (
-            f"the masters of {target} differ in size "
-            f"({', '.join(f'{h} x {w}' for h, w in sizes)} px): each was finished alone"
-        )
-        parts = [(_file_name(m.group), [one], [note]) for m, one in zip(group, loaded, strict=True)]
-    else:
-        parts = [(_file_name(target), loaded, [])]
-    entries: list[dict[str, Any]] = []
-    for k, (name, chosen, notes) in enumerate(parts):
-
-        def step(_kind: str, fraction: float, k: int = k) -> None:
-            within((k + fraction) / len(parts))
-
-        try:
-            result = finish(chosen, recipe, out_dir, name=name, progress=step)
-        except (OSError, ValueError) as e:  # FinishError is a ValueError
-            log.warning("finishing %s: %s", name, e)
-            entries.append({"target": target, "name": name, "error": str(e)})
-            continue
-        except Exception as e:  # a supervisor: one target's failure is its entry's error
-            log.exception("finishing %s failed", name)
-            entries.append({"target": target, "name": name, "error": f"{type(e).__name__}: {e}"})
-            continue
-        entry: dict[str, Any] = {**result.summary(), "target": target}
-        entry["notes"] = notes + list(entry["notes"])
-        entries.append(entry)
-    return entries
-
-
-def _file_name(name: str) -> str:
-    """A file name from a target or group name: letters, digits, ``+-_.`` only."""
-    cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
-    return cleaned or "target"
-
-
 def _reporter(progress: multiprocessing.Queue[tuple[str, Any]]) -> _Report:
     """Progress into the queue. A child whose daemon died (killed, crashed) stops at its next
     report instead of writing on into a folder the restarted daemon is about to empty."""
@@ -418,6 +326,7 @@ def _run_job(
     config: PipelineConfig,
     progress: multiprocessing.Queue[tuple[str, Any]],
     recipe: dict[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> None:
     """The child process: run the pipeline, then (unless `recipe` is None: linear only)
     finish every target into ``OUT/finished/``; report progress, then the summary (with
@@ -441,6 +350,7 @@ def _run_job(
                 parse_recipe(recipe),
                 out_dir / FINISHED_DIR,
                 lambda stage, fraction: put(stage, share + (1.0 - share) * fraction),
+                None if cache_dir is None else plate_solver(cache_dir),
             )
     except (PipelineError, OSError, ValueError) as e:
         progress.put(("failed", str(e)))
@@ -458,6 +368,7 @@ def _run_finish_job(
     out_dir: Path,
     recipe: dict[str, Any],
     progress: multiprocessing.Queue[tuple[str, Any]],
+    cache_dir: Path | None = None,
 ) -> None:
     """The child process of a job that only finishes another job's linear masters again
     (another recipe, no restacking). Like a stacking job's finishing, a target that cannot
@@ -466,7 +377,9 @@ def _run_finish_job(
     put = _reporter(progress)
     try:
         put("finishing", 0.0)
-        finished = finish_targets(masters, parse_recipe(recipe), out_dir / FINISHED_DIR, put)
+        solver = None if cache_dir is None else plate_solver(cache_dir)
+        recipe_ = parse_recipe(recipe)
+        finished = finish_targets(masters, recipe_, out_dir / FINISHED_DIR, put, solver)
     except (OSError, ValueError) as e:
         progress.put(("failed", str(e)))
         return
@@ -501,9 +414,13 @@ class ProcessingWorker:
         processing_root: Path,
         masters_root: Path,
         roots: Sequence[Path],
+        cache_dir: Path | None = None,
     ) -> None:
-        """`roots`: the resolved folders a job may read (folders and references) from."""
+        """`roots`: the resolved folders a job may read (folders and references) from;
+        `cache_dir`: where the plate solver keeps its databases (None: pictures are not
+        plate solved for their colour calibration)."""
         self._engine = engine
+        self._cache_dir = cache_dir
         self._roots = tuple(roots)
         self._frames_root = frames_root
         self._processing_root = processing_root
@@ -725,10 +642,24 @@ class ProcessingWorker:
         messages: multiprocessing.Queue[tuple[str, Any]] = self._context.Queue()
         if plan.finish_of is None:
             target: Callable[..., None] = _run_job
-            args: tuple[Any, ...] = (plan.groups, plan.out_dir, plan.config, messages, plan.recipe)
+            args: tuple[Any, ...] = (
+                plan.groups,
+                plan.out_dir,
+                plan.config,
+                messages,
+                plan.recipe,
+                self._cache_dir,
+            )
         else:
             target = _run_finish_job
-            args = (plan.finish_of, list(plan.masters), plan.out_dir, plan.recipe, messages)
+            args = (
+                plan.finish_of,
+                list(plan.masters),
+                plan.out_dir,
+                plan.recipe,
+                messages,
+                self._cache_dir,
+            )
         process = self._context.Process(target=target, args=args, name=f"job {job_id}")
         self._process = process
         process.start()

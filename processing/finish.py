@@ -37,7 +37,14 @@ import numpy.typing as npt
 from astropy.wcs import WCS
 
 from processing import background, color, combine, curves, denoise, export, masks, stretch
-from processing.io import FitsCard, decode_fits, encode_fits, read_fits, write_atomic
+from processing.io import (
+    FitsCard,
+    decode_fits,
+    encode_fits,
+    read_fits,
+    safe_file_name,
+    write_atomic,
+)
 from processing.recipe import (
     STRETCH_KINDS,
     ArcsinhStep,
@@ -220,7 +227,7 @@ class _Outputs:
             ("IMAGETYP", "FINISHED LIGHT", "finished picture, non-linear"),
             ("OBJECT", _text(state.header.get("OBJECT")), "target"),
             ("SWCREATE", "Nightowl", "software that made the file"),
-            (_RECIPE_CARD, self.recipe.digest(), "sha256 of the recipe (.recipe.json)"),
+            (_RECIPE_CARD, self.recipe.digest(), ""),  # the SHA-256 fills the card
         ]
         for key in ("TOTEXP", "NCOMBINE", "FOCALLEN", "XPIXSZ", "YPIXSZ", "INSTRUME", "TELESCOP"):
             value = state.header.get(key)
@@ -256,7 +263,7 @@ def finish(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     first = masters[0]
-    name = name or _safe_name(f"{_text(first.header.get('OBJECT')) or first.path.stem}")
+    name = name or safe_file_name(f"{_text(first.header.get('OBJECT')) or first.path.stem}")
     outputs = _Outputs(out_dir, name, recipe)
     state = _State(
         image=first.image,
@@ -423,6 +430,99 @@ def recipe_of_output(path: Path) -> Recipe:
     if recipe.digest() != digest:
         raise FinishError(f"{sidecar} is not the recipe {path.name} was made with (sha256 differs)")
     return recipe
+
+
+# --- every target of a stacking job -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinearMaster:
+    """A linear master a stacking job made: its group's name, its target, its FITS file."""
+
+    group: str
+    target: str
+    path: Path
+
+
+def linear_masters(outputs: dict[str, Any]) -> list[LinearMaster]:
+    """The linear masters in a stacking job's summary (its `groups`' FITS outputs)."""
+    return [
+        LinearMaster(str(g["name"]), str(g.get("target") or ""), Path(g["outputs"]["fits"]))
+        for g in outputs.get("groups", [])
+        if "fits" in g.get("outputs", {})
+    ]
+
+
+def finish_targets(
+    masters: Sequence[LinearMaster],
+    recipe: Recipe,
+    out_dir: Path,
+    report: ProgressCallback,
+    solver: Solver | None = None,
+) -> list[dict[str, Any]]:
+    """Finish every target's masters with `recipe` into `out_dir`: one entry per picture,
+    `processing.finish.FinishResult.summary()` plus its `target`, or ``{target, name,
+    error}`` when it could not be made (the other targets go on). Masters of one target
+    but of different sizes (another camera, binning or crop) cannot be combined: each is
+    finished alone, under its group's name, and the entry's notes say so. `solver` as for
+    `finish`. Blocking and CPU-heavy: the daemon runs it in a job's child process."""
+    by_target: dict[str, list[LinearMaster]] = {}
+    for master in masters:
+        by_target.setdefault(master.target or master.group, []).append(master)
+    entries: list[dict[str, Any]] = []
+    for index, (target, group) in enumerate(by_target.items()):
+
+        def within(fraction: float, index: int = index) -> None:
+            report("finishing", (index + fraction) / len(by_target))
+
+        entries += _finish_target(target, group, recipe, out_dir, within, solver)
+    return entries
+
+
+def _finish_target(
+    target: str,
+    group: Sequence[LinearMaster],
+    recipe: Recipe,
+    out_dir: Path,
+    within: Callable[[float], None],
+    solver: Solver | None,
+) -> list[dict[str, Any]]:
+    try:
+        loaded = [load_master(master.path) for master in group]
+    except (OSError, ValueError) as e:
+        log.warning("finishing %s: %s", target, e)
+        return [{"target": target, "name": safe_file_name(target), "error": str(e)}]
+    sizes = sorted({master.image.shape[:2] for master in loaded})
+    if len(sizes) > 1:
+        note = (
+            f"the masters of {target} differ in size "
+            f"({', '.join(f'{h} x {w}' for h, w in sizes)} px): each was finished alone"
+        )
+        parts = [
+            (safe_file_name(m.group), [one], [note]) for m, one in zip(group, loaded, strict=True)
+        ]
+    else:
+        parts = [(safe_file_name(target), loaded, [])]
+    entries: list[dict[str, Any]] = []
+    for k, (name, chosen, notes) in enumerate(parts):
+
+        def step(_kind: str, fraction: float, k: int = k) -> None:
+            within((k + fraction) / len(parts))
+
+        try:
+            result = finish(chosen, recipe, out_dir, name=name, progress=step, solver=solver)
+        except (OSError, ValueError) as e:  # FinishError is a ValueError
+            log.warning("finishing %s: %s", name, e)
+            entries.append({"target": target, "name": name, "error": str(e)})
+            continue
+        except Exception as e:  # a supervisor: one target's failure is its entry's error
+            log.exception("finishing %s failed", name)
+            entries.append({"target": target, "name": name, "error": f"{type(e).__name__}: {e}"})
+            continue
+        entry: dict[str, Any] = {**result.summary(), "target": target}
+        entry["notes"] = notes + list(entry["notes"])
+        entries.append(entry)
+    return entries
 
 
 # --- the steps ------------------------------------------------------------------------------
@@ -732,11 +832,6 @@ def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _safe_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
-    return cleaned or "target"
-
-
 def _sha(buffer: bytes) -> str:
     return hashlib.sha256(buffer).hexdigest()
 
@@ -744,11 +839,14 @@ def _sha(buffer: bytes) -> str:
 __all__ = [
     "FinishError",
     "FinishResult",
+    "LinearMaster",
     "Master",
     "ProxyHistogram",
     "StepRecord",
     "canonical_json",
     "finish",
+    "finish_targets",
+    "linear_masters",
     "load_master",
     "plate_solver",
     "proxy_histogram",

@@ -42,6 +42,12 @@ TEMP_SUFFIX = ".partial"
 a file named so that is found after a crash is an interrupted write, safe to delete."""
 
 
+def safe_file_name(name: str) -> str:
+    """A file name from a target, filter or group name: letters, digits, ``+-_.`` only."""
+    cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
+    return cleaned or "target"
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` so that a reader, or the disk after a crash, holds the old file
     or the whole new one, never a part: a temporary file beside it, fsync, rename over `path`,

@@ -70,6 +70,7 @@ from processing.io import (
     decode_fits,
     encode_fits,
     read_fits_header,
+    safe_file_name,
     write_atomic,
     write_xisf,
 )
@@ -858,7 +859,7 @@ class _Run:
             ("SWCREATE", "Nightowl", "software that made the file"),
             *_optics_cards(grid.path),
         ]
-        name = _safe_name(group.name)
+        name = safe_file_name(group.name)
         outputs = {
             "fits": self.out_dir / f"{name}.fits",
             "xisf": self.out_dir / f"{name}.xisf",
@@ -1000,13 +1001,7 @@ def _master_name(kind: str, frame: FrameInfo) -> str:
         parts.append(f"gain{frame.gain:g}")
     if kind == "DARK" and frame.temperature_c is not None:
         parts.append(f"{frame.temperature_c:+.0f}C")
-    return _safe_name("_".join(parts))
-
-
-def _safe_name(name: str) -> str:
-    """A file name from target and filter names: letters, digits, ``+-_.`` only."""
-    cleaned = "".join(c if c.isalnum() or c in "+-_." else "_" for c in name).strip("._")
-    return cleaned or "target"
+    return safe_file_name("_".join(parts))
 
 
 __all__ = [

@@ -18,14 +18,10 @@ from astropy.io import fits
 from PIL import Image
 
 from daemon.recipes import default_job_recipe
-from daemon.worker import (
-    LinearMaster,
-    ProcessingOptions,
-    finish_targets,
-    recipe_pipeline_config,
-)
+from daemon.worker import ProcessingOptions, recipe_pipeline_config
 from processing import synthetic
 from processing.debayer import Demosaic
+from processing.finish import LinearMaster, finish_targets
 from processing.recipe import parse_recipe
 from processing.register import Interpolation
 from processing.rejection import Rejection, rejection_config
