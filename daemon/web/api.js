@@ -15,25 +15,40 @@ export function onAuthProblems(unauthorized, forbidden) {
   handlers.forbidden = forbidden;
 }
 
-export async function api(path, { method = 'GET', body } = {}) {
-  const options = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+function send(path, method, body, accept) {
+  const options = { method, headers: { Accept: accept }, credentials: 'same-origin' };
   if (body !== undefined) {
     options.headers['Content-Type'] = 'application/json';
     options.body = JSON.stringify(body);
   }
-  const reply = await fetch(path, options);
+  return fetch(path, options);
+}
+
+function parse(text) {
+  try { return text ? JSON.parse(text) : null; } catch { return text; }
+}
+
+function failure(path, reply, data) {
+  const detail = data && typeof data === 'object' && 'detail' in data ? data.detail : data;
+  const error = new ApiError(reply.status, detail);
+  if (reply.status === 401 && !path.startsWith('/api/auth/')) handlers.unauthorized(error);
+  if (reply.status === 403) handlers.forbidden(error);
+  return error;
+}
+
+export async function api(path, { method = 'GET', body } = {}) {
+  const reply = await send(path, method, body, 'application/json');
   if (reply.status === 204) return null;
-  const text = await reply.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!reply.ok) {
-    const detail = data && typeof data === 'object' && 'detail' in data ? data.detail : data;
-    const error = new ApiError(reply.status, detail);
-    if (reply.status === 401 && !path.startsWith('/api/auth/')) handlers.unauthorized(error);
-    if (reply.status === 403) handlers.forbidden(error);
-    throw error;
-  }
+  const data = parse(await reply.text());
+  if (!reply.ok) throw failure(path, reply, data);
   return data;
+}
+
+/** Like api(), for an answer that is a file (a JPEG preview): its Blob. */
+export async function apiBlob(path, { method = 'GET', body, accept = '*/*' } = {}) {
+  const reply = await send(path, method, body, accept);
+  if (!reply.ok) throw failure(path, reply, parse(await reply.text()));
+  return reply.blob();
 }
 
 /** A readable line from any error body FastAPI or Nightowl sends. */

@@ -1,35 +1,105 @@
-// Processing jobs: state, stage and progress, and the stacked result's preview once done.
-import { api } from './api.js';
-import { h, clear, fill, dateTime, badge, progressBar } from './dom.js';
+// Processing jobs: state, stage and progress. For a done job, its finished pictures large,
+// with their notes, a strip of the previews after every step, and the stretch edited live
+// on the histogram of the picture's linear proxy.
+import { api, apiBlob, describe } from './api.js';
+import { h, fill, dateTime, badge, progressBar } from './dom.js';
+import { canControl } from './ui.js';
+
+// The stretch step kinds of a recipe (processing/recipe.py, STRETCH_KINDS): the first of
+// them is the step the edited histogram replaces.
+const STRETCH_KINDS = new Set(['stretch_stf', 'histogram', 'stretch_arcsinh', 'ghs']);
+const PREVIEW_DELAY_MS = 150;
+const MIDTONES_LIMITS = [1e-6, 1 - 1e-6];
 
 export function mount() {
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  const element = h('div', { class: 'grid' }, h('section', { class: 'card wide' }, h('h2', {}, 'Processing jobs'), box));
+  const pictures = h('section', { class: 'card wide', id: 'job-pictures', hidden: true });
+  const lightbox = makeLightbox();
+  const element = h('div', { class: 'grid' },
+    h('section', { class: 'card wide' }, h('h2', {}, 'Processing jobs'), box), pictures, lightbox.element);
+  // `chosen`: the job whose pictures are shown (the newest done one until a person picks
+  // one); `follow`: a job queued from this page, shown once it is done.
+  const view = { chosen: null, shown: null, follow: null, editors: [], jobs: [] };
   let timer = null;
+  let closed = false;
+
+  function showJob(job) {
+    for (const editor of view.editors) editor.dispose();
+    view.editors = [];
+    view.shown = job.id;
+    const context = { lightbox, editors: view.editors, queued: followJob };
+    fill(pictures, h('h2', {}, `Pictures of job #${job.id}`),
+      job.outputs.finished.map((entry) => pictureView(job, entry, context)));
+    pictures.dataset.jobId = String(job.id);
+    pictures.hidden = false;
+  }
+
+  function choose(jobs) {
+    const done = jobs.filter((j) => j.state === 'done' && hasPictures(j));
+    if (view.follow !== null) {
+      const followed = done.find((j) => j.id === view.follow);
+      if (followed) { view.chosen = followed.id; view.follow = null; }
+    }
+    if (view.chosen === null && done.length) view.chosen = done[0].id;
+    const job = done.find((j) => j.id === view.chosen);
+    if (job && job.id !== view.shown) showJob(job);
+  }
+
+  function followJob(id) {
+    view.follow = id;
+    clearTimeout(timer);
+    load();
+  }
+
+  function pick(job) {
+    view.chosen = job.id;
+    view.follow = null;
+    showJob(job);
+    render(box, view.jobs, view.shown, pick);
+    pictures.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  }
 
   async function load() {
     let jobs;
     try { jobs = await api('/api/processing/jobs'); }
-    catch (e) { fill(box, h('p', { class: 'error' }, e.message)); return; }
-    render(box, jobs);
+    catch (e) { if (!closed) fill(box, h('p', { class: 'error' }, e.message)); return; }
+    if (closed) return;
+    view.jobs = jobs;
+    choose(jobs);
+    render(box, jobs, view.shown, pick);
     const busy = jobs.some((j) => j.state === 'queued' || j.state === 'running');
     timer = setTimeout(load, busy ? 2000 : 10000);
   }
   load();
-  return { element, unmount() { clearTimeout(timer); } };
+  return {
+    element,
+    unmount() {
+      closed = true;
+      clearTimeout(timer);
+      for (const editor of view.editors) editor.dispose();
+      lightbox.dispose();
+    },
+  };
 }
 
-function render(box, jobs) {
+function hasPictures(job) {
+  return Boolean(job.outputs && Array.isArray(job.outputs.finished) && job.outputs.finished.length);
+}
+
+function render(box, jobs, shown, pick) {
   if (!jobs.length) { fill(box, h('p', { class: 'muted' }, 'No processing job yet: a finished run queues one per night.')); return; }
   fill(box, jobs.map((j) => {
     const groups = (j.outputs && j.outputs.groups) || [];
     // A group that kept fewer than half of its lights: say so above the previews.
     const warnings = (j.outputs && j.outputs.warnings) || [];
-    return h('div', { class: 'device', dataset: { jobId: String(j.id) } },
+    const origin = j.config && j.config.finish_of ? `finished again from job #${j.config.finish_of}` : '';
+    return h('div', { class: `device${j.id === shown ? ' selected' : ''}`, dataset: { jobId: String(j.id) } },
       h('div', { class: 'row' }, h('strong', {}, `Job #${j.id}`), badge(j.state),
-        h('span', { class: 'muted' }, j.session_id ? `night #${j.session_id}` : j.folder || ''),
+        h('span', { class: 'muted' }, j.session_id ? `night #${j.session_id}` : j.folder || origin),
         h('span', {}, j.stage || ''), progressBar(j.progress), h('span', { class: 'muted' }, `${Math.round(j.progress * 100)} %`),
-        h('span', { class: 'muted' }, `queued ${dateTime(j.created_at)}${j.finished_at ? `, done ${dateTime(j.finished_at)}` : ''}`)),
+        h('span', { class: 'muted' }, `queued ${dateTime(j.created_at)}${j.finished_at ? `, done ${dateTime(j.finished_at)}` : ''}`),
+        j.state === 'done' && hasPictures(j) && j.id !== shown
+          ? h('button', { type: 'button', class: 'show-pictures', onclick: () => pick(j) }, 'Show pictures') : null),
       j.error ? h('div', { class: 'error' }, j.error) : null,
       warnings.map((w) => h('div', { class: 'warning', role: 'alert', style: 'color: var(--warn); font-weight: bold' }, `⚠ ${w}`)),
       groups.length ? h('div', { class: 'thumbs' }, groups.map((g) => h('figure', {},
@@ -38,4 +108,382 @@ function render(box, jobs) {
           h('a', { href: `/api/processing/jobs/${j.id}/groups/${encodeURIComponent(g.name)}/fits` }, 'FITS'), ' ',
           h('a', { href: `/api/processing/jobs/${j.id}/groups/${encodeURIComponent(g.name)}/xisf` }, 'XISF'))))) : null);
   }));
+}
+
+/** The URL of a file of the job (the summary's paths are absolute, inside its out_dir). */
+function fileUrl(job, path) {
+  if (!path || !job.out_dir || !path.startsWith(`${job.out_dir}/`)) return null;
+  const relative = path.slice(job.out_dir.length + 1).split('/').map(encodeURIComponent).join('/');
+  return `/api/processing/jobs/${job.id}/files/${relative}`;
+}
+
+const DOWNLOADS = [['fits', 'FITS'], ['xisf', 'XISF'], ['tiff', 'TIFF'], ['jpeg', 'JPEG'], ['png', 'PNG'], ['recipe', 'recipe']];
+
+function pictureView(job, entry, context) {
+  const title = entry.target && entry.target !== entry.name ? `${entry.target} (${entry.name})` : entry.target || entry.name;
+  if (entry.error) {
+    return h('article', { class: 'picture failed', dataset: { name: entry.name || '' } },
+      h('h3', {}, title), h('div', { class: 'error', role: 'alert' }, `Not finished: ${entry.error}`));
+  }
+  const outputs = entry.outputs || {};
+  const original = fileUrl(job, outputs.web || outputs.jpeg);
+  const img = h('img', { class: 'picture', src: original, alt: `the finished picture of ${title}` });
+  const links = DOWNLOADS.filter(([kind]) => outputs[kind]).map(([kind, label]) =>
+    h('a', { href: fileUrl(job, outputs[kind]), target: '_blank', rel: 'noopener' }, label));
+  const steps = (entry.steps || []).filter((s) => s.preview);
+  const shots = steps.map((s) => ({ src: fileUrl(job, s.preview), caption: stepCaption(s) }));
+  const strip = h('div', { class: 'step-strip', role: 'list', 'aria-label': 'the picture after each step' },
+    steps.map((s, i) => h('button', { type: 'button', class: 'step-thumb', role: 'listitem', title: (s.notes || []).join('\n'),
+      dataset: { kind: s.kind }, onclick: () => context.lightbox.open(shots, i) },
+    h('img', { src: shots[i].src, alt: `after ${s.kind}`, loading: 'lazy' }),
+    h('span', { class: 'kind' }, `${s.index + 1}. ${s.kind}`),
+    h('span', { class: 'seconds' }, `${Number(s.seconds).toFixed(2)} s`))));
+  let editor = null;
+  if (outputs.proxy) {
+    editor = stretchEditor(job, entry, img, original, context);
+    context.editors.push(editor);
+  }
+  return h('article', { class: 'picture', dataset: { name: entry.name } },
+    h('h3', {}, title),
+    h('div', { class: 'picture-layout' },
+      h('figure', { class: 'picture-frame' }, img, h('figcaption', { class: 'row' }, links)),
+      h('div', { class: 'picture-side' },
+        (entry.notes || []).length ? h('ul', { class: 'notes' }, entry.notes.map((n) => h('li', {}, n))) : null,
+        editor ? editor.element : h('p', { class: 'muted' }, 'No linear proxy: the stretch cannot be edited here.'))),
+    strip);
+}
+
+function stepCaption(step) {
+  const notes = (step.notes || []).join('; ');
+  return `${step.index + 1}. ${step.kind} (${Number(step.seconds).toFixed(2)} s)${notes ? ` — ${notes}` : ''}`;
+}
+
+// ---- the lightbox -------------------------------------------------------------------------
+
+function makeLightbox() {
+  const img = h('img', { alt: '' });
+  const caption = h('figcaption', { class: 'lightbox-caption' });
+  const element = h('div', { class: 'overlay lightbox', id: 'lightbox', hidden: true, role: 'dialog',
+    'aria-modal': 'true', 'aria-label': 'a step of the finishing', onclick: close },
+  h('figure', {}, img, caption));
+  let shots = [];
+  let index = 0;
+
+  function show() {
+    img.src = shots[index].src;
+    img.alt = shots[index].caption;
+    caption.textContent = `${shots[index].caption}   (Esc closes, ← → for the other steps)`;
+  }
+  function open(list, at) {
+    shots = list;
+    index = at;
+    show();
+    element.hidden = false;
+  }
+  function close() {
+    element.hidden = true;
+    img.removeAttribute('src');
+  }
+  function onKey(event) {
+    if (element.hidden) return;
+    if (event.key === 'Escape') close();
+    else if (event.key === 'ArrowRight' && index < shots.length - 1) { index += 1; show(); }
+    else if (event.key === 'ArrowLeft' && index > 0) { index -= 1; show(); }
+  }
+  document.addEventListener('keydown', onKey);
+  return { element, open, close, dispose() { document.removeEventListener('keydown', onKey); } };
+}
+
+// ---- the stretch editor -------------------------------------------------------------------
+
+/** MTF(x) = (m - 1) x / ((2m - 1) x - m): PixInsight's midtones transfer. */
+function mtf(x, m) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  return ((m - 1) * x) / ((2 * m - 1) * x - m);
+}
+
+function transfer(level, { shadows, midtones, highlights }) {
+  return mtf(Math.min(1, Math.max(0, (level - shadows) / (highlights - shadows))), midtones);
+}
+
+function clamp(value, low, high) { return Math.min(high, Math.max(low, value)); }
+
+function rounded(value) { return Number(value.toPrecision(6)); }
+
+/** The recipe with its first stretch replaced by a histogram step of `levels`. */
+export function withHistogram(recipe, levels) {
+  const step = { kind: 'histogram', shadows: rounded(levels.shadows), midtones: rounded(levels.midtones),
+    highlights: rounded(levels.highlights) };
+  const steps = [...recipe.steps];
+  const first = steps.findIndex((s) => STRETCH_KINDS.has(s.kind));
+  if (first >= 0) steps[first] = step;
+  else {
+    const exported = steps.findIndex((s) => s.kind === 'export');
+    steps.splice(exported >= 0 ? exported : steps.length, 0, step);
+  }
+  return { ...recipe, steps };
+}
+
+const HANDLES = [
+  ['shadows', 'Shadows: the input level that turns black'],
+  ['midtones', 'Midtones: the input level that turns mid-grey (0.5)'],
+  ['highlights', 'Highlights: the input level that turns white'],
+];
+
+function stretchEditor(job, entry, img, original, context) {
+  const control = canControl();
+  const canvas = h('canvas', { width: 512, height: 150, 'aria-hidden': 'true' });
+  const handles = Object.fromEntries(HANDLES.map(([name, label]) => [name,
+    h('div', { class: 'hist-handle', dataset: { handle: name }, role: 'slider', tabindex: control ? 0 : -1,
+      'aria-label': label, 'aria-disabled': control ? null : 'true', title: label })]));
+  const area = h('div', { class: 'histogram' }, canvas, Object.values(handles));
+  const inputs = Object.fromEntries(HANDLES.map(([name]) => [name,
+    h('input', { type: 'number', name, step: 'any', min: 0, max: 1, disabled: !control })]));
+  const fullRange = h('input', { type: 'checkbox', name: 'full-range' });
+  const scale = h('div', { class: 'hist-scale muted' });
+  const status = h('div', { class: 'editor-status muted', role: 'status' }, 'Loading the histogram…');
+  const issues = h('ul', { class: 'error editor-issues' });
+  const reset = h('button', { type: 'button', class: 'control reset-stretch', disabled: true }, 'Reset');
+  const save = h('button', { type: 'button', class: 'control save-recipe' }, 'Save as recipe');
+  const again = h('button', { type: 'button', class: 'control primary finish-again' }, 'Finish again');
+  const element = h('div', { class: 'stretch-editor', dataset: { name: entry.name } },
+    h('h4', {}, 'Stretch'),
+    area, scale,
+    h('div', { class: 'stretch-fields' },
+      HANDLES.map(([name]) => h('label', {}, name, inputs[name])),
+      h('label', { class: 'inline' }, fullRange, 'whole range 0–1')),
+    h('div', { class: 'row' }, reset, save, again),
+    status, issues);
+
+  let data = null;
+  let start = null;
+  let levels = null;
+  let recipe = null;
+  let timer = null;
+  let counter = 0;
+  let objectUrl = null;
+  let disposed = false;
+
+  const say = (text, kind = 'muted') => { status.className = `editor-status ${kind}`; status.textContent = text; };
+  const upper = () => data.range[1];
+  const fraction = (level) => clamp(level / upper(), 0, 1);
+  const midLevel = () => levels.shadows + levels.midtones * (levels.highlights - levels.shadows);
+
+  async function loadHistogram() {
+    const query = `name=${encodeURIComponent(entry.name)}${fullRange.checked ? '&upper=1' : ''}`;
+    try {
+      data = await api(`/api/processing/jobs/${job.id}/histogram?${query}`);
+    } catch (e) { say(`No histogram: ${e.message}`, 'error'); return; }
+    if (disposed) return;
+    if (!start) {
+      start = { shadows: data.stf.shadows, midtones: data.stf.midtones, highlights: data.stf.highlights };
+      levels = { ...start };
+      const from = { recipe: "the job's histogram step", job: "the job's auto-STF", proxy: "the proxy's auto-STF" }[data.stf.source];
+      say(control ? `Drag the handles: the picture shows the edited stretch. Starting from ${from}.` : `Starting from ${from}.`);
+    }
+    scale.textContent = `linear levels 0 – ${data.range[1].toPrecision(3)} · ${data.channels.join(', ')} · log counts`;
+    update(false);
+  }
+
+  function draw() {
+    const g = canvas.getContext('2d');
+    const W = canvas.width, H = canvas.height;
+    g.clearRect(0, 0, W, H);
+    const peak = Math.max(1, ...data.bins.map((counts) => Math.log1p(Math.max(...counts))));
+    const colours = data.channels.length === 1 ? ['rgba(214, 219, 226, 0.75)']
+      : ['rgba(224, 96, 90, 0.7)', 'rgba(95, 179, 122, 0.7)', 'rgba(91, 155, 217, 0.7)'];
+    g.globalCompositeOperation = 'lighter';
+    data.bins.forEach((counts, c) => {
+      const step = W / counts.length;
+      g.fillStyle = colours[c];
+      g.beginPath();
+      g.moveTo(0, H);
+      counts.forEach((n, i) => {
+        const y = H - (Math.log1p(n) / peak) * (H - 4);
+        g.lineTo(i * step, y);
+        g.lineTo((i + 1) * step, y);
+      });
+      g.lineTo(W, H);
+      g.closePath();
+      g.fill();
+    });
+    g.globalCompositeOperation = 'source-over';
+    g.strokeStyle = '#d9825b';
+    g.lineWidth = 1.5;
+    g.beginPath();
+    for (let x = 0; x <= W; x += 1) {
+      const y = H - 2 - transfer((x / W) * upper(), levels) * (H - 4);
+      if (x === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    }
+    g.stroke();
+  }
+
+  function place() {
+    const at = { shadows: levels.shadows, midtones: midLevel(), highlights: levels.highlights };
+    for (const [name] of HANDLES) {
+      handles[name].style.left = `${(fraction(at[name]) * 100).toFixed(3)}%`;
+      handles[name].setAttribute('aria-valuenow', String(rounded(levels[name])));
+      handles[name].classList.toggle('beyond', at[name] > upper());
+      if (document.activeElement !== inputs[name]) inputs[name].value = String(rounded(levels[name]));
+    }
+  }
+
+  function update(changed) {
+    place();
+    draw();
+    if (!changed) return;
+    reset.disabled = false;
+    clearTimeout(timer);
+    timer = setTimeout(preview, PREVIEW_DELAY_MS);
+  }
+
+  /** A handle moved to input `level`; the midtones balance stays when the ends move. */
+  function move(name, level, atRightEdge) {
+    const gap = Math.max(1e-6, upper() / data.bins[0].length);
+    if (name === 'shadows') levels.shadows = clamp(level, 0, levels.highlights - gap);
+    else if (name === 'highlights') {
+      // Levels beyond the drawn range are not on the canvas: the right edge means 1.
+      levels.highlights = atRightEdge && upper() < 1 ? 1 : clamp(level, levels.shadows + gap, 1);
+    } else {
+      const span = levels.highlights - levels.shadows;
+      levels.midtones = clamp((level - levels.shadows) / span, ...MIDTONES_LIMITS);
+    }
+    update(true);
+  }
+
+  function levelAt(clientX) {
+    const box = canvas.getBoundingClientRect();
+    const x = clamp((clientX - box.left) / box.width, 0, 1);
+    return { level: x * upper(), atRightEdge: x >= 0.995 };
+  }
+
+  for (const [name] of HANDLES) {
+    const handle = handles[name];
+    handle.addEventListener('pointerdown', (event) => {
+      if (!control || !data) return;
+      event.preventDefault();
+      handle.setPointerCapture(event.pointerId);
+      handle.classList.add('dragging');
+    });
+    handle.addEventListener('pointermove', (event) => {
+      if (!handle.hasPointerCapture(event.pointerId)) return;
+      const { level, atRightEdge } = levelAt(event.clientX);
+      move(name, level, atRightEdge);
+    });
+    const release = (event) => {
+      if (handle.hasPointerCapture(event.pointerId)) handle.releasePointerCapture(event.pointerId);
+      handle.classList.remove('dragging');
+    };
+    handle.addEventListener('pointerup', release);
+    handle.addEventListener('pointercancel', release);
+    handle.addEventListener('keydown', (event) => {
+      if (!control || !data || !['ArrowLeft', 'ArrowRight'].includes(event.key)) return;
+      event.preventDefault();
+      const bins = data.bins[0].length;
+      const step = (event.shiftKey ? 10 : 1) * (upper() / bins) * (event.key === 'ArrowLeft' ? -1 : 1);
+      const here = name === 'midtones' ? midLevel() : Math.min(levels[name], upper());
+      move(name, here + step, false);
+    });
+    inputs[name].addEventListener('change', () => {
+      const value = Number(inputs[name].value);
+      const next = { ...levels, [name]: value };
+      if (!Number.isFinite(value) || value < 0 || value > 1 || next.shadows >= next.highlights) {
+        say(`${name}: a level within 0..1, with the shadows below the highlights`, 'error');
+        inputs[name].value = String(rounded(levels[name]));
+        return;
+      }
+      if (name === 'midtones' && (value <= 0 || value >= 1)) {
+        say('midtones: a balance strictly between 0 and 1', 'error');
+        inputs[name].value = String(rounded(levels.midtones));
+        return;
+      }
+      levels = next;
+      update(true);
+    });
+  }
+  fullRange.addEventListener('change', loadHistogram);
+
+  async function baseRecipe() {
+    if (!recipe) recipe = (job.config && job.config.recipe) || await api('/api/recipes/default');
+    return recipe;
+  }
+
+  async function edited() { return withHistogram(await baseRecipe(), levels); }
+
+  async function preview() {
+    counter += 1;
+    const mine = counter;
+    const began = performance.now();
+    say('Previewing…');
+    try {
+      const blob = await apiBlob(`/api/processing/jobs/${job.id}/preview`, {
+        method: 'POST', accept: 'image/jpeg', body: { name: entry.name, recipe: await edited() } });
+      if (disposed || mine !== counter) return;
+      const url = URL.createObjectURL(blob);
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+      objectUrl = url;
+      img.src = url;
+      img.classList.add('edited');
+      say(`The edited stretch on the 1024 px proxy (${Math.round(performance.now() - began)} ms); "Finish again" makes the full picture.`);
+    } catch (e) {
+      if (!disposed && mine === counter) say(`Preview failed: ${e.message}`, 'error');
+    }
+  }
+
+  reset.addEventListener('click', () => {
+    clearTimeout(timer);
+    counter += 1;
+    levels = { ...start };
+    img.src = original;
+    img.classList.remove('edited');
+    if (objectUrl) { URL.revokeObjectURL(objectUrl); objectUrl = null; }
+    reset.disabled = true;
+    fill(issues);
+    say('Back to the job\'s stretch.');
+    update(false);
+  });
+
+  save.addEventListener('click', async () => {
+    fill(issues);
+    const base = await baseRecipe();
+    const name = prompt('Save the recipe with this stretch under the name:', `${base.name} (${entry.target || entry.name})`);
+    if (name === null) return;
+    save.disabled = true;
+    try {
+      const saved = await api('/api/recipes', { method: 'POST', body: { document: { ...(await edited()), name } } });
+      say(`Saved as the recipe "${saved.name}" (#${saved.id}).`);
+    } catch (e) { showProblems('Not saved', e); }
+    finally { save.disabled = false; }
+  });
+
+  again.addEventListener('click', async () => {
+    fill(issues);
+    again.disabled = true;
+    try {
+      const made = await api(`/api/processing/jobs/${job.id}/finish`, { method: 'POST', body: { recipe: await edited() } });
+      say(`Queued as job #${made.id}: its pictures show here once it is done.`);
+      context.queued(made.id);
+    } catch (e) { showProblems('Not queued', e); }
+    finally { again.disabled = false; }
+  });
+
+  /** A refusal: every problem with its path in the recipe (a 422's list), or the message. */
+  function showProblems(what, error) {
+    say(`${what}: HTTP ${error.status || '?'}`, 'error');
+    const items = Array.isArray(error.detail) ? error.detail : [error.detail];
+    fill(issues, items.map((d) => h('li', {}, d && typeof d === 'object' && (d.path !== undefined || d.loc)
+      ? `${d.path || (d.loc || []).slice(1).join('.') || 'recipe'}: ${d.msg || d.message}${d.fix ? ` (${d.fix})` : ''}`
+      : describe(d) || error.message)));
+  }
+
+  loadHistogram();
+  return {
+    element,
+    dispose() {
+      disposed = true;
+      clearTimeout(timer);
+      if (objectUrl) URL.revokeObjectURL(objectUrl);
+    },
+  };
 }

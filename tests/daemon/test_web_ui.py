@@ -1,6 +1,7 @@
 """The web UI in a real headless Chromium (Debian's, through Playwright) against the real daemon.
 
 Set NIGHTOWL_UI_SCREENSHOT=docs/dashboard.png to keep the dashboard screenshot of the run.
+The Processing page's tests stack a small synthetic night in the daemon's worker.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from astropy.io import fits
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from processing import synthetic
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 from tests.daemon.test_sequences_api import night as sequences_night
+from tests.helpers import SMALL_SESSION
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
@@ -368,3 +373,156 @@ def test_a_plan_is_made_in_the_browser_and_its_night_started_and_stopped(
     )
     assert nights[0]["reason"] == "stopped over the API"  # type: ignore[index]
     idle(daemon)
+
+
+@pytest.fixture(scope="module")
+def finished_job(daemon: RunningDaemon) -> dict[str, Any]:
+    """A folder job (8 small mono lights, one worker thread) stacked and finished with the
+    default recipe: about 9 s."""
+    folder = daemon.data_dir / "processing-night"
+    synthetic.write_session(folder, SMALL_SESSION, target="M 42")
+    body = {"folder": str(folder), "options": {"threads": 1}}
+    reply = httpx.post(f"{daemon.url}/api/processing/jobs", json=body)
+    assert reply.status_code == 201, reply.text
+    return done_job(daemon, reply.json()["id"])
+
+
+def done_job(daemon: RunningDaemon, job_id: int) -> dict[str, Any]:
+    job = wait_for(
+        f"{daemon.url}/api/processing/jobs/{job_id}",
+        lambda j: j["state"] in ("done", "failed"),
+        timeout_s=120,
+    )
+    assert job["state"] == "done", job["error"]
+    return job
+
+
+def noted_stf(entry: dict[str, Any]) -> tuple[float, float]:
+    """The shadows and midtones the job's linked auto-STF step wrote in its notes."""
+    (step,) = [s for s in entry["steps"] if s["kind"] == "stretch_stf"]
+    found = re.search(r"STF linked: shadows ([\d.]+), midtones ([\d.]+)", " ".join(step["notes"]))
+    assert found, step["notes"]
+    return float(found[1]), float(found[2])
+
+
+def test_the_histogram_of_a_finished_picture_starts_from_the_jobs_stretch(
+    daemon: RunningDaemon, finished_job: dict[str, Any]
+) -> None:
+    (entry,) = finished_job["outputs"]["finished"]
+    url = f"{daemon.url}/api/processing/jobs/{finished_job['id']}/histogram"
+    reply = httpx.get(url, params={"name": entry["name"]})
+    assert reply.status_code == 200, reply.text
+    histogram = reply.json()
+    assert histogram["channels"] == ["L"]
+    (counts,) = histogram["bins"]
+    assert len(counts) == 512
+    low, upper = histogram["range"]
+    assert low == 0.0
+    assert 0.0 < upper <= 1.0
+    # Known truth: every proxy pixel within the range is counted once (np.histogram's last
+    # bin includes its upper edge), none outside.
+    proxy = fits.getdata(entry["outputs"]["proxy"]).astype(np.float64)
+    assert sum(counts) == np.count_nonzero((proxy >= 0.0) & (proxy <= upper))
+
+    stf = histogram["stf"]
+    assert stf["source"] == "job"
+    assert (stf["shadows"], stf["midtones"]) == noted_stf(entry)
+    assert stf["highlights"] == 1.0
+    midtones_level = stf["shadows"] + stf["midtones"] * (1.0 - stf["shadows"])
+    # The auto-STF clips below the sky and maps the sky (the median) to 0.15 < 0.5: the
+    # median lies between the shadows and the level that turns mid-grey, inside the range.
+    assert 0.0 <= stf["shadows"] < float(np.median(proxy)) < midtones_level < upper
+
+    assert httpx.get(url, params={"name": "no such picture"}).status_code == 404
+    assert httpx.get(url, params={"upper": 0}).status_code == 422
+    whole = httpx.get(url, params={"upper": 1, "bins": 64}).json()
+    assert whole["range"] == [0.0, 1.0]
+    assert sum(whole["bins"][0]) == np.count_nonzero((proxy >= 0.0) & (proxy <= 1.0))
+
+
+def drag(page: Page, selector: str, dx_px: float) -> None:
+    box = page.locator(selector).bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx_px, y, steps=5)
+    page.mouse.up()
+
+
+def loaded(page: Page, selector: str) -> None:
+    page.wait_for_function(
+        "(s) => { const i = document.querySelector(s);"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        arg=selector,
+    )
+
+
+def test_the_processing_page_shows_the_finished_picture_and_edits_its_stretch_live(
+    page: Page, daemon: RunningDaemon, finished_job: dict[str, Any]
+) -> None:
+    (entry,) = finished_job["outputs"]["finished"]
+    job_id = finished_job["id"]
+    page.goto("/#/processing")
+    pictures = page.locator("#job-pictures")
+    expect(pictures).to_have_attribute("data-job-id", str(job_id))
+    article = f'#job-pictures article.picture[data-name="{entry["name"]}"]'
+    picture = f"{article} img.picture"
+    loaded(page, picture)
+    original = page.locator(picture).get_attribute("src")
+    assert original is not None
+    assert original.endswith(f"/finished/{entry['name']}_web.jpg"), original
+    expect(page.locator(f"{article} .notes")).to_contain_text("STF linked")
+
+    previews = [s for s in entry["steps"] if s["preview"]]
+    thumbs = page.locator(f"{article} .step-thumb")
+    expect(thumbs).to_have_count(len(previews))
+    expect(thumbs.nth(2)).to_contain_text(previews[2]["kind"])
+    thumbs.nth(2).click()
+    lightbox = page.locator("#lightbox")
+    expect(lightbox).to_be_visible()
+    expect(lightbox.locator("img")).to_have_attribute(
+        "src", re.compile(re.escape(Path(previews[2]["preview"]).name) + "$")
+    )
+    loaded(page, "#lightbox img")
+    page.keyboard.press("Escape")
+    expect(lightbox).to_be_hidden()
+
+    shadows, midtones = noted_stf(entry)
+    handle = f'{article} .hist-handle[data-handle="midtones"]'
+    expect(page.locator(handle)).to_have_attribute("aria-valuenow", str(midtones))
+    with page.expect_response(
+        lambda r: r.url.endswith(f"/jobs/{job_id}/preview") and r.request.method == "POST"
+    ) as answer:
+        drag(page, handle, 60)
+    assert answer.value.status == 200
+    sent: dict[str, Any] = answer.value.request.post_data_json or {}
+    assert sent["name"] == entry["name"]
+    steps = sent["recipe"]["steps"]
+    kinds = [s["kind"] for s in finished_job["config"]["recipe"]["steps"]]
+    (edited,) = [s for s in steps if s["kind"] == "histogram"]
+    assert steps.index(edited) == kinds.index("stretch_stf")  # the first stretch, replaced
+    assert "stretch_stf" not in [s["kind"] for s in steps]
+    assert edited["shadows"] == shadows
+    assert edited["highlights"] == 1
+    assert edited["midtones"] > midtones  # moved right: a higher level turns mid-grey
+    expect(page.locator(picture)).to_have_attribute("src", re.compile(r"^blob:"))
+    loaded(page, picture)
+
+    # A name the recipe rules refuse: the daemon's 422 is shown with the problem's path.
+    page.once("dialog", lambda dialog: dialog.accept(""))
+    page.click(f"{article} .save-recipe")
+    issues = page.locator(f"{article} .editor-issues")
+    expect(issues).to_contain_text(re.compile(r"^name: .*at least 1 character"))
+    page.once("dialog", lambda dialog: dialog.accept("stretched in the browser"))
+    page.click(f"{article} .save-recipe")
+    expect(page.locator(f"{article} .editor-status")).to_contain_text("Saved as the recipe")
+    saved = {r["name"]: r for r in httpx.get(f"{daemon.url}/api/recipes").json()}
+    assert edited in saved["stretched in the browser"]["document"]["steps"]
+
+    with page.expect_response(lambda r: r.url.endswith(f"/jobs/{job_id}/finish")) as queued:
+        page.click(f"{article} .finish-again")
+    assert queued.value.status == 201
+    again = queued.value.json()
+    assert again["config"] == {"finish_of": job_id, "recipe": sent["recipe"]}
+    expect(page.locator(f'.device[data-job-id="{again["id"]}"]')).to_be_visible()
