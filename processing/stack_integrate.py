@@ -1,0 +1,91 @@
+"""The integrate stage of a stacking job: the registered lights combined per colour plane.
+
+Each plane is integrated by `processing.integrate.integrate` (normalised, weighted,
+winsorized sigma clipping by default) in row blocks read from the registered lights'
+``.npy`` files (`processing.io.NpyRows`), so memory stays within the integration's budget;
+the result is then cut to the area every light covers (auto-crop), if asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from processing.integrate import IntegrationConfig, integrate
+from processing.io import NpyRows
+from processing.register import crop_box
+from processing.stack_judge import Grid
+from processing.stack_register import Registered
+
+F32 = npt.NDArray[np.float32]
+U16 = npt.NDArray[np.uint16]
+
+
+@dataclass(frozen=True)
+class IntegrateStage:
+    """How the registered lights are combined; `crop` cuts the result to the area every
+    light covers."""
+
+    integration: IntegrationConfig
+    crop: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Integrated:
+    """The integrate stage's result: the image ``(c, y, x)`` float32 and its rejection maps
+    (rejected samples per pixel, low and high), the crop ``(y0, y1, x0, x1)`` of the grid
+    (None: not cropped) and the HISTORY lines of the step."""
+
+    image: F32
+    low_count: U16
+    high_count: U16
+    crop_yx: tuple[int, int, int, int] | None
+    history: tuple[str, ...]
+
+
+def integrate_registered(
+    registered: Registered,
+    grid: Grid,
+    stage: IntegrateStage,
+    progress: Callable[[float], None] = lambda fraction: None,
+) -> Integrated:
+    """Integrate every plane of the registered lights, normalised to the reference light
+    (or to the best-weighted one on a grid from outside the group); `progress` hears the
+    share of planes done. Raises ValueError as `integrate` does, OSError when a file cannot
+    be read."""
+    lights = registered.lights
+    planes = int(np.load(lights[0].path, mmap_mode="r").shape[0])
+    weights = np.array([r.weight for r in lights], dtype=np.float64)
+    reference_index = next(
+        (i for i, r in enumerate(lights) if r.light is grid.light), int(np.argmax(weights))
+    )
+    integration = replace(stage.integration, reference_index=reference_index)
+    channels = []
+    for c in range(planes):
+        sources = [NpyRows(r.path, c) for r in lights]
+        try:
+            channels.append(integrate(sources, integration, weights=weights))
+        finally:
+            for source in sources:
+                source.close()
+        progress((c + 1) / planes)
+    rows, cols = (slice(None), slice(None))
+    crop: tuple[int, int, int, int] | None = None
+    if stage.crop:
+        rows, cols = crop_box(registered.common)
+        crop = (rows.start, rows.stop, cols.start, cols.stop)
+    crop_line = (
+        f"crop: rows {rows.start}:{rows.stop}, columns {cols.start}:{cols.stop}"
+        if crop
+        else "no crop"
+    )
+    return Integrated(
+        image=np.stack([r.image[rows, cols] for r in channels]),
+        low_count=np.stack([r.low_count[rows, cols] for r in channels]),
+        high_count=np.stack([r.high_count[rows, cols] for r in channels]),
+        crop_yx=crop,
+        history=(*channels[0].history, crop_line),
+    )
