@@ -28,7 +28,8 @@ export function mount() {
     view.editors = [];
     view.shown = job.id;
     const context = { lightbox, editors: view.editors, queued: followJob };
-    fill(pictures, h('h2', {}, `Pictures of job #${job.id}`),
+    const recipe = job.config && job.config.recipe ? ` · recipe "${job.config.recipe.name}"` : '';
+    fill(pictures, h('h2', {}, `Pictures of job #${job.id}`, h('span', { class: 'muted' }, recipe)),
       job.outputs.finished.map((entry) => pictureView(job, entry, context)));
     pictures.dataset.jobId = String(job.id);
     pictures.hidden = false;
@@ -47,7 +48,6 @@ export function mount() {
 
   function followJob(id) {
     view.follow = id;
-    clearTimeout(timer);
     load();
   }
 
@@ -59,15 +59,25 @@ export function mount() {
     pictures.scrollIntoView({ behavior: 'smooth', block: 'start' });
   }
 
+  // One load at a time: a load asked for meanwhile (a job just queued) runs right after.
+  let loading = false;
+  let reload = false;
   async function load() {
-    let jobs;
+    if (loading) { reload = true; return; }
+    loading = true;
+    clearTimeout(timer);
+    let jobs = null;
     try { jobs = await api('/api/processing/jobs'); }
-    catch (e) { if (!closed) fill(box, h('p', { class: 'error' }, e.message)); return; }
+    catch (e) { if (!closed) fill(box, h('p', { class: 'error' }, e.message)); }
+    loading = false;
     if (closed) return;
-    view.jobs = jobs;
-    choose(jobs);
-    render(box, jobs, view.shown, pick);
-    const busy = jobs.some((j) => j.state === 'queued' || j.state === 'running');
+    if (jobs) {
+      view.jobs = jobs;
+      choose(jobs);
+      render(box, jobs, view.shown, pick);
+    }
+    if (reload) { reload = false; load(); return; }
+    const busy = (jobs || []).some((j) => j.state === 'queued' || j.state === 'running');
     timer = setTimeout(load, busy ? 2000 : 10000);
   }
   load();

@@ -148,7 +148,5 @@ async def histogram(
     on), per channel, and the stretch its handles start from: for editing the stretch with
     the preview endpoint. Without `upper` the range ends where the data and the handles
     need (at least the 99th percentile). 404 when the job has no such picture or proxy."""
-    found = await asyncio.to_thread(
-        service.histogram, engine, job_id, target, name, bins, upper
-    )
+    found = await asyncio.to_thread(service.histogram, engine, job_id, target, name, bins, upper)
     return HistogramRead.model_validate(found)
