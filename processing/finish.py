@@ -334,6 +334,9 @@ class ProxyHistogram:
 
 _HISTOGRAM_PERCENTILE = 99.0
 _HISTOGRAM_MIDTONES_SPAN = 3.0
+HISTOGRAM_MIN_UPPER = 1e-6
+"""The narrowest histogram range: a 16-bit level is 1.5e-5, and far narrower ranges have
+bins too small for floating point."""
 
 
 def read_proxy(path: Path) -> Image:
@@ -366,11 +369,12 @@ def proxy_histogram(
     at 1: a linear sky sits within the first percent of [0, 1], so a full-range histogram
     would squeeze the handles into a few pixels, while the stars beyond the 99th percentile
     matter only to the highlights. Raises ValueError for `bins` outside 16..4096, `upper`
-    outside (0, 1] or an image that is not ``(y, x, c)``. Never modifies `image`."""
+    outside [`HISTOGRAM_MIN_UPPER`, 1] or an image that is not ``(y, x, c)``. Never
+    modifies `image`."""
     if not 16 <= bins <= 4096:
         raise ValueError(f"bins must be within 16..4096, got {bins}")
-    if upper is not None and not 0.0 < upper <= 1.0:
-        raise ValueError(f"upper must be within (0, 1], got {upper}")
+    if upper is not None and not HISTOGRAM_MIN_UPPER <= upper <= 1.0:
+        raise ValueError(f"upper must be within {HISTOGRAM_MIN_UPPER}..1, got {upper}")
     if image.ndim != 3 or image.shape[2] not in (1, 3) or image.size == 0:
         raise ValueError(f"image must be (y, x, 1) or (y, x, 3), not {image.shape}")
     finite = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
@@ -381,7 +385,7 @@ def proxy_histogram(
         wanted = max(top, _HISTOGRAM_MIDTONES_SPAN * level)
         if start.highlights < 1.0:
             wanted = max(wanted, start.highlights)
-        upper = min(1.0, wanted) if wanted > 0.0 else 1.0
+        upper = min(1.0, max(HISTOGRAM_MIN_UPPER, wanted)) if wanted > 0.0 else 1.0
     counts = np.stack(
         [
             np.histogram(finite[:, :, c], bins=bins, range=(0.0, upper))[0]

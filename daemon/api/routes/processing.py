@@ -29,9 +29,11 @@ PictureName = Annotated[
 ]
 PictureTarget = Annotated[str | None, Query(max_length=200, description="the picture's target")]
 HistogramBins = Annotated[int, Query(ge=16, le=4096, description="bins over the range")]
+# The lowest upper level is processing.finish.HISTOGRAM_MIN_UPPER (not imported here: the
+# finishing modules load only when a picture is asked for).
 HistogramUpper = Annotated[
     float | None,
-    Query(gt=0.0, le=1.0, description="the range's upper level (default: chosen from the data)"),
+    Query(ge=1e-6, le=1.0, description="the range's upper level (default: chosen from the data)"),
 ]
 
 _MEDIA = {"fits": "application/fits", "xisf": "application/octet-stream", "jpeg": "image/jpeg"}
