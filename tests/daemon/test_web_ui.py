@@ -526,3 +526,10 @@ def test_the_processing_page_shows_the_finished_picture_and_edits_its_stretch_li
     again = queued.value.json()
     assert again["config"] == {"finish_of": job_id, "recipe": sent["recipe"]}
     expect(page.locator(f'.device[data-job-id="{again["id"]}"]')).to_be_visible()
+    # Once done, the page shows the new job's picture, whose histogram starts from the edit.
+    done_job(daemon, again["id"])
+    expect(pictures).to_have_attribute("data-job-id", str(again["id"]), timeout=15_000)
+    loaded(page, picture)
+    url = f"{daemon.url}/api/processing/jobs/{again['id']}/histogram"
+    levels = {k: edited[k] for k in ("shadows", "midtones", "highlights")}
+    assert httpx.get(url).json()["stf"] == {**levels, "source": "recipe"}
