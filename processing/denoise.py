@@ -193,8 +193,10 @@ def starlet_denoise(
     (measured). A mask (1 = act fully; an inverted, stretched luminance mask as PixInsight
     users apply it) keeps them within 5 % (worst of 20 noise draws: 4.4 %, a star at 20 x
     the noise) and still lowers the sky's noise more than 10x.
-    Memory: a few float32 planes per channel, not the whole decomposition. Raises ValueError
-    unless the image is (y, x, c) with finite pixels, or for a bad mask.
+    Time: ~2.5-3 s for a 24 MP RGB frame on 2 cores, the channels denoised side by side.
+    Memory: ~4 float32 planes per channel being denoised (up to three at once), not the
+    whole decomposition. Raises ValueError unless the image is (y, x, c) with finite pixels,
+    or for a bad mask.
     """
     _check_image(image)
     weight = _blend_weight(image.shape[:2], config.amount, mask)
