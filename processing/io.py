@@ -137,7 +137,8 @@ def encode_fits(
         raise ValueError(f"a FITS image has axes (y, x) or (c, y, x), got shape {data.shape}")
     # A big-endian copy: astropy byteswaps little-endian float data in place while writing, and
     # the caller's array may be read by another thread meanwhile. uint16 gets BZERO = 32768.
-    hdu = fits.PrimaryHDU(data.astype(native.newbyteorder(">")))
+    # In C order: astropy writes any other layout a few values at a time (minutes for 24 MP).
+    hdu = fits.PrimaryHDU(data.astype(native.newbyteorder(">"), order="C"))
     seen: set[str] = set()
     for keyword, value, comment in cards:
         _check_keyword(keyword, seen)
