@@ -53,11 +53,22 @@ def downscale(image: npt.NDArray[np.generic], max_size_px: int) -> npt.NDArray[n
     out_height, out_width = height // k, width // k
     if out_height == 0 or out_width == 0:
         raise ValueError(f"a {height} x {width} image is too narrow for {k} x {k} blocks")
-    blocks = image[: out_height * k, : out_width * k].reshape(
-        out_height, k, out_width, k, *image.shape[2:]
-    )
-    means: npt.NDArray[np.float32] = blocks.mean(axis=(1, 3), dtype=np.float32)
-    return means
+    cropped = image[: out_height * k, : out_width * k]
+    if k == 1:
+        return np.array(cropped, dtype=np.float32)
+    if image.ndim == 2 or image.shape[2] <= 4:
+        # OpenCV's area interpolation at a whole factor is exactly the block mean, ~10x faster
+        # than numpy's reshaped mean on a 24 Mpx frame.
+        area = cv2.resize(
+            cropped.astype(np.float32, copy=False),
+            (out_width, out_height),
+            interpolation=cv2.INTER_AREA,
+        )
+        means: npt.NDArray[np.float32] = area.reshape(out_height, out_width, *image.shape[2:])
+        return means
+    blocks = cropped.reshape(out_height, k, out_width, k, *image.shape[2:])
+    block_means: npt.NDArray[np.float32] = blocks.mean(axis=(1, 3), dtype=np.float32)
+    return block_means
 
 
 def encode_jpeg(image01: npt.NDArray[np.floating], quality: int = 85) -> bytes:
