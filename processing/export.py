@@ -64,7 +64,7 @@ def downscale(image: npt.NDArray[np.generic], max_size_px: int) -> npt.NDArray[n
             (out_width, out_height),
             interpolation=cv2.INTER_AREA,
         )
-        means: npt.NDArray[np.float32] = area.reshape(out_height, out_width, *image.shape[2:])
+        means = np.asarray(area, dtype=np.float32).reshape(out_height, out_width, *image.shape[2:])
         return means
     blocks = cropped.reshape(out_height, k, out_width, k, *image.shape[2:])
     block_means: npt.NDArray[np.float32] = blocks.mean(axis=(1, 3), dtype=np.float32)
