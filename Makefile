@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/plan_tonight.py
 	$(BIN)/python bench/capture_under_load.py
+	$(BIN)/python bench/finish.py
 	$(BIN)/python bench/soak.py --minutes 5
 
 clean:
