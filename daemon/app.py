@@ -48,7 +48,7 @@ from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
-from daemon.plans import plan_run_ids
+from daemon.plans import plan_run_ids, recipe_of_runs
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
 from daemon.scheduler import NightScheduler
@@ -219,8 +219,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         for run_id in run_ids:
             sessions.update(await asyncio.to_thread(close_sessions_of_run, engine, run_id))
         if settings.process_after_run:
+            recipe = await asyncio.to_thread(recipe_of_runs, engine, run_ids)
             for session_id in sorted(sessions):
-                job_id = await worker.submit(ProcessingOptions(), session_id=session_id)
+                job_id = await worker.submit(
+                    ProcessingOptions(), session_id=session_id, recipe=recipe
+                )
                 log.info("runs %s: night %d queued as job %d", run_ids, session_id, job_id)
 
     async def run_finished(run_id: int, status: RunStatus) -> None:

@@ -8,6 +8,8 @@ trailing) is made up on a later night.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, NightPlanRow, PlanNight, PlanRun
 from daemon.documents import NamedDocuments
-from daemon.errors import Conflict
+from daemon.errors import Conflict, NotFound
+from daemon.recipes import get_recipe, list_recipes, load_recipe
 from daemon.templates import flip_minutes, list_templates
 from drivers.equipment import Equipment
+from processing.recipe import Recipe
 from sequences.astro import Horizon
 from sequences.clock import Clock
 from sequences.errors import DocumentError
@@ -26,6 +30,8 @@ from sequences.frames import FrameType
 from sequences.model import Issue
 from sequences.plan import NightPlan, NightPreview, predict_night
 from sequences.validation import site_of
+
+log = logging.getLogger(__name__)
 
 _EXPOSURE_TOLERANCE_S = 0.01
 
@@ -81,8 +87,41 @@ def _check_templates(engine: Engine, plan: NightPlan) -> None:
                     "use an existing template's id or leave it out",
                 )
             )
+    if plan.recipe_id is not None and plan.recipe_id not in {r.id for r in list_recipes(engine)}:
+        issues.append(
+            Issue(
+                "recipe_id", f"no recipe {plan.recipe_id}", "save the recipe first or leave it out"
+            )
+        )
     if issues:
         raise DocumentError(issues, field="plan")
+
+
+def recipe_of_runs(engine: Engine, run_ids: Sequence[int]) -> Recipe | None:
+    """The saved recipe of the plan whose night made these runs, for the nights' processing
+    job; None when the runs belong to no plan or the plan names no recipe. A recipe deleted
+    since is None too (the job then uses the default), with a warning in the log."""
+    with Session(engine) as db:
+        plan_ids = db.scalars(
+            select(PlanNight.plan_id)
+            .join(PlanRun, PlanRun.night_id == PlanNight.id)
+            .where(PlanRun.run_id.in_(run_ids))
+            .distinct()
+        ).all()
+    for plan_id in plan_ids:
+        try:
+            recipe_id = plan_of(engine, plan_id).recipe_id
+        except NotFound:
+            continue
+        if recipe_id is None:
+            continue
+        try:
+            return load_recipe(get_recipe(engine, recipe_id).document)
+        except (NotFound, DocumentError):
+            log.warning(
+                "plan %d: recipe %d is gone or invalid; the default is used", plan_id, recipe_id
+            )
+    return None
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,11 @@ class NightPlan(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     template_id: int = Field(description="the sequence template run for each target")
+    recipe_id: int | None = Field(
+        default=None,
+        description="the saved processing recipe each night's pictures are finished with "
+        "(default: the default recipe)",
+    )
     targets: list[PlanTarget] = Field(min_length=1, max_length=200)
     dusk_sun_altitude_deg: float = Field(
         default=NAUTICAL_TWILIGHT_DEG, ge=-18, le=0, description="the night starts below this"

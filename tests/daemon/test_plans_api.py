@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from daemon.db.engine import make_engine
+from daemon.plans import recipe_of_runs
 from tests.daemon.conftest import running_daemon, wait_for
 from tests.daemon.test_frames_api import all_connected
 from tests.daemon.test_sequences_api import M31, SIMULATED, night
@@ -62,7 +64,17 @@ def test_plans_over_the_api_and_a_night_joined_after_a_crash(
         assert refused.json()["detail"][0]["path"] == "targets[0].priority"
         assert httpx.get(f"{api}/plans/999/tonight").status_code == 404
 
-        created = httpx.post(f"{api}/plans", json=plan_body("short", template["id"], 2))
+        unknown = plan_body("no recipe", template["id"], 2)
+        unknown["plan"]["recipe_id"] = 999
+        refused = httpx.post(f"{api}/plans", json=unknown)
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["path"] == "recipe_id"
+        document = httpx.get(f"{api}/recipes/default").json()
+        document["name"] = "plan recipe"
+        recipe = httpx.post(f"{api}/recipes", json={"document": document}).json()
+        with_recipe = plan_body("short", template["id"], 2)
+        with_recipe["plan"]["recipe_id"] = recipe["id"]
+        created = httpx.post(f"{api}/plans", json=with_recipe)
         assert created.status_code == 201, created.text
         short = created.json()
         assert short["next_start"] is None  # the simulated clock arms no plan by itself
@@ -87,6 +99,12 @@ def test_plans_over_the_api_and_a_night_joined_after_a_crash(
         assert nights[0]["reason"] == "all goals met"  # type: ignore[index]
         assert len(nights[0]["run_ids"]) == 2  # type: ignore[index]  # M31, then the end area
         assert done_frames(first.url, short["id"]) == 2
+        # The nights' processing job is finished with the plan's recipe.
+        engine = make_engine(f"sqlite:///{data / 'nightowl.db'}")
+        chosen = recipe_of_runs(engine, nights[0]["run_ids"])  # type: ignore[index]
+        engine.dispose()
+        assert chosen is not None
+        assert chosen.name == "plan recipe"
 
         assert httpx.post(f"{api}/plans/{other['id']}/start").status_code == 202
         wait_for(f"{api}/plans/{other['id']}/progress", lambda p: p[0]["goals"][0]["done"] >= 2)  # type: ignore[index]
