@@ -65,6 +65,8 @@ from processing.recipe import (
     StfStep,
     canonical_json,
 )
+from processing.register import Transform, register, star_positions, warp
+from processing.stars import StarConfig, detect_stars
 from processing.xisf import encode_xisf
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ Solver = Callable[[npt.NDArray[np.float32], Mapping[str, object]], WCS]
 _UINT16_FULL_SCALE = 65535.0
 _STEP_PREVIEW_PX = 480
 _PROXY_PX = 1024
+_ALIGN_STARS = StarConfig(max_stars=200)
+_ALIGNED_PX = 0.05
 _RECIPE_CARD = "NOWLRCP"
 
 
@@ -543,6 +547,8 @@ def _apply(state: _State, step: Any, record: StepRecord, out: _Outputs | None) -
 def _combine(state: _State, step: CombineStep, record: StepRecord, _: object) -> _State:
     by_channel = {m.channel: m.image[:, :, 0] for m in state.masters if m.channel != "RGB"}
     colour = next((m for m in state.masters if m.channel == "RGB"), None)
+    if len(by_channel) > 1:
+        by_channel = _aligned(by_channel, record)
     palette: str = step.palette
     if palette == "auto":
         palette = _auto_palette(set(by_channel), colour is not None)
@@ -572,6 +578,38 @@ def _combine(state: _State, step: CombineStep, record: StepRecord, _: object) ->
     if unused:
         record.notes.append(f"not used by {palette}: {', '.join(sorted(unused))}")
     return _replace(state, image=np.asarray(rgb, dtype=np.float32))
+
+
+def _aligned(
+    planes: dict[str, npt.NDArray[np.float32]], record: StepRecord
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Mono masters of one target on the first one's pixel grid: each group of a night is
+    registered to its own best light unless a common reference was asked for, so the filters'
+    masters may be a dither apart. Matched on their stars, resampled (Lanczos) where they
+    differ by more than 0.05 px; the edge a shift uncovers takes the channel's median sky.
+    Raises FinishError when a master's stars do not match the first's."""
+    names = list(planes)
+    first = names[0]
+    reference = star_positions(detect_stars(planes[first], _ALIGN_STARS))
+    out = {first: planes[first]}
+    for name in names[1:]:
+        plane = planes[name]
+        try:
+            stars = star_positions(detect_stars(plane, _ALIGN_STARS))
+            transform = register(stars, reference).transform
+        except ValueError as e:
+            raise FinishError(f"combine: the {name} master does not match {first}: {e}") from e
+        if transform.max_distance_px(Transform.identity(), plane.shape) <= _ALIGNED_PX:
+            out[name] = plane
+            continue
+        warped = warp(plane, transform, planes[first].shape).image
+        out[name] = np.where(np.isnan(warped), np.nanmedian(warped), warped).astype(np.float32)
+        dy, dx = transform.shift_yx
+        record.notes.append(
+            f"{name} aligned to {first}: shift {dy:+.2f}, {dx:+.2f} px, "
+            f"rotation {transform.rotation_deg:+.3f} deg"
+        )
+    return out
 
 
 _PALETTE_CHANNELS = {

@@ -156,3 +156,36 @@ def test_a_mono_master_becomes_a_grey_picture_with_the_default_recipe(
     notes = " ".join(result.notes)
     assert "one L master" in notes
     assert "no colour curves" in notes
+
+
+def test_mono_masters_a_dither_apart_are_aligned_and_combined_into_rgb(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    shape = (240, 320)
+    stars = synthetic.random_star_field(rng, shape, 70, (3e3, 1e5), margin_px=20)
+    colour_of = {"R": 1.2, "G": 1.0, "B": 0.8}
+    shift_yx = {"R": (0.0, 0.0), "G": (3.3, -2.1), "B": (-1.7, 4.4)}  # G and B: another light
+    paths = []
+    for name, gain in colour_of.items():
+        yx = stars.yx + np.array(shift_yx[name])
+        plane = synthetic.render_stars(shape, yx, stars.flux_e * gain, 1.5) + 500.0
+        plane += rng.normal(0.0, 5.0, shape)
+        path = tmp_path / f"{name}.fits"
+        cards = [("OBJECT", "M 1", ""), ("FILTER", name, "")]
+        path.write_bytes(encode_fits(plane.astype(np.float32), cards, []))
+        paths.append(path)
+    masters = [load_master(p) for p in paths]
+    recipe = parse_recipe({"steps": [{"kind": "combine"}, {"kind": "export", "formats": ["fits"]}]})
+    result = finish(masters, recipe, tmp_path / "out")
+    notes = " ".join(result.notes)
+    assert "combined RGB from B, G, R" in notes
+    assert "G aligned to R" in notes
+    assert "B aligned to R" in notes
+    rgb = fits.getdata(result.outputs["fits"]).astype(np.float32)
+    red = detect_stars(rgb[0], StarConfig(max_stars=30))
+    for channel in (1, 2):
+        other = detect_stars(rgb[channel], StarConfig(max_stars=30))
+        # Every bright star of R has its G and B counterparts on the same pixel: the
+        # registration is good to hundredths of a pixel on such stars, 0.15 px allows noise.
+        for y, x in zip(red.y[:10], red.x[:10], strict=True):
+            distance = np.hypot(other.y - y, other.x - x).min()
+            assert distance < 0.15
