@@ -399,7 +399,7 @@ def default_recipe() -> Recipe:
             ArcsinhStep(stretch=3.0),
             DenoiseTvStep(),
             CurvesStep(saturation=((0.0, 0.0), (0.5, 0.62), (1.0, 1.0))),
-            DesaturateStep(),
+            DesaturateStep(amount=0.8),
             ExportStep(),
         ),
     )
