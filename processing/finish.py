@@ -717,7 +717,8 @@ def _denoise_linear(
     state: _State, step: DenoiseLinearStep, record: StepRecord, _: object
 ) -> _State:
     config = denoise.StarletConfig(layers=step.layers, k=step.k, amount=step.amount)
-    return _replace(state, image=denoise.starlet_denoise(state.image, config))
+    mask = _mask(state, step.mask)
+    return _replace(state, image=denoise.starlet_denoise(state.image, config, mask))
 
 
 def _stf(state: _State, step: StfStep, record: StepRecord, _: object) -> _State:

@@ -171,6 +171,11 @@ class DenoiseLinearStep(StepModel):
         default=(3.0, 2.0, 1.0, 0.5), description="threshold per layer in noise units"
     )
     amount: Unit = Field(default=1.0, description="0 keeps the original, 1 the denoised")
+    mask: MaskSpec | None = Field(
+        default_factory=lambda: MaskSpec(invert=True),
+        description="where to act; the default protects stars and the target, whose faint "
+        "stars soft thresholds would widen",
+    )
 
     @model_validator(mode="after")
     def _thresholds(self) -> DenoiseLinearStep:
