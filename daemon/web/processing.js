@@ -1,8 +1,9 @@
 // Processing jobs: state, stage and progress. For a done job, its finished pictures large,
 // with their notes, a strip of the previews after every step, and the stretch edited live
-// on the histogram of the picture's linear proxy.
+// on the histogram of the picture's linear proxy. The lightbox draws the background step's
+// samples over its preview, kept green and rejected red, as DBE shows them.
 import { api, apiBlob, describe } from './api.js';
-import { h, fill, dateTime, badge, progressBar } from './dom.js';
+import { h, s, fill, clear, dateTime, badge, progressBar } from './dom.js';
 import { canControl } from './ui.js';
 
 // The stretch step kinds of a recipe (processing/recipe.py, STRETCH_KINDS): the first of
@@ -141,7 +142,8 @@ function pictureView(job, entry, context) {
   const links = DOWNLOADS.filter(([kind]) => outputs[kind]).map(([kind, label]) =>
     h('a', { href: fileUrl(job, outputs[kind]), target: '_blank', rel: 'noopener' }, label));
   const steps = (entry.steps || []).filter((s) => s.preview);
-  const shots = steps.map((s) => ({ src: fileUrl(job, s.preview), caption: stepCaption(s) }));
+  const shots = steps.map((s) => ({ src: fileUrl(job, s.preview), caption: stepCaption(s),
+    samples: s.kind === 'background' ? samplesOf(job, entry, s) : null }));
   const strip = h('div', { class: 'step-strip', role: 'list', 'aria-label': 'the picture after each step' },
     steps.map((s, i) => h('button', { type: 'button', class: 'step-thumb', role: 'listitem', title: (s.notes || []).join('\n'),
       dataset: { kind: s.kind }, onclick: () => context.lightbox.open(shots, i) },
@@ -163,6 +165,90 @@ function pictureView(job, entry, context) {
     strip);
 }
 
+/** Where a background step's samples are and the size of the image it sampled, or null. */
+function samplesOf(job, entry, step) {
+  const path = (step.products || {}).background_samples || (entry.outputs || {}).background_samples;
+  const url = fileUrl(job, path);
+  return url ? { url, size: sampledSize(entry.steps || [], step.index) } : null;
+}
+
+const CROP_NOTE = /crop: rows (\d+):(\d+), columns (\d+):(\d+)/;
+
+/** [height, width] of the image a step at `index` works on: the output of the last crop
+ *  before it, from the crop's note; null without a crop (the master's size is not told). */
+function sampledSize(steps, index) {
+  let size = null;
+  for (const step of steps) {
+    if (step.kind !== 'crop' || step.index >= index) continue;
+    for (const note of step.notes || []) {
+      const found = CROP_NOTE.exec(note);
+      if (found) size = [Number(found[2]) - Number(found[1]), Number(found[4]) - Number(found[3])];
+    }
+  }
+  return size;
+}
+
+/**
+ * Image pixels per preview pixel, [along y, along x]. A step preview is the mean of k x k
+ * blocks (processing.export.downscale; rows and columns that fill no block are dropped), so
+ * with the image's size known, k is the whole factor that gives the preview's size; should
+ * none fit, the plain ratios. Without the size, k comes from the samples' extent: the grid's
+ * outer samples sit within half a box of the frame's edges, far fewer image pixels than half
+ * the preview's long side in pixels, so rounding the extent over that side gives k.
+ */
+export function blockFactors(size, samples, previewWidth, previewHeight) {
+  const long = Math.max(previewWidth, previewHeight);
+  if (size) {
+    const [height, width] = size;
+    const k = Math.max(1, Math.floor(Math.max(height, width) / long));
+    if (Math.floor(width / k) === previewWidth && Math.floor(height / k) === previewHeight) return [k, k];
+    return [height / previewHeight, width / previewWidth];
+  }
+  const alongX = previewWidth >= previewHeight;
+  const extent = Math.max(1, ...samples.map((p) => (alongX ? p.x : p.y) + p.size_px / 2));
+  const k = Math.max(1, Math.round(extent / long));
+  return [k, k];
+}
+
+/** JSON as Python writes it: NaN and ±Infinity (a sample box without sky pixels) become null. */
+function parsePythonJson(text) {
+  return JSON.parse(text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g, (t) => (t[0] === '"' ? t : 'null')));
+}
+
+/** The sample marks in image pixels, clipped to the image: `factors` from blockFactors(). */
+function sampleMarks(samples, previewWidth, previewHeight, [fy, fx]) {
+  // Sample (y, x) are pixel indices (a pixel's centre), so the image spans -0.5 .. size - 0.5.
+  const right = previewWidth * fx - 0.5;
+  const bottom = previewHeight * fy - 0.5;
+  const marks = samples.map((p) => {
+    const half = p.size_px / 2;
+    const x0 = Math.max(-0.5, p.x - half), x1 = Math.min(right, p.x + half);
+    const y0 = Math.max(-0.5, p.y - half), y1 = Math.min(bottom, p.y + half);
+    const values = (p.values || []).map((v) => (v === null ? '—' : Number(v).toPrecision(3))).join(', ');
+    const tip = p.rejected ? p.rejected : `kept: sky ${values} at x ${Math.round(p.x)}, y ${Math.round(p.y)}`;
+    return s('rect', { class: p.rejected ? 'rejected' : 'kept', x: x0, y: y0,
+      width: Math.max(0, x1 - x0), height: Math.max(0, y1 - y0) }, s('title', {}, tip));
+  });
+  return s('g', { transform: `scale(${1 / fx} ${1 / fy}) translate(0.5 0.5)` }, marks);
+}
+
+/** "N of M samples kept", the rejected ones counted by the first word of their reason. */
+function samplesLegend(samples) {
+  const rejected = samples.filter((p) => p.rejected);
+  const reasons = new Map();
+  for (const p of rejected) {
+    const word = String(p.rejected).split(/[\s:(]/)[0];
+    reasons.set(word, (reasons.get(word) || 0) + 1);
+  }
+  const why = [...reasons].map(([word, n]) => `${n} ${word}`).join(', ');
+  return [
+    h('span', { class: 'swatch kept', 'aria-hidden': 'true' }),
+    h('span', { class: 'kept-count' }, `${samples.length - rejected.length} of ${samples.length} samples kept`),
+    rejected.length ? [h('span', { class: 'swatch rejected', 'aria-hidden': 'true' }),
+      h('span', {}, `${rejected.length} rejected (${why}): point at a red square for its reason`)] : null,
+  ];
+}
+
 function stepCaption(step) {
   const notes = (step.notes || []).join('; ');
   return `${step.index + 1}. ${step.kind} (${Number(step.seconds).toFixed(2)} s)${notes ? ` — ${notes}` : ''}`;
@@ -172,18 +258,65 @@ function stepCaption(step) {
 
 function makeLightbox() {
   const img = h('img', { alt: '' });
+  // Drawn over the image with the same box and the preview's pixels as its viewBox: the
+  // default "meet" fitting is the image's object-fit: contain.
+  const marks = s('svg', { class: 'samples', role: 'img', style: 'display: none' });
+  const legend = h('p', { class: 'samples-legend', role: 'status', hidden: true });
   const caption = h('figcaption', { class: 'lightbox-caption' });
   const element = h('div', { class: 'overlay lightbox', id: 'lightbox', hidden: true, role: 'dialog',
     'aria-modal': 'true', 'aria-label': 'a step of the finishing', onclick: close },
-  h('figure', {}, img, caption));
+  h('figure', {}, h('div', { class: 'lightbox-stage' }, img, marks), legend, caption));
+  const samplesCache = new Map();
   let shots = [];
   let index = 0;
+  let shown = 0;
+
+  function hideSamples() {
+    shown += 1;
+    marks.style.display = 'none';
+    clear(marks);
+    legend.hidden = true;
+  }
 
   function show() {
+    hideSamples();
     img.src = shots[index].src;
     img.alt = shots[index].caption;
     caption.textContent = `${shots[index].caption}   (Esc closes, ← → for the other steps)`;
+    if (shots[index].samples) drawSamples(shots[index].samples, shown);
   }
+
+  function loadSamples(url) {
+    if (!samplesCache.has(url)) {
+      const loading = apiBlob(url, { accept: 'application/json' }).then((b) => b.text()).then(parsePythonJson);
+      loading.catch(() => samplesCache.delete(url));
+      samplesCache.set(url, loading);
+    }
+    return samplesCache.get(url);
+  }
+
+  async function drawSamples(where, mine) {
+    fill(legend, 'Loading the background samples…');
+    legend.hidden = false;
+    let samples;
+    try {
+      samples = await loadSamples(where.url);
+      if (!Array.isArray(samples)) throw new Error('not a list of samples');
+      await img.decode();
+    } catch (e) {
+      if (mine === shown) fill(legend, h('span', { class: 'error' }, `No background samples: ${e.message}`));
+      return;
+    }
+    if (mine !== shown) return;
+    const { naturalWidth: width, naturalHeight: height } = img;
+    const factors = blockFactors(where.size, samples, width, height);
+    marks.setAttribute('viewBox', `0 0 ${width} ${height}`);
+    marks.setAttribute('aria-label', `the background samples: ${samples.filter((p) => !p.rejected).length} of ${samples.length} kept`);
+    fill(marks, sampleMarks(samples, width, height, factors));
+    marks.style.display = '';
+    fill(legend, samplesLegend(samples));
+  }
+
   function open(list, at) {
     shots = list;
     index = at;
@@ -192,6 +325,7 @@ function makeLightbox() {
   }
   function close() {
     element.hidden = true;
+    hideSamples();
     img.removeAttribute('src');
   }
   function onKey(event) {

@@ -533,3 +533,71 @@ def test_the_processing_page_shows_the_finished_picture_and_edits_its_stretch_li
     url = f"{daemon.url}/api/processing/jobs/{again['id']}/histogram"
     levels = {k: edited[k] for k in ("shadows", "midtones", "highlights")}
     assert httpx.get(url).json()["stf"] == {**levels, "source": "recipe"}
+
+
+def test_the_background_step_shows_its_samples_over_its_preview(
+    page: Page, finished_job: dict[str, Any]
+) -> None:
+    (entry,) = finished_job["outputs"]["finished"]
+    (step,) = [s for s in entry["steps"] if s["kind"] == "background"]
+    samples = json.loads(Path(step["products"]["background_samples"]).read_text())
+    kept = [s for s in samples if s["rejected"] is None]
+    reasons = sorted(s["rejected"] for s in samples if s["rejected"] is not None)
+    (crop,) = [s for s in entry["steps"] if s["kind"] == "crop"]
+    found = re.search(r"rows (\d+):(\d+), columns (\d+):(\d+)", " ".join(crop["notes"]))
+    assert found, crop["notes"]
+    height, width = int(found[2]) - int(found[1]), int(found[4]) - int(found[3])
+
+    page.goto("/#/processing")
+    article = f'#job-pictures article.picture[data-name="{entry["name"]}"]'
+    page.locator(f'{article} .step-thumb[data-kind="background"]').click()
+    loaded(page, "#lightbox img")
+    marks = page.locator("#lightbox svg.samples")
+    expect(marks.locator("rect.kept")).to_have_count(len(kept))
+    expect(marks.locator("rect.rejected")).to_have_count(len(reasons))
+    titles = marks.locator("rect.rejected title").all_text_contents()
+    assert sorted(titles) == reasons
+    legend = page.locator("#lightbox .samples-legend")
+    expect(legend).to_contain_text(f"{len(kept)} of {len(samples)} samples kept")
+
+    # Known truth of the placement: the preview is the mean of k x k blocks of the cropped
+    # image (processing.export.downscale), shown with object-fit: contain; a whole box's
+    # centre lands on (index + 0.5) / k preview pixels. 1 px: layout rounds to device pixels.
+    natural = page.evaluate(
+        "() => { const i = document.querySelector('#lightbox img');"
+        " return [i.naturalWidth, i.naturalHeight]; }"
+    )
+    k = -(-max(height, width) // 480)
+    assert natural == [width // k, height // k]
+    box = page.locator("#lightbox img").bounding_box()
+    assert box is not None
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])
+    left = box["x"] + (box["width"] - natural[0] * scale) / 2
+    top = box["y"] + (box["height"] - natural[1] * scale) / 2
+    half = kept[0]["size_px"] / 2
+    inner = [
+        i
+        for i, s in enumerate(samples)
+        if half <= s["x"] <= width - 1 - half and half <= s["y"] <= height - 1 - half
+    ]
+    assert inner
+    sample = samples[inner[0]]
+    drawn = marks.locator("rect").nth(inner[0]).bounding_box()
+    assert drawn is not None
+    assert abs(drawn["x"] + drawn["width"] / 2 - (left + (sample["x"] + 0.5) / k * scale)) < 1.0
+    assert abs(drawn["y"] + drawn["height"] / 2 - (top + (sample["y"] + 0.5) / k * scale)) < 1.0
+    # The bounding box holds the 1.5 px outline too (half of it on each side).
+    assert abs(drawn["width"] - 1.5 - sample["size_px"] / k * scale) < 1.0
+
+    # Another step shows no samples; a 24 Mpx frame's preview is 13 x 13 blocks, found from
+    # the crop's size or, without a crop, from the samples' extent.
+    page.keyboard.press("ArrowRight")
+    expect(legend).to_be_hidden()
+    expect(marks.locator("rect")).to_have_count(0)
+    factors = page.evaluate(
+        "async () => { const m = await import('/static/processing.js');"
+        " const edge = [{ x: 5990, y: 3990, size_px: 25 }];"
+        " return [m.blockFactors([4000, 6000], [], 461, 307),"
+        " m.blockFactors(null, edge, 461, 307)]; }"
+    )
+    assert factors == [[13, 13], [13, 13]]
