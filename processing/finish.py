@@ -681,7 +681,7 @@ def _background(
     record.products["background_samples"] = out.write(
         "background_samples",
         "_background_samples.json",
-        json.dumps(model.samples_json()).encode(),
+        json.dumps(_finite(model.samples_json()), allow_nan=False).encode(),
     )
     return _replace(state, image=background.apply_background(state.image, model, config))
 
@@ -847,6 +847,17 @@ def _export(state: _State, step: ExportStep, out: _Outputs, records: Sequence[St
 
 
 # --- small parts ----------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    """JSON data with NaN and infinities as null, so every JSON reader can read it."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _display_jpeg(image: Image, linear: bool) -> bytes:
