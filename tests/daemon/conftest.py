@@ -79,6 +79,23 @@ def running_daemon(data_dir: Path, cache_dir: Path, **env: str) -> Iterator[Runn
             raise
 
 
+def bare_daemon(
+    tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path, name: str, **env: str
+) -> Iterator[RunningDaemon]:
+    """A daemon with no devices (a bare profile starts no simulators: up in seconds)."""
+    data_dir = tmp_path_factory.mktemp(name)
+    profile = data_dir / "bare.yaml"
+    profile.write_text("name: bare-pier\n")
+    with running_daemon(
+        data_dir,
+        catalog_cache,
+        NIGHTOWL_EQUIPMENT_PROFILE=str(profile),
+        NIGHTOWL_CONNECT_ON_START="false",
+        **env,
+    ) as running:
+        yield running
+
+
 def wait_for(predicate_url: str, check: object, timeout_s: float = 30.0) -> dict[str, object]:
     """GET `predicate_url` until `check(json)` is true; return that JSON."""
     assert callable(check)

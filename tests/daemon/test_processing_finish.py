@@ -26,7 +26,7 @@ from processing.recipe import parse_recipe
 from processing.register import Interpolation
 from processing.rejection import Rejection, rejection_config
 from processing.subframes import Weighting
-from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
+from tests.daemon.conftest import RunningDaemon, bare_daemon, wait_for
 from tests.helpers import SMALL_SESSION
 
 
@@ -36,16 +36,7 @@ def daemon(
 ) -> Iterator[RunningDaemon]:
     """A daemon with no devices (a bare profile starts no simulators); its data folder is
     the processing root."""
-    data_dir = tmp_path_factory.mktemp("finish-daemon")
-    profile = data_dir / "bare.yaml"
-    profile.write_text("name: bare-pier\n")
-    with running_daemon(
-        data_dir,
-        catalog_cache,
-        NIGHTOWL_EQUIPMENT_PROFILE=str(profile),
-        NIGHTOWL_CONNECT_ON_START="false",
-    ) as running:
-        yield running
+    yield from bare_daemon(tmp_path_factory, catalog_cache, "finish-daemon")
 
 
 @pytest.fixture(scope="module")

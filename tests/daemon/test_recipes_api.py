@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.daemon.conftest import RunningDaemon, running_daemon
+from tests.daemon.conftest import RunningDaemon, bare_daemon
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +19,7 @@ def daemon(
     tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path
 ) -> Iterator[RunningDaemon]:
     """A daemon with no devices: a bare profile starts no simulators."""
-    data_dir = tmp_path_factory.mktemp("recipes-daemon")
-    profile = data_dir / "bare.yaml"
-    profile.write_text("name: bare-pier\n")
-    with running_daemon(
-        data_dir,
-        catalog_cache,
-        NIGHTOWL_EQUIPMENT_PROFILE=str(profile),
-        NIGHTOWL_CONNECT_ON_START="false",
-    ) as running:
-        yield running
+    yield from bare_daemon(tmp_path_factory, catalog_cache, "recipes-daemon")
 
 
 def small_recipe(name: str, target_background: float = 0.2) -> dict[str, Any]:

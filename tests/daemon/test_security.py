@@ -28,7 +28,7 @@ from daemon.access import (
 )
 from daemon.api.guards import MAX_BODY_BYTES, host_matches, host_of
 from daemon.settings import Settings
-from tests.daemon.conftest import RunningDaemon, running_daemon
+from tests.daemon.conftest import RunningDaemon, bare_daemon
 from tests.daemon.test_sequences_api import night
 
 CONTROL = "control-5d8e2a9b1c7f4036"
@@ -47,23 +47,6 @@ def port_of(daemon: RunningDaemon) -> int:
     port = urlsplit(daemon.url).port
     assert port is not None
     return port
-
-
-def bare_daemon(
-    tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path, name: str, **env: str
-) -> Iterator[RunningDaemon]:
-    """A daemon with no devices (a bare profile starts no simulators: up in seconds)."""
-    data_dir = tmp_path_factory.mktemp(name)
-    profile = data_dir / "bare.yaml"
-    profile.write_text("name: bare-pier\n")
-    with running_daemon(
-        data_dir,
-        catalog_cache,
-        NIGHTOWL_EQUIPMENT_PROFILE=str(profile),
-        NIGHTOWL_CONNECT_ON_START="false",
-        **env,
-    ) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
