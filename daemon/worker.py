@@ -482,25 +482,18 @@ class ProcessingWorker:
 
         chosen = default_job_recipe() if recipe is None else recipe
 
-        def create() -> int:
-            with Session(self._engine) as db, db.begin():
-                if session_id is not None and db.get(ImagingSession, session_id) is None:
-                    raise NotFound(f"no session {session_id}")
-                job = ProcessingJob(
-                    session_id=session_id,
-                    folder=None if folder is None else str(folder),
-                    state=JobState.QUEUED,
-                    config=options.model_dump(mode="json")
-                    | {"recipe": chosen.model_dump(mode="json"), "linear_only": linear_only},
-                )
-                db.add(job)
-                db.flush()
-                job.out_dir = str((self._processing_root / f"job_{job.id:05d}").resolve())
-                return job.id
+        def create(db: Session) -> ProcessingJob:
+            if session_id is not None and db.get(ImagingSession, session_id) is None:
+                raise NotFound(f"no session {session_id}")
+            return ProcessingJob(
+                session_id=session_id,
+                folder=None if folder is None else str(folder),
+                state=JobState.QUEUED,
+                config=options.model_dump(mode="json")
+                | {"recipe": chosen.model_dump(mode="json"), "linear_only": linear_only},
+            )
 
-        job_id = await asyncio.to_thread(create)
-        self._wake.set()
-        return job_id
+        return await self._queue(create)
 
     async def submit_finish(self, source_id: int, recipe: Recipe) -> int:
         """Queue a job that finishes done job `source_id`'s linear masters again with
@@ -508,21 +501,30 @@ class ProcessingWorker:
         {...}}`` (a finishing job's own source is used when `source_id` is one). Raises
         `NotFound` for an unknown job, `Conflict` unless it is done."""
 
+        def create(db: Session) -> ProcessingJob:
+            source = db.get(ProcessingJob, source_id)
+            if source is None:
+                raise NotFound(f"no processing job {source_id}")
+            if source.state is not JobState.DONE:
+                raise Conflict(
+                    f"processing job {source_id} is {source.state.value}: only a done "
+                    "job's masters can be finished again; wait for it to end"
+                )
+            origin = int(source.config.get("finish_of", source_id))
+            return ProcessingJob(
+                state=JobState.QUEUED,
+                config={"finish_of": origin, "recipe": recipe.model_dump(mode="json")},
+            )
+
+        return await self._queue(create)
+
+    async def _queue(self, make: Callable[[Session], ProcessingJob]) -> int:
+        """Store the job `make` builds (it may raise to refuse), give it its folder and
+        wake the loop; returns its id."""
+
         def create() -> int:
             with Session(self._engine) as db, db.begin():
-                source = db.get(ProcessingJob, source_id)
-                if source is None:
-                    raise NotFound(f"no processing job {source_id}")
-                if source.state is not JobState.DONE:
-                    raise Conflict(
-                        f"processing job {source_id} is {source.state.value}: only a done "
-                        "job's masters can be finished again; wait for it to end"
-                    )
-                origin = int(source.config.get("finish_of", source_id))
-                job = ProcessingJob(
-                    state=JobState.QUEUED,
-                    config={"finish_of": origin, "recipe": recipe.model_dump(mode="json")},
-                )
+                job = make(db)
                 db.add(job)
                 db.flush()
                 job.out_dir = str((self._processing_root / f"job_{job.id:05d}").resolve())
