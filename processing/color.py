@@ -55,6 +55,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from scipy import spatial, stats
 
 from processing.catalog import load_gaia_stars
+from processing.normalize import MAD_TO_SIGMA
 from processing.stars import StarConfig, StarTable, detect_stars
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Image = npt.NDArray[np.floating]
 
-# MAD x 1.4826 estimates the standard deviation of Gaussian noise.
-_MAD_TO_SIGMA = 1.4826
 # Above this many pixels a channel's background and noise are measured on a fixed
 # pseudo-random sample: the median of half a million pixels has a standard error of
 # 1.25 sigma / sqrt(n) ~ 0.002 sigma, at a fiftieth of the time on a 24-megapixel stack.
@@ -396,7 +395,7 @@ def _background_sample(channel: Image) -> F64:
 
 def _clipped_median(values: F64, config: NeutralizationConfig) -> float:
     median = float(np.median(values))
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(values - median)))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(values - median)))
     for _ in range(config.iterations):
         if sigma == 0.0:
             break
@@ -405,14 +404,14 @@ def _clipped_median(values: F64, config: NeutralizationConfig) -> float:
         if kept.size == 0:
             break
         median = float(np.median(kept))
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(kept - median)))
+        sigma = MAD_TO_SIGMA * float(np.median(np.abs(kept - median)))
     return median
 
 
 def _robust_scatter(values: F64) -> float:
     if len(values) < 2:
         return math.nan
-    return _MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
+    return MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
 
 
 def _photometry(image: Image, stars: StarTable, config: ColorCalibrationConfig) -> _Photometry:

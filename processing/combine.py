@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from processing.normalize import MAD_TO_SIGMA
+
 log = logging.getLogger(__name__)
 
 Plane = npt.NDArray[np.floating]
@@ -90,7 +92,6 @@ _LAB_F_EPSILON = 6.0 / 29.0
 # Above this many pixels the statistics of a fit are taken on a regular subsample; a few
 # million pixels fix a sky level and a mean of the brightest 0.5 % far better than a fit needs.
 _MAX_FIT_SAMPLES = 2_000_000
-_MAD_TO_SIGMA = 1.4826
 _BACKGROUND_ITERATIONS = 10
 
 
@@ -404,7 +405,7 @@ def _sky_level(values: npt.NDArray[np.float32], clip_sigma: float) -> tuple[floa
     level = float(np.median(kept))
     sigma = 0.0
     for _ in range(_BACKGROUND_ITERATIONS):
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(kept - level)))
+        sigma = MAD_TO_SIGMA * float(np.median(np.abs(kept - level)))
         if sigma == 0.0:
             break
         kept = values[np.abs(values - level) < clip_sigma * sigma]

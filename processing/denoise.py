@@ -33,6 +33,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from processing.normalize import MAD_TO_SIGMA
+
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
@@ -40,8 +42,6 @@ F32 = npt.NDArray[np.float32]
 NoiseModel = Literal["layer", "white"]
 
 _B3_SPLINE = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / np.float32(16.0)
-# MAD x 1.4826 estimates the standard deviation of Gaussian noise.
-_MAD_TO_SIGMA = 1.4826
 # Standard deviation of starlet layer j (1-based) of unit white Gaussian noise: the L2 norm of
 # the layer's impulse response, computed from the B3-spline filters (the table of Starck &
 # Murtagh, to four digits); each further layer halves it.
@@ -340,7 +340,7 @@ def _layer_sample(current: F32, smooth: F32) -> F32:
 def _noise_sigma(sample: F32) -> float:
     """1.4826 x MAD of a layer's sample."""
     median = np.median(sample)
-    return float(_MAD_TO_SIGMA * np.median(np.abs(sample - median)))
+    return float(MAD_TO_SIGMA * np.median(np.abs(sample - median)))
 
 
 @numba.njit(nogil=True, fastmath=False, cache=True)

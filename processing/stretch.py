@@ -23,11 +23,11 @@ from typing import Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from processing.normalize import MAD_TO_SIGMA
+
 _UINT16_FULL_SCALE_ADU = 65535.0
 # Shadows stay below white, so a saturated frame still has a range to stretch (and shows white).
 _MAX_SHADOWS = 1.0 - 1.0 / _UINT16_FULL_SCALE_ADU
-# MAD x 1.4826 estimates the standard deviation of Gaussian noise.
-_MAD_TO_SIGMA = 1.4826
 # Pixels per block in `map_blocks`: ~1 MB of float32 per temporary, so the many temporaries of
 # a curve stay in cache and a 24 MP RGB image does not need gigabytes of scratch memory.
 _BLOCK_PIXELS = 1 << 18
@@ -534,7 +534,7 @@ def _channel_statistics(
         # One contiguous channel at a time: np.median along axis 0 of (n, c) is much slower.
         samples = np.ascontiguousarray(channels[::step, c])
         medians[c] = np.median(samples)
-        mads[c] = np.median(np.abs(samples - np.float32(medians[c]))) * _MAD_TO_SIGMA
+        mads[c] = np.median(np.abs(samples - np.float32(medians[c]))) * MAD_TO_SIGMA
     return medians, mads
 
 
