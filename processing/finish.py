@@ -63,7 +63,6 @@ from processing.recipe import (
     Recipe,
     StepModel,
     StfStep,
-    canonical_json,
 )
 from processing.register import Transform, register, star_positions, warp
 from processing.stars import StarConfig, detect_stars
@@ -897,7 +896,6 @@ __all__ = [
     "Master",
     "ProxyHistogram",
     "StepRecord",
-    "canonical_json",
     "finish",
     "finish_targets",
     "linear_masters",
