@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -485,22 +485,7 @@ def _order_issues(recipe: Recipe) -> list[RecipeIssue]:
     return issues
 
 
-_KINDS = (
-    "calibrate",
-    "frames",
-    "register",
-    "integrate",
-    "combine",
-    "crop",
-    "background",
-    "color",
-    "denoise_linear",
-    "stretch_stf",
-    "histogram",
-    "stretch_arcsinh",
-    "ghs",
-    "denoise_tv",
-    "curves",
-    "desaturate",
-    "export",
+_KINDS: tuple[str, ...] = tuple(
+    model.model_fields["kind"].default for model in get_args(get_args(Step)[0])
 )
+"""Every step kind, in the order of the `Step` union."""
