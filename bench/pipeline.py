@@ -40,16 +40,18 @@ covers the dithers and the rotation):
   correlates neighbouring pixels and lowers the per-pixel figure, so the noise of the
   16 x 16 block means (from differences of neighbouring sky blocks, times 16 to be
   comparable) is printed as well, which interpolation does not change.
-- trail residual: the median of the integrated image on the satellite trails' pixels (the
-  generator's masks, mapped to the image through the same fit) minus the median on a band
-  beside them, in units of the sky noise; ~0 when rejection removed them.
+- defect residual: the median of the integrated image on the pixels of the satellite trails and
+  cosmic rays (the generator's masks, mapped to the image through the same fit) minus the
+  median on a band beside them, in units of the sky noise; ~0 when rejection removed them.
+- SNR gain: the white-noise limit of one light at the frame centre over the stack's 16 x 16
+  block noise (both in e-): sqrt(N) for a plain mean of N equal lights.
 
 Nightowl's JSON summary is kept as nightowl.json and Siril's log as siril/siril.log beside
 each dataset. Each table row is Nightowl, Siril, and their ratio (Siril / Nightowl for times,
 so > 1 means Nightowl is faster; Nightowl / Siril for the rest, so < 1 means less memory,
 noise or blur, but > 1 more throughput).
 
-    .venv/bin/python bench/pipeline.py [--size small|large|both] [--runs 1] [--keep DIR]
+    .venv/bin/python bench/pipeline.py [--size tiny,small,large|all] [--runs 1] [--keep DIR]
         [--nightowl-options '--interpolation bicubic --weighting none'] [--no-siril]
 
 small: 2048 x 1536, 30 lights, 300 stars; large: 4144 x 2822, 20 lights, 800 stars; 15 bias,
@@ -70,7 +72,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,7 @@ class Size:
     lights: int
     stars: int
     calibration: int = 15
+    trail_every: int = 10
 
     @property
     def megapixels(self) -> float:
@@ -131,6 +134,7 @@ class Size:
 
 
 SIZES = {
+    "tiny": Size("tiny", 1200, 900, 8, 150, trail_every=4),
     "small": Size("small", 2048, 1536, 30, 300),
     "large": Size("large", 4144, 2822, 20, 800),
 }
@@ -147,6 +151,7 @@ def session_config(size: Size) -> Any:
         flat_frames=size.calibration,
         light_frames=size.lights,
         star_count=size.stars,
+        trail_every=size.trail_every,
     )
 
 
@@ -155,7 +160,8 @@ def session_config(size: Size) -> Any:
 
 def generate(size: Size, folder: Path) -> None:
     """Write the session's frames (`synthetic.write_session`: Siril's layout and spellings)
-    and the truth the analysis needs (transforms and defect masks of the trailed lights)."""
+    and the truth the analysis needs (each light's transform and mask of trail and
+    cosmic-ray pixels)."""
     import numpy as np
 
     from processing import synthetic
@@ -169,9 +175,8 @@ def generate(size: Size, folder: Path) -> None:
             return
         index = lights[0]
         lights[0] += 1
-        if config.trail_every and index % config.trail_every == config.trail_every - 1:
-            trails[f"transform_{index}"] = frame.transform
-            trails[f"defects_{index}"] = np.argwhere(frame.defects).astype(np.int32)
+        trails[f"transform_{index}"] = frame.transform
+        trails[f"defects_{index}"] = np.argwhere(frame.defects).astype(np.int32)
 
     synthetic.write_session(folder, config, target=TARGET, filter_name=FILTER, on_frame=keep_trail)
     np.savez_compressed(folder.parent / "truth.npz", **trails)
@@ -287,8 +292,8 @@ def _match_stars(yx: Any, truth_yx: Any) -> tuple[Any, Any, Any] | None:
 
 
 def _trail_residual(image: Any, affine: Any, truth_path: Path, noise_px: float) -> float | None:
-    """Median on the trails' pixels minus the median on a 3-6 px band beside them, in sky
-    noise units; the generator's masks are mapped frame -> reference -> this image."""
+    """Median on the trail and cosmic-ray pixels minus the median on a 3-6 px band beside them,
+    in sky noise units; the generator's masks are mapped frame -> reference -> this image."""
     import numpy as np
     from scipy import ndimage
 
@@ -475,7 +480,7 @@ def run_nightowl(
     out = data.parent / "nightowl"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "daemon", "process", str(data), "--out", str(out), "--json"]
-    command += options
+    command += ["--linear-only", *options]
     run = measured(command, REPO)
     if run.returncode != 0:
         tail = "\n    ".join(run.stderr.strip().splitlines()[-6:])
@@ -510,32 +515,49 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def bench_size(size: Size, root: Path, runs: int, siril: bool, options: list[str]) -> None:
+@dataclass
+class Measured:
+    """One size's runs so far, for both tools."""
+
+    size: Size
+    data: Path
+    nightowl: list[Run] = field(default_factory=list)
+    sirils: list[Run] = field(default_factory=list)
+    nightowl_out: Path | None = None
+    siril_out: Path | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, list[dict[str, float]]] = field(
+        default_factory=lambda: {"Nightowl": [], "Siril": []}
+    )
+
+
+def run_once(measured_size: Measured, siril: bool, options: list[str]) -> None:
+    """One run of Nightowl, then one of Siril, on the size's dataset."""
+    ours = run_nightowl(measured_size.size, measured_size.data, options)
+    if ours is not None:
+        measured_size.nightowl.append(ours[0])
+        measured_size.nightowl_out, measured_size.summary = ours[1], ours[2]
+        timings = ours[2].get("timings_s")
+        if isinstance(timings, dict):
+            measured_size.stages["Nightowl"].append({k: float(v) for k, v in timings.items()})
+    if siril:
+        theirs = run_siril(measured_size.size, measured_size.data)
+        if theirs is not None:
+            measured_size.sirils.append(theirs[0])
+            measured_size.siril_out = theirs[1]
+            measured_size.stages["Siril"].append(siril_stages(theirs[0].stdout))
+
+
+def report(measured_size: Measured) -> None:
+    size = measured_size.size
     print(f"\n{size.name}: {size.width} x {size.height}, {size.lights} lights, {size.stars} stars")
-    data = dataset(size, root)
-    nightowl: list[Run] = []
-    sirils: list[Run] = []
-    nightowl_out = siril_out = None
-    summary: dict[str, Any] = {}
-    stages: dict[str, list[dict[str, float]]] = {"Nightowl": [], "Siril": []}
-    for _ in range(runs):
-        ours = run_nightowl(size, data, options)
-        if ours is not None:
-            nightowl.append(ours[0])
-            nightowl_out, summary = ours[1], ours[2]
-            timings = summary.get("timings_s")
-            if isinstance(timings, dict):
-                stages["Nightowl"].append({k: float(v) for k, v in timings.items()})
-        if siril:
-            theirs = run_siril(size, data)
-            if theirs is not None:
-                sirils.append(theirs[0])
-                siril_out = theirs[1]
-                stages["Siril"].append(siril_stages(theirs[0].stdout))
-    _print_groups(summary)
-    truth = data.parent / "truth.npz"
+    _print_groups(measured_size.summary)
+    truth = measured_size.data.parent / "truth.npz"
     quality = {}
-    for name, path in (("Nightowl", nightowl_out), ("Siril", siril_out)):
+    for name, path in (
+        ("Nightowl", measured_size.nightowl_out),
+        ("Siril", measured_size.siril_out),
+    ):
         if path is None:
             continue
         try:
@@ -551,9 +573,9 @@ def bench_size(size: Size, root: Path, runs: int, siril: bool, options: list[str
             f"{figures.get('adu_per_e', float('nan')):.4g} /e-"
             + (f"; {figures['error']}" if "error" in figures else "")
         )
-    for name, per_run in stages.items():
+    for name, per_run in measured_size.stages.items():
         _print_stages(name, per_run)
-    _print_table(size, nightowl, sirils, quality)
+    _print_table(size, measured_size.nightowl, measured_size.sirils, quality)
 
 
 def _print_groups(summary: dict[str, Any]) -> None:
@@ -594,6 +616,17 @@ def _print_table(
         value = quality.get(name, {}).get(key)
         return float(value) if value is not None else None
 
+    config = session_config(size)
+    single = (
+        config.sky_e
+        + config.sensor.dark_current_e_s * config.exposure_s
+        + config.sensor.read_noise_e**2
+    ) ** 0.5
+
+    def gain(name: str) -> float | None:
+        binned = q(name, "noise_binned_e")
+        return single / binned if binned else None
+
     rows: list[tuple[str, float | None, float | None, bool]] = [
         ("wall, s", median(nightowl, "wall_s"), median(sirils, "wall_s"), True),
         ("CPU, s", median(nightowl, "cpu_s"), median(sirils, "cpu_s"), True),
@@ -602,9 +635,10 @@ def _print_table(
         ("MPf/s", mpf(nightowl), mpf(sirils), False),
         ("sky noise, e-", q("Nightowl", "noise_e"), q("Siril", "noise_e"), False),
         ("binned noise, e-", q("Nightowl", "noise_binned_e"), q("Siril", "noise_binned_e"), False),
+        ("SNR gain", gain("Nightowl"), gain("Siril"), False),
         ("FWHM, px", q("Nightowl", "fwhm_px"), q("Siril", "fwhm_px"), False),
         (
-            "trail resid., sigma",
+            "defect resid., sigma",
             q("Nightowl", "trail_residual_sigma"),
             q("Siril", "trail_residual_sigma"),
             False,
@@ -616,15 +650,10 @@ def _print_table(
         if ours is not None and theirs is not None and ours and theirs:
             ratio = theirs / ours if siril_over_ours else ours / theirs
         print(f"  {label:20s} {_cell(ours):>10s} {_cell(theirs):>10s} {_cell(ratio, 2):>8s}")
-    config = session_config(size)
-    single = (
-        config.sky_e
-        + config.sensor.dark_current_e_s * config.exposure_s
-        + config.sensor.read_noise_e**2
-    ) ** 0.5
     print(
         f"  (ratio: Siril / Nightowl for wall and CPU, Nightowl / Siril below; white-noise limit "
-        f"at the centre, before flat correction: {single / size.lights**0.5:.2f} e-)"
+        f"of one light at the centre, before flat correction: {single:.2f} e-, "
+        f"sqrt(N) = {size.lights**0.5:.2f})"
     )
 
 
@@ -646,23 +675,31 @@ def main(args: argparse.Namespace) -> None:
     else:
         version = subprocess.run([SIRIL, "--version"], capture_output=True, text=True)
         print(f"Siril: {version.stdout.strip()} ({shutil.which(SIRIL)})")
-    print(f"{os.cpu_count()} CPUs; {args.runs} run(s) each, medians")
-    sizes = list(SIZES.values()) if args.size == "both" else [SIZES[args.size]]
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        for size in sizes:
-            (args.keep / size.name).mkdir(exist_ok=True)
-            bench_size(size, args.keep, args.runs, siril, options)
-        return
+    print(f"{os.cpu_count()} CPUs; {args.runs} run(s) each, interleaved over the sizes; medians")
+    names = list(SIZES) if args.size == "all" else args.size.split(",")
+    unknown = [name for name in names if name not in SIZES]
+    if unknown:
+        raise SystemExit(f"--size: unknown {unknown}; choose from {list(SIZES)} or all")
     with tempfile.TemporaryDirectory(prefix="nightowl-pipeline-") as tmp:
-        for size in sizes:
-            (Path(tmp) / size.name).mkdir()
-            bench_size(size, Path(tmp), args.runs, siril, options)
+        root = args.keep or Path(tmp)
+        measured_sizes = []
+        for name in names:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            print(f"{name}:")
+            measured_sizes.append(Measured(SIZES[name], dataset(SIZES[name], root)))
+        for run in range(args.runs):
+            for measured_size in measured_sizes:
+                print(f"  run {run + 1}: {measured_size.size.name}", flush=True)
+                run_once(measured_size, siril, options)
+        for measured_size in measured_sizes:
+            report(measured_size)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=[*SIZES, "both"], default="both")
+    parser.add_argument(
+        "--size", default="all", help=f"comma-separated, of {', '.join(SIZES)}; or all"
+    )
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep datasets and outputs in this folder")
     parser.add_argument(
