@@ -134,16 +134,16 @@ def estimate_normalization(
         return sample[common]
 
     reference = background(frames[reference_index])
-    reference_location, _ = _location_scale(reference)
+    reference_location, _ = clipped_location_scale(reference)
     location = np.empty(count)
     scale = np.full(count, np.nan)
     for i, frame in enumerate(frames):
         sample = background(frame)
         if method is Normalization.ADDITIVE_SCALING:
-            _, scale[i] = _location_scale(sample)
+            _, scale[i] = clipped_location_scale(sample)
         # The level difference to the reference is measured pixel by pixel, where stars,
         # nebula and gradient cancel and only noise and the two frames' defects are left.
-        difference, _ = _location_scale(sample - reference)
+        difference, _ = clipped_location_scale(sample - reference)
         location[i] = reference_location + difference
     m_ref, s_ref = location[reference_index], scale[reference_index]
     if method is Normalization.ADDITIVE:
@@ -167,7 +167,7 @@ def estimate_normalization(
     )
 
 
-def _location_scale(sample: F32) -> tuple[float, float]:
+def clipped_location_scale(sample: F32) -> tuple[float, float]:
     """Median and 1.4826 MAD of the background: iteratively drop samples beyond 3 sigma.
 
     The plain median of a light moves with what covers a few % of it: a satellite trail
