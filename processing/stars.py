@@ -147,10 +147,18 @@ def measure_frame(
     Stars whose peak reaches `saturation_adu` count as stars but stay out of the medians: their
     clipped cores make them look wider than the seeing. Raises ValueError when `image` is not 2-D.
     """
+    return measure_frame_stars(image, saturation_adu=saturation_adu, config=config)[0]
+
+
+def measure_frame_stars(
+    image: npt.NDArray[np.generic], *, saturation_adu: float, config: StarConfig = StarConfig()
+) -> tuple[FrameQuality, StarTable]:
+    """`measure_frame`'s figures and the stars they come from (brightest first), so a caller
+    that keeps the star list (registration at capture time) does not detect them again."""
     extraction = _extract(image, config)
     stars = _measure_stars(extraction, config)
     unsaturated = stars.peak_adu < saturation_adu
-    return FrameQuality(
+    quality = FrameQuality(
         star_count=len(stars),
         hfr_px=_median_or_none(stars.hfr_px[unsaturated]),
         fwhm_px=_median_or_none(stars.fwhm_px[unsaturated]),
@@ -159,6 +167,7 @@ def measure_frame(
         noise_adu=float(extraction.background.globalrms),
         saturated_fraction=float(np.mean(extraction.data >= saturation_adu)),
     )
+    return quality, stars
 
 
 def plate_scale_arcsec_px(pixel_size_um: float, focal_length_mm: float, binning: int = 1) -> float:
