@@ -36,10 +36,12 @@ Mask = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class RegisterStage:
-    """How lights are registered (`processing.register`) and resampled."""
+    """How lights are registered (`processing.register`) and resampled; `keep_calibrated`
+    keeps each calibrated file after resampling (drizzle reads it again)."""
 
     registration: RegistrationConfig
     interpolation: Interpolation
+    keep_calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,13 @@ class RegisterTask:
 
 @dataclass(frozen=True, eq=False)
 class RegisteredLight:
-    """A light resampled onto the grid: planes ``(c, y, x)`` float32 at `path`."""
+    """A light resampled onto the grid: planes ``(c, y, x)`` float32 at `path`; `transform`
+    maps the grid's pixels into the light's."""
 
     light: CalibratedLight
     weight: float
     path: Path
+    transform: Transform
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,8 +99,8 @@ def registration_tasks(
 
 def register_light(task: RegisterTask) -> Transform | str:
     """Register one calibrated light and resample it onto the grid (as ``.npy``, the
-    calibrated file removed); its transform, or why it could not be registered. Raises
-    OSError when a file cannot be read or written."""
+    calibrated file removed unless the stage keeps it); its transform, or why it could not
+    be registered. Raises OSError when a file cannot be read or written."""
     try:
         transform = (
             Transform.identity()
@@ -111,7 +115,8 @@ def register_light(task: RegisterTask) -> Transform | str:
         out[c] = warp(cube[c], transform, task.shape, task.stage.interpolation).image
     np.save(task.target, out)
     del cube
-    task.source.unlink()
+    if not task.stage.keep_calibrated:
+        task.source.unlink()
     return transform
 
 
@@ -135,7 +140,7 @@ def gather_registered(
         np.logical_and(
             common, valid_area(source_shape, result, grid.shape, stage.interpolation), out=common
         )
-        lights.append(RegisteredLight(light, weight, task.target))
+        lights.append(RegisteredLight(light, weight, task.target, result))
     if not lights:
         raise PipelineError("no light could be registered to the reference")
     line = (
