@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, ImagingSession, Target
+from daemon.db.models import Frame, FrameStars, ImagingSession, Target
 from daemon.errors import Busy, Refused
 from daemon.events import record_event
 from daemon.fits_headers import CaptureContext, TargetInfo, header_cards, text_problem
@@ -41,7 +41,8 @@ from drivers.equipment import Equipment
 from drivers.errors import DeviceError, InvalidValue, NotConnected
 from processing.acceptance import AcceptanceRules, judge
 from processing.io import encode_fits
-from processing.stars import measure_frame, plate_scale_arcsec_px
+from processing.star_lists import StarList
+from processing.stars import measure_frame_stars, plate_scale_arcsec_px
 from sequences.frames import ExposureSpec, FrameType, RunTag, SavedFrame
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,12 @@ class CaptureService:
         store: FrameStore,
         config: CaptureConfig,
         guider: Guider | None = None,
+        on_light: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_light(frame_id)` hears of each accepted light once its row is committed (from
+        a worker thread; it must return at once: the live stack queues it)."""
         self._engine = engine
+        self._on_light = on_light
         self._equipment = equipment
         self._store = store
         self._config = config
@@ -273,12 +278,14 @@ class CaptureService:
     def _process(self, context: CaptureContext) -> SavedFrame:
         """Measure, judge, write and record one frame (blocking: runs in a worker thread)."""
         raw = context.raw
+        stars: StarList | None = None
         if context.frame_type is FrameType.LIGHT:
-            quality = measure_frame(raw.data, saturation_adu=float(raw.info.max_adu))
+            quality, table = measure_frame_stars(raw.data, saturation_adu=float(raw.info.max_adu))
+            stars = StarList.of(table)
             context = replace(context, quality=quality)
             context = replace(context, hfr_arcsec=self._hfr_arcsec(context))
         try:
-            frame_id, stored, context = self._record(context)
+            frame_id, stored, context = self._record(context, stars)
         except StoreError as e:
             # No row; no file either, unless removing it failed (the next start registers it).
             self._event("error", str(e))
@@ -289,6 +296,8 @@ class CaptureService:
             + ("" if context.accepted else f" (rejected: {context.reject_reason})"),
             {"frame_id": frame_id, "path": str(stored.path), "accepted": context.accepted},
         )
+        if stars is not None and context.accepted and self._on_light is not None:
+            self._on_light(frame_id)
         measured = context.quality
         return SavedFrame(
             id=frame_id,
@@ -302,9 +311,12 @@ class CaptureService:
             reject_reason=context.reject_reason,
         )
 
-    def _record(self, context: CaptureContext) -> tuple[int, StoredFile, CaptureContext]:
-        """Judge the frame, write its file durably, commit its row. A row the database refuses
-        costs the file too (`FrameNotRecorded`): no file is left without a row."""
+    def _record(
+        self, context: CaptureContext, stars: StarList | None = None
+    ) -> tuple[int, StoredFile, CaptureContext]:
+        """Judge the frame, write its file durably, commit its row (and its star list). A row
+        the database refuses costs the file too (`FrameNotRecorded`): no file is left without
+        a row."""
         stored: StoredFile | None = None
         try:
             with Session(self._engine) as db, db.begin():
@@ -324,6 +336,10 @@ class CaptureService:
                 db.add(frame)
                 db.flush()
                 frame_id = frame.id
+                if stars is not None:
+                    db.add(
+                        FrameStars(frame_id=frame_id, star_count=len(stars), stars=stars.to_bytes())
+                    )
         except SQLAlchemyError as e:
             raise self._not_recorded(stored, e) from e
         return frame_id, stored, context

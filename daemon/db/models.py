@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -173,6 +174,19 @@ class Frame(Base):
 
     session: Mapped[ImagingSession] = relationship(lazy="raise")
     target: Mapped[Target | None] = relationship(lazy="raise")
+
+
+class FrameStars(Base):
+    """The stars capture measured on a light (`processing.star_lists.StarList` bytes), so
+    the live stack registers it without detecting them again."""
+
+    __tablename__ = "frame_stars"
+
+    frame_id: Mapped[int] = mapped_column(
+        ForeignKey("frame.id", ondelete="CASCADE"), primary_key=True
+    )
+    star_count: Mapped[int]
+    stars: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Event(Base):
