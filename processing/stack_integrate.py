@@ -3,7 +3,9 @@
 Each plane is integrated by `processing.integrate.integrate` (normalised, weighted,
 winsorized sigma clipping by default) in row blocks read from the registered lights'
 ``.npy`` files (`processing.io.NpyRows`), so memory stays within the integration's budget;
-the result is then cut to the area every light covers (auto-crop), if asked.
+the result is then cut to the area every light covers (auto-crop), if asked. With local
+normalisation (`processing.local_norm`), each light's planes are first matched to the
+reference's tile by tile, rewritten in place.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import numpy.typing as npt
 
 from processing.integrate import IntegrationConfig, integrate
 from processing.io import NpyRows
+from processing.local_norm import (
+    LocalNormalization,
+    LocalNormConfig,
+    estimate_local_normalization,
+)
+from processing.normalize import FrameNormalization
 from processing.register import crop_box
 from processing.stack_judge import Grid
 from processing.stack_register import Registered
@@ -27,23 +35,30 @@ U16 = npt.NDArray[np.uint16]
 @dataclass(frozen=True)
 class IntegrateStage:
     """How the registered lights are combined; `crop` cuts the result to the area every
-    light covers."""
+    light covers; `local_normalization` (None: off) matches them to the reference region by
+    region first."""
 
     integration: IntegrationConfig
     crop: bool
+    local_normalization: LocalNormConfig | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Integrated:
     """The integrate stage's result: the image ``(c, y, x)`` float32 and its rejection maps
     (rejected samples per pixel, low and high), the crop ``(y0, y1, x0, x1)`` of the grid
-    (None: not cropped) and the HISTORY lines of the step."""
+    (None: not cropped) and the HISTORY lines of the step. `normalizations` (per plane) and
+    `local` (per light, per plane; empty without local normalisation) say how each light was
+    matched to the reference; `scale` is output pixels per grid pixel (drizzle)."""
 
     image: F32
     low_count: U16
     high_count: U16
     crop_yx: tuple[int, int, int, int] | None
     history: tuple[str, ...]
+    normalizations: tuple[FrameNormalization, ...] = ()
+    local: tuple[tuple[LocalNormalization, ...], ...] = ()
+    scale: int = 1
 
 
 def integrate_registered(
@@ -63,6 +78,11 @@ def integrate_registered(
         (i for i, r in enumerate(lights) if r.light is grid.light), int(np.argmax(weights))
     )
     integration = replace(stage.integration, reference_index=reference_index)
+    local: tuple[tuple[LocalNormalization, ...], ...] = ()
+    local_lines: tuple[str, ...] = ()
+    if stage.local_normalization is not None:
+        local = _normalize_locally(registered, reference_index, stage.local_normalization)
+        local_lines = (f"local normalization: tiles of {stage.local_normalization.tile_px} px",)
     channels = []
     for c in range(planes):
         sources = [NpyRows(r.path, c) for r in lights]
@@ -87,5 +107,29 @@ def integrate_registered(
         low_count=np.stack([r.low_count[rows, cols] for r in channels]),
         high_count=np.stack([r.high_count[rows, cols] for r in channels]),
         crop_yx=crop,
-        history=(*channels[0].history, crop_line),
+        history=(*local_lines, *channels[0].history, crop_line),
+        normalizations=tuple(r.normalization for r in channels),
+        local=local,
     )
+
+
+def _normalize_locally(
+    registered: Registered, reference_index: int, config: LocalNormConfig
+) -> tuple[tuple[LocalNormalization, ...], ...]:
+    """Match every light's planes to the reference light's tile by tile, each file rewritten
+    in place (one light in memory at a time, beside the reference); the maps, per light and
+    plane. Raises ValueError when a light and the reference have no tile in common."""
+    reference = np.load(registered.lights[reference_index].path)
+    maps = []
+    for light in registered.lights:
+        cube = np.load(light.path)
+        found = tuple(
+            estimate_local_normalization(cube[c], reference[c], config)
+            for c in range(cube.shape[0])
+        )
+        if light is not registered.lights[reference_index]:
+            np.save(
+                light.path, np.stack([m.apply(plane) for m, plane in zip(found, cube, strict=True)])
+            )
+        maps.append(found)
+    return tuple(maps)
