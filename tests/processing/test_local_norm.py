@@ -25,7 +25,7 @@ def _plane(image: npt.NDArray[np.floating], sky: npt.NDArray[np.bool_]) -> F64:
     return coefficients
 
 
-def _session(count: int) -> tuple[list[npt.NDArray[np.float32]], list[F64], F64]:
+def _session(count: int) -> tuple[list[npt.NDArray[np.float32]], list[F64], npt.NDArray[np.bool_]]:
     """Reference (with its own gradient) first, then frames a (scene + noise) + plane; the
     planes' slopes (per px, y and x) and the sky mask (pixels far from every star)."""
     rng = np.random.default_rng(7)
