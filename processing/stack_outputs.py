@@ -118,7 +118,7 @@ class StackOutputs:
             ("YBINNING", group.binning, "binning"),
             ("GAIN", group.gain, "camera gain"),
             ("SWCREATE", "Nightowl", "software that made the file"),
-            *optics_cards(reference),
+            *_per_output_pixel(optics_cards(reference), integrated.scale),
         ]
         name = safe_file_name(group.name)
         outputs = {
@@ -169,6 +169,19 @@ def optics_cards(reference: Path) -> list[FitsCard]:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             cards.append((keyword, value, "of the reference light"))
     return cards
+
+
+def _per_output_pixel(cards: list[FitsCard], scale: int) -> list[FitsCard]:
+    """The reference's cards for an image `scale` times finer (drizzle): a pixel's size (and
+    so the plate scale a solver derives from it) divided by `scale`."""
+    if scale == 1:
+        return cards
+    return [
+        (keyword, value / scale, f"[um] of the reference light / drizzle scale {scale}")
+        if keyword in ("XPIXSZ", "YPIXSZ") and isinstance(value, (int, float))
+        else (keyword, value, comment)
+        for keyword, value, comment in cards
+    ]
 
 
 def _planar(stack: npt.NDArray[_G]) -> npt.NDArray[_G]:
