@@ -110,6 +110,8 @@ class PipelineConfig:
     - threads: worker processes calibrating and registering frames at once (1: no worker
       process, everything in this one); the integration has its own threads.
     - preview_size_px: longer side of the JPEG previews.
+    - cache_dir: a `processing.frame_cache` folder: lights calibrated there before (by the
+      live stack during the night) are not calibrated again; new ones are kept there.
     """
 
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
@@ -128,6 +130,7 @@ class PipelineConfig:
     saturation_adu: float = 60_000.0
     threads: int = 2
     preview_size_px: int = 1600
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.preview_size_px < 16:
@@ -318,7 +321,7 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
     with job.timed("calibrate"):
         calibration = replace(config.calibration, dark_scaling=group.dark_scaling)
         stage = CalibrateStage(calibration, config.demosaic, config.stars, config.saturation_adu)
-        tasks = calibration_tasks(group.lights, files, stage, work)
+        tasks = calibration_tasks(group.lights, files, stage, work, config.cache_dir)
         calibrated = gather_calibrated(job.map("calibrate", calibrate_light, tasks), calibration)
     if not calibrated.lights:
         raise PipelineError(

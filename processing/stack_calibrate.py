@@ -28,10 +28,17 @@ from processing.calibrate import (
     correct_defects,
 )
 from processing.debayer import Demosaic, debayer
+from processing.frame_cache import (
+    CachedCalibration,
+    calibrated_key,
+    load_calibrated,
+    masters_identity,
+    store_calibrated,
+)
 from processing.grouping import FrameInfo
 from processing.register import star_positions
 from processing.stack_masters import GroupMasters
-from processing.stacking import read_planes
+from processing.stacking import file_sha256, read_planes
 from processing.stars import StarConfig, detect_stars
 from processing.subframes import FrameMetrics, measure_metrics
 
@@ -75,7 +82,8 @@ class CalibratedLight:
 
 @dataclass(frozen=True)
 class MasterFiles:
-    """The masters and defect masks of a group as ``.npy`` files (None: absent)."""
+    """The masters and defect masks of a group as ``.npy`` files (None: absent), and their
+    `identity` (`processing.frame_cache.masters_identity`)."""
 
     bias: Path | None
     dark: Path | None
@@ -83,6 +91,7 @@ class MasterFiles:
     flat: Path | None
     hot: Path | None
     cold: Path | None
+    identity: str = ""
 
     @classmethod
     def save(cls, masters: GroupMasters, folder: Path, prefix: str) -> MasterFiles:
@@ -96,6 +105,13 @@ class MasterFiles:
             return path
 
         calibration, defects = masters.calibration, masters.defects
+        arrays = {
+            "bias": calibration.bias,
+            "dark": calibration.dark,
+            "flat": calibration.flat,
+            "hot": None if defects is None else defects.hot,
+            "cold": None if defects is None else defects.cold,
+        }
         return cls(
             bias=save("bias", calibration.bias),
             dark=save("dark", calibration.dark),
@@ -103,6 +119,7 @@ class MasterFiles:
             flat=save("flat", calibration.flat),
             hot=save("hot", None if defects is None else defects.hot),
             cold=save("cold", None if defects is None else defects.cold),
+            identity=masters_identity(arrays, f"dark {calibration.dark_exposure_s}"),
         )
 
     def load(self) -> tuple[CalibrationMasters, DefectMap | None]:
@@ -132,6 +149,8 @@ class CalibrateTask:
     masters: MasterFiles
     stage: CalibrateStage
     target: Path
+    cache: Path | None = None
+    """A `processing.frame_cache` folder to reuse and keep calibrated lights in."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,19 +164,44 @@ class Calibrated:
 
 
 def calibration_tasks(
-    lights: Sequence[FrameInfo], masters: MasterFiles, stage: CalibrateStage, folder: Path
+    lights: Sequence[FrameInfo],
+    masters: MasterFiles,
+    stage: CalibrateStage,
+    folder: Path,
+    cache: Path | None = None,
 ) -> list[CalibrateTask]:
     """One task per light, its calibrated planes to be kept in `folder`."""
     return [
-        CalibrateTask(index, frame, masters, stage, folder / f"calibrated_{index:05d}.npy")
+        CalibrateTask(index, frame, masters, stage, folder / f"calibrated_{index:05d}.npy", cache)
         for index, frame in enumerate(lights)
     ]
 
 
 def calibrate_light(task: CalibrateTask) -> CalibratedLight | tuple[Path, str]:
     """Calibrate one light, measure its stars, keep it as ``.npy``; or say why not (the
-    light's path and the reason). Raises OSError when the ``.npy`` cannot be written."""
+    light's path and the reason). Raises OSError when the ``.npy`` cannot be written.
+    With `task.cache`, a light calibrated before with the same masters and settings is
+    taken from there, and a new one kept there."""
     frame, stage = task.frame, task.stage
+    key = None
+    if task.cache is not None:
+        try:
+            sha = file_sha256(frame)
+        except OSError as e:
+            return frame.path, f"cannot calibrate: {e}"
+        pattern = None if frame.bayer_pattern is None else frame.bayer_pattern.value
+        key = calibrated_key(sha, pattern, task.masters.identity, repr(stage))
+        hit = load_calibrated(task.cache, key, task.target)
+        if hit is not None:
+            return CalibratedLight(
+                task.index,
+                frame,
+                task.target,
+                hit.sha256,
+                hit.pixels_sha256,
+                hit.stars_yx,
+                hit.metrics,
+            )
     try:
         planes, sha = read_planes(frame.path)
         if planes.shape[1:] != frame.shape:
@@ -180,9 +224,13 @@ def calibrate_light(task: CalibrateTask) -> CalibratedLight | tuple[Path, str]:
     except (OSError, ValueError) as e:
         return frame.path, f"cannot calibrate: {e}"
     np.save(task.target, cube)
-    return CalibratedLight(
+    light = CalibratedLight(
         task.index, frame, task.target, sha, pixels.hexdigest(), star_positions(stars), metrics
     )
+    if task.cache is not None and key is not None:
+        entry = CachedCalibration(light.sha256, light.pixels_sha256, light.stars_yx, metrics)
+        store_calibrated(task.cache, key, task.target, entry)
+    return light
 
 
 def gather_calibrated(
