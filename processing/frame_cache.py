@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -73,16 +74,16 @@ def load_calibrated(cache: Path, key: str, target: Path) -> CachedCalibration | 
     try:
         document = json.loads(figures.read_text())
         stars_yx = np.load(stars)
+        entry = CachedCalibration(
+            sha256=document["sha256"],
+            pixels_sha256=document["pixels_sha256"],
+            stars_yx=stars_yx,
+            metrics=metrics_from_document(document["metrics"]),
+        )
         _place(planes, target)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    quality = FrameQuality(**document["metrics"].pop("quality"))
-    return CachedCalibration(
-        sha256=document["sha256"],
-        pixels_sha256=document["pixels_sha256"],
-        stars_yx=stars_yx,
-        metrics=FrameMetrics(quality=quality, **document["metrics"]),
-    )
+    return entry
 
 
 def store_calibrated(cache: Path, key: str, planes: Path, entry: CachedCalibration) -> None:
@@ -93,11 +94,23 @@ def store_calibrated(cache: Path, key: str, planes: Path, entry: CachedCalibrati
     document = {
         "sha256": entry.sha256,
         "pixels_sha256": entry.pixels_sha256,
-        "metrics": dataclasses.asdict(entry.metrics),
+        "metrics": metrics_document(entry.metrics),
     }
     temporary = cache / f".{key}.json.tmp"
     temporary.write_text(json.dumps(document))
     os.replace(temporary, cache / f"{key}.json")
+
+
+def metrics_document(metrics: FrameMetrics) -> dict[str, Any]:
+    """`metrics` as JSON-ready data (floats round-trip exactly)."""
+    return dataclasses.asdict(metrics)
+
+
+def metrics_from_document(document: dict[str, Any]) -> FrameMetrics:
+    """The inverse of `metrics_document`. Raises TypeError or KeyError for another shape."""
+    fields = dict(document)
+    quality = FrameQuality(**fields.pop("quality"))
+    return FrameMetrics(quality=quality, **fields)
 
 
 def _place(source: Path, target: Path) -> None:
