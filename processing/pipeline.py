@@ -11,8 +11,9 @@ a function of its family's module over typed inputs, returning a dataclass:
    their reason (`processing.subframes.SubframeRules`), the reference chosen;
 4. register (`processing.stack_register`): star patterns matched to the reference,
    Lanczos resampling onto its grid;
-5. integrate (`processing.stack_integrate`): normalised, weighted, winsorized sigma clipping
-   by default, in row blocks, auto-cropped to the area every frame covers;
+5. integrate (`processing.stack_integrate`): normalised (locally too, if asked), weighted,
+   winsorized sigma clipping by default, in row blocks, auto-cropped to the area every frame
+   covers; then drizzle onto a finer grid, if asked (`processing.stack_drizzle`);
 6. write (`processing.stack_outputs`, every file of the job and its provenance):
    ``OUT/masters/``, ``OUT/<target>_<filter>.fits`` (float32, HISTORY: every input with
    its SHA-256, every step with its parameters), ``.xisf``, ``.jpg`` and the rejection maps.
@@ -49,9 +50,11 @@ import cv2
 
 from processing.calibrate import CalibrationConfig, CosmeticConfig
 from processing.debayer import Demosaic
+from processing.drizzle import DrizzleConfig
 from processing.grouping import FrameInfo, GroupingConfig, LightGroup, frame_info
 from processing.integrate import IntegrationConfig
 from processing.io import read_fits_header
+from processing.local_norm import LocalNormConfig
 from processing.masters import MasterConfig
 from processing.register import Interpolation, RegistrationConfig
 from processing.stack_calibrate import (
@@ -61,6 +64,7 @@ from processing.stack_calibrate import (
     calibration_tasks,
     gather_calibrated,
 )
+from processing.stack_drizzle import drizzle_registered
 from processing.stack_integrate import IntegrateStage, integrate_registered
 from processing.stack_judge import FrameOutcome, JudgeStage, judge_lights
 from processing.stack_masters import (
@@ -110,6 +114,10 @@ class PipelineConfig:
     - threads: worker processes calibrating and registering frames at once (1: no worker
       process, everything in this one); the integration has its own threads.
     - preview_size_px: longer side of the JPEG previews.
+    - local_normalization: match each registered light to the reference tile by tile before
+      integration (`processing.local_norm`; None: off).
+    - drizzle: drizzle the lights onto a finer grid after the 1x integration
+      (`processing.drizzle`; None: off, the 1x integration is the result).
     - cache_dir: a `processing.frame_cache` folder: lights calibrated there before (by the
       live stack during the night) are not calibrated again; new ones are kept there.
     """
@@ -131,6 +139,8 @@ class PipelineConfig:
     threads: int = 2
     preview_size_px: int = 1600
     cache_dir: Path | None = None
+    local_normalization: LocalNormConfig | None = None
+    drizzle: DrizzleConfig | None = None
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.preview_size_px < 16:
@@ -334,7 +344,9 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
         copy.path.unlink()
     grid = judged.grid
     with job.timed("register"):
-        registering = RegisterStage(config.registration, config.interpolation)
+        registering = RegisterStage(
+            config.registration, config.interpolation, keep_calibrated=config.drizzle is not None
+        )
         to_register = registration_tasks(judged.kept, grid, registering, work)
         results = job.map("register", register_light, to_register)
         registered = gather_registered(judged.kept, to_register, results, grid, registering)
@@ -343,12 +355,21 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
         old = outcomes[light.frame.path]
         outcomes[light.frame.path] = replace(old, accepted=False, reason=reason)
     with job.timed("integrate"):
+        share = 0.8 if config.drizzle is None else 0.4
         integrated = integrate_registered(
             registered,
             grid,
-            IntegrateStage(config.integration, config.crop),
-            lambda done: job.stage_progress("integrate", done * 0.8),
+            IntegrateStage(config.integration, config.crop, config.local_normalization),
+            lambda done: job.stage_progress("integrate", done * share),
         )
+        if config.drizzle is not None:
+            integrated = drizzle_registered(
+                registered,
+                grid,
+                integrated,
+                config.drizzle,
+                lambda done: job.stage_progress("integrate", share + done * share),
+            )
         steps = (
             *masters.history,
             *calibrated.history,
@@ -359,6 +380,8 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
         outputs = job.outputs.group(group, steps, registered, grid.path, integrated)
         for resampled in registered.lights:
             resampled.path.unlink()
+            if config.drizzle is not None:
+                resampled.light.path.unlink()
     frames = tuple(outcomes[f.path] for f in group.lights)
     warnings = group_warnings(group.name, frames)
     for warning in warnings:
