@@ -84,10 +84,10 @@ class DrizzleConfig:
             raise ValueError(f"reject_sigma must be positive, got {self.reject_sigma}")
 
     def describe(self) -> str:
-        """The HISTORY line of the step."""
+        """The HISTORY line of the step (within a card's 72 characters)."""
         return (
             f"drizzle: scale {self.scale}, pixfrac {self.pixfrac:g}, {self.kernel.value} kernel, "
-            f"rejection against the 1x integration at {self.reject_sigma:g} sigma"
+            f"rejection at {self.reject_sigma:g} sigma"
         )
 
 
