@@ -47,10 +47,12 @@ from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
 from daemon.recipes import default_job_recipe
 from processing.debayer import Demosaic
+from processing.drizzle import MAX_SCALE, MIN_PIXFRAC, DrizzleConfig
 from processing.finish import LinearMaster, finish_targets, linear_masters, plate_solver
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.integrate import IntegrationConfig, Rejection
 from processing.io import atomic_path
+from processing.local_norm import MAX_TILE_PX, MIN_TILE_PX, LocalNormConfig
 from processing.pipeline import (
     PipelineConfig,
     PipelineError,
@@ -151,6 +153,27 @@ class ProcessingOptions(BaseModel):
     min_stars: int | None = Field(
         default=None, ge=0, le=1_000_000, description="absolute minimum of stars (off: null)"
     )
+    local_normalization: bool = Field(
+        default=False, description="match each light to the reference tile by tile first"
+    )
+    ln_tile_px: int = Field(
+        default=256,
+        ge=MIN_TILE_PX,
+        le=MAX_TILE_PX,
+        description="tile side of the local normalisation, px",
+    )
+    drizzle: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SCALE,
+        description="drizzle scale: output pixels per input pixel along each axis (1: off)",
+    )
+    pixfrac: float = Field(
+        default=1.0,
+        ge=MIN_PIXFRAC,
+        le=1.0,
+        description="drizzle drop size as a fraction of an input pixel (Siril's default 1)",
+    )
 
     @field_validator("memory_budget_mb")
     @classmethod
@@ -180,6 +203,10 @@ class ProcessingOptions(BaseModel):
             reference=self.reference,
             integration=integration,
             threads=self.threads,
+            local_normalization=(
+                LocalNormConfig(self.ln_tile_px) if self.local_normalization else None
+            ),
+            drizzle=DrizzleConfig(self.drizzle, self.pixfrac) if self.drizzle > 1 else None,
             subframes=replace(
                 default.subframes,
                 reject_sigma=self.reject_sigma,
@@ -199,7 +226,8 @@ def recipe_pipeline_config(options: ProcessingOptions, recipe: Recipe) -> Pipeli
     - frames: `weighting`, `reject_sigma`, `max_eccentricity`, `max_fwhm_px`, `min_stars`
       (a recipe's null limit turns an option's limit off);
     - register: `interpolation`;
-    - integrate: `rejection`, and `crop` from `crop_to_coverage`.
+    - integrate: `rejection`, `crop` from `crop_to_coverage`, `local_normalization`,
+      `ln_tile_px`, `drizzle` and `pixfrac`.
 
     Raises ValueError for a setting the pipeline does not have (`daemon.recipes` refuses
     such a recipe before a job is queued)."""
@@ -222,7 +250,14 @@ def recipe_pipeline_config(options: ProcessingOptions, recipe: Recipe) -> Pipeli
     if isinstance(register, RegisterStep):
         updates["interpolation"] = register.interpolation
     if isinstance(integrate, IntegrateStep):
-        updates |= {"rejection": integrate.rejection, "crop": integrate.crop_to_coverage}
+        updates |= {
+            "rejection": integrate.rejection,
+            "crop": integrate.crop_to_coverage,
+            "local_normalization": integrate.local_normalization,
+            "ln_tile_px": integrate.ln_tile_px,
+            "drizzle": integrate.drizzle,
+            "pixfrac": integrate.pixfrac,
+        }
     merged = ProcessingOptions.model_validate(options.model_dump() | updates)
     config = merged.pipeline_config()
     if isinstance(calibrate, CalibrateStep):

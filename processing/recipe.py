@@ -31,6 +31,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from processing.drizzle import MAX_SCALE, MIN_PIXFRAC
+from processing.local_norm import MAX_TILE_PX, MIN_TILE_PX
+
 SCHEMA_VERSION = 1
 
 _STEP_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -106,6 +109,18 @@ class IntegrateStep(StepModel):
         default="winsorized", max_length=40, description="a pixel rejection algorithm by name"
     )
     crop_to_coverage: bool = Field(default=True, description="cut to the area every frame covers")
+    local_normalization: bool = Field(
+        default=False, description="match each light to the reference tile by tile first"
+    )
+    ln_tile_px: int = Field(
+        default=256, ge=MIN_TILE_PX, le=MAX_TILE_PX, description="local normalisation tile, px"
+    )
+    drizzle: int = Field(
+        default=1, ge=1, le=MAX_SCALE, description="drizzle scale, output px per input px (1: off)"
+    )
+    pixfrac: float = Field(
+        default=1.0, ge=MIN_PIXFRAC, le=1.0, description="drizzle drop size, input px"
+    )
 
 
 # --- finishing ------------------------------------------------------------------------------
