@@ -17,6 +17,10 @@ Then every target is finished with the default recipe (``--recipe R.json`` for a
 the picture and a preview per step go to ``DIR/finished/`` (see `processing.finish`); a
 colour master without a WCS is plate solved (FOCALLEN, XPIXSZ) for its photometric colour
 calibration. ``--linear-only`` stops at the linear masters.
+
+``--local-normalization`` matches every light to the reference tile by tile before
+integration; ``--drizzle 2 --pixfrac 0.8`` drizzles the lights onto a grid twice as fine
+after it (`processing.drizzle`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,35 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=2,
         help="lights calibrated and registered at once, one worker process each "
         "(default 2; 1 runs everything in this process)",
+    )
+    stacking = process.add_argument_group("drizzle and local normalisation")
+    stacking.add_argument(
+        "--drizzle",
+        type=int,
+        default=1,
+        metavar="SCALE",
+        help="drizzle onto a grid SCALE times finer (2 or 3; default 1: off), for "
+        "undersampled, well-dithered lights",
+    )
+    stacking.add_argument(
+        "--pixfrac",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="drizzle drop size as a fraction of a pixel, 0.1-1 (default 1, as Siril's)",
+    )
+    stacking.add_argument(
+        "--local-normalization",
+        action="store_true",
+        help="match each light to the reference tile by tile before integration "
+        "(frames with different sky gradients)",
+    )
+    stacking.add_argument(
+        "--ln-tile-px",
+        type=int,
+        default=256,
+        metavar="PX",
+        help="tile side of the local normalisation, px (default 256)",
     )
     rules = process.add_argument_group(
         "frame rejection",
@@ -148,6 +181,10 @@ def process_folder(args: argparse.Namespace) -> int:
             crop=not args.no_crop,
             reference=args.reference,
             threads=args.threads,
+            drizzle=args.drizzle,
+            pixfrac=args.pixfrac,
+            local_normalization=args.local_normalization,
+            ln_tile_px=args.ln_tile_px,
             **limits,
         )
     except ValidationError as e:
