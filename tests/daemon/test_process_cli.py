@@ -7,7 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
 from pydantic import ValidationError
 
 from daemon.__main__ import main
@@ -91,6 +93,9 @@ def test_copies_are_reported_and_the_warning_goes_to_stderr(
         (["--max-eccentricity", "1.5"], "--max-eccentricity: Input should be less than or equal"),
         (["--min-stars", "-1"], "--min-stars: Input should be greater than or equal to 0"),
         (["--min-weight", "1"], "--min-weight: Input should be less than 1"),
+        (["--drizzle", "4"], "--drizzle: Input should be less than or equal to 3"),
+        (["--pixfrac", "0"], "--pixfrac: Input should be greater than or equal to 0.1"),
+        (["--ln-tile-px", "8"], "--ln-tile-px: Input should be greater than or equal to 32"),
     ],
 )
 def test_bad_rejection_options_name_the_option(
@@ -113,3 +118,26 @@ def test_options_carry_the_rules_into_the_pipeline() -> None:
     with pytest.raises(ValidationError) as error:
         ProcessingOptions(max_fwhm_px=0)
     assert error.value.errors()[0]["loc"] == ("max_fwhm_px",)
+
+
+def test_drizzle_and_local_normalization_end_to_end(
+    lights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["--drizzle", "2", "--pixfrac", "0.8", "--local-normalization", "--ln-tile-px", "64"]
+    code = process([str(lights), "--out", str(out), *argv, "--linear-only", "--json", *ONE])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (group,) = json.loads(captured.out)["groups"]
+    y0, y1, x0, x1 = group["crop_yx"]
+    with fits.open(group["outputs"]["fits"]) as hdul:
+        image = hdul[0].data
+        history = [str(line) for line in hdul[0].header["HISTORY"]]
+    # The crop is the 1x stack's, scaled: even bounds on a grid twice as fine.
+    assert image.shape == (y1 - y0, x1 - x0)
+    assert all(v % 2 == 0 for v in (y0, y1, x0, x1))
+    assert np.isfinite(image).all()
+    assert "local normalization: tiles of 64 px" in history
+    assert any(line.startswith("drizzle: scale 2, pixfrac 0.8, square kernel") for line in history)
+    with fits.open(group["outputs"]["rejection_high"]) as hdul:
+        assert hdul[0].data.shape == image.shape

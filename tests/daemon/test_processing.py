@@ -110,6 +110,12 @@ def test_bad_job_requests_name_the_field(daemon: RunningDaemon, night_folder: Pa
     zero_sigma = httpx.post(url, json=limits)
     assert zero_sigma.status_code == 422
     assert zero_sigma.json()["detail"][0]["loc"] == ["body", "options", "reject_sigma"]
+    drizzle = {"drizzle": 4, "pixfrac": 0.05, "ln_tile_px": 8}
+    bad_drizzle = httpx.post(url, json={"folder": str(night_folder), "options": drizzle})
+    assert bad_drizzle.status_code == 422
+    assert sorted(tuple(p["loc"]) for p in bad_drizzle.json()["detail"]) == [
+        ("body", "options", name) for name in ("drizzle", "ln_tile_px", "pixfrac")
+    ]
     unknown = httpx.post(url, json={"folder": str(night_folder), "options": {"kappa": 3}})
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "options", "kappa"]
