@@ -13,8 +13,11 @@ from astropy.io import fits
 from pydantic import ValidationError
 
 from daemon.__main__ import main
-from daemon.worker import ProcessingOptions
+from daemon.worker import ProcessingOptions, recipe_pipeline_config
 from processing import synthetic
+from processing.drizzle import DrizzleConfig
+from processing.local_norm import LocalNormConfig
+from processing.recipe import IntegrateStep, Recipe
 from processing.subframes import SubframeRules
 from tests.helpers import SMALL_SESSION
 
@@ -141,3 +144,18 @@ def test_drizzle_and_local_normalization_end_to_end(
     assert any(line.startswith("drizzle: scale 2, pixfrac 0.8, square kernel") for line in history)
     with fits.open(group["outputs"]["rejection_high"]) as hdul:
         assert hdul[0].data.shape == image.shape
+
+
+def test_drizzle_and_local_normalization_options_reach_the_pipeline() -> None:
+    plain = ProcessingOptions().pipeline_config()
+    assert plain.drizzle is None
+    assert plain.local_normalization is None
+    recipe = Recipe(
+        steps=(IntegrateStep(drizzle=3, pixfrac=0.7, local_normalization=True, ln_tile_px=128),)
+    )
+    config = recipe_pipeline_config(ProcessingOptions(drizzle=2), recipe)
+    assert config.drizzle == DrizzleConfig(scale=3, pixfrac=0.7)
+    assert config.local_normalization == LocalNormConfig(tile_px=128)
+    with pytest.raises(ValidationError) as error:
+        IntegrateStep(drizzle=4)
+    assert error.value.errors()[0]["loc"] == ("drizzle",)
