@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -32,6 +33,7 @@ from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import events as event_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.api.routes import live as live_routes
 from daemon.api.routes import plans as plan_routes
 from daemon.api.routes import processing as processing_routes
 from daemon.api.routes import recipes as recipe_routes
@@ -46,6 +48,7 @@ from daemon.device_faults import DeviceFaultLog
 from daemon.equipment_state import EquipmentState, held_for_imaging
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
+from daemon.live import LiveService, night_cache
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
 from daemon.plans import plan_run_ids, recipe_of_runs
@@ -92,6 +95,7 @@ class Runtime:
     scheduler: NightScheduler
     horizon: Horizon | None
     equipment_state: EquipmentState
+    live: LiveService | None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -193,6 +197,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if equipment.guide_camera is not None and equipment.mount is not None
         else None
     )
+    live = (
+        LiveService(engine, settings.frames_root, settings.masters_root, settings.live_root)
+        if settings.live_stack
+        else None
+    )
     capture = CaptureService(
         engine,
         equipment,
@@ -201,6 +210,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             profile.name, settings.file_pattern, settings.resolved_timezone, profile.acceptance
         ),
         guider,
+        on_light=None if live is None else live.queue_light,
     )
     autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
     clock = make_clock(settings)
@@ -211,6 +221,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.masters_root,
         settings.resolved_processing_roots,
         settings.resolved_cache_dir,
+        None if live is None else functools.partial(night_cache, settings.live_root),
     )
 
     async def hand_off(run_ids: list[int]) -> None:
@@ -260,6 +271,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     scheduler = NightScheduler(engine, equipment, nights)
     equipment_state = EquipmentState(engine, equipment, held_for_imaging(capture, guider))
     await worker.start()
+    if live is not None:
+        await live.start()
     faults.start()
     safety.start()
     equipment_state.start()
@@ -284,6 +297,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             scheduler,
             horizon,
             equipment_state,
+            live,
         )
     finally:
         await equipment_state.stop()
@@ -292,6 +306,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await safety.stop()
         await runs.shutdown()
         await worker.stop()
+        if live is not None:
+            await live.stop()
         if guider is not None:
             await guider.stop()
         try:
@@ -400,6 +416,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(plan_routes.router)
     app.include_router(plan_routes.safety_router)
     app.include_router(event_routes.router)
+    app.include_router(live_routes.router)
     install_web(app)
     install_openapi(app)
     return app

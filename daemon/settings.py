@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         default=True,
         description="queue a processing job for the night's lights when a sequence run ends",
     )
+    live_stack: bool = Field(
+        default=True,
+        description=(
+            "stack each accepted light into the night's live stack (dashboard) as it arrives; "
+            "the morning's job then reuses the calibrated lights"
+        ),
+    )
     control_token: SecretStr | None = Field(
         default=None, description="API token of the control role (may do everything)"
     )
@@ -290,6 +297,11 @@ class Settings(BaseSettings):
     def previews_root(self) -> Path:
         """Frame previews (JPEG), made once per frame on request."""
         return self.data_dir / "previews"
+
+    @property
+    def live_root(self) -> Path:
+        """Live stacks and the calibrated lights they keep for the morning, per night."""
+        return self.data_dir / "live"
 
     @property
     def autofocus_root(self) -> Path:

@@ -450,11 +450,14 @@ class ProcessingWorker:
         masters_root: Path,
         roots: Sequence[Path],
         cache_dir: Path | None = None,
+        night_cache: Callable[[int], Path] | None = None,
     ) -> None:
         """`roots`: the resolved folders a job may read (folders and references) from;
         `cache_dir`: where the plate solver keeps its databases (None: pictures are not
-        plate solved for their colour calibration)."""
+        plate solved for their colour calibration); `night_cache(session_id)`: where the
+        live stack kept a night's calibrated lights, which its job reuses."""
         self._engine = engine
+        self._night_cache = night_cache
         self._cache_dir = cache_dir
         self._roots = tuple(roots)
         self._frames_root = frames_root
@@ -656,10 +659,13 @@ class ProcessingWorker:
             for path, reason in skipped:
                 log.warning("job %d: %s skipped: %s", job_id, path, reason)
         frames += library_masters(self._masters_root)
+        pipeline = recipe_pipeline_config(options, chosen)
+        if session_id is not None and self._night_cache is not None:
+            pipeline = replace(pipeline, cache_dir=self._night_cache(session_id))
         return _Plan(
             Path(out_dir),
             group_frames(frames),
-            recipe_pipeline_config(options, chosen),
+            pipeline,
             None if config.get("linear_only") else chosen.model_dump(mode="json"),
         )
 
