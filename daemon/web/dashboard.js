@@ -1,5 +1,5 @@
-// The dashboard: equipment, the running sequence, the last frame, the night's graphs and the
-// event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
+// The dashboard: equipment, the running sequence, the last frame, the night's live stacks,
+// the night's graphs and the event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
 // last read (every 2 s): asking for it costs the devices nothing.
 import { api } from './api.js';
 import { h, clear, fill, fmt, time, badge, progressBar, sexagesimal } from './dom.js';
@@ -15,11 +15,13 @@ export function mount() {
   const run = h('div', { id: 'run' }, h('p', { class: 'muted' }, 'Loading runs…'));
   const frame = h('div', { id: 'frame', class: 'preview' }, h('p', { class: 'muted' }, 'No frame yet.'));
   const charts = h('div', { id: 'charts' });
+  const live = h('div', { id: 'live' }, h('p', { class: 'muted' }, 'No live stack yet.'));
   const log = h('div', { id: 'log', class: 'log' });
   const element = h('div', { class: 'grid dashboard' },
     h('section', { class: 'card' }, h('h2', {}, 'Equipment'), h('h3', {}, 'Safety'), safety, equipment),
     h('section', { class: 'card' }, h('h2', {}, 'Sequence'), run),
     h('section', { class: 'card' }, h('h2', {}, 'Last frame'), frame),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Live stack'), live),
     h('section', { class: 'card wide' }, h('h2', {}, 'Tonight'), charts),
     h('section', { class: 'card wide' }, h('h2', {}, 'Events'), log));
 
@@ -70,6 +72,11 @@ export function mount() {
     } catch (e) { fill(charts, h('p', { class: 'error' }, e.message)); }
   }
 
+  async function loadLive() {
+    try { renderLive(live, await api('/api/live')); }
+    catch (e) { fill(live, h('p', { class: 'error' }, e.message)); }
+  }
+
   function addEvent(event, atTop) {
     const line = h('div', { class: event.level, dataset: { eventId: String(event.id) } },
       `${time(event.time)}  ${event.level.padEnd(7)} ${event.source.padEnd(9)} ${event.message}`);
@@ -89,7 +96,8 @@ export function mount() {
     stream.onmessage = (message) => {
       const event = JSON.parse(message.data);
       addEvent(event, true);
-      if (event.data && event.data.frame_id) {
+      if (event.source === 'live') soon('live', loadLive, 200);
+      else if (event.data && event.data.frame_id) {
         showFrame(event.data.frame_id);
         soon('night', loadNight, 500);
       }
@@ -104,6 +112,7 @@ export function mount() {
   loadRun();
   showFrame(null);
   loadNight();
+  loadLive();
   startLog();
   // A device connecting, failing or answering again comes as an event (above); figures change
   // without events (temperature, pointing): ask for them every 5 s.
@@ -243,4 +252,22 @@ function renderCharts(box, night, frames) {
     h('div', { class: 'charts' },
       lineChart(points('hfr_px'), { label: 'HFR', unit: ' px', color: '#d9825b' }),
       lineChart(points('guiding_rms_arcsec'), { label: 'Guiding RMS', unit: '″', color: '#5b9bd9' })));
+}
+
+// Each stack of the newest night: its picture (a new URL per update, so the browser fetches
+// the new one) and how much is in it.
+function renderLive(box, stacks) {
+  if (!stacks.length) { fill(box, h('p', { class: 'muted' }, 'No live stack yet.')); return; }
+  const night = stacks[0].session_id;
+  fill(box, h('div', { class: 'charts' }, ...stacks.filter((s) => s.session_id === night).map((s) =>
+    h('div', { class: 'preview live-stack', dataset: { stack: s.name } },
+      h('img', { src: `${s.preview_url}?v=${encodeURIComponent(s.updated || '')}`, alt: `live stack ${s.target} ${s.filter_name || ''}` }),
+      h('div', { class: 'row' }, h('strong', {}, `${s.target} ${s.filter_name || ''}`),
+        h('span', { class: 'muted' }, s.updated ? time(s.updated) : '')),
+      figures([
+        ['Frames', h('span', { class: 'live-frames' }, String(s.frames))],
+        ['Rejected pixels', `${(100 * s.rejected_fraction).toFixed(2)} %`],
+        ['Skipped', String(s.skipped)],
+        ['Calibration', h('span', { class: 'muted' }, s.notes.join('; '))],
+      ])))));
 }
