@@ -23,13 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import ValidationError
-
 from daemon import finish_cli, process_cli
-from daemon.settings import Settings
-from drivers.profile import ProfileError, load_profile
 
 if TYPE_CHECKING:
+    from daemon.settings import Settings
     from processing.solve import ScaleRange
 
 log = logging.getLogger("nightowl")
@@ -85,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(**overrides: Any) -> Settings:
+    # Imported here: `nightowl process` needs no settings, and they import astropy's
+    # coordinates (half a second of a small job's start).
+    from pydantic import ValidationError
+
+    from daemon.settings import Settings
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
@@ -105,6 +108,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from daemon.app import create_app
+    from drivers.profile import ProfileError, load_profile
 
     settings = _settings(host=args.host, port=args.port)
     if (problem := settings.exposure_problem()) is not None:

@@ -161,9 +161,7 @@ def process_folder(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm import tqdm
 
-    from daemon.settings import Settings
     from daemon.worker import FINISHED_DIR, ProcessingOptions, recipe_pipeline_config
-    from processing.finish import finish_targets, linear_masters, plate_solver
     from processing.grouping import group_frames
     from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
     from processing.recipe import RecipeError, default_recipe, recipe_from_json
@@ -224,6 +222,11 @@ def process_folder(args: argparse.Namespace) -> int:
             result = run_pipeline(groups, args.out, config, lambda s, f: progress(s, f * share))
             report = summary(result)
             if not args.linear_only:
+                # Imported here: a linear-only job needs neither (astropy's coordinates
+                # and the colour catalogue are half a second of a small job's start).
+                from daemon.settings import Settings
+                from processing.finish import finish_targets, linear_masters, plate_solver
+
                 cache_dir = Settings().resolved_cache_dir
                 report["finished"] = finish_targets(
                     linear_masters(report),

@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 from processing import clip_kernels
 
@@ -455,7 +455,7 @@ def _normal_scores(n_frames: int) -> F32:
     scores = np.zeros((n_frames + 1, n_frames), dtype=np.float32)
     for n in range(1, n_frames + 1):
         ranks = np.arange(n, dtype=np.float64)
-        scores[n, :n] = stats.norm.ppf((ranks + 1.0 - 0.375) / (n + 0.25))
+        scores[n, :n] = special.ndtri((ranks + 1.0 - 0.375) / (n + 0.25))
     return scores
 
 
@@ -471,7 +471,7 @@ def _esd_critical_values(n_frames: int, config: Esd) -> F64:
         for i in range(1, _esd_max_outliers(n, config) + 1):
             remaining = n - i + 1
             p = 1.0 - config.significance / (2.0 * remaining)
-            t = float(stats.t.ppf(p, remaining - 2))
+            t = float(special.stdtrit(remaining - 2, p))
             table[n, i] = (remaining - 1) * t / math.sqrt((remaining - 2 + t * t) * remaining)
     return table
 
