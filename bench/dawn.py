@@ -31,10 +31,11 @@ from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
 from daemon.live import LiveService, night_cache
 from daemon.naming import DEFAULT_PATTERN
+from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.recipes import default_job_recipe
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
-from daemon.worker import ProcessingOptions, recipe_pipeline_config, session_frames
+from daemon.worker import session_frames
 from drivers.alpaca import build_equipment
 from drivers.base import RaDec
 from drivers.equipment import Equipment

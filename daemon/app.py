@@ -52,13 +52,14 @@ from daemon.live import LiveService, night_cache
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
 from daemon.plans import plan_run_ids, recipe_of_runs
+from daemon.processing_options import ProcessingOptions
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
 from daemon.scheduler import NightScheduler
 from daemon.settings import Settings
 from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
-from daemon.worker import ProcessingOptions, ProcessingWorker, close_sessions_of_run
+from daemon.worker import ProcessingWorker, close_sessions_of_run
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.guider.native import NativeGuider

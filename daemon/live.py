@@ -40,8 +40,9 @@ from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, FrameStars, ImagingSession, SessionState, Target
 from daemon.events import record_event
+from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.recipes import default_job_recipe
-from daemon.worker import ProcessingOptions, library_masters, recipe_pipeline_config
+from daemon.worker import library_masters
 from processing.export import preview_jpeg
 from processing.grouping import FrameInfo, frame_info, group_frames
 from processing.io import atomic_path, read_fits_header

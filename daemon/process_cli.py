@@ -161,7 +161,7 @@ def process_folder(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from tqdm import tqdm
 
-    from daemon.worker import FINISHED_DIR, ProcessingOptions, recipe_pipeline_config
+    from daemon.processing_options import FINISHED_DIR, ProcessingOptions, recipe_pipeline_config
     from processing.grouping import group_frames
     from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
     from processing.recipe import RecipeError, default_recipe, recipe_from_json

@@ -13,7 +13,7 @@ from astropy.io import fits
 from pydantic import ValidationError
 
 from daemon.__main__ import main
-from daemon.worker import ProcessingOptions, recipe_pipeline_config
+from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from processing import synthetic
 from processing.drizzle import DrizzleConfig
 from processing.local_norm import LocalNormConfig

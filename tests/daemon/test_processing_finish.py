@@ -17,8 +17,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
+from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.recipes import default_job_recipe
-from daemon.worker import ProcessingOptions, recipe_pipeline_config
 from processing import synthetic
 from processing.debayer import Demosaic
 from processing.finish import LinearMaster, finish_targets

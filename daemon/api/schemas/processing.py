@@ -11,7 +11,8 @@ from pydantic_core import PydanticCustomError
 
 from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
 from daemon.db.models import JobState
-from daemon.worker import FOLDER_REFUSED, ProcessingOptions
+from daemon.processing_options import ProcessingOptions
+from daemon.worker import FOLDER_REFUSED
 
 
 class JobCreate(BaseModel):
