@@ -66,33 +66,29 @@ def _count_at_most(s: F32, n: int, value: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _winsor_step(
-    s: F32,
-    c1: F64,
-    c2: F64,
-    n: int,
-    lo: int,
-    hi: int,
-    center: float,
-    sigma: float,
-    ref: float,
-    cut: float,
-    correction: float,
-) -> float:
-    """One update of the winsorized sigma: the corrected standard deviation of [lo, hi)
-    with the samples beyond center +- cut x sigma pulled in to the clip values."""
-    k = hi - lo
-    low_clip = center - cut * sigma
-    high_clip = center + cut * sigma
-    n_low = min(max(_count_below(s, n, low_clip) - lo, 0), k)
-    n_high = min(max(hi - _count_at_most(s, n, high_clip), 0), k)
-    low_d = low_clip - ref
-    high_d = high_clip - ref
-    a, b = lo + n_low, hi - n_high
-    sum1 = n_low * low_d + n_high * high_d + c1[b] - c1[a]
-    sum2 = n_low * low_d * low_d + n_high * high_d * high_d + c2[b] - c2[a]
-    variance = (sum2 - sum1 * sum1 / k) / max(k - 1.0, 1.0)
-    return correction * math.sqrt(max(variance, 0.0))
+def _walk_below(s: F32, n: int, value: float, start: int) -> int:
+    """`_count_below` by walking from `start`, the count for a nearby value: the winsorized
+    sigma's clip values move little between iterations, so this is a step or two where a
+    full count reads all n samples."""
+    threshold = np.float32(value)
+    i = min(max(start, 0), n)
+    while i > 0 and not s[i - 1] < threshold:
+        i -= 1
+    while i < n and s[i] < threshold:
+        i += 1
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _walk_at_most(s: F32, n: int, value: float, start: int) -> int:
+    """`_count_at_most` by walking from `start` (see `_walk_below`)."""
+    threshold = np.float32(value)
+    i = min(max(start, 0), n)
+    while i > 0 and s[i - 1] > threshold:
+        i -= 1
+    while i < n and not s[i] > threshold:
+        i += 1
+    return i
 
 
 @njit(cache=True, nogil=True)
@@ -111,11 +107,29 @@ def _winsorized_sigma(
     tolerance: float,
     iterations: int,
 ) -> float:
-    """Iterate `_winsor_step` from `start` until it moves sigma by no more than
-    `tolerance` (relative), at most `iterations` times, as the vectorised code does."""
+    """Iterate the winsorized sigma from `start` until it moves by no more than `tolerance`
+    (relative), at most `iterations` times, as the vectorised code does. Each update is the
+    corrected standard deviation of [lo, hi) with the samples beyond center +- cut x sigma
+    pulled in to the clip values; the samples are sorted, so the counts beyond the clip
+    values are positions, followed from one iteration to the next."""
     sigma = start
+    k = hi - lo
+    below = lo
+    at_most = hi
     for _ in range(iterations):
-        updated = _winsor_step(s, c1, c2, n, lo, hi, center, sigma, ref, cut, correction)
+        low_clip = center - cut * sigma
+        high_clip = center + cut * sigma
+        below = _walk_below(s, n, low_clip, below)
+        at_most = _walk_at_most(s, n, high_clip, at_most)
+        n_low = min(max(below - lo, 0), k)
+        n_high = min(max(hi - at_most, 0), k)
+        low_d = low_clip - ref
+        high_d = high_clip - ref
+        a, b = lo + n_low, hi - n_high
+        sum1 = n_low * low_d + n_high * high_d + c1[b] - c1[a]
+        sum2 = n_low * low_d * low_d + n_high * high_d * high_d + c2[b] - c2[a]
+        variance = (sum2 - sum1 * sum1 / k) / max(k - 1.0, 1.0)
+        updated = correction * math.sqrt(max(variance, 0.0))
         converged = abs(updated - sigma) <= tolerance * sigma
         sigma = updated
         if converged:
