@@ -190,6 +190,11 @@ def run_pipeline(
         if config.threads > 1
         else None
     )
+    if pool is not None:
+        # Start the workers now: their imports (a second each) then overlap the masters,
+        # which this process builds, instead of delaying the first light.
+        for _ in range(config.threads):
+            pool.submit(_warm)
     job = _Job(config, work, StackOutputs(out_dir, config.preview_size_px), progress, pool)
     try:
         results = tuple(
@@ -216,6 +221,10 @@ def run_pipeline(
         inputs=inputs,
         timings_s=dict(job.timings),
     )
+
+
+def _warm() -> None:
+    """Nothing: a worker that runs it has imported this module and every stage's."""
 
 
 def _start_worker() -> None:

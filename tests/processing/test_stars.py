@@ -293,3 +293,22 @@ def test_bad_inputs_are_refused() -> None:
         StarConfig(threshold_sigma=0.0)
     with pytest.raises(ValueError, match="differ in length"):
         StarTable(*(np.zeros(2),) * 6, peak_adu=np.zeros(3))
+
+
+def test_a_satellite_trail_is_not_a_star(
+    round_field: npt.NDArray[np.uint16], truth_yx: npt.NDArray[np.float64]
+) -> None:
+    """A trail is one long object (sep's a of ~300 px): not in the list, and the stars
+    beside it keep their positions and count."""
+    trailed = round_field.astype(np.float64)
+    rows = np.arange(SHAPE[1]) * 0.35 + 20.0
+    for offset in (-1, 0, 1):
+        trailed[np.round(rows).astype(int) + offset, np.arange(SHAPE[1])] += 400.0
+    stars = detect_stars(np.clip(trailed, 0, SATURATION_ADU).astype(np.uint16))
+    match = nearest(stars, truth_yx)
+    distance = np.hypot(stars.y - truth_yx[match, 0], stars.x - truth_yx[match, 1])
+    assert distance.max() < 0.5, "a detection that is not one of the stars"
+    # Stars the trail crosses merge with it and go with it; every other star is found.
+    clear = np.abs(truth_yx[:, 0] - (truth_yx[:, 1] * 0.35 + 20.0)) > 10.0
+    assert set(np.flatnonzero(clear)) <= set(match.tolist())
+    assert stars.hfr_px.max() < 3 * np.median(stars.hfr_px)
