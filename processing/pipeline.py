@@ -113,6 +113,9 @@ class PipelineConfig:
     - saturation_adu: calibrated level from which a star counts as saturated.
     - threads: worker processes calibrating and registering frames at once (1: no worker
       process, everything in this one); the integration has its own threads.
+    - pool_min_megapixels: a job with fewer light megapixels (lights x MP) than this runs
+      its per-frame stages in this process whatever `threads` says: two worker processes
+      cost ~2 s of imports, more than 8 lights of 1 MP take to calibrate and register.
     - preview_size_px: longer side of the JPEG previews.
     - local_normalization: match each registered light to the reference tile by tile before
       integration (`processing.local_norm`; None: off).
@@ -137,6 +140,7 @@ class PipelineConfig:
     crop: bool = True
     saturation_adu: float = 60_000.0
     threads: int = 2
+    pool_min_megapixels: float = 16.0
     preview_size_px: int = 1600
     cache_dir: Path | None = None
     local_normalization: LocalNormConfig | None = None
@@ -187,7 +191,7 @@ def run_pipeline(
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
         )
-        if config.threads > 1
+        if config.threads > 1 and _light_megapixels(groups) >= config.pool_min_megapixels
         else None
     )
     if pool is not None:
@@ -221,6 +225,11 @@ def run_pipeline(
         inputs=inputs,
         timings_s=dict(job.timings),
     )
+
+
+def _light_megapixels(groups: Sequence[LightGroup]) -> float:
+    """Pixels of every light of the job, in millions (lights x megapixels)."""
+    return sum(f.shape[0] * f.shape[1] for g in groups for f in g.lights) / 1e6
 
 
 def _warm() -> None:

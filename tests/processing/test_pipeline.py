@@ -67,7 +67,11 @@ def test_a_folder_becomes_a_calibrated_stacked_result_with_provenance(
     groups = group_frames(frames)
     assert [g.name for g in groups] == ["M 42_L"]
     stages: list[str] = []
-    result = run_pipeline(groups, tmp_path, progress=lambda stage, fraction: stages.append(stage))
+    # Worker processes even for these few small lights, so that their path is the one tested.
+    pooled = PipelineConfig(pool_min_megapixels=0.0)
+    result = run_pipeline(
+        groups, tmp_path, pooled, progress=lambda stage, fraction: stages.append(stage)
+    )
     assert stages[-1] == "done"
     assert {"masters", "calibrate", "register", "integrate"} <= set(stages)
 
