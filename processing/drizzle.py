@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import numpy.typing as npt
-from drizzle.resample import Drizzle
 
 from processing.normalize import clipped_location_scale
 from processing.register import Interpolation, Transform, warp
@@ -147,6 +146,8 @@ class DrizzleStack:
         self.shape = (height * config.scale, width * config.scale)
         self.weight = np.zeros(self.shape, dtype=np.float32)
         self._sum = np.zeros(self.shape, dtype=np.float32)
+        from drizzle.resample import Drizzle  # only a drizzling job pays for its import
+
         self._drizzle = Drizzle(
             kernel=config.kernel.value,
             out_img=self._sum,

@@ -33,7 +33,6 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from processing import clip_kernels
 
@@ -453,6 +452,8 @@ def _linear_fit_clip(config: LinearFit, work: ActivePixels, lo: I64, hi: I64) ->
 
 def _normal_scores(n_frames: int) -> F32:
     """scores[n, j]: Blom's expected normal order statistic of rank j among n (0 beyond n)."""
+    from scipy import special  # only linear-fit clipping needs it: kept off the import path
+
     scores = np.zeros((n_frames + 1, n_frames), dtype=np.float32)
     for n in range(1, n_frames + 1):
         ranks = np.arange(n, dtype=np.float64)
@@ -467,6 +468,8 @@ def _esd_max_outliers(n: int, config: Esd) -> int:
 
 def _esd_critical_values(n_frames: int, config: Esd) -> F64:
     """lambda[n, i] of Rosner's test for the i-th outlier of n samples (inf: not tested)."""
+    from scipy import special  # only ESD needs it: kept off the import path
+
     table = np.full((n_frames + 1, n_frames + 1), np.inf)
     for n in range(MIN_KEPT + 1, n_frames + 1):
         for i in range(1, _esd_max_outliers(n, config) + 1):
