@@ -64,8 +64,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     process.add_argument(
         "--weighting",
         choices=[w.value for w in Weighting],
-        default=Weighting.PSF_SIGNAL.value,
-        help="frame weights (default psf_signal; noise: inverse variance; none: equal)",
+        default=Weighting.PSF_NOISE.value,
+        help="frame weights (default psf_noise: PSF signal and inverse variance; psf_signal: "
+        "sharpest stars; noise: lowest noise; none: equal)",
     )
     process.add_argument(
         "--threads",

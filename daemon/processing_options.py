@@ -43,7 +43,7 @@ class ProcessingOptions(BaseModel):
     rejection: Rejection = Field(
         default=Rejection.WINSORIZED, description="pixel rejection of the light integration"
     )
-    weighting: Weighting = Field(default=Weighting.PSF_SIGNAL, description="frame weights")
+    weighting: Weighting = Field(default=Weighting.PSF_NOISE, description="frame weights")
     interpolation: Interpolation = Field(
         default=Interpolation.LANCZOS4, description="resampling kernel of the registration"
     )

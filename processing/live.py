@@ -6,8 +6,8 @@ Welford's algorithm, three float32 arrays whatever the number of frames. A new l
 registered to the reference by its star list (`processing.register.register`), resampled
 onto the reference grid (`warp`), matched in level to the reference (additive
 normalisation, as the morning's integration does by default) and folded in with its frame
-weight relative to the reference (`processing.subframes.frame_weights`, PSF signal by
-default). Once `LiveConfig.warmup_frames` frames are in, a pixel further than `k_sigma`
+weight relative to the reference (`processing.subframes.frame_weights`, PSF signal and
+noise by default). Once `LiveConfig.warmup_frames` frames are in, a pixel further than `k_sigma`
 sigma from the running mean is not added (a satellite trail, a cosmic ray, a plane); its
 sigma is the pixel's own running deviation, but never less than the typical deviation of
 this frame from the mean, so that a variance estimated from three frames does not reject
@@ -65,7 +65,7 @@ class LiveConfig:
     k_sigma: float = 3.0
     warmup_frames: int = 3
     swap_factor: float = 2.0
-    weighting: Weighting = Weighting.PSF_SIGNAL
+    weighting: Weighting = Weighting.PSF_NOISE
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     interpolation: Interpolation = Interpolation.LANCZOS4
 

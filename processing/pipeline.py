@@ -131,7 +131,7 @@ class PipelineConfig:
     cosmetic: CosmeticConfig | None = field(default_factory=CosmeticConfig)
     demosaic: Demosaic = Demosaic.EDGE_AWARE
     stars: StarConfig = field(default_factory=lambda: StarConfig(max_stars=500))
-    weighting: Weighting = Weighting.PSF_SIGNAL
+    weighting: Weighting = Weighting.PSF_NOISE
     subframes: SubframeRules = field(default_factory=SubframeRules)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     interpolation: Interpolation = Interpolation.LANCZOS4

@@ -87,7 +87,7 @@ class FramesStep(StepModel):
     """Which lights are integrated: outliers against the set's own distribution."""
 
     kind: Literal["frames"] = "frames"
-    weighting: Literal["none", "noise", "psf_signal"] = "psf_signal"
+    weighting: Literal["none", "noise", "psf_signal", "psf_noise"] = "psf_noise"
     reject_sigma: float = Field(
         default=3.0, gt=0.0, le=20.0, description="outlier limit: median + k x MAD (sigma units)"
     )

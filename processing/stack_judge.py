@@ -2,7 +2,7 @@
 weight, on whose pixel grid.
 
 Copies of a light (the same file bytes, or the same pixels under another header) are
-integrated once; weights (`processing.subframes.frame_weights`, PSF signal by default) and
+integrated once; weights (`processing.subframes.frame_weights`, PSF signal and noise by default) and
 outlier rejection against the group's median and spread (`SubframeRules`) give each light
 its verdict and reason; the reference is the best-weighted accepted light, or the one
 asked for, which may be a file outside the group (then only its stars and shape are used).

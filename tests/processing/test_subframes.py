@@ -24,6 +24,7 @@ from processing.subframes import (
     SubframeRules,
     Weighting,
     choose_reference,
+    effective_frames,
     frame_weights,
     judge_frames,
     measure_metrics,
@@ -89,6 +90,20 @@ def test_weights_prefer_sharp_transparent_quiet_frames() -> None:
     # Inverse variance: three times the sky is ~1/3 of the weight.
     np.testing.assert_allclose(noise["bright sky"], (SKY_E + 25) / (3 * SKY_E + 25), rtol=0.05)
     np.testing.assert_array_equal(frame_weights(list(figures.values()), Weighting.NONE), 1.0)
+    # The geometric mean of the two: the soft frame loses half of psf_signal's penalty.
+    combined = frame_weights(list(figures.values()), Weighting.PSF_NOISE)
+    both = dict(zip(figures, combined, strict=True))
+    assert both["good"] == 1.0
+    relative_noise = noise["soft"] / noise["good"]  # each weighting's best frame has 1
+    np.testing.assert_allclose(both["soft"], math.sqrt(by_name["soft"] * relative_noise), rtol=1e-9)
+    assert by_name["soft"] < both["soft"] < noise["soft"]
+
+
+def test_effective_frames_count_what_uneven_weights_cost() -> None:
+    assert effective_frames(np.ones(8)) == pytest.approx(8.0)
+    assert effective_frames([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+    # Two frames at full weight and two at half: (3)^2 / 2.5 = 3.6 of 4.
+    assert effective_frames([1.0, 1.0, 0.5, 0.5]) == pytest.approx(3.6)
 
 
 def test_outlier_frames_are_rejected_with_reasons() -> None:
