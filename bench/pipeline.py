@@ -9,9 +9,11 @@ lights/.
 Then, in fresh processes measured alike (wall time; CPU time, user + sys, and peak RSS
 ru_maxrss from wait4; the peak of the summed RSS of the process tree, sampled every 50 ms):
 
-- Nightowl: ``python -m daemon process DATA --out OUT --json`` (masters, calibration,
-  registration, winsorized integration into ``OUT/SYNTH_L.fits``); the per-stage timings of its
-  JSON summary (and Siril's own per-command times from its log) are printed too;
+- Nightowl: ``python -m daemon process DATA --out OUT --json --linear-only --reference
+  DATA/lights/<first> --no-crop`` (masters, calibration, registration, winsorized integration
+  into ``OUT/SYNTH_L.fits``, on Siril's grid: its first light, uncropped); the per-stage
+  timings of its JSON summary (and Siril's own per-command times from its log) are printed
+  too;
 - Siril: ``siril-cli -s pipeline.ssf -d WORK``, the stock mono preprocessing script of Siril
   1.0 (`SIRIL_SCRIPT`: 3 / 3 sigma rejection stacks of bias, flats and darks, winsorized, which
   is what 1.0.6 does when `rej` names no algorithm; flats bias-subtracted, lights calibrated
@@ -480,7 +482,10 @@ def run_nightowl(
     out = data.parent / "nightowl"
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "daemon", "process", str(data), "--out", str(out), "--json"]
-    command += ["--linear-only", *options]
+    # Siril's grid: its first light is the reference and nothing is cropped. The same grid
+    # makes the noise figures comparable (the block statistics depend on the area).
+    first = sorted((data / "lights").iterdir())[0]
+    command += ["--linear-only", "--reference", str(first), "--no-crop", *options]
     run = measured(command, REPO)
     if run.returncode != 0:
         tail = "\n    ".join(run.stderr.strip().splitlines()[-6:])
