@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/plan_tonight.py
 	$(BIN)/python bench/capture_under_load.py
 	$(BIN)/python bench/finish.py
+	$(BIN)/python bench/dawn.py
 	$(BIN)/python bench/soak.py --minutes 5
 
 clean:

@@ -66,6 +66,24 @@ def test_capture_returns_records_and_the_frame_is_served(daemon: RunningDaemon) 
     assert list((daemon.data_dir / "previews").glob(f"{frame['id']}-*.jpg"))
 
 
+def test_a_captured_light_reaches_the_live_stack_and_its_picture(daemon: RunningDaemon) -> None:
+    reply = capture(daemon, frame_type="LIGHT", exposure_s=1.0, filter_name="G", target=M31)
+    assert reply.status_code == 201, reply.text
+
+    def stacked(stacks: Any) -> bool:
+        return any(s["target"] == "M31" and s["filter_name"] == "G" for s in stacks)
+
+    stacks = wait_for(f"{daemon.url}/api/live", stacked, timeout_s=90)
+    (stack,) = [s for s in stacks if s["filter_name"] == "G"]  # type: ignore[attr-defined]
+    assert stack["frames"] == 1
+    assert stack["session_id"] == reply.json()[0]["session_id"]
+    picture = httpx.get(f"{daemon.url}{stack['preview_url']}")
+    assert picture.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(picture.content)).size[0] > 0
+    missing = httpx.get(f"{daemon.url}/api/live/{stack['session_id']}/nothing_here.jpg")
+    assert missing.status_code == 404
+
+
 def test_sessions_and_frame_listing_with_filters(daemon: RunningDaemon) -> None:
     assert capture(daemon, frame_type="DARK", exposure_s=0.5, count=2).status_code == 201
     assert capture(daemon, frame_type="LIGHT", exposure_s=0.5, target=M31).status_code == 201
