@@ -47,7 +47,7 @@ from processing.export import preview_jpeg
 from processing.grouping import FrameInfo, frame_info, group_frames
 from processing.io import atomic_path, read_fits_header
 from processing.live import LiveConfig, LiveStack
-from processing.pipeline import PipelineConfig
+from processing.pipeline import PipelineConfig, exit_with_parent
 from processing.register import RegistrationError
 from processing.stack_calibrate import (
     CalibratedLight,
@@ -117,8 +117,10 @@ _OPEN: dict[Path, _Open] = {}
 """The stacking process's stacks (it runs one light at a time)."""
 
 
-def _start_process() -> None:
+def _start_process(parent: int) -> None:
+    """The stacking process: below the daemon's priority, and gone when the daemon is."""
     os.nice(_NICE)
+    exit_with_parent(parent)
 
 
 def fold_light(job: LiveJob) -> dict[str, Any]:
@@ -330,7 +332,10 @@ class LiveService:
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_process,
+                initargs=(os.getpid(),),
             )
         try:
             status = self._pool.submit(fold_light, job).result()

@@ -190,6 +190,7 @@ def run_pipeline(
             config.threads,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
         if config.threads > 1 and _light_megapixels(groups) >= config.pool_min_megapixels
         else None
@@ -236,12 +237,17 @@ def _warm() -> None:
     """Nothing: a worker that runs it has imported this module and every stage's."""
 
 
-def _start_worker() -> None:
-    """A worker process: one OpenCV thread, as the processes already fill the cores; and an
-    end when its parent is gone (killed with the daemon), instead of an orphan waiting for
-    work forever."""
+def _start_worker(parent: int) -> None:
+    """A worker process: one OpenCV thread, as the processes already fill the cores."""
     cv2.setNumThreads(1)
-    parent = os.getppid()
+    exit_with_parent(parent)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this (child) process when `parent` (the pid that started it) is gone, killed with
+    the daemon, instead of living on as an orphan waiting for work forever: for the
+    initializer of a pool, with the parent's pid as its argument (a parent killed while the
+    child was still starting is already gone when the initializer runs)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -426,6 +432,7 @@ __all__ = [
     "PipelineError",
     "PipelineResult",
     "ProgressCallback",
+    "exit_with_parent",
     "run_pipeline",
     "scan_folder",
     "summary",
