@@ -291,7 +291,9 @@ class NightDirector:
         self, night: _Night, document: SequenceDocument, template_id: int | None, target: str | None
     ) -> RunStatus | None:
         """Run `document` as one of the night's runs; None when another run holds the
-        equipment (it is waited for, then the plan chooses again)."""
+        equipment (it is waited for, then the plan chooses again). A target's run (`target`
+        set) that a stop overtook while it was starting is aborted at once; the end area's
+        run (no target) is what a stop asks for."""
         try:
             run_id = await self._runs.start(document, template_id, hand_off=False)
         except RunConflict as e:
@@ -302,6 +304,9 @@ class NightDirector:
                     await self._runs.wait(active)
             return None
         night.current_run = run_id
+        if target is not None and night.stopping.is_set():
+            with contextlib.suppress(RunConflict):
+                self._runs.control(run_id, "abort")
         night.run_ids.append(run_id)
         await asyncio.to_thread(self._record_run, night.night_id, run_id, target)
         try:
