@@ -210,6 +210,148 @@ class SafetyStatus:
     is_safe: bool
 
 
+class ShutterState(enum.Enum):
+    """A dome shutter or roll-off roof, with ASCOM's values."""
+
+    OPEN = 0
+    CLOSED = 1
+    OPENING = 2
+    CLOSING = 3
+    ERROR = 4
+
+
+@dataclass(frozen=True)
+class DomeInfo:
+    """`can_set_azimuth` is false for a roll-off roof: a dome without azimuth."""
+
+    name: str
+    can_set_azimuth: bool
+    can_set_shutter: bool
+    can_park: bool
+    can_find_home: bool
+    can_slave: bool
+
+
+@dataclass(frozen=True)
+class DomeStatus:
+    shutter: ShutterState | None
+    """None when the dome cannot report its shutter."""
+    azimuth_deg: float | None
+    """None for a roll-off roof."""
+    slewing: bool
+    at_park: bool | None
+    at_home: bool | None
+
+
+class CoverState(enum.Enum):
+    """A dust cover (flip-flat), with ASCOM's CoverStatus values."""
+
+    NOT_PRESENT = 0
+    CLOSED = 1
+    MOVING = 2
+    OPEN = 3
+    UNKNOWN = 4
+    ERROR = 5
+
+
+class CalibratorState(enum.Enum):
+    """A flat panel's light, with ASCOM's CalibratorStatus values."""
+
+    NOT_PRESENT = 0
+    OFF = 1
+    NOT_READY = 2
+    READY = 3
+    UNKNOWN = 4
+    ERROR = 5
+
+
+@dataclass(frozen=True)
+class CoverCalibratorInfo:
+    name: str
+    max_brightness: int
+    """0 when there is no calibrator."""
+
+
+@dataclass(frozen=True)
+class CoverCalibratorStatus:
+    cover: CoverState
+    calibrator: CalibratorState
+    brightness: int | None
+    """None when there is no calibrator."""
+
+
+@dataclass(frozen=True)
+class RotatorInfo:
+    name: str
+    can_reverse: bool
+    step_size_deg: float | None
+
+
+@dataclass(frozen=True)
+class RotatorStatus:
+    position_deg: float
+    """The synced position: the sky position angle once synced to a plate solve."""
+    mechanical_position_deg: float
+    is_moving: bool
+
+
+@dataclass(frozen=True)
+class WeatherInfo:
+    name: str
+
+
+@dataclass(frozen=True)
+class WeatherReading:
+    """One reading of an ObservingConditions device; None where the station has no sensor.
+
+    Units as ASCOM has them: percent, degrees Celsius, hPa, mm/h, lux, mag/arcsec², arcsec,
+    degrees (wind from, clockwise from north), m/s.
+    """
+
+    cloud_cover_pct: float | None = None
+    dew_point_c: float | None = None
+    humidity_pct: float | None = None
+    pressure_hpa: float | None = None
+    rain_rate_mm_h: float | None = None
+    sky_brightness_lux: float | None = None
+    sky_quality_mag_arcsec2: float | None = None
+    sky_temperature_c: float | None = None
+    star_fwhm_arcsec: float | None = None
+    temperature_c: float | None = None
+    wind_direction_deg: float | None = None
+    wind_gust_m_s: float | None = None
+    wind_speed_m_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SwitchChannel:
+    """One switch of a Switch device: boolean when its range is 0..1 in steps of 1."""
+
+    id: int
+    name: str
+    description: str
+    can_write: bool
+    minimum: float
+    maximum: float
+    step: float
+
+    @property
+    def boolean(self) -> bool:
+        return self.minimum == 0.0 and self.maximum == 1.0 and self.step == 1.0
+
+
+@dataclass(frozen=True)
+class SwitchInfo:
+    name: str
+    channels: tuple[SwitchChannel, ...]
+
+
+@dataclass(frozen=True)
+class SwitchStatus:
+    values: tuple[float, ...]
+    """The value of every channel, in `SwitchInfo.channels` order."""
+
+
 @runtime_checkable
 class Device(Protocol):
     """What every device offers: a role name, connect/disconnect and a status snapshot."""
@@ -312,6 +454,85 @@ class SafetyMonitor(Device, Protocol):
     def info(self) -> SafetyInfo: ...
 
     async def status(self) -> SafetyStatus: ...
+
+
+class Dome(Device, Protocol):
+    """A dome or roll-off roof. Shutter and slew methods return once the device reports the
+    end state and raise `DeviceTimeout` when it does not within the profile's timeout, or
+    `OperationFailed` when the shutter reports an error."""
+
+    @property
+    def info(self) -> DomeInfo: ...
+
+    async def status(self) -> DomeStatus: ...
+
+    async def open_shutter(self) -> None: ...
+
+    async def close_shutter(self) -> None: ...
+
+    async def slew_to_azimuth(self, azimuth_deg: float) -> None: ...
+
+    async def abort_slew(self) -> None: ...
+
+    async def park(self) -> None: ...
+
+    async def find_home(self) -> None: ...
+
+
+class CoverCalibrator(Device, Protocol):
+    """A dust cover and/or flat panel; methods return once the device reports the end state."""
+
+    @property
+    def info(self) -> CoverCalibratorInfo: ...
+
+    async def status(self) -> CoverCalibratorStatus: ...
+
+    async def open_cover(self) -> None: ...
+
+    async def close_cover(self) -> None: ...
+
+    async def calibrator_on(self, brightness: int) -> None: ...
+
+    async def calibrator_off(self) -> None: ...
+
+
+class Rotator(Device, Protocol):
+    @property
+    def info(self) -> RotatorInfo: ...
+
+    async def status(self) -> RotatorStatus: ...
+
+    async def move_to(self, position_deg: float) -> None:
+        """Move to a synced position (degrees) and wait until the rotator stops there."""
+        ...
+
+    async def move_mechanical(self, position_deg: float) -> None: ...
+
+    async def sync(self, position_deg: float) -> None:
+        """Declare the current position to be `position_deg` (e.g. a plate solve's angle)."""
+        ...
+
+    async def halt(self) -> None: ...
+
+
+class WeatherStation(Device, Protocol):
+    """An ASCOM ObservingConditions device."""
+
+    @property
+    def info(self) -> WeatherInfo: ...
+
+    async def status(self) -> WeatherReading: ...
+
+
+class Switch(Device, Protocol):
+    @property
+    def info(self) -> SwitchInfo: ...
+
+    async def status(self) -> SwitchStatus: ...
+
+    async def set_switch(self, channel: int, value: float) -> None:
+        """Set a channel (a boolean channel takes 0 or 1); `ValueError` outside its range."""
+        ...
 
 
 class GuiderState(enum.Enum):

@@ -7,7 +7,19 @@ import logging
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-from drivers.base import Camera, Device, FilterWheel, Focuser, Mount, SafetyMonitor
+from drivers.base import (
+    Camera,
+    CoverCalibrator,
+    Device,
+    Dome,
+    FilterWheel,
+    Focuser,
+    Mount,
+    Rotator,
+    SafetyMonitor,
+    Switch,
+    WeatherStation,
+)
 from drivers.errors import DeviceError, NotConnected, OperationFailed
 
 log = logging.getLogger(__name__)
@@ -40,6 +52,11 @@ class Equipment:
     focuser: Focuser | None = None
     filter_wheel: FilterWheel | None = None
     safety_monitor: SafetyMonitor | None = None
+    dome: Dome | None = None
+    cover_calibrator: CoverCalibrator | None = None
+    rotator: Rotator | None = None
+    weather: WeatherStation | None = None
+    switch: Switch | None = None
 
     def __post_init__(self) -> None:
         self._connect_errors: dict[str, str] = {}
@@ -53,6 +70,11 @@ class Equipment:
             self.focuser,
             self.filter_wheel,
             self.safety_monitor,
+            self.dome,
+            self.cover_calibrator,
+            self.rotator,
+            self.weather,
+            self.switch,
         ):
             if device is not None:
                 yield device

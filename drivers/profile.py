@@ -9,6 +9,11 @@ A profile is a YAML (or JSON) file such as::
     focuser:         {url: "http://192.168.1.20:11111", device_number: 0, move_timeout_s: 90}
     filter_wheel:    {url: "http://192.168.1.20:11111", device_number: 0}
     safety_monitor:  {url: "http://192.168.1.22:11111", device_number: 0}
+    dome:            {url: "http://192.168.1.22:11111", device_number: 0, shutter_timeout_s: 120}
+    cover_calibrator: {url: "http://192.168.1.20:11111", device_number: 0}
+    rotator:         {url: "http://192.168.1.20:11111", device_number: 0}
+    weather:         {url: "http://192.168.1.22:11111", device_number: 0}
+    switch:          {url: "http://192.168.1.22:11111", device_number: 0}
 
 Every role is optional. Timeouts are margins on top of what each call's arguments imply.
 An optional ``acceptance:`` mapping overrides the frame quality rules
@@ -23,9 +28,22 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from drivers.base import WeatherReading
 from processing.acceptance import AcceptanceRules
 
-ROLES = ("camera", "guide_camera", "mount", "focuser", "filter_wheel", "safety_monitor")
+ROLES = (
+    "camera",
+    "guide_camera",
+    "mount",
+    "focuser",
+    "filter_wheel",
+    "safety_monitor",
+    "dome",
+    "cover_calibrator",
+    "rotator",
+    "weather",
+    "switch",
+)
 
 
 class ProfileError(ValueError):
@@ -73,6 +91,84 @@ class FilterWheelAddress(DeviceAddress):
     move_timeout_s: float = Field(default=60.0, gt=0)
 
 
+class DomeGeometry(BaseModel):
+    """Where the mount stands in the dome, for slaving (the dome follows the mount's pointing).
+
+    Offsets are from the dome's centre to the intersection of the mount's axes, in metres
+    (east, north, up); `gem_axis_offset_m` is the distance from that intersection along the
+    declination axis to the optical axis of a German equatorial mount.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    radius_m: float = Field(default=1.5, gt=0)
+    mount_offset_east_m: float = 0.0
+    mount_offset_north_m: float = 0.0
+    mount_offset_up_m: float = 0.0
+    gem_axis_offset_m: float = Field(default=0.0, ge=0)
+    slit_width_m: float = Field(default=0.8, gt=0)
+    resync_tolerance_deg: float = Field(
+        default=0.0, ge=0, description="0: re-slew when the slit would vignette (half the slit)"
+    )
+
+
+class DomeAddress(DeviceAddress):
+    shutter_timeout_s: float = Field(
+        default=120.0, gt=0, description="time allowed for the shutter or roof to open or close"
+    )
+    slew_timeout_s: float = Field(default=180.0, gt=0, description="time allowed for a slew")
+    geometry: DomeGeometry = Field(default_factory=DomeGeometry)
+
+
+class CoverCalibratorAddress(DeviceAddress):
+    cover_timeout_s: float = Field(default=60.0, gt=0)
+    calibrator_timeout_s: float = Field(default=30.0, gt=0, description="panel warm-up allowed")
+
+
+class RotatorAddress(DeviceAddress):
+    move_timeout_s: float = Field(default=30.0, gt=0, description="margin on top of the travel")
+    deg_per_s: float = Field(default=3.0, gt=0, description="slowest expected rotator speed")
+
+
+class WeatherLimits(BaseModel):
+    """Readings that make the sky unsafe (each limit optional): the safety supervisor treats a
+    broken limit as the safety monitor saying unsafe. A missing reading breaks no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rain_rate_mm_h: float | None = Field(
+        default=0.0, ge=0, description="unsafe above this rain rate (0: any rain)"
+    )
+    wind_gust_m_s: float | None = Field(default=None, gt=0)
+    wind_speed_m_s: float | None = Field(default=None, gt=0)
+    humidity_pct: float | None = Field(default=None, gt=0, le=100)
+    cloud_cover_pct: float | None = Field(default=None, ge=0, le=100)
+
+    def violations(self, reading: WeatherReading) -> list[str]:
+        """Why `reading` is unsafe, one phrase per broken limit (empty: safe)."""
+        found = []
+        for name, (label, unit) in _LIMITS.items():
+            limit, value = getattr(self, name), getattr(reading, name)
+            if limit is not None and value is not None and value > limit:
+                found.append(f"{label} {value:g} {unit} above {limit:g} {unit}")
+        return found
+
+
+_LIMITS = {
+    "rain_rate_mm_h": ("rain rate", "mm/h"),
+    "wind_gust_m_s": ("wind gust", "m/s"),
+    "wind_speed_m_s": ("wind speed", "m/s"),
+    "humidity_pct": ("humidity", "%"),
+    "cloud_cover_pct": ("cloud cover", "%"),
+}
+
+
+class WeatherAddress(DeviceAddress):
+    unsafe: WeatherLimits = Field(
+        default_factory=WeatherLimits, description="readings that count as unsafe"
+    )
+
+
 class EquipmentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +179,11 @@ class EquipmentProfile(BaseModel):
     focuser: FocuserAddress | None = None
     filter_wheel: FilterWheelAddress | None = None
     safety_monitor: DeviceAddress | None = None
+    dome: DomeAddress | None = None
+    cover_calibrator: CoverCalibratorAddress | None = None
+    rotator: RotatorAddress | None = None
+    weather: WeatherAddress | None = None
+    switch: DeviceAddress | None = None
     acceptance: AcceptanceRules = Field(
         default_factory=AcceptanceRules,
         description="frame quality rules; rejected frames are kept with their reason",

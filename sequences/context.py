@@ -11,7 +11,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from drivers.base import Camera, Device, FilterWheel, Focuser, Guider, Mount, SafetyMonitor
+from drivers.base import (
+    Camera,
+    CoverCalibrator,
+    Device,
+    Dome,
+    FilterWheel,
+    Focuser,
+    Guider,
+    Mount,
+    Rotator,
+    SafetyMonitor,
+    Switch,
+    WeatherStation,
+)
 from drivers.equipment import Equipment
 from sequences.astro import Horizon, Site
 from sequences.autofocus import AutofocusConfig, AutofocusReport, AutofocusRunner, run_autofocus
@@ -85,6 +98,21 @@ class RunContext:
 
     def safety_monitor(self) -> SafetyMonitor:
         return _need(self.equipment.safety_monitor, "safety monitor")
+
+    def dome(self) -> Dome:
+        return _need(self.equipment.dome, "dome")
+
+    def cover_calibrator(self) -> CoverCalibrator:
+        return _need(self.equipment.cover_calibrator, "cover calibrator")
+
+    def rotator(self) -> Rotator:
+        return _need(self.equipment.rotator, "rotator")
+
+    def weather(self) -> WeatherStation:
+        return _need(self.equipment.weather, "weather station")
+
+    def switch(self) -> Switch:
+        return _need(self.equipment.switch, "switch")
 
     def need_guider(self) -> Guider:
         if self.guider is None:

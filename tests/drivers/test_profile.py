@@ -40,8 +40,8 @@ def test_url_without_port_names_the_field(tmp_path: Path) -> None:
 
 
 def test_unknown_role_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"rotator: Extra inputs are not permitted"):
-        load_profile(write(tmp_path, "name: roof\nrotator: {url: 'http://h:1'}\n"))
+    with pytest.raises(ProfileError, match=r"telescope_heater: Extra inputs are not permitted"):
+        load_profile(write(tmp_path, "name: roof\ntelescope_heater: {url: 'http://h:1'}\n"))
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
