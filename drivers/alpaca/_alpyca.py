@@ -13,10 +13,15 @@ from typing import Any
 
 import requests
 from alpaca.camera import Camera as _Camera
+from alpaca.covercalibrator import CoverCalibrator as _CoverCalibrator
 from alpaca.device import Device
+from alpaca.dome import Dome as _Dome
 from alpaca.filterwheel import FilterWheel as _FilterWheel
 from alpaca.focuser import Focuser as _Focuser
+from alpaca.observingconditions import ObservingConditions as _ObservingConditions
+from alpaca.rotator import Rotator as _Rotator
 from alpaca.safetymonitor import SafetyMonitor as _SafetyMonitor
+from alpaca.switch import Switch as _Switch
 from alpaca.telescope import Telescope as _Telescope
 
 HTTP_TIMEOUT_S = 5.0
@@ -68,4 +73,24 @@ class FilterWheel(_Concurrent, _FilterWheel):  # type: ignore[misc]
 
 
 class SafetyMonitor(_Concurrent, _SafetyMonitor):  # type: ignore[misc]
+    pass
+
+
+class Dome(_Concurrent, _Dome):  # type: ignore[misc]
+    pass
+
+
+class CoverCalibrator(_Concurrent, _CoverCalibrator):  # type: ignore[misc]
+    pass
+
+
+class Rotator(_Concurrent, _Rotator):  # type: ignore[misc]
+    pass
+
+
+class ObservingConditions(_Concurrent, _ObservingConditions):  # type: ignore[misc]
+    pass
+
+
+class Switch(_Concurrent, _Switch):  # type: ignore[misc]
     pass
