@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -11,14 +13,22 @@ from urllib.parse import urlsplit
 from alpaca import exceptions as ascom
 from alpaca.device import Device as AlpycaDevice
 
-from drivers.alpaca._call import CALL_TIMEOUT_S, call
-from drivers.errors import DeviceError, FaultListener, NotConnected, NotSupported
+from drivers.alpaca._call import CALL_TIMEOUT_S, call, wait_until
+from drivers.errors import (
+    DeviceError,
+    DeviceTimeout,
+    FaultListener,
+    NotConnected,
+    NotSupported,
+    OperationFailed,
+)
 from drivers.profile import DeviceAddress
 
 log = logging.getLogger(__name__)
 
 InfoT = TypeVar("InfoT")
 T = TypeVar("T")
+StateT = TypeVar("StateT", bound=enum.Enum)
 
 
 def alpyca_args(address: DeviceAddress) -> tuple[str, str]:
@@ -170,3 +180,67 @@ class AlpacaDevice(Generic[InfoT]):
             await undo()
         except DeviceError as e:  # the failure that brought us here is what the caller sees
             log.warning("%s: %s after a failed or cancelled command failed: %s", self.role, what, e)
+
+    async def _until_state(
+        self,
+        operation: str,
+        command: Callable[[], Awaitable[object]],
+        read: Callable[[], Awaitable[StateT]],
+        wanted: StateT,
+        error: StateT,
+        timeout_s: float,
+    ) -> None:
+        """Send `command`, then poll `read` until it reports `wanted`; command and wait share
+        one deadline, so a silent device fails within `timeout_s` too.
+
+        Raises `OperationFailed` when the device reports `error`, `DeviceTimeout` (naming the
+        last state seen) when `wanted` does not come within `timeout_s`. Nothing is stopped
+        on failure: a roof or cover halted midway is neither open nor closed, the caller
+        decides what to do next.
+        """
+        seen: list[StateT] = []
+
+        async def reached() -> bool:
+            state = await read()
+            seen.append(state)
+            if state is error:
+                raise OperationFailed(self._role, operation, f"the device reports {state.name}")
+            return state is wanted
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                await command()
+                await wait_until(self._role, operation, reached, math.inf)
+        except TimeoutError as e:
+            last = f"; it still reports {seen[-1].name}" if seen else ""
+            raise DeviceTimeout(
+                self._role, operation, f"no {wanted.name} within {timeout_s:.1f} s{last}"
+            ) from e
+
+    async def _move(
+        self,
+        operation: str,
+        command: Callable[[], Awaitable[None]],
+        stopped: Callable[[], Awaitable[bool]],
+        timeout_s: float,
+        stop: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Start a motion with `command` and wait until `stopped`, both within `timeout_s`.
+
+        A cancel, a failure or an overrun deadline stops the device with `stop` (once the
+        command has answered): nothing keeps moving towards a target nobody waits for.
+        Raises `DeviceTimeout` after `timeout_s`.
+        """
+        start = asyncio.ensure_future(command())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(start)  # a cancel must not let `stop` overtake the command
+                await wait_until(self._role, operation, stopped, math.inf)
+        except TimeoutError as e:
+            await asyncio.shield(self._undo_after(start, stop, "stop"))
+            raise DeviceTimeout(
+                self._role, operation, f"not finished within {timeout_s:.1f} s"
+            ) from e
+        except (asyncio.CancelledError, DeviceError):
+            await asyncio.shield(self._undo_after(start, stop, "stop"))
+            raise
