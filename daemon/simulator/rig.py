@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 OBSERVATORY_CONFIG = Path(__file__).with_name("observatory.yaml")
 _SERVER_MODULE = "alpaca_simulators.run_simulator"
 # The devices of the simulated observatory, as (Alpaca device type, device number) per role.
+# The dome is the roll-off roof (dome 1); dome 0, a rotating dome, is there for slaving.
 SIMULATED_DEVICES: dict[str, tuple[str, int]] = {
     "camera": ("camera", 0),
     "guide_camera": ("camera", 1),
@@ -43,6 +44,11 @@ SIMULATED_DEVICES: dict[str, tuple[str, int]] = {
     "focuser": ("focuser", 0),
     "filter_wheel": ("filterwheel", 0),
     "safety_monitor": ("safetymonitor", 0),
+    "dome": ("dome", 1),
+    "cover_calibrator": ("covercalibrator", 0),
+    "rotator": ("rotator", 0),
+    "weather": ("observingconditions", 0),
+    "switch": ("switch", 0),
 }
 
 
