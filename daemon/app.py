@@ -212,6 +212,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         ),
         guider,
         on_light=None if live is None else live.queue_light,
+        # The poller (built below: it watches the capture) holds the station's last reading.
+        weather=lambda: equipment_state.recent_weather(),
     )
     autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
     clock = make_clock(settings)

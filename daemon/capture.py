@@ -33,10 +33,11 @@ from daemon.frame_records import (
     ensure_session,
     ensure_target,
     next_frame_number,
+    weather_record,
 )
 from daemon.naming import FrameNaming, render
 from daemon.store import FrameNotRecorded, FrameStore, StoredFile, StoreError
-from drivers.base import Camera, Device, Guider, GuiderState, PierSide
+from drivers.base import Camera, Device, Guider, GuiderState, PierSide, WeatherReading
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError, InvalidValue, NotConnected
 from processing.acceptance import AcceptanceRules, judge
@@ -51,6 +52,9 @@ D = TypeVar("D", bound=Device)
 S = TypeVar("S")
 
 LIGHT_TYPES = frozenset({FrameType.LIGHT, FrameType.FLAT})
+
+WeatherSource = Callable[[], WeatherReading | None]
+"""The weather station's recent reading, from memory (`EquipmentState.recent_weather`)."""
 
 
 class CaptureBusy(Busy):
@@ -85,11 +89,14 @@ class CaptureService:
         config: CaptureConfig,
         guider: Guider | None = None,
         on_light: Callable[[int], None] | None = None,
+        weather: WeatherSource | None = None,
     ) -> None:
         """`on_light(frame_id)` hears of each accepted light once its row is committed (from
-        a worker thread; it must return at once: the live stack queues it)."""
+        a worker thread; it must return at once: the live stack queues it). `weather` gives
+        each frame the station's reading without asking the station."""
         self._engine = engine
         self._on_light = on_light
+        self._weather = weather
         self._equipment = equipment
         self._store = store
         self._config = config
@@ -251,6 +258,7 @@ class CaptureService:
                 started=started,
             )
         )
+        weather = self._weather() if self._weather is not None else None
         mount = _connected(self._equipment.mount)
         focuser = _connected(self._equipment.focuser)
         wheel = _connected(self._equipment.filter_wheel)
@@ -273,6 +281,7 @@ class CaptureService:
             hfr_arcsec=None,
             tag=request.tag,
             guiding_rms_arcsec=rms.total_arcsec if rms is not None else None,
+            weather=weather,
         )
 
     def _process(self, context: CaptureContext) -> SavedFrame:
@@ -511,4 +520,5 @@ def _frame_fields(context: CaptureContext) -> dict[str, object]:
         "saturated_fraction": q.saturated_fraction if q else None,
         "accepted": context.accepted,
         "reject_reason": context.reject_reason,
+        "weather": weather_record(context.weather),
     }

@@ -10,6 +10,9 @@ holds it, the guide camera while the guider runs) is read only every `IN_USE_PER
 exposures and downloads then share the wire with one status read per half minute instead of
 one per poll; its entry says `in_use`, and its age how old the reading is.
 
+The weather station's latest reading goes into every frame (`recent_weather`): the capture
+takes it from here, so a frame costs the station no extra read.
+
 A change of a device's condition (connected, failing, answering again, disconnected) is
 recorded once, when it happens, as an event (source ``equipment``); the event stream pushes it
 to the web UI.
@@ -31,7 +34,7 @@ from sqlalchemy import Engine
 
 from daemon.capture import CaptureService
 from daemon.events import record_event
-from drivers.base import Device, Guider, GuiderState
+from drivers.base import Device, Guider, GuiderState, WeatherReading
 from drivers.equipment import DeviceReport, Equipment
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ POLL_PERIOD_S = 2.0
 """How often every device's status is read for the API and the web UI."""
 IN_USE_PERIOD_S = 30.0
 """How often a device the capture path holds is read instead."""
+RECENT_WEATHER_PERIODS = 5
+"""A weather reading older than this many poll periods is not written into frames: the
+station has stopped answering in time, and an old reading would pass for the frame's weather."""
 
 InUse = Callable[[], Collection[str]]
 """The roles the capture path holds right now."""
@@ -151,6 +157,23 @@ class EquipmentState:
                 for role, e in self._entries.items()
             ),
         )
+
+    def recent_weather(self) -> WeatherReading | None:
+        """The weather station's latest reading when it is recent (see
+        `RECENT_WEATHER_PERIODS`); None without a station or a recent answer. Never asks it."""
+        station = self._equipment.weather
+        entry = None if station is None else self._entries.get(station.role)
+        if entry is None or entry.read_monotonic is None:
+            return None
+        if time.monotonic() - entry.read_monotonic > RECENT_WEATHER_PERIODS * self._period_s:
+            return None
+        status = entry.report.status
+        return status if isinstance(status, WeatherReading) else None
+
+    async def read(self, device: Device) -> DeviceReading:
+        """Read one device now (after a command that moved it) and return its reading."""
+        await self._read(device)
+        return next(d for d in self.snapshot().devices if d.report.role == device.role)
 
     async def connect_all(self) -> EquipmentSnapshot:
         """Connect every device, then read them all: the answer shows what the connect did."""

@@ -3,7 +3,8 @@
 Siril and PixInsight's WBPP group frames by these keywords (IMAGETYP, EXPTIME, FILTER, XBINNING,
 GAIN, CCD-TEMP, ...), so the names and value conventions follow NINA: pixel sizes are the
 binned size, RA/DEC are J2000 degrees, OBJCTRA/OBJCTDEC are sexagesimal strings, ROWORDER is
-TOP-DOWN (the Alpaca image order).
+TOP-DOWN (the Alpaca image order). The weather station's reading goes in with NINA's keywords
+and units (`WEATHER_CARDS`: wind in km/h, sky quality as MPSAS).
 
 Keywords of our own (``NOWL`` and a few plain ones), so that a frame file alone gives its database
 row back (`daemon.frame_records.frame_from_header`, after a crash between file and row):
@@ -12,7 +13,8 @@ row back (`daemon.frame_records.frame_from_header`, after a crash between file a
   ``NOWLBKG`` [adu] sky background, ``NOWLNOIS`` [adu] background noise RMS, ``NOWLSATF``
   fraction of saturated pixels: with the star figures, what the acceptance rules compare.
 - ``NOWLACPT``/``NOWLRJCT``: the verdict; ``NOWLRUN``/``NOWLNODE``: the run and instruction;
-  ``GUIDRMS`` [arcsec]; ``NOWLRDMD``: the readout mode's index (``READOUTM`` is its name).
+  ``GUIDRMS`` [arcsec]; ``NOWLRDMD``: the readout mode's index (``READOUTM`` is its name);
+  ``NOWLRAIN`` [mm/h] the weather station's rain rate (NINA writes none).
 - ``NOWLUTF8``: FITS text is printable ASCII, so text cards hold `daemon.naming.ascii_text` of
   their value (``OBJECT = 'Omega Cen'``) and this card keeps the originals that differ, as
   ``KEYWORD=value`` pairs joined by ``&``, each value UTF-8 percent-encoded (RFC 3986; spaces
@@ -33,7 +35,15 @@ from urllib.parse import quote, unquote
 from astropy.time import Time
 
 from daemon.naming import ascii_text
-from drivers.base import FocuserStatus, MountInfo, MountStatus, PierSide, RawFrame, SensorType
+from drivers.base import (
+    FocuserStatus,
+    MountInfo,
+    MountStatus,
+    PierSide,
+    RawFrame,
+    SensorType,
+    WeatherReading,
+)
 from processing.io import FitsCard, dec_deg_to_sexagesimal, ra_hours_to_sexagesimal
 from processing.stars import FrameQuality
 from sequences.astro import airmass
@@ -45,6 +55,24 @@ _KEPT_IN_ORIGINALS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in 
 _CARD_TEXT_CHARS = 68
 """The longest string value (quotes doubled) one 80-character card holds; longer ones continue
 on CONTINUE cards."""
+
+WEATHER_CARDS: tuple[tuple[str, str, float, str], ...] = (
+    ("CLOUDCVR", "cloud_cover_pct", 1.0, "[percent] Cloud cover"),
+    ("DEWPOINT", "dew_point_c", 1.0, "[degC] Dew point"),
+    ("HUMIDITY", "humidity_pct", 1.0, "[percent] Relative humidity"),
+    ("PRESSURE", "pressure_hpa", 1.0, "[hPa] Air pressure"),
+    ("SKYBRGHT", "sky_brightness_lux", 1.0, "[lux] Sky brightness"),
+    ("MPSAS", "sky_quality_mag_arcsec2", 1.0, "[mags/arcsec^2] Sky quality"),
+    ("SKYTEMP", "sky_temperature_c", 1.0, "[degC] Sky temperature"),
+    ("STARFWHM", "star_fwhm_arcsec", 1.0, "[arcsec] Star FWHM"),
+    ("AMBTEMP", "temperature_c", 1.0, "[degC] Ambient air temperature"),
+    ("WINDDIR", "wind_direction_deg", 1.0, "[deg] Wind direction: 0=N, 90=E, 180=S, 270=W"),
+    ("WINDGUST", "wind_gust_m_s", 3.6, "[kph] Wind gust"),
+    ("WINDSPD", "wind_speed_m_s", 3.6, "[kph] Wind speed"),
+    ("NOWLRAIN", "rain_rate_mm_h", 1.0, "[mm/h] Rain rate"),
+)
+"""(keyword, `WeatherReading` field, card value per unit of the field, comment): NINA's
+keywords, units and comments; its wind cards are in km/h where ASCOM reads m/s."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,8 @@ class CaptureContext:
     """The sequence run and instruction that took it (kept in the header for crash recovery)."""
     guiding_rms_arcsec: float | None = None
     """Total guide RMS during the exposure (None when not guiding)."""
+    weather: WeatherReading | None = None
+    """The weather station's recent reading when the exposure started (None without one)."""
 
     @property
     def airmass(self) -> float | None:
@@ -170,6 +200,11 @@ def header_cards(ctx: CaptureContext) -> list[FitsCard]:
             ("NOWLNOIS", q.noise_adu, "[adu] background noise RMS"),
             ("NOWLSATF", q.saturated_fraction, "fraction of saturated pixels"),
         ]
+    if ctx.weather is not None:
+        optional += [
+            (keyword, _scaled(getattr(ctx.weather, field), factor), comment)
+            for keyword, field, factor, comment in WEATHER_CARDS
+        ]
     optional += [
         ("NOWLRDMD", camera.readout_mode, "readout mode index"),
         ("NOWLACPT", ctx.accepted, "accepted by the quality rules"),
@@ -230,6 +265,20 @@ def _writable(cards: list[FitsCard]) -> list[FitsCard]:
     ):
         written.append(("LONGSTRN", "OGIP 1.0", "long strings continue on CONTINUE cards"))
     return written
+
+
+def header_weather(header: Mapping[str, object]) -> WeatherReading | None:
+    """The weather reading a header's weather cards hold (None when it has none)."""
+    found = {
+        field: value / factor
+        for keyword, field, factor, _ in WEATHER_CARDS
+        if isinstance(value := header.get(keyword), int | float) and not isinstance(value, bool)
+    }
+    return WeatherReading(**found) if found else None
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def _iso(moment: datetime) -> str:

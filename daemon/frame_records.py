@@ -5,6 +5,7 @@ Functions take an open SQLAlchemy `Session` and never commit: the caller owns th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
@@ -12,10 +13,10 @@ from sqlalchemy import ColumnElement, Engine, func, select
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
-from daemon.fits_headers import TargetInfo, header_texts
+from daemon.fits_headers import TargetInfo, header_texts, header_weather
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
-from drivers.base import MountInfo
+from drivers.base import MountInfo, WeatherReading
 from processing.io import read_fits
 from processing.stars import FrameQuality
 from sequences.frames import FrameType
@@ -113,6 +114,14 @@ def accepted_history(
     ]
 
 
+def weather_record(reading: WeatherReading | None) -> dict[str, float] | None:
+    """A frame row's weather: the reading's figures the station has (None: no reading)."""
+    if reading is None:
+        return None
+    figures = {k: v for k, v in dataclasses.asdict(reading).items() if v is not None}
+    return figures or None
+
+
 def frame_from_header(
     stored: StoredFile, header: Mapping[str, object], shape: tuple[int, ...]
 ) -> dict[str, object]:
@@ -169,6 +178,7 @@ def frame_from_header(
         "guiding_rms_arcsec": number("GUIDRMS"),
         "run_id": integer("NOWLRUN"),
         "node_path": text("NOWLNODE"),
+        "weather": weather_record(header_weather(header)),
     }
 
 

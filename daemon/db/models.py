@@ -170,6 +170,9 @@ class Frame(Base):
     """The sequence instruction that took the frame (for resuming: counted, never re-taken)."""
     accepted: Mapped[bool] = mapped_column(Boolean, default=True)
     reject_reason: Mapped[str | None] = mapped_column(Text)
+    weather: Mapped[dict[str, Any] | None]
+    """The weather station's reading at the exposure's start (`WeatherReading` field names to
+    values, only the figures it has); None without a recent reading."""
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
 
     session: Mapped[ImagingSession] = relationship(lazy="raise")

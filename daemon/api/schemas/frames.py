@@ -43,6 +43,24 @@ class CaptureCreate(RequestBody):
         )
 
 
+class WeatherRead(BaseModel):
+    """The weather station's reading (ASCOM's units); None where it has no such sensor."""
+
+    cloud_cover_pct: float | None = None
+    dew_point_c: float | None = None
+    humidity_pct: float | None = None
+    pressure_hpa: float | None = None
+    rain_rate_mm_h: float | None = None
+    sky_brightness_lux: float | None = None
+    sky_quality_mag_arcsec2: float | None = None
+    sky_temperature_c: float | None = None
+    star_fwhm_arcsec: float | None = None
+    temperature_c: float | None = None
+    wind_direction_deg: float | None = Field(default=None, description="wind from, 0 = north")
+    wind_gust_m_s: float | None = None
+    wind_speed_m_s: float | None = None
+
+
 class FrameRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -87,6 +105,9 @@ class FrameRead(BaseModel):
     node_path: str | None = Field(default=None, description="its instruction in that run")
     accepted: bool
     reject_reason: str | None
+    weather: WeatherRead | None = Field(
+        default=None, description="the weather station's reading as the exposure started"
+    )
     created_at: datetime
 
 
