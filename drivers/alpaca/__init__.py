@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from drivers.alpaca.camera import AlpacaCamera
+from drivers.alpaca.cover_calibrator import AlpacaCoverCalibrator
+from drivers.alpaca.dome import AlpacaDome
 from drivers.alpaca.filterwheel import AlpacaFilterWheel
 from drivers.alpaca.focuser import AlpacaFocuser
 from drivers.alpaca.mount import AlpacaMount
+from drivers.alpaca.rotator import AlpacaRotator
 from drivers.alpaca.safety import AlpacaSafetyMonitor
+from drivers.alpaca.switch import AlpacaSwitch
+from drivers.alpaca.weather import AlpacaWeatherStation
 from drivers.equipment import Equipment
 from drivers.errors import FaultListener
 from drivers.profile import EquipmentProfile
 
 __all__ = [
     "AlpacaCamera",
+    "AlpacaCoverCalibrator",
+    "AlpacaDome",
     "AlpacaFilterWheel",
     "AlpacaFocuser",
     "AlpacaMount",
+    "AlpacaRotator",
     "AlpacaSafetyMonitor",
+    "AlpacaSwitch",
+    "AlpacaWeatherStation",
     "build_equipment",
 ]
 
@@ -37,4 +47,13 @@ def build_equipment(profile: EquipmentProfile, on_fault: FaultListener | None = 
         safety_monitor=(
             AlpacaSafetyMonitor("safety_monitor", p.safety_monitor, f) if p.safety_monitor else None
         ),
+        dome=AlpacaDome("dome", p.dome, f) if p.dome else None,
+        cover_calibrator=(
+            AlpacaCoverCalibrator("cover_calibrator", p.cover_calibrator, f)
+            if p.cover_calibrator
+            else None
+        ),
+        rotator=AlpacaRotator("rotator", p.rotator, f) if p.rotator else None,
+        weather=AlpacaWeatherStation("weather", p.weather, f) if p.weather else None,
+        switch=AlpacaSwitch("switch", p.switch, f) if p.switch else None,
     )
