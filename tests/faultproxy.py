@@ -7,6 +7,9 @@ following a seeded plan, injects the faults of a real observatory's network and 
 - `Fault.HTTP_500`: an HTTP 500 reply; the server never sees the request.
 - `Fault.ALPACA_ERROR`: an HTTP 200 Alpaca reply with a non-zero ErrorNumber (the device
   refusing); the server never sees the request.
+- `Fault.REPLY`: an HTTP 200 Alpaca reply without error, of the rule's `value`: a device that
+  reports something the simulator cannot be made to (a shutter in ERROR, a read-only switch), or
+  accepts a command and does nothing; the server never sees the request.
 - `Fault.RESET`: the request is read, then the connection is reset (TCP RST).
 - `Fault.TRUNCATE`: the server's reply is cut in the middle of its body and the connection
   closed; the Content-Length still claims the whole body unless the rule says otherwise.
@@ -40,6 +43,7 @@ class Fault(enum.Enum):
     LATENCY = "latency"
     HTTP_500 = "http_500"
     ALPACA_ERROR = "alpaca_error"
+    REPLY = "reply"
     RESET = "reset"
     TRUNCATE = "truncate"
     SILENCE = "silence"
@@ -61,6 +65,8 @@ class FaultRule:
     latency_s: float = 0.5
     error_number: int = 0x500
     """ALPACA_ERROR: the ErrorNumber of the reply (0x500 and up: a driver error)."""
+    value: object = None
+    """REPLY: the Value of the reply (None: a method's reply, which has no Value)."""
     keep_length: bool = True
     """TRUNCATE: keep the Content-Length of the whole body (False: rewrite it to the cut
     length, so the reply is complete as HTTP but short as an image)."""
@@ -214,6 +220,16 @@ class FaultProxy:
                 "ErrorMessage": f"injected error 0x{rule.error_number:X}",
             }
             writer.write(_reply(200, "OK", "application/json", json.dumps(error).encode()))
+        elif kind is Fault.REPLY:
+            reply = {
+                "ClientTransactionID": request.transaction_id(),
+                "ServerTransactionID": 0,
+                "ErrorNumber": 0,
+                "ErrorMessage": "",
+            }
+            if rule.value is not None:
+                reply["Value"] = rule.value
+            writer.write(_reply(200, "OK", "application/json", json.dumps(reply).encode()))
         elif kind is Fault.RESET:
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
