@@ -1,4 +1,10 @@
-"""The event log: what the daemon did and what went wrong, in the database and the log."""
+"""The event log: what the daemon did and what went wrong, in the database and the log.
+
+Levels: debug, info, warning and error by rising severity, and alert: something a person
+should hear about now, whatever its severity (the roof did not close, a device stayed lost,
+a night ended by safety, a night's picture is ready). Alerts also go to the configured
+webhooks (`daemon.notifications`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,10 @@ _LEVELS = {
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
+    "alert": logging.WARNING,
 }
+LEVELS = tuple(_LEVELS)
+"""The event levels: four of rising severity, then alert."""
 
 
 def record_event(
@@ -30,8 +39,11 @@ def record_event(
     run_id: int | None = None,
     node_path: str | None = None,
 ) -> int:
-    """Store an event and log it; returns its id. Blocking: call off the event loop."""
-    log.log(_LEVELS.get(level, logging.INFO), "[%s] %s", source, message)
+    """Store an event and log it; returns its id. `ValueError` for a level not in `LEVELS`.
+    Blocking: call off the event loop."""
+    if level not in _LEVELS:
+        raise ValueError(f"unknown event level {level!r}; use one of {', '.join(LEVELS)}")
+    log.log(_LEVELS[level], "[%s] %s", source, message)
     with Session(engine) as db, db.begin():
         event = Event(
             level=level,

@@ -12,6 +12,7 @@ import json
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -127,8 +128,17 @@ class Settings(BaseSettings):
         default=None,
         description="folders a processing job may read from; default: data_dir",
     )
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "http(s) URLs that receive every alert event as a JSON POST (roof failed, device "
+            "lost, night ended by safety, night's picture ready)"
+        ),
+    )
 
-    @field_validator("allowed_hosts", "allowed_origins", "processing_roots", mode="before")
+    @field_validator(
+        "allowed_hosts", "allowed_origins", "processing_roots", "webhook_urls", mode="before"
+    )
     @classmethod
     def _listed(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -173,6 +183,30 @@ class Settings(BaseSettings):
                 )
             origins.append(origin)
         return origins
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhooks(cls, value: list[str]) -> list[str]:
+        """Each an http(s) URL with a host; the message leaves the URL out, since its path
+        often holds the webhook's secret."""
+        for number, url in enumerate(value, start=1):
+            parts = urlsplit(url)
+            problem = None
+            if parts.scheme not in ("http", "https"):
+                problem = f"has the scheme {parts.scheme!r}" if parts.scheme else "has no scheme"
+            elif not parts.hostname:
+                problem = "has no host"
+            else:
+                try:
+                    parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+                except ValueError:
+                    problem = "has a port that is not a number"
+            if problem is not None:
+                raise ValueError(
+                    f"NIGHTOWL_WEBHOOK_URLS: URL {number} {problem}; give full http(s) URLs, "
+                    "e.g. https://hooks.example.org/nightowl,http://192.168.1.5:8080/alerts"
+                )
+        return value
 
     @field_validator("equipment_profile")
     @classmethod
