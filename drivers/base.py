@@ -13,10 +13,13 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from drivers.profile import DomeGeometry
 
 
 class CameraState(enum.Enum):
@@ -463,6 +466,11 @@ class Dome(Device, Protocol):
 
     @property
     def info(self) -> DomeInfo: ...
+
+    @property
+    def geometry(self) -> DomeGeometry:
+        """Where the mount stands in the dome (the profile's), for slaving."""
+        ...
 
     async def status(self) -> DomeStatus: ...
 

@@ -12,7 +12,7 @@ from drivers.alpaca._alpyca import Dome as AlpycaDome
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import DomeInfo, DomeStatus, ShutterState
 from drivers.errors import FaultListener, NotSupported
-from drivers.profile import DomeAddress
+from drivers.profile import DomeAddress, DomeGeometry
 
 
 class AlpacaDome(AlpacaDevice[DomeInfo]):
@@ -22,6 +22,10 @@ class AlpacaDome(AlpacaDevice[DomeInfo]):
         host, protocol = alpyca_args(address)
         super().__init__(role, address, AlpycaDome(host, address.device_number, protocol), on_fault)
         self._dome_address = address
+
+    @property
+    def geometry(self) -> DomeGeometry:
+        return self._dome_address.geometry
 
     async def _read_info(self) -> DomeInfo:
         g = self._get
