@@ -51,6 +51,7 @@ from daemon.frame_records import register_unrecorded_files
 from daemon.live import LiveService, night_cache
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
+from daemon.notifications import Notifier
 from daemon.plans import plan_run_ids, recipe_of_runs
 from daemon.processing_options import ProcessingOptions
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
@@ -273,6 +274,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     nights = NightDirector(engine, equipment, clock, runs, safety, hand_off, horizon)
     scheduler = NightScheduler(engine, equipment, nights)
     equipment_state = EquipmentState(engine, equipment, held_for_imaging(capture, guider))
+    notifier = Notifier(engine, settings.webhook_urls, profile.name)
+    await notifier.start()
     await worker.start()
     if live is not None:
         await live.start()
@@ -321,6 +324,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if rig is not None:
             await asyncio.to_thread(rig.stop)
         await faults.stop()
+        await notifier.stop()
         engine.dispose()
 
 
