@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from daemon.simulator.rig import SIMULATED_DEVICES
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 
-ROLES = {"camera", "guide_camera", "mount", "focuser", "filter_wheel", "safety_monitor"}
+ROLES = set(SIMULATED_DEVICES)
 
 
 def all_connected(body: dict[str, Any]) -> bool:
