@@ -24,9 +24,20 @@ from processing.solve import SolveError
 
 log = logging.getLogger(__name__)
 
-FrameSolver = Callable[[RawFrame, RaDec], Awaitable[RaDec]]
-"""Solves a frame (with where the mount said it pointed as the hint) to its J2000 center;
-raises `SolveError` when it cannot."""
+
+@dataclass(frozen=True)
+class FrameSolution:
+    """What a plate solve tells the engine about a frame."""
+
+    center: RaDec
+    """The J2000 position of the frame's centre."""
+    rotation_deg: float
+    """Position angle of the frame's +y axis, from north through east, [0, 360)."""
+
+
+FrameSolver = Callable[[RawFrame, RaDec], Awaitable[FrameSolution]]
+"""Solves a frame (with where the mount said it pointed as the hint); raises `SolveError` when
+it cannot."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ async def center_target(
         reported = (await mount.status()).position
         frame = await camera.expose(config.exposure_s, light=True)
         try:
-            solved = await solve(frame, reported)
+            solved = (await solve(frame, reported)).center
         except SolveError as e:
             report.attempts.append(
                 CenteringAttempt(attempt, None, None, Correction.RETRY, f"solve failed: {e}")

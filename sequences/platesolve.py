@@ -22,7 +22,7 @@ from processing.solve import (
     solve,
 )
 from processing.stars import plate_scale_arcsec_px
-from sequences.centering import FrameSolver
+from sequences.centering import FrameSolution, FrameSolver
 
 HINT_RADIUS_DEG = 10.0
 
@@ -48,7 +48,7 @@ def frame_solver(
 ) -> FrameSolver:
     settings = config or SolveConfig()
 
-    async def solve_frame(frame: RawFrame, hint: RaDec) -> RaDec:
+    async def solve_frame(frame: RawFrame, hint: RaDec) -> FrameSolution:
         scale = frame_scale(equipment, frame.info.pixel_size_x_um, frame.status.bin_x)
         solution = await asyncio.to_thread(
             solve,
@@ -58,7 +58,8 @@ def frame_solver(
             hint=SkyHint(hint.ra_deg, hint.dec_deg, hint_radius_deg),
             config=settings,
         )
-        return RaDec((solution.ra_deg / 15.0) % 24.0, solution.dec_deg)
+        center = RaDec((solution.ra_deg / 15.0) % 24.0, solution.dec_deg)
+        return FrameSolution(center, solution.rotation_deg)
 
     return solve_frame
 

@@ -36,7 +36,7 @@ class CenterAfterDrift(Trigger):
             return False
         mount = ctx.mount()
         frame = await ctx.camera().expose(self.exposure_s, light=True)
-        solved = await ctx.solve(frame, (await mount.status()).position)
+        solved = (await ctx.solve(frame, (await mount.status()).position)).center
         drift = solved.separation_deg(scope.target.position) * 60.0
         state["last_drift_arcmin"] = drift
         return drift > self.threshold_arcmin

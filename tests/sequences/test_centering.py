@@ -12,7 +12,7 @@ from drivers.alpaca import build_equipment
 from drivers.base import RaDec, RawFrame
 from drivers.equipment import Equipment
 from processing.solve import NoMatch
-from sequences.centering import CenteringConfig, Correction, center_target
+from sequences.centering import CenteringConfig, Correction, FrameSolution, center_target
 from sequences.platesolve import frame_solver, prepare_solver
 
 POINTING_ERROR_ARCMIN = (30.0, 20.0)  # RA, Dec as the simulator takes them
@@ -92,11 +92,11 @@ async def test_a_wild_solve_is_never_acted_on(off_mount: Equipment) -> None:
     assert off_mount.camera is not None
     answers = iter([RaDec(8.0, 60.0)])
 
-    async def wild_then_fail(frame: RawFrame, hint: RaDec) -> RaDec:
+    async def wild_then_fail(frame: RawFrame, hint: RaDec) -> FrameSolution:
         answer = next(answers, None)
         if answer is None:
             raise NoMatch("no match")
-        return answer
+        return FrameSolution(answer, 0.0)
 
     report = await center_target(
         off_mount.mount,
