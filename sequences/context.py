@@ -30,6 +30,7 @@ from sequences.astro import Horizon, Site
 from sequences.autofocus import AutofocusConfig, AutofocusReport, AutofocusRunner, run_autofocus
 from sequences.centering import FrameSolver
 from sequences.clock import Clock
+from sequences.dome.slaving import DomeSlaving
 from sequences.errors import InstructionError
 from sequences.facts import RunFacts
 from sequences.frames import FrameSink, TargetRef
@@ -76,6 +77,8 @@ class RunContext:
     journaled state's facts here, so what instructions note is saved with the run state."""
     scripts_dir: Path | None = None
     """The only folder whose programs run_command may start; None: run_command is refused."""
+    dome_slaving: DomeSlaving | None = None
+    """The dome following the mount (slave_dome on); the runner stops it when the run ends."""
 
     async def run_autofocus(self, config: AutofocusConfig) -> AutofocusReport:
         """`InstructionError` without a connected camera and focuser."""

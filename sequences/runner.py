@@ -8,6 +8,7 @@
 - Watched conditions (safety) are polled on wall time by a watcher task and interrupt their
   container at once, wherever it is.
 - The end area always runs (shielded from cancellation), after success, failure or abort.
+  Dome slaving that the run turned on stops when the run ends, whichever way.
 - The state is journaled before and after every instruction; a runner built with a previous
   state skips what finished and continues with the rest. The state holds the run's facts
   (lights taken, last autofocus, guiding) and the context works on that same object, so
@@ -167,6 +168,8 @@ class SequenceRunner:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            if self.ctx.dome_slaving is not None:
+                await asyncio.shield(self.ctx.dome_slaving.stop())
             if self._interrupted:
                 self.state.status = RunStatus.INTERRUPTED
             elif failed_runner is not None:
