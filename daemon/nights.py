@@ -79,6 +79,8 @@ class _Night:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     run_ids: list[int] = field(default_factory=list)
     current_run: int | None = None
+    ended_by_safety: bool = False
+    """A device stayed lost: the night's end is an alert."""
 
 
 class NightDirector:
@@ -325,7 +327,8 @@ class NightDirector:
         await self._set(
             night, state, current_target=None, reason=reason, ended_at=datetime.now(UTC)
         )
-        await self._event("info", f"{plan.name}: night {state} ({reason})", night)
+        level = "alert" if night.ended_by_safety else "info"
+        await self._event(level, f"{plan.name}: night {state} ({reason})", night)
         try:
             await self._hand_off(night.run_ids)
         except Exception:  # a failed hand-off must not hide the night's end
@@ -339,7 +342,9 @@ class NightDirector:
         await self._end_night(night, PlanNightState.STOPPED, "the daemon was not running at dawn")
 
     async def _device_lost(self, role: str, error: str) -> None:
-        if self.active_night_id is not None:
+        night = self._night
+        if night is not None and self.active_night_id is not None:
+            night.ended_by_safety = True
             await self.stop(f"{role} lost: {error}")
 
     async def _until(self, night: _Night, waiting: Coroutine[Any, Any, None]) -> bool:

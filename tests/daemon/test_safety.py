@@ -69,9 +69,11 @@ def set_safe(rig: SimulatorRig, safe: bool) -> None:
     ).raise_for_status()
 
 
-def safety_events(engine: Engine) -> list[str]:
+def safety_events(engine: Engine, level: str | None = None) -> list[str]:
     with Session(engine) as db:
         query = select(Event.message).where(Event.source == "safety").order_by(Event.id)
+        if level is not None:
+            query = query.where(Event.level == level)
         return list(db.scalars(query))
 
 
@@ -152,11 +154,15 @@ async def test_a_device_that_stays_lost_raises_an_alert_and_ends_the_night(
             night = db.get(PlanNight, night_id)
             assert night is not None
             state, reason = night.state, night.reason or ""
-        messages = safety_events(h.engine)
+        alerts = safety_events(h.engine, "alert")
+        with Session(h.engine) as db:
+            query = select(Event.message).where(Event.source == "plan", Event.level == "alert")
+            night_alerts = list(db.scalars(query))
     assert state is PlanNightState.STOPPED
+    assert [m.split(": ", 1)[1][:15] for m in night_alerts] == ["night stopped ("]
     assert reason.split(" ")[1:2] == ["lost:"], reason
-    alerts = [m for m in messages if m.startswith("alert:")]
-    assert sorted(m.split(" ")[1] for m in alerts) == sorted(roles)
+    lost = [m for m in alerts if " stayed lost " in m]
+    assert sorted(m.split(" ")[0] for m in lost) == sorted(roles)
     assert not safety.is_ready()  # the silent safety monitor counts as unsafe
 
 
