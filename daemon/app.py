@@ -269,7 +269,11 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         clock,
         runs,
         guider,
-        SafetyConfig(poll_s=settings.safety_poll_s, safe_delay_s=settings.safe_delay_s),
+        SafetyConfig(
+            poll_s=settings.safety_poll_s,
+            safe_delay_s=settings.safe_delay_s,
+            weather_limits=None if profile.weather is None else profile.weather.unsafe,
+        ),
     )
     nights = NightDirector(engine, equipment, clock, runs, safety, hand_off, horizon)
     scheduler = NightScheduler(engine, equipment, nights)
