@@ -299,6 +299,18 @@ def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
             headers={"Authorization": f"Bearer {CONTROL_TOKEN}"},
         )
         assert created.status_code == 201, created.text
+        for path, role in (
+            ("roof/open", "dome"),
+            ("dome/park", "dome"),
+            ("cover/close", "cover_calibrator"),
+            ("calibrator/off", "cover_calibrator"),
+        ):
+            missing = httpx.post(
+                f"{secured.url}/api/equipment/{path}",
+                headers={"Authorization": f"Bearer {CONTROL_TOKEN}"},
+            )
+            assert missing.status_code == 404, missing.text  # the profile has no such device
+            assert f"has no {role}" in missing.json()["detail"]
         context = browser.new_context(base_url=secured.url)
         context.set_default_timeout(20_000)
         page = context.new_page()

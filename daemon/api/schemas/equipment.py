@@ -1,5 +1,6 @@
 """Equipment responses: every device's role, address, connection, facts, status and error,
-as the background poller last read them, with the reading's time and age."""
+as the background poller last read them, with the reading's time and age; the bodies of the
+observatory's commands (flat panel, switches)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from daemon.api.schemas.common import RequestBody
+from daemon.api.schemas.frames import ALPACA_INT32_MAX
 from daemon.equipment_state import (
     IN_USE_PERIOD_S,
     POLL_PERIOD_S,
@@ -62,6 +65,19 @@ class EquipmentRead(BaseModel):
             age_s=snapshot.age_s,
             devices=[DeviceRead.from_reading(d) for d in snapshot.devices],
         )
+
+
+class CalibratorOn(RequestBody):
+    brightness: int = Field(
+        ge=0, le=ALPACA_INT32_MAX, description="0 up to the panel's max_brightness (its info)"
+    )
+
+
+class SwitchSet(RequestBody):
+    channel: int = Field(ge=0, le=ALPACA_INT32_MAX, description="the channel's id (its info)")
+    value: float = Field(
+        description="0 or 1 for an on/off channel, else within its minimum..maximum"
+    )
 
 
 def _plain(snapshot: object | None) -> dict[str, Any] | None:
