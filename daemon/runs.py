@@ -271,6 +271,13 @@ class RunManager:
             return None
         return self._active.run_id
 
+    @property
+    def dome_slaved(self) -> bool:
+        """Whether the active run keeps the dome aimed at the mount's pointing."""
+        if self.active_run_id is None or self._active is None:
+            return False
+        return self._active.runner.ctx.dome_slaving is not None
+
     async def start(
         self, document: SequenceDocument, template_id: int | None = None, *, hand_off: bool = True
     ) -> int:
