@@ -101,6 +101,7 @@ async def test_roof_refuses_slews_park_and_home(equipment: Equipment, simulator_
         await roof.park()
     with pytest.raises(NotSupported, match="cannot find its home"):
         await roof.find_home()
+    # The simulator would have slewed the roof (it does not check CanSetAzimuth).
     assert read_simulator(simulator_url, f"dome/{ROOF}", "slewing") is False
 
 
