@@ -583,14 +583,30 @@ class ProcessingWorker:
         else:
             values |= {"error": error}
         await asyncio.to_thread(self._update, job_id, **values)
+        data: dict[str, Any] = {"job_id": job_id}
         level, message = (
             ("info", f"processing job {job_id} done")
             if state is JobState.DONE
             else ("error", f"processing job {job_id} failed: {error}")
         )
-        await asyncio.to_thread(
-            record_event, self._engine, level, "processing", message, {"job_id": job_id}
-        )
+        pictures = [
+            {"target": entry["target"], "name": entry["name"], "outputs": entry["outputs"]}
+            for entry in (outputs or {}).get("finished", [])
+            if "error" not in entry
+        ]
+        session_id = await asyncio.to_thread(self._session_of, job_id)
+        if state is JobState.DONE and pictures and session_id is not None:
+            # A night that ends with its picture is news for the observer: an alert.
+            targets = ", ".join(dict.fromkeys(p["target"] for p in pictures))
+            level = "alert"
+            message = f"night {session_id} finished with its picture: {targets} (job {job_id})"
+            data |= {"session_id": session_id, "pictures": pictures}
+        await asyncio.to_thread(record_event, self._engine, level, "processing", message, data)
+
+    def _session_of(self, job_id: int) -> int | None:
+        with Session(self._engine) as db:
+            job = db.get(ProcessingJob, job_id)
+            return None if job is None else job.session_id
 
     def _warn_unfinished(self, job_id: int, outputs: dict[str, Any]) -> None:
         """A warning event for each target a done job could not finish."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_frames_api import all_connected
+from tests.daemon.test_notifications import webhook_receiver
 
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
@@ -153,7 +155,16 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
         )
         first.process.send_signal(signal.SIGKILL)  # a crash: no shutdown at all
         first.process.wait()
-    with running_daemon(data, catalog_cache, NIGHTOWL_RESUME_RUNS="true", **env) as second:
+    with (
+        webhook_receiver() as receiver,
+        running_daemon(
+            data,
+            catalog_cache,
+            NIGHTOWL_RESUME_RUNS="true",
+            NIGHTOWL_WEBHOOK_URLS=receiver.url,
+            **env,
+        ) as second,
+    ):
         done = wait_for(
             f"{second.url}/api/runs/{run['id']}",
             lambda r: r["status"] in ("completed", "failed", "aborted"),
@@ -176,7 +187,18 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
         served = httpx.get(f"{second.url}/api/processing/jobs/{job['id']}/files/{web}")
         assert served.status_code == 200
         assert served.headers["content-type"] == "image/jpeg"
+        # The night's picture is news: an alert, sent to the webhook.
+        deadline = time.monotonic() + 10
+        while not receiver.posts:
+            assert time.monotonic() < deadline, "no webhook call"
+            time.sleep(0.2)
+        alerts = httpx.get(f"{second.url}/api/events", params={"level": "alert"}).json()
     assert job["session_id"] == sessions[0]["id"]
+    night_alert = f"night {job['session_id']} finished with its picture: placeholder"
+    assert [a["message"].split(" (job")[0] for a in alerts] == [night_alert]
+    (body,) = receiver.bodies()
+    assert (body["source"], body["message"]) == ("processing", alerts[0]["message"])
+    assert body["data"]["pictures"][0]["outputs"]["web"] == picture["outputs"]["web"]
     assert sessions[0]["state"] == "closed"
     (group,) = job["outputs"]["groups"]
     assert group["target"] == "placeholder"  # the target container's name
