@@ -42,16 +42,18 @@ async def require_parked_mount(dome: Dome, mount: Mount | None, operation: str) 
 
 
 async def close_roof(dome: Dome, mount: Mount | None) -> None:
-    """Close the shutter or roof once the guard allows; returns when it reports closed."""
-    await require_parked_mount(dome, mount, "close")
+    """Close the shutter or roof once the guard allows; returns when it reports closed. A roof
+    already closed is left alone (nothing moves, so the guard has nothing to refuse)."""
     if (await dome.status()).shutter is ShutterState.CLOSED:
         return
+    await require_parked_mount(dome, mount, "close")
     await dome.close_shutter()
 
 
 async def open_roof(dome: Dome, mount: Mount | None) -> None:
-    """Open the shutter or roof once the guard allows; returns when it reports open."""
-    await require_parked_mount(dome, mount, "open")
+    """Open the shutter or roof once the guard allows; returns when it reports open. A roof
+    already open is left alone (e.g. a resumed run's start area over a mount that tracks)."""
     if (await dome.status()).shutter is ShutterState.OPEN:
         return
+    await require_parked_mount(dome, mount, "open")
     await dome.open_shutter()
