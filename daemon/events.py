@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -18,15 +18,16 @@ from sqlalchemy.orm import Session
 from daemon.db.models import Event
 
 log = logging.getLogger(__name__)
-_LEVELS = {
+EventLevel = Literal["debug", "info", "warning", "error", "alert"]
+"""The event levels: four of rising severity, then alert."""
+LEVELS: tuple[str, ...] = get_args(EventLevel)
+_LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
-    "alert": logging.WARNING,
+    "alert": logging.WARNING,  # news for a person, not always a failure
 }
-LEVELS = tuple(_LEVELS)
-"""The event levels: four of rising severity, then alert."""
 
 
 def record_event(
@@ -41,9 +42,9 @@ def record_event(
 ) -> int:
     """Store an event and log it; returns its id. `ValueError` for a level not in `LEVELS`.
     Blocking: call off the event loop."""
-    if level not in _LEVELS:
+    if level not in _LOG_LEVELS:
         raise ValueError(f"unknown event level {level!r}; use one of {', '.join(LEVELS)}")
-    log.log(_LEVELS[level], "[%s] %s", source, message)
+    log.log(_LOG_LEVELS[level], "[%s] %s", source, message)
     with Session(engine) as db, db.begin():
         event = Event(
             level=level,

@@ -193,9 +193,12 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
             assert time.monotonic() < deadline, "no webhook call"
             time.sleep(0.2)
         alerts = httpx.get(f"{second.url}/api/events", params={"level": "alert"}).json()
+        unknown = httpx.get(f"{second.url}/api/events", params={"level": "alarm"})
     assert job["session_id"] == sessions[0]["id"]
     night_alert = f"night {job['session_id']} finished with its picture: placeholder"
     assert [a["message"].split(" (job")[0] for a in alerts] == [night_alert]
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["query", "level", 0]
     (body,) = receiver.bodies()
     assert (body["source"], body["message"]) == ("processing", alerts[0]["message"])
     assert body["data"]["pictures"][0]["outputs"]["web"] == picture["outputs"]["web"]

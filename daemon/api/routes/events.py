@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from daemon.api.deps import EngineDep
 from daemon.api.schemas.common import AfterId, PageLimit
 from daemon.api.schemas.events import EventRead
-from daemon.events import last_event_id, list_events
+from daemon.events import EventLevel, last_event_id, list_events
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -24,12 +24,17 @@ _STREAM_MAX_S = 10.0
 """A stream ends after this long and the browser reconnects at once from its last id: uvicorn
 waits for open responses before it stops, so an endless stream would hold up a shutdown."""
 
-Levels = Annotated[list[str], Query(description="only these levels (repeat the parameter)")]
+Levels = Annotated[list[EventLevel], Query(description="only these levels (repeat the parameter)")]
 Sources = Annotated[list[str], Query(description="only these sources (repeat the parameter)")]
 
 
 def _page(
-    engine: Engine, after_id: int, limit: int, levels: list[str], sources: list[str], newest: bool
+    engine: Engine,
+    after_id: int,
+    limit: int,
+    levels: list[EventLevel],
+    sources: list[str],
+    newest: bool,
 ) -> list[EventRead]:
     rows = list_events(
         engine, after_id=after_id, limit=limit, levels=levels, sources=sources, newest=newest

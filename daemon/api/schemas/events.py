@@ -13,7 +13,10 @@ class EventRead(BaseModel):
 
     id: int
     time: datetime
-    level: str = Field(description="debug, info, warning or error")
+    level: str = Field(
+        description="debug, info, warning or error; alert: news for a person (also sent to "
+        "the webhooks)"
+    )
     source: str = Field(description="what recorded it: sequence, capture, store, ...")
     message: str
     run_id: int | None
