@@ -6,6 +6,7 @@ refuses slews, whatever the device serves for Azimuth.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from drivers.alpaca._alpyca import Dome as AlpycaDome
@@ -13,6 +14,9 @@ from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import DomeInfo, DomeStatus, ShutterState
 from drivers.errors import FaultListener, NotSupported
 from drivers.profile import DomeAddress, DomeGeometry
+
+log = logging.getLogger(__name__)
+_SHUTTER_MOVING = (ShutterState.OPENING, ShutterState.CLOSING)
 
 
 class AlpacaDome(AlpacaDevice[DomeInfo]):
@@ -61,7 +65,7 @@ class AlpacaDome(AlpacaDevice[DomeInfo]):
         """Slew to `azimuth_deg` (any value: taken modulo 360) and wait until the dome stops.
 
         `NotSupported` for a roll-off roof; `DeviceTimeout` after the profile's slew timeout
-        (the dome is then stopped with AbortSlew, as after a cancel or a failure).
+        (the dome is then stopped, as after a cancel or a failure: see `_stop_motion`).
         """
         if not self.info.can_set_azimuth:
             raise NotSupported(self.role, "slew", "a roll-off roof has no azimuth to slew to")
@@ -72,7 +76,7 @@ class AlpacaDome(AlpacaDevice[DomeInfo]):
             lambda: self._invoke(operation, self._device.SlewToAzimuth, target),
             self._not_slewing,
             self._dome_address.slew_timeout_s,
-            self.abort_slew,
+            self._stop_motion,
         )
 
     async def abort_slew(self) -> None:
@@ -87,7 +91,7 @@ class AlpacaDome(AlpacaDevice[DomeInfo]):
             lambda: self._invoke("park", self._device.Park),
             self._at_park,
             self._dome_address.slew_timeout_s,
-            self.abort_slew,
+            self._stop_motion,
         )
 
     async def find_home(self) -> None:
@@ -99,8 +103,20 @@ class AlpacaDome(AlpacaDevice[DomeInfo]):
             lambda: self._invoke("find home", self._device.FindHome),
             self._at_home,
             self._dome_address.slew_timeout_s,
-            self.abort_slew,
+            self._stop_motion,
         )
+
+    async def _stop_motion(self) -> None:
+        """AbortSlew after a slew, park or homing that failed or was cancelled, unless the
+        shutter moves: AbortSlew stops a moving shutter too, and a shutter or roof stopped
+        midway (in ERROR) is worse than a dome left to finish its turn."""
+        shutter = await self._get_optional("ShutterStatus")
+        if shutter is not None and ShutterState(int(shutter)) in _SHUTTER_MOVING:
+            log.warning(
+                "%s: the shutter is moving; the dome is left to finish its motion", self.role
+            )
+            return
+        await self.abort_slew()
 
     async def _shutter_to(
         self, wanted: ShutterState, operation: str, command: Callable[[], None]

@@ -61,7 +61,6 @@ async def dome(simulator_url: str) -> AsyncIterator[AlpacaDome]:
     driver = AlpacaDome("dome", DomeAddress(url=simulator_url, device_number=0))
     await driver.connect()
     yield driver
-    await driver.close_shutter()
     await driver.disconnect()
 
 
@@ -105,10 +104,9 @@ async def test_roof_refuses_slews_park_and_home(equipment: Equipment, simulator_
     assert read_simulator(simulator_url, f"dome/{ROOF}", "slewing") is False
 
 
-async def test_dome_opens_slews_to_an_azimuth_and_parks(dome: AlpacaDome) -> None:
+async def test_dome_slews_to_an_azimuth_parks_and_finds_home(dome: AlpacaDome) -> None:
+    """The shutter is the roof's (tested above): the same code and simulator endpoints."""
     assert dome.info.can_set_azimuth
-    await dome.open_shutter()
-    assert (await dome.status()).shutter is ShutterState.OPEN
     await dome.slew_to_azimuth(483.5)  # taken modulo 360
     status = await dome.status()
     assert (status.azimuth_deg, status.slewing, status.at_park) == (123.5, False, False)
@@ -130,6 +128,24 @@ async def test_a_dome_slew_past_its_timeout_is_aborted(simulator_url: str) -> No
     status = await dome.status()
     assert not status.slewing  # aborted, not left to slew for 3 s more
     assert status.azimuth_deg != 200.0
+    await dome.park()  # as the simulated observatory starts: parked at home
+    await dome.find_home()
+    await dome.disconnect()
+
+
+async def test_a_failed_dome_slew_does_not_stop_a_moving_shutter(
+    proxy: FaultProxy, simulator_url: str
+) -> None:
+    """AbortSlew would stop the shutter too, midway: the dome is left to finish its turn."""
+    dome = AlpacaDome("dome", DomeAddress(url=proxy.url, slew_timeout_s=SHORT_S))
+    await dome.connect()
+    proxy.rules = [FaultRule(Fault.REPLY, path="dome/0/shutterstatus", value=3)]  # CLOSING
+    with pytest.raises(DeviceTimeout, match=r"slew to azimuth 200\.0"):
+        await dome.slew_to_azimuth(200.0)
+    assert ("PUT", "/api/v1/dome/0/abortslew") not in proxy.requests
+    assert read_simulator(simulator_url, "dome/0", "slewing") is True
+    proxy.rules = []
+    await dome.abort_slew()
     await dome.park()  # as the simulated observatory starts: parked at home
     await dome.find_home()
     await dome.disconnect()
