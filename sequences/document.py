@@ -18,6 +18,7 @@ from sequences.base import DOCUMENT_CONFIG, Condition, Instruction, Node, Target
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
+from sequences.conditions.weather import WhileWeatherOk
 from sequences.context import ValidationEnv
 from sequences.frames import TargetRef
 from sequences.instructions.calibration import TakeBias, TakeDarks, TakeFlats
@@ -34,6 +35,18 @@ from sequences.instructions.mount import (
     SlewToTarget,
     Unpark,
 )
+from sequences.instructions.observatory import (
+    CalibratorOff,
+    CalibratorOn,
+    CloseCover,
+    CloseRoof,
+    OpenCover,
+    OpenRoof,
+    ParkDome,
+    SetSwitch,
+    SlaveDome,
+)
+from sequences.instructions.rotator import RotateTo
 from sequences.instructions.utility import Annotation, RunCommand, WaitForTime
 from sequences.instructions.waits import WaitForAltitude, WaitForSunAltitude, WaitUntilSafe
 from sequences.model import Issue
@@ -75,6 +88,16 @@ Instructions: TypeAlias = (
     | TakeDarks
     | TakeBias
     | TakeFlats
+    | OpenRoof
+    | CloseRoof
+    | ParkDome
+    | SlaveDome
+    | OpenCover
+    | CloseCover
+    | CalibratorOn
+    | CalibratorOff
+    | RotateTo
+    | SetSwitch
     | RunCommand
     | Annotation
 )
@@ -90,7 +113,9 @@ Triggers: TypeAlias = (
     | CenterAfterDrift
     | RestartGuidingWhenLost
 )
-Conditions: TypeAlias = LoopCount | LoopUntilTime | WhileAboveAltitude | WhileSunBelow | WhileSafe
+Conditions: TypeAlias = (
+    LoopCount | LoopUntilTime | WhileAboveAltitude | WhileSunBelow | WhileSafe | WhileWeatherOk
+)
 
 AnyInstruction = Annotated[Instructions, Field(discriminator="kind")]
 AnyTrigger = Annotated[Triggers, Field(discriminator="kind")]

@@ -44,6 +44,18 @@ class AutofocusFact:
     """The half-flux radius of its confirmation frame."""
 
 
+@dataclass(frozen=True)
+class RotatorOffset:
+    """The sky position angle minus the rotator's mechanical angle, as a plate solve found it.
+
+    Mechanical moves aim with it (not the rotator's own synced position: a rotator may ignore
+    its sync offset on moves). The sky turns by 180 deg when the mount changes pier side."""
+
+    offset_deg: float
+    pier_side: str
+    """The mount's pier side then (`PierSide` name; UNKNOWN when it cannot tell)."""
+
+
 @dataclass
 class RunFacts:
     """Run-wide facts. Instructions and triggers read and update them through `ctx.facts`,
@@ -63,6 +75,9 @@ class RunFacts:
     """The length of the exposure about to start (the meridian flip waits for it to fit)."""
     centered_error_arcsec: float | None = None
     """The pointing error left by the last centering."""
+    rotator_offset: RotatorOffset | None = None
+    """The rotator's sky offset, once a plate solve has measured it: later rotations go
+    straight to their angle."""
 
     def remember_light(self, spec: ExposureSpec) -> None:
         light = LightSpec.of(spec)
@@ -79,6 +94,7 @@ class RunFacts:
     def from_json(cls, data: dict[str, Any]) -> RunFacts:
         """Read what `to_json` wrote; missing keys (an older journal) take their defaults."""
         autofocus = data.get("last_autofocus")
+        offset = data.get("rotator_offset")
         return cls(
             light_specs=[LightSpec(**s) for s in data.get("light_specs", [])],
             last_autofocus=None
@@ -87,4 +103,5 @@ class RunFacts:
             guiding=bool(data.get("guiding", False)),
             next_exposure_s=float(data.get("next_exposure_s", 0.0)),
             centered_error_arcsec=data.get("centered_error_arcsec"),
+            rotator_offset=None if offset is None else RotatorOffset(**offset),
         )

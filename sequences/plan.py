@@ -39,6 +39,7 @@ from sequences.base import DOCUMENT_CONFIG, TargetName
 from sequences.conditions.loop import LoopCount, LoopUntilTime
 from sequences.conditions.safety import WhileSafe
 from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
+from sequences.conditions.weather import WhileWeatherOk
 from sequences.document import (
     AnyCondition,
     AnyItem,
@@ -254,10 +255,10 @@ def target_document(
     target is above its limit and the sun below the dawn altitude (and inside its window).
 
     Light `take_exposures` directly inside that container are replaced; other items (slew,
-    center, autofocus, guiding), triggers (dither, meridian flip) and a `while_safe`
-    condition are kept. `with_start` adds the template's start area (connect, unpark, cool):
-    the first run of a night and the first after an unsafe spell. The end area (park, warm)
-    runs once, when the night ends.
+    center, autofocus, guiding), triggers (dither, meridian flip) and the `while_safe` and
+    `while_weather_ok` conditions are kept. `with_start` adds the template's start area
+    (connect, open the roof, unpark, cool): the first run of a night and the first after an
+    unsafe spell. The end area (park, close the roof, warm) runs once, when the night ends.
     """
     spec = TargetSpec(
         target.name, target.coordinates.ra_hours, target.coordinates.dec_deg, target.rotation_deg
@@ -294,7 +295,7 @@ def target_document(
     ]
     if target.window is not None:
         conditions.append(LoopUntilTime(until=target.window.end))
-    conditions += [c for c in base.conditions if isinstance(c, WhileSafe)]
+    conditions += [c for c in base.conditions if isinstance(c, WhileSafe | WhileWeatherOk)]
     container = base.model_copy(update={"items": items, "conditions": conditions})
     return SequenceDocument(
         name=f"{plan.name}: {target.name}",

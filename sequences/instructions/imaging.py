@@ -34,9 +34,15 @@ class TakeExposures(Instruction):
         if remaining <= 0:
             return
 
+        async def dome_ready() -> None:
+            # Slaving: no exposure that sees the sky starts while the dome moves.
+            if ctx.dome_slaving is not None and self.frame_type.shutter_open:
+                await ctx.dome_slaving.align()
+
         async def between(_: int) -> None:
             step.exposure_done(self.frame_type)
             await step.between_units()
+            await dome_ready()
 
         async def saved(frame: SavedFrame) -> None:
             step.counters["done"] = step.counters.get("done", 0) + 1
@@ -58,6 +64,7 @@ class TakeExposures(Instruction):
             # Before the checkpoint, so a filter-change trigger acts before the first frame.
             await ctx.filter_wheel().select(self.filter_name)
         await step.between_units()
+        await dome_ready()
         await ctx.frames.capture(
             spec,
             remaining,

@@ -12,6 +12,7 @@ from sequences.centering import CenteringConfig, center_target
 from sequences.context import RunContext, Scope, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.model import Issue
+from sequences.rotation import rotate_for_target
 
 
 class Coordinates(BaseModel):
@@ -81,6 +82,8 @@ class SlewToTarget(Instruction):
         mount = ctx.mount()
         await mount.set_tracking(True)
         await mount.slew(target_position(self.coordinates, step.scope))
+        if ctx.dome_slaving is not None:
+            await ctx.dome_slaving.align()
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         return _need_mount(env, path)
@@ -90,7 +93,9 @@ class SlewToTarget(Instruction):
 
 
 class CenterTarget(Instruction):
-    """Slew, solve and correct until within `tolerance_arcmin` (see `sequences.centering`)."""
+    """Slew, solve and correct until within `tolerance_arcmin` (see `sequences.centering`);
+    then turn the camera to the target's `rotation_deg`, if it has one (`sequences.rotation`).
+    With dome slaving on, the dome reaches the target before the first frame."""
 
     kind: Literal["center"] = "center"
     redo_on_resume: ClassVar[bool] = True
@@ -104,10 +109,14 @@ class CenterTarget(Instruction):
             raise InstructionError("no plate solver is configured")
         mount, camera = ctx.mount(), ctx.camera()
         await mount.set_tracking(True)
+        target = target_position(self.coordinates, step.scope)
+        if ctx.dome_slaving is not None:
+            await mount.slew(target)
+            await ctx.dome_slaving.align()
         report = await center_target(
             mount,
             camera,
-            target_position(self.coordinates, step.scope),
+            target,
             ctx.solve,
             CenteringConfig(
                 tolerance_arcmin=self.tolerance_arcmin,
@@ -127,6 +136,7 @@ class CenterTarget(Instruction):
         if not report.success:
             raise InstructionError(f"centering failed: {report.reason}")
         ctx.facts.centered_error_arcsec = report.final_error_arcsec
+        await rotate_for_target(ctx, step.scope.target, step.path)
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         issues = _need_mount(env, path)

@@ -6,6 +6,11 @@ exposure would run past the flip point, wait for it first (on the run's clock) i
 starting an exposure the flip would cut. After the slew: the pier side must have changed, or
 a plate solve must confirm the pointing (recentering does both); then optionally refocus,
 restart guiding and settle. One flip per meridian passage.
+
+With dome slaving on, the dome reaches the new pier side's slit azimuth before the recentering
+frames. A flip turns the sky by 180 deg on the sensor: the run's remembered rotator offset
+follows (`sequences.rotation.flipped`); a target with a `rotation_deg` is rotated back to it,
+otherwise the offset is re-measured by a solve when a solver is configured.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sequences.context import RunContext, Scope, ValidationEnv
 from sequences.errors import InstructionError
 from sequences.instructions.focuser import AutofocusSettings, run_autofocus_recorded
 from sequences.model import Issue
+from sequences.rotation import RotationConfig, flipped, remeasure_offset, rotate_to_angle
 
 _SIDEREAL_RATE = 1.002737909  # sidereal hours per solar hour
 
@@ -90,6 +96,8 @@ class MeridianFlip(Trigger):
         if guiding:
             await ctx.need_guider().stop()
         await mount.slew(target)
+        if ctx.dome_slaving is not None:
+            await ctx.dome_slaving.align()
         after = await mount.status()
         pier_changed = (
             PierSide.UNKNOWN not in (before.side_of_pier, after.side_of_pier)
@@ -107,6 +115,7 @@ class MeridianFlip(Trigger):
                 "cannot verify the flip: the pier side did not change and no plate solver "
                 "is configured to check the pointing"
             )
+        await self._turn_rotator_back(ctx, scope, before.side_of_pier, after.side_of_pier)
         if self.refocus:
             await run_autofocus_recorded(
                 ctx, "meridian_flip", self.autofocus.config(), reason="after the flip"
@@ -119,6 +128,19 @@ class MeridianFlip(Trigger):
         await asyncio.sleep(self.settle_s)
         state["flips"] = int(state.get("flips", 0)) + 1
         await ctx.events.emit("info", f"meridian flip done ({verified})")
+
+    async def _turn_rotator_back(
+        self, ctx: RunContext, scope: Scope, before: PierSide, after: PierSide
+    ) -> None:
+        if ctx.equipment.rotator is None or ctx.facts.rotator_offset is None:
+            return
+        ctx.facts.rotator_offset = flipped(ctx.facts.rotator_offset, before, after)
+        angle = scope.target.rotation_deg if scope.target is not None else None
+        if angle is not None:
+            await rotate_to_angle(ctx, angle, RotationConfig(), "meridian_flip")
+        elif ctx.solve is not None:
+            offset = await remeasure_offset(ctx, RotationConfig().exposure_s)
+            await ctx.events.emit("info", f"rotator offset after the flip: {offset:.1f} deg")
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:
         if "mount" not in env.roles:
