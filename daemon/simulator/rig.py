@@ -34,7 +34,7 @@ from processing.catalog import star_catalog_sqlite
 log = logging.getLogger(__name__)
 
 OBSERVATORY_CONFIG = Path(__file__).with_name("observatory.yaml")
-_SERVER_MODULE = "alpaca_simulators.run_simulator"
+_SERVER_MODULE = "daemon.simulator.physics"
 # The devices of the simulated observatory, as (Alpaca device type, device number) per role.
 # The dome is the roll-off roof (dome 1); dome 0, a rotating dome, is there for slaving.
 SIMULATED_DEVICES: dict[str, tuple[str, int]] = {

@@ -24,7 +24,7 @@ def simulator_pids(run_dir: Path) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "alpaca_simulators.run_simulator" in cmdline and str(run_dir) in cmdline:
+        if "daemon.simulator.physics" in cmdline and str(run_dir) in cmdline:
             pids.append(int(entry.name))
     return pids
 

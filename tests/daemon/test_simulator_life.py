@@ -76,7 +76,7 @@ def test_an_orphaned_simulator_is_stopped_at_the_next_start(
         [
             "sh",
             "-c",
-            f"{sys.executable} -m alpaca_simulators.run_simulator --host 127.0.0.1 "
+            f"{sys.executable} -m daemon.simulator.physics --host 127.0.0.1 "
             f"--port {port} --config {config} >/dev/null 2>&1 & echo $!",
         ],
         stdout=subprocess.PIPE,
