@@ -1,8 +1,10 @@
-// The dashboard: equipment, the running sequence, the last frame, the night's live stacks,
-// the night's graphs and the event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
+// The dashboard: equipment, the observatory (roof, cover, weather, switches) with its buttons,
+// the running sequence, the last frame, the night's live stacks, the night's graphs and the
+// event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
 // last read (every 2 s): asking for it costs the devices nothing.
 import { api } from './api.js';
-import { h, clear, fill, fmt, time, badge, progressBar, sexagesimal } from './dom.js';
+import { h, fill, fmt, time, badge, progressBar, sexagesimal, figures } from './dom.js';
+import { OBSERVATORY_ROLES, deviceBlock, renderObservatory } from './devices.js';
 import { lineChart } from './charts.js';
 import { notice } from './ui.js';
 import { loadSafety } from './plans.js';
@@ -12,6 +14,7 @@ const ACTIVE = new Set(['pending', 'running', 'paused']);
 export function mount() {
   const equipment = h('div', { id: 'equipment' }, h('p', { class: 'muted' }, 'Asking the devices…'));
   const safety = h('div', { id: 'safety' });
+  const observatory = h('div', { id: 'observatory' }, h('p', { class: 'muted' }, 'Asking the devices…'));
   const run = h('div', { id: 'run' }, h('p', { class: 'muted' }, 'Loading runs…'));
   const frame = h('div', { id: 'frame', class: 'preview' }, h('p', { class: 'muted' }, 'No frame yet.'));
   const charts = h('div', { id: 'charts' });
@@ -19,6 +22,7 @@ export function mount() {
   const log = h('div', { id: 'log', class: 'log' });
   const element = h('div', { class: 'grid dashboard' },
     h('section', { class: 'card' }, h('h2', {}, 'Equipment'), h('h3', {}, 'Safety'), safety, equipment),
+    h('section', { class: 'card' }, h('h2', {}, 'Observatory'), observatory),
     h('section', { class: 'card' }, h('h2', {}, 'Sequence'), run),
     h('section', { class: 'card' }, h('h2', {}, 'Last frame'), frame),
     h('section', { class: 'card wide' }, h('h2', {}, 'Live stack'), live),
@@ -37,8 +41,23 @@ export function mount() {
     pending[name] = setTimeout(() => { pending[name] = null; if (!closed) fn(); }, ms);
   }
 
+  // Commands on their way (a roof takes a while): their buttons stay disabled across refreshes.
+  const commands = new Set();
+  async function command(path, body) {
+    commands.add(path);
+    loadEquipment();
+    try { await api(`/api/equipment/${path}`, { method: 'POST', body }); }
+    catch (e) { notice(e.message); }
+    finally { commands.delete(path); loadEquipment(); }
+  }
+
+  function showEquipment(eq) {
+    renderEquipment(equipment, eq, showEquipment);
+    renderObservatory(observatory, eq, command, (path) => commands.has(path));
+  }
+
   async function loadEquipment() {
-    try { renderEquipment(equipment, await api('/api/equipment')); }
+    try { showEquipment(await api('/api/equipment')); }
     catch (e) { fill(equipment, h('p', { class: 'error' }, e.message)); }
   }
 
@@ -103,7 +122,7 @@ export function mount() {
       }
       if (event.run_id || event.source === 'sequence') soon('run', loadRun);
       if (event.source === 'safety' || event.source === 'plan') soon('safety', () => loadSafety(safety));
-      if (event.source === 'equipment') soon('equipment', loadEquipment);
+      if (event.source === 'equipment' || event.source === 'observatory') soon('equipment', loadEquipment);
     };
   }
 
@@ -130,10 +149,6 @@ export function mount() {
   };
 }
 
-function figures(pairs) {
-  return h('dl', { class: 'figures' }, pairs.filter(([, v]) => v !== undefined).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-}
-
 function deviceFigures(role, st) {
   if (!st) return [];
   const pairs = [];
@@ -157,24 +172,19 @@ function deviceFigures(role, st) {
   return pairs;
 }
 
-function renderEquipment(box, eq) {
+// The imaging devices; the observatory's are on their own card (devices.js).
+function renderEquipment(box, eq, show) {
   const anyOff = eq.devices.some((d) => !d.connected);
   const connect = h('button', { class: 'control', type: 'button', onclick: async (ev) => {
     ev.target.disabled = true;
-    try { renderEquipment(box, await api('/api/equipment/connect', { method: 'POST' })); }
+    try { show(await api('/api/equipment/connect', { method: 'POST' })); }
     catch (e) { notice(e.message); }
     finally { ev.target.disabled = false; }
   } }, 'Connect all');
-  fill(box, 
+  fill(box,
     h('div', { class: 'row muted' }, `profile ${eq.profile}`, anyOff ? connect : null),
-    eq.devices.map((d) => h('div', { class: 'device', dataset: { role: d.role, connected: String(d.connected) } },
-      h('div', { class: 'device-head' }, d.role.replace('_', ' '),
-        badge(d.connected ? 'connected' : 'disconnected'),
-        d.in_use ? badge('in use', 'running') : null,
-        h('span', { class: 'muted' }, d.info && d.info.name ? d.info.name : ''),
-        d.age_s > 10 ? h('span', { class: 'muted' }, `read ${Math.round(d.age_s)} s ago`) : null),
-      d.error ? h('div', { class: 'error' }, d.error) : null,
-      figures(deviceFigures(d.role, d.status)))));
+    eq.devices.filter((d) => !OBSERVATORY_ROLES.includes(d.role))
+      .map((d) => deviceBlock(d, deviceFigures(d.role, d.status))));
 }
 
 function nodeLabel(node) {

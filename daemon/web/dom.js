@@ -85,3 +85,8 @@ export function sexagesimal(value, signed) {
   const pad = (n) => String(n).padStart(2, '0');
   return `${sign}${pad(a)}:${pad(b)}:${c.toFixed(0).padStart(2, '0')}`;
 }
+
+/** Label and value pairs as a definition list; pairs whose value is undefined are left out. */
+export function figures(pairs) {
+  return h('dl', { class: 'figures' }, pairs.filter(([, v]) => v !== undefined).map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+}

@@ -61,7 +61,6 @@ def daemon(
         NIGHTOWL_CONTROL_TOKEN=CONTROL_TOKEN,
         NIGHTOWL_READ_TOKEN=READ_TOKEN,
         NIGHTOWL_SAFETY_POLL_S="0.3",
-        NIGHTOWL_SAFE_DELAY_S="0",
     ) as running:
         equipment(running, all_connected)
         yield running
@@ -214,16 +213,15 @@ def test_bad_values_are_422s_naming_the_field_and_good_ones_are_applied(
     heater = command(daemon, "switch", channel=2, value=60)
     assert heater.status_code == 200, heater.text
     assert heater.json()["status"]["values"][2] == 60.0
-    cover = command(daemon, "cover/close")
-    assert cover.json()["status"]["cover"] == "CLOSED"
-    assert command(daemon, "cover/open").json()["status"]["cover"] == "OPEN"
+    assert command(daemon, "cover/close").json()["status"]["cover"] == "CLOSED"
 
 
-def test_the_roof_stays_closed_while_the_safety_monitor_says_unsafe(
+def test_the_roof_stays_closed_while_safety_holds_the_night(
     daemon: RunningDaemon, rig: SimulatorRig
 ) -> None:
-    alpaca(rig, "safetymonitor/0/issafe", IsSafe=False)
+    """Unsafe, then safe again but not yet for the safe delay (10 min): both refuse."""
     safety = f"{daemon.url}/api/safety"
+    alpaca(rig, "safetymonitor/0/issafe", IsSafe=False)
     try:
         until(safety, lambda s: s["state"] == "unsafe")
         refused = command(daemon, "roof/open")
@@ -231,6 +229,8 @@ def test_the_roof_stays_closed_while_the_safety_monitor_says_unsafe(
         assert "safety is unsafe" in refused.json()["detail"]
     finally:
         alpaca(rig, "safetymonitor/0/issafe", IsSafe=True)
-    until(safety, lambda s: s["state"] == "safe")
-    assert command(daemon, "roof/open").json()["status"]["shutter"] == "OPEN"
-    assert command(daemon, "roof/close").json()["status"]["shutter"] == "CLOSED"
+    until(safety, lambda s: s["state"] == "settling")
+    refused = command(daemon, "roof/open")
+    assert refused.status_code == 409, refused.text
+    assert "safety is settling" in refused.json()["detail"]
+    assert equipment(daemon, lambda body: True)["dome"]["status"]["shutter"] == "CLOSED"

@@ -146,6 +146,40 @@ def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
     expect(preview).to_have_attribute("data-frame-id", str(latest["id"]))
 
 
+def test_the_roof_opens_and_closes_from_the_observatory_card(
+    page: Page, daemon: RunningDaemon
+) -> None:
+    """The simulated roll-off roof takes a few seconds each way; the mount is parked (the
+    runs above end by parking it), so the roof may move."""
+    idle(daemon)
+    wait_for(f"{daemon.url}/api/equipment", mount_parked)
+    page.goto("/")
+    roof = page.locator('.device[data-role="dome"]')
+    shutter = roof.locator(".shutter")
+    expect(shutter).to_have_text("closed")
+    expect(page.locator('.device[data-role="cover_calibrator"] .cover-state')).to_have_text("open")
+    weather = page.locator('.device[data-role="weather"]')
+    expect(weather).to_contain_text("Humidity")
+    expect(weather.locator(".age")).to_have_text(re.compile(r"^read \d+ s ago$"))
+    expect(page.locator('.device[data-role="switch"]')).to_contain_text("Dew heater")
+
+    page.click("#roof-open")
+    expect(shutter).to_have_text("open", timeout=60_000)
+    expect(page.locator("#roof-open")).to_be_disabled()
+    page.click("#roof-close")
+    expect(shutter).to_have_text("closed", timeout=60_000)
+    events = httpx.get(f"{daemon.url}/api/events", params={"source": "observatory"}).json()
+    assert [e["message"] for e in events][-2:] == [
+        "roof opened over the API",
+        "roof closed over the API",
+    ]
+
+
+def mount_parked(body: dict[str, Any]) -> bool:
+    (mount,) = [d for d in body["devices"] if d["role"] == "mount"]
+    return bool(mount["status"] and mount["status"]["at_park"])
+
+
 def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_its_field(
     page: Page, daemon: RunningDaemon
 ) -> None:

@@ -31,18 +31,21 @@ COMMAND = responses(404, *DEVICE)
 async def get_equipment(runtime: RuntimeDep) -> EquipmentRead:
     """Every device's latest reading (taken every few seconds in the background) with its
     age; asks no device, so it answers at once. A device that fails to answer shows its error."""
-    return EquipmentRead.from_snapshot(runtime.equipment_state.snapshot())
+    snapshot = runtime.equipment_state.snapshot()
+    return EquipmentRead.from_snapshot(snapshot, runtime.runs.dome_slaved)
 
 
 @router.post("/connect")
 async def connect(runtime: RuntimeDep) -> EquipmentRead:
     """Connect every device. Failures show per device (`connected: false` and `error`)."""
-    return EquipmentRead.from_snapshot(await runtime.equipment_state.connect_all())
+    snapshot = await runtime.equipment_state.connect_all()
+    return EquipmentRead.from_snapshot(snapshot, runtime.runs.dome_slaved)
 
 
 @router.post("/disconnect")
 async def disconnect(runtime: RuntimeDep) -> EquipmentRead:
-    return EquipmentRead.from_snapshot(await runtime.equipment_state.disconnect_all())
+    snapshot = await runtime.equipment_state.disconnect_all()
+    return EquipmentRead.from_snapshot(snapshot, runtime.runs.dome_slaved)
 
 
 @router.post("/roof/open", responses=COMMAND)

@@ -55,14 +55,18 @@ class EquipmentRead(BaseModel):
     profile: str
     read_at: datetime | None = Field(description="when the oldest of the readings was taken")
     age_s: float | None = Field(description="the age of the oldest reading, s")
+    dome_slaved: bool = Field(
+        default=False, description="a run keeps the dome aimed at the mount's pointing"
+    )
     devices: list[DeviceRead]
 
     @classmethod
-    def from_snapshot(cls, snapshot: EquipmentSnapshot) -> EquipmentRead:
+    def from_snapshot(cls, snapshot: EquipmentSnapshot, dome_slaved: bool) -> EquipmentRead:
         return cls(
             profile=snapshot.profile,
             read_at=snapshot.read_at,
             age_s=snapshot.age_s,
+            dome_slaved=dome_slaved,
             devices=[DeviceRead.from_reading(d) for d in snapshot.devices],
         )
 
