@@ -19,6 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from daemon.api.schemas.autofocus import AutofocusCreate
+from daemon.api.schemas.equipment import CalibratorOn, SwitchSet
 from daemon.api.schemas.frames import CaptureCreate
 from daemon.app import create_app
 from daemon.settings import Settings
@@ -39,13 +40,24 @@ SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(host="127.0.0.1")).o
 OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operations()}
 
 # Valid requests here move devices for real: an exposure of up to an hour (capture), a focus
-# curve (autofocus). They are fuzzed only with bodies their model refuses (a mutated type such
-# as "5" for a number can still be valid), and must answer 4xx before any device moves.
+# curve (autofocus), the flat panel and the power switches of the session's simulator, which
+# later tests image through. They are fuzzed only with bodies their model refuses (a mutated
+# type such as "5" for a number can still be valid), and must answer 4xx before any device moves.
 INVALID_ONLY: dict[str, type[BaseModel]] = {
     "POST /api/capture": CaptureCreate,
     "POST /api/autofocus": AutofocusCreate,
+    "POST /api/equipment/calibrator/on": CalibratorOn,
+    "POST /api/equipment/switch": SwitchSet,
 }
 NOT_FUZZED = {
+    # Move the roof, the dome and the dust cover (no body to make invalid), which later tests
+    # image through; covered in test_observatory_api.py.
+    "POST /api/equipment/roof/open",
+    "POST /api/equipment/roof/close",
+    "POST /api/equipment/dome/park",
+    "POST /api/equipment/cover/open",
+    "POST /api/equipment/cover/close",
+    "POST /api/equipment/calibrator/off",
     # Drop or re-make every device connection the other operations rely on; covered in
     # test_api.py.
     "POST /api/equipment/connect",
