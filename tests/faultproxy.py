@@ -14,6 +14,9 @@ following a seeded plan, injects the faults of a real observatory's network and 
 - `Fault.TRUNCATE`: the server's reply is cut in the middle of its body and the connection
   closed; the Content-Length still claims the whole body unless the rule says otherwise.
 - `Fault.SILENCE`: the request is read and never answered (the connection is held open).
+- `Fault.STUCK_MOTOR`: an ordinary Alpaca success (ErrorNumber 0); the server never sees the
+  request. A command the device acknowledges but whose motor never turns: a roof or cover
+  told to move keeps reporting where it was.
 
 Each request is matched against the rules in order: every rule whose path pattern and method
 match draws from the seeded generator, and the first that draws below its rate (within its
@@ -47,6 +50,7 @@ class Fault(enum.Enum):
     RESET = "reset"
     TRUNCATE = "truncate"
     SILENCE = "silence"
+    STUCK_MOTOR = "stuck_motor"
 
 
 @dataclass(frozen=True)
@@ -212,14 +216,15 @@ class FaultProxy:
                 writer.write(_message(lines, body))
         elif kind is Fault.HTTP_500:
             writer.write(_reply(500, "Internal Server Error", "text/plain", b"injected fault"))
-        elif kind is Fault.ALPACA_ERROR:
-            error = {
+        elif kind in (Fault.ALPACA_ERROR, Fault.STUCK_MOTOR):
+            number = rule.error_number if kind is Fault.ALPACA_ERROR else 0
+            reply = {
                 "ClientTransactionID": request.transaction_id(),
                 "ServerTransactionID": 0,
-                "ErrorNumber": rule.error_number,
-                "ErrorMessage": f"injected error 0x{rule.error_number:X}",
+                "ErrorNumber": number,
+                "ErrorMessage": f"injected error 0x{number:X}" if number else "",
             }
-            writer.write(_reply(200, "OK", "application/json", json.dumps(error).encode()))
+            writer.write(_reply(200, "OK", "application/json", json.dumps(reply).encode()))
         elif kind is Fault.REPLY:
             reply = {
                 "ClientTransactionID": request.transaction_id(),
