@@ -17,6 +17,8 @@ installed (their settings are top-level keys of the observatory config, ``observ
   `shutter_time_s`, then OPEN or CLOSED. AbortSlew stops a moving shutter where it is (ERROR).
 - The cover takes time: OpenCover and CloseCover report MOVING for `cover_time_s`, then OPEN or
   CLOSED. HaltCover stops a moving cover where it is (UNKNOWN).
+- The weather station's cloud cover is set in percent, as it is served (the package's setter
+  takes 0..1).
 
 The dome's shutter and the roof do not hide the sky: light frames see it whatever they report.
 """
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import enum
 import functools
 import math
 import os
@@ -37,6 +38,8 @@ import cabaret  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, FastAPI, Form, Path
+
+from drivers.base import CalibratorState, CoverState, ShutterState
 
 SETTINGS_DEFAULTS = {
     "rotator_camera_offset_deg": 0.0,
@@ -53,22 +56,6 @@ ROTATION_SENSE = -1.0
 """cabaret turns the sky the other way round from the position angle a plate solve reports."""
 
 
-class _Shutter(enum.IntEnum):
-    OPEN = 0
-    CLOSED = 1
-    OPENING = 2
-    CLOSING = 3
-    ERROR = 4
-
-
-class _Cover(enum.IntEnum):
-    CLOSED = 1
-    MOVING = 2
-    OPEN = 3
-    UNKNOWN = 4
-
-
-_CALIBRATOR_READY = 3
 _TRANSACTION = Form(0, alias="ClientTransactionID")
 
 
@@ -114,11 +101,11 @@ _light_path: contextvars.ContextVar[LightPath | None] = contextvars.ContextVar(
 
 def light_path(cover: dict[str, Any], panel_flux_adu_s: float) -> LightPath:
     """The light path for a cover calibrator's state (the simulator's state fields)."""
-    if cover.get("coverstate") == _Cover.OPEN:
+    state = CoverState(cover.get("coverstate", CoverState.CLOSED.value))
+    if state is CoverState.OPEN:
         return LightPath(sky=True)
-    lit = cover.get("coverstate") == _Cover.CLOSED
-    lit = lit and cover.get("calibratorstate") == _CALIBRATOR_READY
-    if not lit:
+    calibrator = CalibratorState(cover.get("calibratorstate", CalibratorState.NOT_PRESENT.value))
+    if state is not CoverState.CLOSED or calibrator is not CalibratorState.READY:
         return LightPath(sky=False)
     fraction = cover.get("brightness", 0) / max(1, cover.get("maxbrightness", 255))
     return LightPath(sky=False, panel_adu_s=fraction * panel_flux_adu_s)
@@ -193,12 +180,16 @@ def install(app: FastAPI, config: dict[str, Any]) -> None:
     camera.exposure_task = exposure_task
     camera.make_cache_key = make_cache_key
     cabaret.Observatory.generate_image = render
-    _replace_routes(app, _motion_router(settings), API_PREFIX)
+    _replace_routes(app, _device_router(settings), API_PREFIX)
 
 
-def _motion_router(settings: Settings) -> APIRouter:
-    """Dome shutter and dust cover endpoints whose motions take time."""
-    from alpaca_simulators.api.common import validate_device  # type: ignore[import-untyped]
+def _device_router(settings: Settings) -> APIRouter:
+    """Dome shutter and dust cover endpoints whose motions take time, and the cloud cover's
+    setter in percent (the package's takes 0..1, though it serves the value as percent)."""
+    from alpaca_simulators.api.common import (  # type: ignore[import-untyped]
+        AlpacaError,
+        validate_device,
+    )
     from alpaca_simulators.state import (
         get_device_state,
         get_server_transaction_id,
@@ -233,35 +224,43 @@ def _motion_router(settings: Settings) -> APIRouter:
             "ErrorMessage": "",
         }
 
-    def shutter_to(end: _Shutter, moving: _Shutter) -> Callable[..., Coroutine[Any, Any, Any]]:
+    def shutter_to(
+        end: ShutterState, moving: ShutterState
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def command(
             device_number: int = Path(..., ge=0), transaction: int = _TRANSACTION
         ) -> dict[str, int | str]:
             validate_device("dome", device_number)
             state = get_device_state("dome", device_number).get("shutterstatus")
-            if state not in (end, moving):
+            if state not in (end.value, moving.value):
                 move(
                     "dome",
                     device_number,
-                    {"shutterstatus": moving},
-                    {"shutterstatus": end},
+                    {"shutterstatus": moving.value},
+                    {"shutterstatus": end.value},
                     settings.shutter_time_s,
                 )
             return reply(transaction)
 
         return command
 
-    def cover_to(end: _Cover) -> Callable[..., Coroutine[Any, Any, Any]]:
+    def cover_to(end: CoverState) -> Callable[..., Coroutine[Any, Any, Any]]:
         async def command(
             device_number: int = Path(..., ge=0), transaction: int = _TRANSACTION
         ) -> dict[str, int | str]:
             validate_device("covercalibrator", device_number)
-            if get_device_state("covercalibrator", device_number).get("coverstate") != end:
+            state = get_device_state("covercalibrator", device_number)
+            heading = state.get("covermoving") and state.get("covertarget") == end.value
+            if state.get("coverstate") != end.value and not heading:
                 move(
                     "covercalibrator",
                     device_number,
-                    {"coverstate": _Cover.MOVING, "covermoving": True},
-                    {"coverstate": end, "covermoving": False},
+                    {
+                        "coverstate": CoverState.MOVING.value,
+                        "covermoving": True,
+                        "covertarget": end.value,
+                    },
+                    {"coverstate": end.value, "covermoving": False},
                     settings.cover_time_s,
                 )
             return reply(transaction)
@@ -277,8 +276,8 @@ def _motion_router(settings: Settings) -> APIRouter:
         update_device_state(
             "dome", device_number, {"slewing": False, "slew_gen": state.get("slew_gen", 0) + 1}
         )
-        if state.get("shutterstatus") in (_Shutter.OPENING, _Shutter.CLOSING):
-            stop("dome", device_number, {"shutterstatus": _Shutter.ERROR})
+        if state.get("shutterstatus") in (ShutterState.OPENING.value, ShutterState.CLOSING.value):
+            stop("dome", device_number, {"shutterstatus": ShutterState.ERROR.value})
         return reply(transaction)
 
     async def halt_cover(
@@ -289,17 +288,29 @@ def _motion_router(settings: Settings) -> APIRouter:
             stop(
                 "covercalibrator",
                 device_number,
-                {"coverstate": _Cover.UNKNOWN, "covermoving": False},
+                {"coverstate": CoverState.UNKNOWN.value, "covermoving": False},
             )
         return reply(transaction)
 
+    async def set_cloud_cover(
+        device_number: int = Path(..., ge=0),
+        percent: float = Form(..., alias="CloudCover"),
+        transaction: int = _TRANSACTION,
+    ) -> dict[str, int | str]:
+        validate_device("observingconditions", device_number)
+        if not 0.0 <= percent <= 100.0:
+            raise AlpacaError(0x401, "CloudCover must be between 0 and 100 percent")
+        update_device_state("observingconditions", device_number, {"cloudcover": percent})
+        return reply(transaction)
+
     endpoints: dict[str, Callable[..., Coroutine[Any, Any, Any]]] = {
-        "/dome/{device_number}/openshutter": shutter_to(_Shutter.OPEN, _Shutter.OPENING),
-        "/dome/{device_number}/closeshutter": shutter_to(_Shutter.CLOSED, _Shutter.CLOSING),
+        "/dome/{device_number}/openshutter": shutter_to(ShutterState.OPEN, ShutterState.OPENING),
+        "/dome/{device_number}/closeshutter": shutter_to(ShutterState.CLOSED, ShutterState.CLOSING),
         "/dome/{device_number}/abortslew": abort_slew,
-        "/covercalibrator/{device_number}/opencover": cover_to(_Cover.OPEN),
-        "/covercalibrator/{device_number}/closecover": cover_to(_Cover.CLOSED),
+        "/covercalibrator/{device_number}/opencover": cover_to(CoverState.OPEN),
+        "/covercalibrator/{device_number}/closecover": cover_to(CoverState.CLOSED),
         "/covercalibrator/{device_number}/haltcover": halt_cover,
+        "/observingconditions/{device_number}/cloudcover": set_cloud_cover,
     }
     for path, endpoint in endpoints.items():
         router.add_api_route(path, endpoint, methods=["PUT"])

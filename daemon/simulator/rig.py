@@ -1,4 +1,5 @@
-"""The simulator rig: the third-party `alpaca-simulators` server as a child process, offline.
+"""The simulator rig: the third-party `alpaca-simulators` server as a child process, offline,
+with the physics Nightowl adds to it (`daemon.simulator.physics`).
 
 Used by `nightowl sim`, by `nightowl serve` when no equipment profile is configured (the
 embedded default), and by the test suite. The rig builds the offline star catalog, writes the

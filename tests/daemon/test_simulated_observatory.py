@@ -1,9 +1,10 @@
 """The simulated observatory's physics (daemon/simulator/physics.py) through Nightowl's drivers:
 the rotator turns the solved sky, the dust cover darkens the camera, the flat panel lights it
-in proportion to its brightness, the roof's shutter and the cover take time to move.
+in proportion to its brightness, the roof's shutter and the cover take time to move, the cloud
+cover is set in percent.
 
 Every test leaves the session's simulator as it found it: rotator at 0, cover open, panel off,
-roof closed.
+roof closed, a clear sky.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import yaml
 
 from daemon.simulator.rig import OBSERVATORY_CONFIG
@@ -29,6 +31,7 @@ SCALE = ScaleRange.around(plate_scale_arcsec_px(10.0, 600.0))
 EXPOSURE_S = 0.2
 BIN = 4
 CONFIG = yaml.safe_load(OBSERVATORY_CONFIG.read_text(encoding="utf-8"))
+CLEAR_SKY_PCT = CONFIG["devices"]["observingconditions"][0]["cloudcover"]
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,20 @@ async def test_the_roof_moves_through_opening_and_closing_in_its_time(
 
     await roof.close_shutter()
     assert (await roof.status()).shutter is ShutterState.CLOSED
+
+
+async def test_the_cloud_cover_is_set_in_percent(equipment: Equipment, simulator_url: str) -> None:
+    weather = equipment.weather
+    assert weather is not None
+    url = f"{simulator_url}/api/v1/observingconditions/0/cloudcover"
+
+    def set_cloud_cover(percent: float) -> dict[str, object]:
+        reply: dict[str, object] = requests.put(url, data={"CloudCover": percent}, timeout=5).json()
+        return reply
+
+    assert set_cloud_cover(80.0)["ErrorNumber"] == 0
+    try:
+        assert (await weather.status()).cloud_cover_pct == 80.0
+        assert set_cloud_cover(101.0)["ErrorNumber"] == 0x401
+    finally:
+        set_cloud_cover(CLEAR_SKY_PCT)
