@@ -268,6 +268,7 @@ class SafetySupervisor:
                     self._reopen_failed = True
                     self._set(SafetyState.UNSAFE, problem, self._clock.now())
                     return
+                self._reopen_failed = False
                 self._set(SafetyState.SAFE, None, now)
                 # Recorded before the plan is released: whoever waits in `wait_ready` acts on
                 # this declaration, so the log must hold it first (and a failed write must not
