@@ -152,7 +152,8 @@ async def nights(plan_id: RecordId, engine: EngineDep) -> list[NightRead]:
 
 @safety_router.get("")
 async def safety(runtime: RuntimeDep) -> SafetyRead:
-    """The safety supervisor: safe, unsafe, settling (waiting the safe delay) or unwatched."""
+    """The safety supervisor: safe, unsafe, settling (waiting the safe delay) or unwatched,
+    with the broken weather limits and what it closed."""
     report = runtime.safety.report()
     return SafetyRead(
         state=report.state.value,
@@ -161,4 +162,6 @@ async def safety(runtime: RuntimeDep) -> SafetyRead:
         lost_devices=list(report.lost_devices),
         safe_delay_s=runtime.safety.config.safe_delay_s,
         active_night_id=runtime.nights.active_night_id,
+        weather_violations=list(report.weather_violations),
+        closed=list(report.closed),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import JsonDocument, RequestBody
 
@@ -81,3 +81,9 @@ class SafetyRead(BaseModel):
     lost_devices: list[str]
     safe_delay_s: float
     active_night_id: int | None
+    weather_violations: list[str] = Field(
+        description="the weather limits the last reading broke, e.g. 'humidity 95 % above 90 %'"
+    )
+    closed: list[str] = Field(
+        description="what the supervisor closed (roof, cover) and opens again once safe"
+    )
