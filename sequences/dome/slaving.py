@@ -117,10 +117,14 @@ class DomeSlaving:
             off_deg = abs(azimuth_difference_deg(here, aim.azimuth_deg))
             if not dome.slewing and off_deg <= tolerance:
                 return Alignment(aim, here, moved=False)
+            why = (
+                "it was moving"
+                if dome.slewing
+                else f"the slit was {off_deg:.1f} deg off, {tolerance:.1f} deg allowed"
+            )
             await self._events.emit(
                 "info",
-                f"dome to {aim.azimuth_deg:.1f} deg (the slit was {off_deg:.1f} deg off, "
-                f"{tolerance:.1f} deg allowed)",
+                f"dome to {aim.azimuth_deg:.1f} deg ({why})",
                 data={"azimuth_deg": aim.azimuth_deg, "off_deg": off_deg},
             )
             await self._dome.slew_to_azimuth(aim.azimuth_deg)

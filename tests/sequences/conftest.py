@@ -151,6 +151,17 @@ async def open_harness(
         await runs.shutdown()
         await guider.stop()
         engine.dispose()
+        await restore_observatory(equipment)
+
+
+async def restore_observatory(equipment: Equipment) -> None:
+    """What a run may change that later tests' frames depend on: the dust cover back open, the
+    panel off, the rotator back at 0."""
+    if equipment.cover_calibrator is not None:
+        await equipment.cover_calibrator.calibrator_off()
+        await equipment.cover_calibrator.open_cover()
+    if equipment.rotator is not None:
+        await equipment.rotator.move_mechanical(0.0)
 
 
 @pytest.fixture

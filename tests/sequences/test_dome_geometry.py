@@ -105,7 +105,7 @@ def test_in_a_huge_dome_the_offsets_vanish() -> None:
 
 
 def test_a_mount_outside_the_dome_is_a_geometry_error() -> None:
-    with pytest.raises(GeometryError, match="outside its 1.5 m radius"):
+    with pytest.raises(GeometryError, match=r"outside its 1\.5 m radius"):
         slit_aim(LAT, 0.0, 30.0, PierSide.EAST, DomeGeometry(radius_m=R, mount_offset_east_m=2))
 
 
