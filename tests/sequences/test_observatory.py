@@ -242,8 +242,8 @@ async def test_slaving_follows_a_slew_and_no_exposure_starts_while_the_dome_move
     night_start: datetime,
     tmp_path: Path,
 ) -> None:
-    """The mount points south-west (hour angle +1.5 h); the run turns slaving on, slews to the
-    south-east (-1.5 h) and takes two lights. During the first the dome is pushed 120 deg away:
+    """The mount points south-west (hour angle +1 h); the run turns slaving on, slews to the
+    south-east (-1 h) and takes two lights. During the first the dome is pushed 120 deg away:
     the second waits until the dome is back in front of the telescope."""
     dome, mount, camera = rotating_dome.dome, rotating_dome.mount, rotating_dome.camera
     assert dome is not None
@@ -252,8 +252,8 @@ async def test_slaving_follows_a_slew_and_no_exposure_starts_while_the_dome_move
     await point(rotating_dome, M31)
     lst = (await mount.status()).sidereal_time_hours
     assert lst is not None
-    await mount.sync(RaDec((lst - 1.5) % 24.0, 30.0))
-    east = {"ra_hours": (lst + 1.5) % 24.0, "dec_deg": 30.0}
+    await mount.sync(RaDec((lst - 1.0) % 24.0, 30.0))
+    east = {"ra_hours": (lst + 1.0) % 24.0, "dec_deg": 30.0}
     west_azimuth = (await mount.status()).azimuth_deg
     assert west_azimuth is not None
     await asyncio.to_thread(  # the dome in front of the telescope already: no slew to wait for
@@ -321,6 +321,51 @@ async def test_slaving_follows_a_slew_and_no_exposure_starts_while_the_dome_move
     assert time.monotonic() - started < 60
     running = [t for t in asyncio.all_tasks() if t.get_name() == "dome slaving" and not t.done()]
     assert running == []  # slaving ended with the run
+
+
+async def test_switches_panel_and_weather_are_checked_against_the_devices_when_they_run(
+    harness: Harness, equipment: Equipment
+) -> None:
+    """The simulator's weather station reads 55 % humidity; its switch 2 is the dew heater
+    (0..100 in steps of 1) and switch 0 the camera's power (on/off)."""
+    switch = equipment.switch
+    assert switch is not None
+    keep_going: dict[str, Any] = {"on_error": "continue"}
+    document = {
+        "name": "checks",
+        "targets": [
+            {
+                "kind": "sequential",
+                "items": [
+                    {"kind": "set_switch", "channel": "dew HEATER", "value": 45},
+                    {"kind": "set_switch", "channel": "Camera power", "value": 0.5, **keep_going},
+                    {"kind": "set_switch", "channel": "Roof motor", "value": 1, **keep_going},
+                    {"kind": "calibrator_on", "brightness": 300, **keep_going},
+                ],
+            },
+            {
+                "kind": "sequential",
+                "conditions": [{"kind": "while_weather_ok", "limits": {"humidity_pct": 50}}],
+                "items": [{"kind": "annotation", "text": "under a humid sky"}],
+            },
+        ],
+    }
+    try:
+        run_id, status = await harness.run(document)
+        assert (await switch.status()).values[2] == 45.0
+    finally:
+        await switch.set_switch(2, 30.0)
+    assert status is RunStatus.COMPLETED
+    events = harness.events(run_id)
+    assert "switch 'Dew heater' set to 45" in events
+    for expected in (
+        "value 0.5 is not a step of switch channel 'Camera power' (0 + n x 1)",
+        "the switch has no channel 'Roof motor': use one of 0 'Camera power'",
+        "brightness 300 is above the panel's maximum 255: use 1..255",
+    ):
+        assert any(expected in e for e in events), (expected, events)
+    assert "weather not ok: humidity 55 % above 50 %" in events
+    assert not any(e.startswith("annotation") for e in events)
 
 
 def test_the_flat_wizard_changes_the_exposure_first_then_the_brightness() -> None:
