@@ -152,7 +152,13 @@ class TargetContainer(Container):
     kind: Literal["target"] = "target"
     target_name: TargetName
     coordinates: Coordinates
-    rotation_deg: float | None = Field(default=None, ge=0, lt=360)
+    rotation_deg: float | None = Field(
+        default=None,
+        ge=0,
+        lt=360,
+        description="sky position angle of the frame's +y axis, east of north (a plate "
+        "solution's rotation); `center` turns the rotator to it",
+    )
 
     def target_ref(self) -> TargetRef:
         return TargetRef(self.target_name, self.coordinates.radec(), self.rotation_deg)

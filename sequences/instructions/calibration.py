@@ -141,8 +141,7 @@ class TakeFlats(Instruction):
         setting = start
         lit: int | None = None
         for _ in range(self.max_tries):
-            if panel is not None and setting.brightness != lit:
-                assert setting.brightness is not None
+            if panel is not None and setting.brightness not in (None, lit):
                 await panel.calibrator_on(setting.brightness)
                 lit = setting.brightness
             frame = await camera.expose(setting.exposure_s, light=True)
