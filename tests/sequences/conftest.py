@@ -25,6 +25,7 @@ from daemon.naming import DEFAULT_PATTERN
 from daemon.runs import CaptureSink, RunEvents, RunManager
 from daemon.store import FrameStore
 from drivers.equipment import Equipment
+from drivers.errors import DeviceError
 from drivers.guider import NativeGuider
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
@@ -156,12 +157,14 @@ async def open_harness(
 
 async def restore_observatory(equipment: Equipment) -> None:
     """What a run may change that later tests' frames depend on: the dust cover back open, the
-    panel off, the rotator back at 0."""
-    if equipment.cover_calibrator is not None:
-        await equipment.cover_calibrator.calibrator_off()
-        await equipment.cover_calibrator.open_cover()
-    if equipment.rotator is not None:
-        await equipment.rotator.move_mechanical(0.0)
+    panel off, the rotator back at 0. A test that stopped its own simulator has nothing to
+    restore (its devices no longer answer)."""
+    with contextlib.suppress(DeviceError):
+        if equipment.cover_calibrator is not None:
+            await equipment.cover_calibrator.calibrator_off()
+            await equipment.cover_calibrator.open_cover()
+        if equipment.rotator is not None:
+            await equipment.rotator.move_mechanical(0.0)
 
 
 @pytest.fixture
