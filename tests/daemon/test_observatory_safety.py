@@ -182,9 +182,9 @@ def logged(engine: Engine, start: str) -> bool:
 async def watch_the_roof(
     observatory: Observatory,
 ) -> AsyncIterator[list[tuple[bool, ShutterState | None, CoverState]]]:
-    """Sample (mount parked, roof, cover) every 0.1 s (the roof travels for 0.5 s). The roof is read before the mount: a
-    roof seen moving is paired with a later reading of the mount, which a parked mount that
-    stays parked passes and a mount still on its way to park fails."""
+    """Sample (mount parked, roof, cover) every 0.1 s (the roof travels for 0.5 s). The roof is
+    read before the mount: a roof seen moving is paired with a later reading of the mount, which
+    a parked mount that stays parked passes and a mount still on its way to park fails."""
     samples: list[tuple[bool, ShutterState | None, CoverState]] = []
 
     async def sample() -> None:
