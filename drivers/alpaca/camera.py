@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import requests
 
 from drivers.alpaca import imagebytes
 from drivers.alpaca._alpyca import Camera as AlpycaCamera
-from drivers.alpaca._call import POLL_INTERVAL_S
+from drivers.alpaca._call import POLL_INTERVAL_S, wait_until
 from drivers.alpaca.device import AlpacaDevice, alpyca_args
 from drivers.base import CameraInfo, CameraState, CameraStatus, RawFrame, SensorType
 from drivers.errors import DeviceBusy, DeviceError, DeviceTimeout, FaultListener, OperationFailed
@@ -28,6 +29,8 @@ _DOWNLOAD_MARGIN_S = 10.0
 _STATE_POLL_S = 1.0
 # First ImageReady poll interval after the exposure ends; it grows to POLL_INTERVAL_S.
 _FIRST_READY_POLL_S = 0.01
+# How long an accepted exposure may stay Waiting before an abort is sent anyway.
+_WAITING_LIMIT_S = 2.0
 
 
 class AlpacaCamera(AlpacaDevice[CameraInfo]):
@@ -132,6 +135,19 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
         """Abort a running exposure (the image is discarded). Also clears an Error state."""
         await self._invoke("abort exposure", self._device.AbortExposure, retry=True)
 
+    async def _abort_begun(self) -> None:
+        """Abort an exposure the camera accepted, once it has begun: a camera still Waiting
+        may begin it after an abort (the Alpaca simulators do: the exposure starts after the
+        reply), which would leave it exposing behind our back and the next exposure refused."""
+        with contextlib.suppress(DeviceTimeout):  # still Waiting: abort it all the same
+            await wait_until(
+                self.role, "begin", self._not_waiting, _WAITING_LIMIT_S, _FIRST_READY_POLL_S
+            )
+        await self.abort()
+
+    async def _not_waiting(self) -> bool:
+        return await self._state() is not CameraState.WAITING
+
     async def expose(
         self, exposure_s: float, *, light: bool, started: asyncio.Event | None = None
     ) -> RawFrame:
@@ -187,7 +203,7 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             # Leave no exposure running behind a failure or a cancelled task. The next
             # exposure waits for this clean-up even if this task is cancelled again.
             self._cleanup = asyncio.ensure_future(
-                self._undo_after(start, self.abort, "abort exposure")
+                self._undo_after(start, self._abort_begun, "abort exposure")
             )
             await asyncio.shield(self._cleanup)
             raise

@@ -120,7 +120,9 @@ async def test_a_closed_cover_darkens_light_frames_and_a_lit_panel_lights_them(
     bias, noise = float(np.median(dark)), float(np.std(dark))
     assert np.max(sky) > np.median(sky) + 5000  # the cover open: stars
     assert abs(np.median(covered) - bias) < 2.0
-    assert np.max(covered) < bias + 8 * noise  # bias, dark current and read noise only
+    # No star: the sky frame's stars peak over 5000 ADU above its median; the dark's noise (a
+    # clipped, long-tailed distribution) reaches ~10 sigma over this many pixels.
+    assert np.max(covered) < bias + 1000
     assert np.std(covered) == pytest.approx(noise, rel=0.05)
 
     per_pixel_s = CONFIG["panel_flux_adu_s"] * BIN * BIN / cover.info.max_brightness

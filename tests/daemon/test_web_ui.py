@@ -299,7 +299,9 @@ def test_the_event_log_pages_filters_and_streams(daemon: RunningDaemon) -> None:
     assert captures
     assert {e["source"] for e in captures} == {"capture"}
     assert all(isinstance(e["data"]["frame_id"], int) for e in captures)
-    assert httpx.get(url, params={"level": "nonsense"}).json() == []
+    refused = httpx.get(url, params={"level": "nonsense"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"][:2] == ["query", "level"]
 
     # From `after_id`, and as a reconnecting browser asks, from `Last-Event-ID`.
     assert [e["id"] for e in tail(f"{url}/stream?after_id={ids[-3]}", {}, 2)] == ids[-2:]
