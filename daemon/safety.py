@@ -365,7 +365,7 @@ class SafetySupervisor:
                     return
                 await cover.close_cover()
         except (DeviceError, TimeoutError) as e:
-            await self._event("error", f"dust cover not closed: {e}", step="cover")
+            await self._event("alert", f"dust cover not closed: {e}", step="cover")
             return
         self._closed.add("cover")
         await self._event("info", "dust cover closed (unsafe)", step="cover")
