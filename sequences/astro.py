@@ -24,7 +24,10 @@ datetimes or, for the vectorised functions, POSIX seconds (`unix_s`).
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +42,8 @@ from astropy.utils import data as astropy_data
 from astropy.utils import iers
 
 from drivers.base import MountInfo, RaDec
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -174,12 +179,21 @@ class Horizon:
 
     @classmethod
     def from_text(cls, text: str) -> Horizon:
-        """NINA's .hrz layout: "azimuth altitude" per line; blanks, commas and '#' notes pass."""
+        """A horizon file as NINA reads it: "azimuth altitude" per line, separated by spaces,
+        tabs, commas or semicolons; '#' notes, blank lines and a column header before the
+        first point pass; an azimuth repeated on the next line replaces the one before (a
+        step, as in NINA). MountWizzard4's `.hpts` (JSON [altitude, azimuth] pairs) is read too.
+        ValueError names the line of anything else."""
+        if text.lstrip().startswith("["):
+            return cls._from_mw4(text)
         labelled: list[tuple[str, float, float]] = []
         for number, raw in enumerate(text.splitlines(), start=1):
-            fields = raw.split("#", 1)[0].replace(",", " ").split()
+            fields = re.split(r"[\s,;]+", raw.split("#", 1)[0].strip())
+            fields = [f for f in fields if f]
             if not fields:
                 continue
+            if not labelled and not any(_is_number(f) for f in fields):
+                continue  # a column header such as "Az El"
             try:
                 if len(fields) != 2:
                     raise ValueError(f"{len(fields)} fields")
@@ -192,9 +206,31 @@ class Horizon:
         return cls._from_labelled(labelled)
 
     @classmethod
+    def _from_mw4(cls, text: str) -> Horizon:
+        try:
+            pairs = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"a MountWizzard4 horizon (.hpts) that is not JSON: {e}") from e
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 for p in pairs
+        ):
+            raise ValueError(
+                "a MountWizzard4 horizon (.hpts) must be a list of [altitude, azimuth]"
+            )
+        return cls._from_labelled(
+            (f"horizon point {i}", float(az), float(alt))
+            for i, (alt, az) in enumerate(pairs, start=1)
+        )
+
+    @classmethod
     def _from_labelled(cls, points: Iterable[tuple[str, float, float]]) -> Horizon:
         by_azimuth: dict[float, float] = {}
+        previous: float | None = None
         for where, az, alt in points:
+            if az == previous:
+                log.warning("%s: azimuth %g again: its altitude replaces", where, az)
+                by_azimuth.pop(az % 360.0, None)
+            previous = az
             if not (math.isfinite(az) and 0.0 <= az <= 360.0):
                 raise ValueError(f"{where}: azimuth {az} is outside [0, 360]")
             if not (math.isfinite(alt) and -90.0 <= alt <= 90.0):
@@ -232,6 +268,16 @@ class Horizon:
 
 
 Limit = float | Horizon
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 """The altitude a target must be above: degrees everywhere, or a custom horizon."""
 
 
