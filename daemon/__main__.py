@@ -7,6 +7,7 @@
     nightowl process calibrate, register and stack a folder of FITS files
     nightowl finish  finish linear masters into a picture with a recipe
     nightowl recipe  print the default recipe, or check one
+    nightowl import-nina  import a NINA Advanced Sequencer file or a .hrz horizon
 
 Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Settings`).
 """
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from daemon import finish_cli, process_cli
+from daemon import finish_cli, nina_cli, process_cli
 
 if TYPE_CHECKING:
     from daemon.settings import Settings
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     process_cli.add_parser(commands)
     finish_cli.add_parsers(commands)
+    nina_cli.add_parser(commands)
     return parser
 
 
@@ -268,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(finish_cli.finish_masters(args))
     elif args.command == "recipe":
         sys.exit(finish_cli.recipe_command(args))
+    elif args.command == "import-nina":
+        sys.exit(nina_cli.import_nina_command(args))
     elif args.command == "run":
         from daemon.headless import run_document
 

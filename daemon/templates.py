@@ -18,7 +18,10 @@ from daemon.errors import NotFound
 from drivers.equipment import Equipment
 from sequences.clock import Clock
 from sequences.document import SequenceDocument
+from sequences.errors import DocumentError
 from sequences.model import Issue
+from sequences.nina.importer import ImportReport, NinaImport, NinaImportRefused, import_nina
+from sequences.nina.newtonsoft import NinaFormatError
 from sequences.timeline import TimelineEntry, predict
 from sequences.triggers.meridian import MeridianFlip
 from sequences.validation import validation_env
@@ -68,6 +71,47 @@ def save_template(
 ) -> SequenceTemplate:
     """Create (no id) or replace a template; the name must be unique (`DocumentError`)."""
     return TEMPLATES.save(engine, document.name, document.model_dump(mode="json"), template_id)
+
+
+@dataclass(frozen=True)
+class ImportedTemplate:
+    template: SequenceTemplate
+    report: ImportReport
+
+
+def read_nina(
+    text: str | bytes, *, name: str | None = None, strict: bool = False, field: str = "nina"
+) -> NinaImport:
+    """A NINA Advanced Sequencer file as our document and its report; `DocumentError` (one
+    issue per problem, under `field`) for a file that is not NINA's, or with `strict` for
+    every node or field not mapped."""
+    try:
+        return import_nina(text, name=name, strict=strict)
+    except NinaImportRefused as e:
+        raise DocumentError(
+            [
+                Issue(
+                    entry.nina_path or "(top)",
+                    f"{entry.nina_type}: {entry.note}",
+                    "remove it in NINA, or import without strict to leave it out",
+                )
+                for entry in e.report.not_mapped
+            ],
+            field,
+        ) from e
+    except NinaFormatError as e:
+        raise DocumentError(
+            [Issue("", str(e), "send a file saved by NINA's Advanced Sequencer")], field
+        ) from e
+
+
+def import_nina_template(
+    engine: Engine, text: str | bytes, *, name: str | None = None, strict: bool = False
+) -> ImportedTemplate:
+    """Import a NINA file and save it as a new template (its name must be unused:
+    `DocumentError`). Blocking."""
+    imported = read_nina(text, name=name, strict=strict)
+    return ImportedTemplate(save_template(engine, imported.document), imported.report)
 
 
 def delete_template(engine: Engine, template_id: int) -> None:

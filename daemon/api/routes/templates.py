@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -14,6 +15,9 @@ from daemon.api.schemas.common import RecordId
 from daemon.api.schemas.sequences import (
     ExampleRead,
     IssueRead,
+    NinaImportRead,
+    NinaImportWrite,
+    NinaReportRead,
     TemplateRead,
     TemplateWrite,
     TimelineEntryRead,
@@ -58,6 +62,24 @@ async def create(body: TemplateWrite, engine: EngineDep) -> TemplateRead:
     """Save a new template; 422 lists every problem of the document with its node path."""
     document = service.load_document(body.document)
     return _read(await asyncio.to_thread(service.save_template, engine, document))
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED)
+async def import_nina(body: NinaImportWrite, engine: EngineDep) -> NinaImportRead:
+    """Import a N.I.N.A. Advanced Sequencer file as a new template: `{"nina": <the file's
+    JSON>, "name": optional, "strict": false}`. The report lists every NINA node with its path
+    (`Items[2].Items[0]`) and `$type`: mapped, approximated (the note says how) or not mapped
+    (left out: plugins, instructions we have no equivalent for, fields we do not read).
+    422 for a file that is not NINA's, a name already used, or with `strict` anything not
+    mapped (one issue per node)."""
+    text = json.dumps(body.nina)
+    imported = await asyncio.to_thread(
+        service.import_nina_template, engine, text, name=body.name, strict=body.strict
+    )
+    return NinaImportRead(
+        template=_read(imported.template),
+        report=NinaReportRead.model_validate(imported.report.to_dict()),
+    )
 
 
 @router.get("/{template_id}", responses=responses(404))

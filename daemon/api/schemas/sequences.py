@@ -31,6 +31,42 @@ class TemplateRead(BaseModel):
     updated_at: datetime
 
 
+class NinaImportWrite(RequestBody):
+    """A N.I.N.A. Advanced Sequencer file (a `*.template.json`, a saved sequence or a list of
+    targets) as it is on disk, and how to import it."""
+
+    nina: dict[str, Any] | list[Any] = Field(description="the NINA file's JSON, unchanged")
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the template's name; default: the NINA container's name",
+    )
+    strict: bool = Field(
+        default=False, description="refuse the file (422) if any node or field is not mapped"
+    )
+
+
+class NinaReportEntryRead(BaseModel):
+    nina_path: str = Field(description="where in the NINA file, e.g. Items[2].Items[0]")
+    nina_type: str = Field(description="NINA's $type class, without its assembly")
+    status: str = Field(description="mapped, approximated (see note) or not_mapped")
+    kinds: list[str] = Field(description="our node kinds it became")
+    note: str
+
+
+class NinaReportRead(BaseModel):
+    mapped: int
+    approximated: int
+    not_mapped: int
+    entries: list[NinaReportEntryRead]
+
+
+class NinaImportRead(BaseModel):
+    template: TemplateRead
+    report: NinaReportRead
+
+
 class TimelineEntryRead(BaseModel):
     path: str
     label: str
