@@ -62,9 +62,12 @@ from daemon.simulator.rig import SimulatorRig, simulator_profile
 from daemon.store import FrameStore
 from daemon.worker import ProcessingWorker, close_sessions_of_run
 from drivers.alpaca import build_equipment
+from drivers.base import Guider
 from drivers.equipment import Equipment
+from drivers.errors import DeviceError
 from drivers.guider.native import NativeGuider
-from drivers.profile import EquipmentProfile, load_profile
+from drivers.guider.phd2 import Phd2Guider
+from drivers.profile import EquipmentProfile, NativeGuiderChoice, load_profile
 from sequences.astro import Horizon, configure_astropy_offline
 from sequences.clock import Clock, SimulatedClock, SystemClock
 from sequences.context import RunContext
@@ -90,7 +93,7 @@ class Runtime:
     autofocus: AutofocusService
     clock: Clock
     runs: RunManager
-    guider: NativeGuider | None
+    guider: Guider | None
     worker: ProcessingWorker
     safety: SafetySupervisor
     nights: NightDirector
@@ -133,6 +136,17 @@ def _recover_frames(engine: Engine, store: FrameStore, profile: str, settings: S
         )
 
 
+def build_guider(profile: EquipmentProfile, equipment: Equipment) -> Guider | None:
+    """The profile's guider: PHD2 when chosen (it runs its own guide camera), else the native
+    guider when there are a guide camera and a mount, else none."""
+    choice = profile.guider
+    if not isinstance(choice, NativeGuiderChoice):
+        return Phd2Guider(choice)
+    if equipment.guide_camera is None or equipment.mount is None:
+        return None
+    return NativeGuider(equipment.guide_camera, equipment.mount)
+
+
 def make_clock(settings: Settings) -> Clock:
     if settings.clock == "simulated":
         return SimulatedClock(settings.clock_start or datetime.now(UTC))
@@ -145,7 +159,7 @@ def _run_context_factory(
     capture: CaptureService,
     autofocus: AutofocusService,
     clock: Clock,
-    guider: NativeGuider | None,
+    guider: Guider | None,
     cache_dir: Path,
     horizon: Horizon | None,
     scripts_dir: Path | None,
@@ -194,11 +208,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     equipment = build_equipment(profile, faults.heard)
     store = FrameStore(settings.frames_root)
     await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
-    guider = (
-        NativeGuider(equipment.guide_camera, equipment.mount)
-        if equipment.guide_camera is not None and equipment.mount is not None
-        else None
-    )
+    guider = build_guider(profile, equipment)
     live = (
         LiveService(engine, settings.frames_root, settings.masters_root, settings.live_root)
         if settings.live_stack
@@ -319,7 +329,12 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if live is not None:
             await live.stop()
         if guider is not None:
-            await guider.stop()
+            try:
+                await guider.stop()
+            except DeviceError as e:
+                log.warning("the guider did not stop: %s", e)
+            if isinstance(guider, Phd2Guider):
+                await guider.close()
         try:
             async with asyncio.timeout(_DISCONNECT_TIMEOUT_S):
                 await equipment.disconnect_all()

@@ -57,6 +57,9 @@ class Equipment:
     rotator: Rotator | None = None
     weather: WeatherStation | None = None
     switch: Switch | None = None
+    external_guider: str | None = None
+    """A guiding program that runs its own guide camera (``"phd2"``): guiding needs no
+    `guide_camera` here then."""
 
     def __post_init__(self) -> None:
         self._connect_errors: dict[str, str] = {}

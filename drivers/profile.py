@@ -16,6 +16,15 @@ A profile is a YAML (or JSON) file such as::
     switch:          {url: "http://192.168.1.22:11111", device_number: 0}
 
 Every role is optional. Timeouts are margins on top of what each call's arguments imply.
+Guiding is done by the native guider (``guide_camera`` + the mount's pulse guiding) unless
+``guider:`` chooses PHD2, which then runs its own guide camera::
+
+    guider:
+      kind: phd2
+      host: localhost
+      port: 4400
+      settle: {pixels: 1.5, time_s: 10, timeout_s: 60}
+
 An optional ``acceptance:`` mapping overrides the frame quality rules
 (`processing.acceptance.AcceptanceRules`), e.g. ``acceptance: {max_hfr_factor: 1.3}``.
 """
@@ -23,6 +32,7 @@ An optional ``acceptance:`` mapping overrides the frame quality rules
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -169,6 +179,54 @@ class WeatherAddress(DeviceAddress):
     )
 
 
+class NativeGuiderChoice(BaseModel):
+    """Guide with Nightowl's own guider on `guide_camera` and the mount (the default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["native"] = "native"
+
+
+class Phd2Settle(BaseModel):
+    """PHD2's SETTLE object, sent with every guide start and dither: guiding counts as settled
+    once the error stays under `pixels` for `time_s`; `timeout_s` ends the wait as failed.
+    PHD2 counts whole seconds, hence the integers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pixels: float = Field(default=1.5, gt=0, le=20, description="largest guide error, guide px")
+    time_s: int = Field(default=10, ge=0, le=600)
+    timeout_s: int = Field(default=60, gt=0, le=1800)
+
+
+class Phd2GuiderChoice(BaseModel):
+    """Guide with PHD2 through its event server (PHD2: Tools > Enable Server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["phd2"]
+    host: str = Field(default="localhost", min_length=1)
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="default: 4400 + instance - 1 (PHD2's rule)"
+    )
+    instance: int = Field(default=1, ge=1, le=100, description="PHD2's instance number")
+    settle: Phd2Settle = Field(default_factory=Phd2Settle)
+    call_timeout_s: float = Field(default=10.0, gt=0, description="deadline of each call")
+    start_timeout_s: float = Field(
+        default=300.0, gt=0, description="time allowed from `guide` to guiding (calibration)"
+    )
+    reconnect_max_s: float = Field(
+        default=10.0, gt=0, description="longest wait between reconnection attempts"
+    )
+    pixel_scale_arcsec: float | None = Field(
+        default=None, gt=0, description="guide px scale when PHD2 does not know it (for RMS)"
+    )
+
+    @property
+    def tcp_port(self) -> int:
+        return self.port if self.port is not None else 4400 + self.instance - 1
+
+
 class EquipmentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -184,6 +242,11 @@ class EquipmentProfile(BaseModel):
     rotator: RotatorAddress | None = None
     weather: WeatherAddress | None = None
     switch: DeviceAddress | None = None
+    guider: NativeGuiderChoice | Phd2GuiderChoice = Field(
+        default_factory=NativeGuiderChoice,
+        discriminator="kind",
+        description="who guides: native (guide_camera + mount) or phd2",
+    )
     acceptance: AcceptanceRules = Field(
         default_factory=AcceptanceRules,
         description="frame quality rules; rejected frames are kept with their reason",

@@ -35,6 +35,8 @@ async def validation_env(
     """What the connected equipment offers and tonight's dark window at its site;
     `scripts_dir`: the folder run_command may start programs from (None: it may not)."""
     roles = frozenset(device.role for device in equipment.devices())
+    if equipment.external_guider is not None:
+        roles |= {"guide_camera"}  # the guiding program runs it
     wheel = equipment.filter_wheel
     filters = wheel.info.names if wheel is not None and wheel.connected else None
     camera = equipment.camera

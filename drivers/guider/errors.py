@@ -9,11 +9,17 @@ faults generically also handles these. How a caller should react:
   waiting). Start guiding first.
 - `SettleTimeout`: the error did not stay under the tolerance in time. A sequence may go on
   (frames will be judged on their own) or retry the dither, per its error policy.
+- `GuiderUnreachable` (a `NotConnected`): PHD2 cannot be reached or the connection dropped.
+  Check that PHD2 runs with its server enabled; the client reconnects by itself.
+- `GuiderTimeout` (a `DeviceTimeout`): PHD2 did not answer a call in time. Its state is
+  unknown: the next start or stop finds out.
+- `GuiderRefused` (an `OperationFailed`): PHD2 answered a call with an error; the message
+  is PHD2's own and says what to fix there.
 """
 
 from __future__ import annotations
 
-from drivers.errors import DeviceError
+from drivers.errors import DeviceError, DeviceTimeout, NotConnected, OperationFailed
 
 
 class GuiderError(DeviceError):
@@ -37,3 +43,15 @@ class NotGuiding(GuiderError):
 
 class SettleTimeout(GuiderError):
     """Guiding did not settle within the timeout."""
+
+
+class GuiderUnreachable(GuiderError, NotConnected):
+    """PHD2 cannot be reached, or the connection to it dropped."""
+
+
+class GuiderTimeout(GuiderError, DeviceTimeout):
+    """PHD2 gave no answer within the call's deadline."""
+
+
+class GuiderRefused(GuiderError, OperationFailed):
+    """PHD2 answered a call with an error."""
