@@ -18,12 +18,20 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 Message = dict[str, Any]
+
+DOCUMENT = Path(__file__).resolve().parents[2].parent / (
+    "shared/realdata/phd2/wiki/EventMonitoring.md"
+)
+"""PHD2's protocol document, from the shared real-world material (absent: checks skipped)."""
 
 EXPOSURES_MS = [500, 1000, 1500, 2000, 2500, 3000, 4000, 5000]
 SETTLE_TIMEOUT = "timed-out waiting for guider to settle"
@@ -622,3 +630,22 @@ class ProtocolDocument:
             if request.get("method") not in self.methods:
                 found.append(f"undocumented method {request.get('method')}")
         return found
+
+
+@cache
+def protocol() -> ProtocolDocument | None:
+    return ProtocolDocument.parse(DOCUMENT.read_text()) if DOCUMENT.exists() else None
+
+
+@contextlib.asynccontextmanager
+async def checked_fake(**options: Any) -> AsyncIterator[FakePhd2]:
+    """A running fake; on exit, what it sent and was asked is checked against the document."""
+    fake = FakePhd2(**options)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+    document = protocol()
+    if document is not None:
+        assert document.problems(fake.sent, fake.requests) == []

@@ -11,7 +11,6 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,32 +34,19 @@ from drivers.guider import CalibrationFailed, NativeGuider, NoGuideStar, NotGuid
 from drivers.guider.errors import GuiderTimeout, GuiderUnreachable
 from drivers.guider.phd2 import Phd2Guider
 from drivers.profile import EquipmentProfile, Phd2GuiderChoice, ProfileError, load_profile
-from tests.drivers.phd2_fake import FakePhd2, ProtocolDocument
+from tests.drivers.phd2_fake import DOCUMENT, FakePhd2, checked_fake, protocol
 
 E = TypeVar("E")
 
-DOCUMENT = Path(__file__).resolve().parents[2].parent / (
-    "shared/realdata/phd2/wiki/EventMonitoring.md"
-)
 needs_document = pytest.mark.skipif(
     not DOCUMENT.exists(), reason=f"PHD2's protocol document is not at {DOCUMENT}"
 )
 
 
-@cache
-def protocol() -> ProtocolDocument | None:
-    return ProtocolDocument.parse(DOCUMENT.read_text()) if DOCUMENT.exists() else None
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakePhd2]:
-    server = FakePhd2()
-    await server.start()
-    yield server
-    await server.stop()
-    document = protocol()
-    if document is not None:
-        assert document.problems(server.sent, server.requests) == []
+    async with checked_fake() as server:
+        yield server
 
 
 def choice(fake: FakePhd2, **overrides: Any) -> Phd2GuiderChoice:

@@ -24,6 +24,7 @@ from daemon.db.models import Event, Frame, SequenceRun
 from daemon.naming import DEFAULT_PATTERN
 from daemon.runs import CaptureSink, RunEvents, RunManager
 from daemon.store import FrameStore
+from drivers.base import Guider
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError
 from drivers.guider import NativeGuider
@@ -107,13 +108,16 @@ async def open_harness(
     simulator_url: str,
     catalog_cache: Path,
     night_start: datetime,
+    guider: Guider | None = None,
 ) -> AsyncIterator[Harness]:
-    """The daemon's run manager over `equipment`, with its database and frames in `folder`."""
+    """The daemon's run manager over `equipment`, with its database and frames in `folder`;
+    the native guider unless `guider` is given."""
     engine = make_engine(f"sqlite:///{folder / 'nightowl.db'}")
     upgrade(engine)
-    assert equipment.guide_camera is not None
-    assert equipment.mount is not None
-    guider = NativeGuider(equipment.guide_camera, equipment.mount)
+    if guider is None:
+        assert equipment.guide_camera is not None
+        assert equipment.mount is not None
+        guider = NativeGuider(equipment.guide_camera, equipment.mount)
     capture = CaptureService(
         engine,
         equipment,
