@@ -641,6 +641,10 @@ class Phd2Guider:
             self._settle.calibration_failure = reason
         self._events.emit(GuiderFault(_time(event), f"PHD2 calibration failed: {reason}", 1))
 
+    def _on_settle_begin(self, event: Message) -> None:
+        if self._settle is not None:
+            self._settle.began = time.monotonic()
+
     def _on_settling(self, event: Message) -> None:
         if self._settle is not None and isinstance(event.get("Distance"), int | float):
             self._settle.distance_px = float(event["Distance"])
@@ -683,6 +687,7 @@ class Phd2Guider:
         "GuideStep": _on_guide_step,
         "StarLost": _on_star_lost,
         "CalibrationFailed": _on_calibration_failed,
+        "SettleBegin": _on_settle_begin,
         "Settling": _on_settling,
         "SettleDone": _on_settle_done,
         "GuidingDithered": _on_dithered,

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,9 @@ from drivers.guider import CalibrationFailed, NativeGuider, NoGuideStar, NotGuid
 from drivers.guider.errors import GuiderTimeout, GuiderUnreachable
 from drivers.guider.phd2 import Phd2Guider
 from drivers.profile import EquipmentProfile, Phd2GuiderChoice, ProfileError, load_profile
+from sequences.clock import SimulatedClock
+from sequences.instructions.guider import StartGuiding
+from sequences.validation import validation_env
 from tests.drivers.phd2_fake import DOCUMENT, FakePhd2, checked_fake, protocol
 
 E = TypeVar("E")
@@ -172,6 +176,28 @@ async def test_guide_steps_become_events_and_rms_in_arcsec(
             direction,
             raw["RADuration"],
         )
+
+
+async def test_without_phd2s_pixel_scale_the_profiles_gives_the_rms() -> None:
+    async with checked_fake(pixel_scale_arcsec=None) as fake:
+        for scale, expected in ((None, None), (2.0, 2.0)):
+            client = Phd2Guider(choice(fake, pixel_scale_arcsec=scale))
+            try:
+                queue = client.subscribe()
+                await client.start()
+                client.reset_rms()
+                step = await next_event(queue, GuideStep)
+                assert client.pixel_scale_arcsec_px == expected
+                rms = client.rms()
+                if expected is None:
+                    assert math.isnan(step.ra_arcsec)
+                    assert rms is None
+                else:
+                    assert rms is not None
+                    assert step.ra_arcsec == pytest.approx(step.dx_px * expected)
+            finally:
+                await client.stop()
+                await client.close()
 
 
 async def test_dither_returns_phd2s_offset_then_settles(fake: FakePhd2, guider: Phd2Guider) -> None:
@@ -321,7 +347,7 @@ async def test_documented_exchanges_replay_against_the_fake(fake: FakePhd2) -> N
     writer.close()
 
 
-def test_the_profile_chooses_phd2_and_names_bad_fields(tmp_path: Path) -> None:
+async def test_the_profile_chooses_phd2_and_names_bad_fields(tmp_path: Path) -> None:
     path = tmp_path / "profile.yaml"
     path.write_text(
         "name: roof\nguider: {kind: phd2, instance: 2, settle: {pixels: 2, time_s: 8}}\n"
@@ -333,6 +359,8 @@ def test_the_profile_chooses_phd2_and_names_bad_fields(tmp_path: Path) -> None:
     equipment = build_equipment(profile)
     assert isinstance(build_guider(profile, equipment), Phd2Guider)
     assert equipment.external_guider == "phd2"
+    env = await validation_env(equipment, SimulatedClock(datetime(2026, 11, 22, 20, tzinfo=UTC)))
+    assert StartGuiding().check(env, "start") == []  # PHD2 runs the guide camera
     native = EquipmentProfile.model_validate(
         {
             "name": "n",
