@@ -1,10 +1,14 @@
-"""astrometry.net's ``solve-field`` as the fallback engine of `processing.solve`, when installed.
+"""astrometry.net's ``solve-field``: `processing.solve`'s engine for fields too small for its own
+catalog (under ~0.7-1 deg) or of unknown scale, and its second opinion, when installed.
 
-Debian packages it as ``astrometry.net`` plus an index package (``astrometry-data-tycho2``).
-Nightowl never requires it: `processing.solve` tries it only after its own engine found no
-solution. Two facts shape this module: solve-field does not honour ``--cpulimit`` promptly (a
-sparse field can run for minutes), so it runs in its own process group that is killed on our
-own wall-clock deadline; and ``--no-remove-lines --uniformize 0`` halve its time.
+Debian packages it as ``astrometry.net`` plus index packages; ``make solver`` installs it with
+the Tycho-2 indexes ``astrometry-data-tycho2-07`` to ``-19``, whose quads of 22 arcmin and up
+solve fields from ~0.4 deg wide (a 0.7 x 1.3 deg Seestar frame solves with no scale in ~9 s;
+0.25-0.32 deg fields do not solve). solve-field finds them through ``add_path
+/usr/share/astrometry`` and ``autoindex`` in ``/etc/astrometry.cfg``. Nightowl never requires
+it. Two facts shape this module: solve-field does not honour ``--cpulimit`` promptly (a sparse
+field can run for minutes), so it runs in its own process group that is killed on our own
+wall-clock deadline; and ``--no-remove-lines --uniformize 0`` halve its time.
 
 Only the matched star pairs are read back (the ``.corr`` table); the caller fits its own WCS
 to them, so both engines report a WCS and a residual of the same kind.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -32,6 +37,9 @@ from processing.io import encode_fits
 log = logging.getLogger(__name__)
 
 SOLVE_FIELD = "solve-field"
+# Frames wider than this are shrunk by solve-field before star extraction (--downsample): its
+# source extraction time grows with the pixel count, and stars in such frames span pixels.
+_DOWNSAMPLE_ABOVE_PX = 2000
 
 
 class AstrometryNetError(RuntimeError):
@@ -61,16 +69,21 @@ def available() -> bool:
 def match_stars(
     image: npt.NDArray[np.generic],
     *,
-    scale_low_arcsec_px: float,
-    scale_high_arcsec_px: float,
-    hint_deg: tuple[float, float, float] | None,
+    scale_low_arcsec_px: float | None = None,
+    scale_high_arcsec_px: float | None = None,
+    hint_deg: tuple[float, float, float] | None = None,
     timeout_s: float,
 ) -> StarMatches:
     """Run solve-field on `image` (axes y, x) and return the star pairs it matched.
 
-    `hint_deg` is (ra, dec, radius) to restrict the search. Raises `AstrometryNetError`; the
+    With both scales None the search is scale-free (every index, as solve-field does with no
+    hint): seconds for a ~1 deg field, up to `timeout_s` for one it cannot solve. Frames wider
+    than 2000 px are downsampled 2x or more. `hint_deg` is (ra, dec, radius) to restrict the
+    search. Raises ValueError when only one scale is given, `AstrometryNetError` otherwise; the
     process group is killed when `timeout_s` of wall time has passed.
     """
+    if (scale_low_arcsec_px is None) != (scale_high_arcsec_px is None):
+        raise ValueError("give both scale bounds, or neither for a scale-free search")
     executable = shutil.which(SOLVE_FIELD)
     if executable is None:
         raise AstrometryNetError("not_installed", "astrometry.net's solve-field is not on PATH")
@@ -96,11 +109,16 @@ def match_stars(
             "--temp-axy",
             "--corr", str(folder / "frame.corr"),
             "--solved", str(folder / "frame.solved"),
-            "--scale-units", "arcsecperpix",
-            "--scale-low", f"{scale_low_arcsec_px:.4f}",
-            "--scale-high", f"{scale_high_arcsec_px:.4f}",
             "--cpulimit", str(max(1, int(timeout_s))),
         ]  # fmt: skip
+        if scale_low_arcsec_px is not None and scale_high_arcsec_px is not None:
+            command += [
+                "--scale-units", "arcsecperpix",
+                "--scale-low", f"{scale_low_arcsec_px:.4f}",
+                "--scale-high", f"{scale_high_arcsec_px:.4f}",
+            ]  # fmt: skip
+        if (downsample := math.ceil(max(image.shape) / _DOWNSAMPLE_ABOVE_PX)) > 1:
+            command += ["--downsample", str(downsample)]
         if hint_deg is not None:
             ra, dec, radius = hint_deg
             command += ["--ra", f"{ra:.6f}", "--dec", f"{dec:.6f}", "--radius", f"{radius:.4f}"]

@@ -5,6 +5,9 @@ Frames are single primary HDUs with axes ``(y, x)``: 16-bit unsigned data stored
 32-bit floats (``BITPIX = -32``). Encoding returns bytes, which `write_atomic` puts on disk
 durably (temporary file, fsync, rename, folder fsync); `atomic_path` does the same for a writer
 that wants a file name. XISF (PixInsight's format) is encoded and decoded by `processing.xisf`.
+
+`read_image_for_solving` reads any image a user may want plate-solved: FITS of any BITPIX,
+colour or Bayer, XISF, TIFF, PNG and JPEG.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import secrets
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
+import tifffile
 from astropy.io import fits
+from PIL import Image, ImageOps
 
 from processing.xisf import XisfData, decode_xisf, encode_xisf
 
@@ -315,6 +322,175 @@ def read_xisf(path: str | os.PathLike[str]) -> tuple[XisfData, dict[str, object]
     """`decode_xisf` of the file at `path`: the first image, ``(y, x)`` or ``(c, y, x)``, and
     its FITS keywords. OSError when it cannot be read, ValueError as there."""
     return decode_xisf(Path(path).read_bytes())
+
+
+SOLVE_FORMATS = "FITS (any BITPIX, colour or Bayer, also fpack .fz), XISF, TIFF, PNG and JPEG"
+"""The image files `read_image_for_solving` accepts, as a user reads it in a message."""
+
+
+@dataclass(frozen=True, eq=False)
+class SolveImage:
+    """An image file as the plate solver takes it.
+
+    - pixels: float32 ``(y, x)`` for the solver: the image, the mean of its colour planes, or a
+      Bayer mosaic's 2 x 2 superpixel sums (any 2 x 2 block holds one red, two green and one
+      blue site, so neither the pattern nor its offsets matter).
+    - binning: file pixels per solver pixel along each axis, 2 for a Bayer mosaic, else 1: a
+      solution of `pixels` describes the file once its scale and WCS are divided by it.
+    - image: the file's own image in FITS row order, uint16 or float32, ``(y, x)`` or
+      ``(c, y, x)``: the data of a FITS copy of the file (solve-field's ``.new``).
+    - header: the file's FITS keywords (none for TIFF, PNG and JPEG).
+    - file_format: "fits", "xisf", "tiff", "png" or "jpeg".
+    - rows_flipped: the file stores its top row first (TIFF, PNG, JPEG and XISF do) and its rows
+      were reversed into FITS order, whose first row is the bottom one a viewer shows. The
+      solution's parity and rotation then describe the picture as a viewer shows it, and WCS
+      pixel (x, y) (1-based, FITS) is the file's column x - 1 and row height - y counted from
+      the top (0-based). FITS files keep their own order (a ROWORDER card is not applied), so
+      a WCS written into one describes its pixels as stored.
+    """
+
+    pixels: npt.NDArray[np.float32]
+    binning: int
+    image: FrameData
+    header: dict[str, object]
+    file_format: str
+    rows_flipped: bool
+
+
+def read_image_for_solving(path: str | os.PathLike[str]) -> SolveImage:
+    """Read an image file of any format a user may want plate-solved (`SOLVE_FORMATS`),
+    recognised by its first bytes, not its name. A JPEG is turned upright by its EXIF
+    orientation first, as viewers show it.
+
+    Raises OSError when the file cannot be read, and ValueError naming the formats accepted
+    when it is none of them, or saying what is wrong with the image (corrupt, a cube, ...).
+    """
+    buffer = Path(path).read_bytes()
+    file_format = _image_format(buffer)
+    if file_format is None:
+        raise ValueError(
+            f"not an image format Nightowl reads (the file starts with {buffer[:8]!r}); "
+            f"accepted: {SOLVE_FORMATS}"
+        )
+    try:
+        data, header = _SOLVE_DECODERS[file_format](buffer)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot decode the {file_format.upper()} file: {e}") from e
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim == 3 and data.shape[0] == 4:
+        data = data[:3]  # an alpha channel
+    if not (data.ndim == 2 or (data.ndim == 3 and data.shape[0] == 3)) or min(data.shape) < 2:
+        raise ValueError(
+            f"the {file_format.upper()} image has shape {data.shape}: expected one grey or "
+            "three colour planes"
+        )
+    flipped = file_format != "fits"
+    if flipped:
+        data = data[..., ::-1, :]
+    image: FrameData = (
+        data.astype(np.uint16, order="C")
+        if data.dtype == np.uint16
+        else data.astype(np.float32, order="C")
+    )
+    bayer = data.ndim == 2 and isinstance(header.get("BAYERPAT"), str)
+    if bayer:
+        pixels = _superpixels(image)
+    elif data.ndim == 3:
+        pixels = image.mean(axis=0, dtype=np.float32)
+    else:
+        pixels = image.astype(np.float32)
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        pixels = np.where(finite, pixels, np.median(pixels[finite]) if finite.any() else 0)
+    return SolveImage(
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        binning=2 if bayer else 1,
+        image=image,
+        header=header,
+        file_format=file_format,
+        rows_flipped=flipped,
+    )
+
+
+def _image_format(buffer: bytes) -> str | None:
+    if buffer.startswith(b"SIMPLE  ="):
+        return "fits"
+    if buffer.startswith(b"XISF0100"):
+        return "xisf"
+    if buffer[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if buffer.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if buffer.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    return None
+
+
+AnyImage = npt.NDArray[np.generic]
+
+
+def _decode_any_fits(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+    """The first HDU holding an image (a compressed ``.fz`` one's is the second), any BITPIX,
+    BZERO/BSCALE applied."""
+    with fits.open(io.BytesIO(buffer), memmap=False, uint=True) as hdus:
+        for hdu in hdus:
+            if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2:
+                return np.array(hdu.data), _cards(hdu.header)
+    raise ValueError("no HDU holds an image")
+
+
+def _decode_any_xisf(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+    data, keywords = decode_xisf(buffer)
+    return data, keywords
+
+
+def _decode_tiff(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+    """The first page; pixel-interleaved colour becomes planes."""
+    with tifffile.TiffFile(io.BytesIO(buffer)) as tiff:
+        page = tiff.pages.first
+        data = page.asarray()
+        interleaved = data.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.CONTIG
+    return (np.moveaxis(data, -1, 0) if interleaved else data), {}
+
+
+def _decode_png(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+    """OpenCV's decoder: 8 and 16 bits, grey or colour (Pillow reduces 16-bit colour to 8)."""
+    data = cv2.imdecode(np.frombuffer(buffer, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ValueError("corrupt or truncated PNG data")
+    if data.ndim == 3:
+        data = np.moveaxis(data[..., 2::-1], -1, 0)  # BGR(A) to RGB planes
+    return data, {}
+
+
+def _decode_jpeg(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+    """Pillow's decoder, which refuses a truncated file instead of filling it with grey."""
+    with Image.open(io.BytesIO(buffer)) as opened:
+        picture = ImageOps.exif_transpose(opened)
+        if picture.mode not in ("L", "RGB"):
+            picture = picture.convert("RGB")
+        data = np.asarray(picture)
+    return (np.moveaxis(data, -1, 0) if data.ndim == 3 else data), {}
+
+
+_SOLVE_DECODERS = {
+    "fits": _decode_any_fits,
+    "xisf": _decode_any_xisf,
+    "tiff": _decode_tiff,
+    "png": _decode_png,
+    "jpeg": _decode_jpeg,
+}
+
+
+def _superpixels(mosaic: FrameData) -> npt.NDArray[np.float32]:
+    """Sums of 2 x 2 blocks (a trailing odd row or column is left out)."""
+    height, width = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
+    cells = mosaic[:height, :width].astype(np.float32)
+    summed: npt.NDArray[np.float32] = (
+        cells[0::2, 0::2] + cells[0::2, 1::2] + cells[1::2, 0::2] + cells[1::2, 1::2]
+    )
+    return summed
 
 
 def ra_hours_to_sexagesimal(ra_hours: float) -> str:
