@@ -684,7 +684,7 @@ GuideEvent: TypeAlias = (
 
 
 class Guider(Protocol):
-    """Keeps guide stars locked; implemented by the native guider (and later a PHD2 client).
+    """Keeps guide stars locked; implemented by the native guider and the PHD2 client.
 
     Errors are `drivers.guider.errors.GuiderError`s (a `DeviceError` with device "guider").
     Events go to every queue from `subscribe()`; a full queue drops its oldest event rather
