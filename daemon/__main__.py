@@ -46,8 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=11111, help="listen port (default 11111)")
     sim.add_argument("--run-dir", type=Path, default=None, help="default: DATA_DIR/simulator")
-    solve = commands.add_parser("solve", help="plate-solve a FITS frame offline")
-    solve.add_argument("image", type=Path, help="FITS file")
+    solve = commands.add_parser(
+        "solve",
+        help="plate-solve an image offline",
+        description="Plate-solve an image offline. Accepted: FITS (any BITPIX, colour, or Bayer "
+        "with BAYERPAT, also fpack .fz), XISF, TIFF, PNG and JPEG.",
+    )
+    solve.add_argument("image", type=Path, help="FITS, XISF, TIFF, PNG or JPEG file")
     solve.add_argument("--ra", type=float, help="hint: RA of the centre, deg (with --dec)")
     solve.add_argument("--dec", type=float, help="hint: Dec of the centre, deg (with --ra)")
     solve.add_argument("--radius", type=float, default=5.0, help="hint radius, deg (default 5)")
@@ -59,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     solve.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     solve.add_argument("--json", action="store_true", help="print the solution as JSON")
-    solve.add_argument("--write-wcs", action="store_true", help="add the WCS to the file's header")
+    solve.add_argument(
+        "--write-wcs",
+        action="store_true",
+        help="add the WCS to a FITS file's header; for other formats write <stem>.wcs "
+        "(header only) and <stem>.new (a FITS copy with the WCS) beside it, as solve-field does",
+    )
     run = commands.add_parser("run", help="run a sequence document headless")
     run.add_argument("document", type=Path, help="sequence JSON (a template or an example)")
     run.add_argument(
@@ -158,14 +168,15 @@ def sim(args: argparse.Namespace) -> None:
 
 
 def solve_frame(args: argparse.Namespace) -> None:
-    """Solve one FITS frame; exit 1 with the reason on failure."""
+    """Solve one image file; exit 1 with the reason on failure."""
     from processing.io import (
         dec_deg_to_sexagesimal,
         ra_hours_to_sexagesimal,
-        read_fits,
+        read_image_for_solving,
         write_atomic,
     )
     from processing.solve import (
+        ScaleRange,
         SkyHint,
         SolveConfig,
         SolveError,
@@ -173,6 +184,7 @@ def solve_frame(args: argparse.Namespace) -> None:
         fits_with_wcs,
         solve,
     )
+    from processing.wcs_files import fits_copy, in_file_pixels, sidecar_paths, wcs_file
 
     path: Path = args.image
 
@@ -183,9 +195,10 @@ def solve_frame(args: argparse.Namespace) -> None:
 
     settings = _settings()
     try:
-        data, header = read_fits(path)
+        frame = read_image_for_solving(path)
     except (OSError, ValueError) as e:
-        fail("unreadable", f"cannot read the frame: {e}")
+        fail("unreadable", f"cannot read the image: {e}")
+    data, header = frame.pixels, frame.header
     hint = None
     if (args.ra is None) != (args.dec is None):
         fail("usage", "give --ra and --dec together")
@@ -193,6 +206,10 @@ def solve_frame(args: argparse.Namespace) -> None:
         if args.ra is not None:
             hint = SkyHint(args.ra % 360.0, args.dec, args.radius)
         scale = _scale_range(args, header)
+        if scale is not None and frame.binning > 1:  # the solver sees Bayer superpixels
+            scale = ScaleRange(
+                scale.low_arcsec_px * frame.binning, scale.high_arcsec_px * frame.binning
+            )
         config = SolveConfig(timeout_s=args.timeout)
     except ValueError as e:
         fail("usage", str(e))
@@ -204,11 +221,20 @@ def solve_frame(args: argparse.Namespace) -> None:
         fail(e.reason, "; ".join([str(e), *getattr(e, "__notes__", [])]))
     except SolverDatabaseError as e:
         fail("database", str(e))
+    solution = in_file_pixels(solution, frame.binning, frame.image.shape[-2:])
+    written = ""
     if args.write_wcs:
         try:
-            write_atomic(path, fits_with_wcs(path.read_bytes(), solution))
+            if frame.file_format == "fits":
+                write_atomic(path, fits_with_wcs(path.read_bytes(), solution))
+                written = "WCS written into the header"
+            else:
+                wcs_path, new_path = sidecar_paths(path)
+                write_atomic(wcs_path, wcs_file(solution, frame.image.shape[-2:]))
+                write_atomic(new_path, fits_copy(frame, solution, path.name))
+                written = f"WCS written to {wcs_path.name} and {new_path.name}"
         except (OSError, ValueError) as e:
-            fail("write_wcs", f"solved, but cannot write the WCS into the file: {e}")
+            fail("write_wcs", f"solved, but cannot write the WCS: {e}")
     if args.json:
         print(json.dumps(solution.as_dict()))
         return
@@ -222,8 +248,8 @@ def solve_frame(args: argparse.Namespace) -> None:
     print(f"  rotation  {solution.rotation_deg:.2f} deg (position angle of +y, east of north)")
     print(f"  parity    {solution.parity.value}")
     print(f"  matched   {solution.matched} stars, residual {solution.residual_arcsec:.2f} arcsec")
-    if args.write_wcs:
-        print("  WCS written into the header")
+    if written:
+        print(f"  {written}")
 
 
 def _scale_range(args: argparse.Namespace, header: dict[str, object]) -> ScaleRange:
