@@ -4,6 +4,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends make \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml Makefile README.md ./
+# The small-field solver (astrometry.net and its Tycho-2 indexes, ~300 MB): `make solver`.
+RUN make solver && rm -rf /var/lib/apt/lists/*
 COPY daemon ./daemon
 COPY drivers ./drivers
 COPY sequences ./sequences

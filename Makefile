@@ -4,7 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run sim test lint typecheck contracts pytest bench clean
+# The optional small-field solver: astrometry.net's solve-field with Debian's Tycho-2 index
+# files (quads of 22 arcmin and up: fields from ~0.4 deg; ~300 MB), for fields too small for
+# Nightowl's own solver (under ~0.7-1 deg).
+SOLVER_PACKAGES := astrometry.net astrometry-data-tycho2-07-littleendian \
+	astrometry-data-tycho2-08-littleendian astrometry-data-tycho2-09-littleendian \
+	astrometry-data-tycho2-10-19-littleendian
+
+.PHONY: install browser solver run sim test lint typecheck contracts pytest bench clean
 
 install: $(STAMP)
 
@@ -16,6 +23,15 @@ $(STAMP): pyproject.toml
 # The web UI's tests drive Debian's Chromium through Playwright (no browser download).
 browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# Installs only the missing packages: quick when all are present.
+solver:
+	@missing=$$(for p in $(SOLVER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 run: install
 	$(BIN)/nightowl serve
@@ -36,8 +52,9 @@ contracts: install
 	$(BIN)/lint-imports
 
 # Two workers, a test file each at a time: most tests wait on the simulators' real-time
-# exposures, so this halves the wall time; each worker starts its own simulator.
-pytest: install browser
+# exposures, so this halves the wall time; each worker starts its own simulator. The solver's
+# small-field tests run solve-field, so the test path installs it.
+pytest: install browser solver
 	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: install
