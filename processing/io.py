@@ -375,7 +375,9 @@ def read_image_for_solving(path: str | os.PathLike[str]) -> SolveImage:
     try:
         data, header = _SOLVE_DECODERS[file_format](buffer)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"cannot decode the {file_format.upper()} file: {e}") from e
+        raise ValueError(
+            f"cannot decode the {file_format.upper()} file (damaged or cut short?): {e}"
+        ) from e
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim == 3 and data.shape[0] == 4:
