@@ -1,4 +1,5 @@
-// Sequence templates: the list, new ones from the shipped examples, and the tree editor built
+// Sequence templates: the list, new ones from the shipped examples or imported from NINA files,
+// and the tree editor built
 // from the daemon's JSON schema of a sequence document (no list of node kinds here).
 import { api, describe } from './api.js';
 import { h, clear, fill, dateTime } from './dom.js';
@@ -20,10 +21,16 @@ export function mountList() {
   const examples = h('select', { id: 'example-select' });
   const create = h('button', { class: 'control primary', type: 'button', id: 'example-create' }, 'Create from example');
   const about = h('p', { class: 'muted', id: 'example-about' });
+  const ninaFile = h('input', { type: 'file', id: 'nina-file', accept: '.json,application/json' });
+  const ninaReport = h('div', { id: 'nina-report' });
   const element = h('div', { class: 'grid' },
     h('section', { class: 'card wide' }, h('h2', {}, 'Sequence templates'), table),
     h('section', { class: 'card wide control' }, h('h2', {}, 'New template'),
-      h('div', { class: 'row' }, examples, create), about));
+      h('div', { class: 'row' }, examples, create), about),
+    h('section', { class: 'card wide control' }, h('h2', {}, 'Import from NINA'),
+      h('p', { class: 'muted' }, 'A N.I.N.A. Advanced Sequencer file (*.template.json or a saved sequence): '
+        + 'what cannot be mapped is listed with its place in the file.'),
+      h('label', { class: 'row' }, 'NINA file ', ninaFile), ninaReport));
 
   let exampleList = [];
   let templates = [];
@@ -79,6 +86,42 @@ export function mountList() {
     } catch (e) { notice(e.message); }
     finally { create.disabled = false; }
   });
+  ninaFile.addEventListener('change', async () => {
+    const file = ninaFile.files[0];
+    if (!file) return;
+    let nina;
+    try { nina = JSON.parse(await file.text()); } catch (e) {
+      fill(ninaReport, h('p', { class: 'error' }, `${file.name} is not JSON: ${e.message}`));
+      return;
+    }
+    const names = new Set(templates.map((t) => t.name));
+    const base = (nina && typeof nina.Name === 'string' && nina.Name.trim())
+      || file.name.replace(/(\.template)?\.json$/i, '');
+    let name = base;
+    for (let n = 2; names.has(name); n += 1) name = `${base} (${n})`;
+    ninaFile.disabled = true;
+    try {
+      const made = await api('/api/templates/import', { method: 'POST', body: { nina, name } });
+      renderReport(file.name, made);
+      await load();
+    } catch (e) { fill(ninaReport, h('p', { class: 'error' }, e.message)); }
+    finally { ninaFile.disabled = false; ninaFile.value = ''; }
+  });
+
+  function renderReport(fileName, made) {
+    const r = made.report;
+    const shown = r.entries.filter((e) => e.status !== 'mapped' || e.note);
+    const label = { mapped: 'note', approximated: 'approximated', not_mapped: 'not mapped' };
+    fill(ninaReport,
+      h('p', {}, `${fileName} → `, h('a', { href: `#/templates/${made.template.id}` }, made.template.name),
+        `: ${r.mapped} mapped, ${r.approximated} approximated, ${r.not_mapped} not mapped`),
+      shown.length ? h('table', { id: 'nina-report-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'Place in the NINA file'), h('th', {}, 'NINA type'), h('th', {}, 'Why'))),
+        h('tbody', {}, shown.map((e) => h('tr', { class: e.status },
+          h('td', {}, label[e.status]), h('td', {}, h('code', {}, e.nina_path || '(top)')),
+          h('td', {}, e.nina_type.split('.').pop()), h('td', {}, e.note))))) : h('p', { class: 'muted' }, 'Everything was mapped.'));
+  }
+
   load();
   loadExamples();
   return { element };
