@@ -57,10 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--dec", type=float, help="hint: Dec of the centre, deg (with --ra)")
     solve.add_argument("--radius", type=float, default=5.0, help="hint radius, deg (default 5)")
     solve.add_argument(
-        "--scale-low", type=float, help="arcsec/px; default: FOCALLEN and XPIXSZ -20 %%"
+        "--scale-low",
+        type=float,
+        help="arcsec/px; default: FOCALLEN and XPIXSZ -20 %%, without them any scale",
     )
     solve.add_argument(
-        "--scale-high", type=float, help="arcsec/px; default: FOCALLEN and XPIXSZ +20 %%"
+        "--scale-high",
+        type=float,
+        help="arcsec/px; default: FOCALLEN and XPIXSZ +20 %%, without them any scale",
     )
     solve.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     solve.add_argument("--json", action="store_true", help="print the solution as JSON")
@@ -210,12 +214,23 @@ def solve_frame(args: argparse.Namespace) -> None:
             scale = ScaleRange(
                 scale.low_arcsec_px * frame.binning, scale.high_arcsec_px * frame.binning
             )
-        config = SolveConfig(timeout_s=args.timeout)
+        config = SolveConfig(
+            timeout_s=args.timeout, cache_max_bytes=settings.solver_cache_max_mb * 1_000_000
+        )
     except ValueError as e:
         fail("usage", str(e))
+    if scale is None:
+        log.info(
+            "no usable FOCALLEN and XPIXSZ in the header and no --scale-low/--scale-high: "
+            "searching every field size (the known scale is faster)"
+        )
     try:
         solution = solve(
-            data, scale=scale, cache_dir=settings.resolved_cache_dir, hint=hint, config=config
+            data,
+            scale=scale,
+            cache_dir=settings.resolved_solver_cache_dir,
+            hint=hint,
+            config=config,
         )
     except SolveError as e:
         fail(e.reason, "; ".join([str(e), *getattr(e, "__notes__", [])]))
@@ -252,9 +267,10 @@ def solve_frame(args: argparse.Namespace) -> None:
         print(f"  {written}")
 
 
-def _scale_range(args: argparse.Namespace, header: dict[str, object]) -> ScaleRange:
+def _scale_range(args: argparse.Namespace, header: dict[str, object]) -> ScaleRange | None:
     """From --scale-low/--scale-high, else from FOCALLEN and XPIXSZ (the binned pixel, as NINA
-    and Nightowl write it) +- 20 %. Raises ValueError naming what is missing."""
+    and Nightowl write it) +- 20 %, else None: any scale (some tools write 0 or nothing).
+    Raises ValueError for a lone or bad --scale-*."""
     from processing.solve import ScaleRange
     from processing.stars import plate_scale_arcsec_px
 
@@ -262,20 +278,17 @@ def _scale_range(args: argparse.Namespace, header: dict[str, object]) -> ScaleRa
         raise ValueError("give --scale-low and --scale-high together")
     if args.scale_low is not None:
         return ScaleRange(args.scale_low, args.scale_high)
-    focal_mm = _positive_card(header, "FOCALLEN", "focal length, mm")
-    pixel_um = _positive_card(header, "XPIXSZ", "pixel size, um", fallback="YPIXSZ")
+    focal_mm = _positive_card(header, "FOCALLEN")
+    pixel_um = _positive_card(header, "XPIXSZ") or _positive_card(header, "YPIXSZ")
+    if focal_mm is None or pixel_um is None:
+        return None
     return ScaleRange.around(plate_scale_arcsec_px(pixel_um, focal_mm))
 
 
-def _positive_card(
-    header: dict[str, object], keyword: str, meaning: str, fallback: str | None = None
-) -> float:
-    value = header.get(keyword, header.get(fallback) if fallback else None)
+def _positive_card(header: dict[str, object], keyword: str) -> float | None:
+    value = header.get(keyword)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(
-            f"the header has no usable {keyword} ({meaning}) to derive the pixel scale from; "
-            "give --scale-low and --scale-high (arcsec/px)"
-        )
+        return None
     return float(value)
 
 

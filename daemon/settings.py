@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -45,6 +46,16 @@ class Settings(BaseSettings):
     )
     cache_dir: Path | None = Field(
         default=None, description="built data such as the star catalog; default: data_dir/cache"
+    )
+    solver_cache_dir: Path | None = Field(
+        default=None,
+        description="plate-solving databases, shared by the daemon and the CLI; default: "
+        "cache_dir when set, else $XDG_CACHE_HOME/nightowl/solver (~/.cache/nightowl/solver)",
+    )
+    solver_cache_max_mb: int = Field(
+        default=2000,
+        ge=100,
+        description="bound on the solver databases' total size: least recently used removed first",
     )
     equipment_profile: Path | None = Field(
         default=None, description="YAML equipment profile naming the real devices"
@@ -359,3 +370,15 @@ class Settings(BaseSettings):
     @property
     def resolved_cache_dir(self) -> Path:
         return self.cache_dir or self.data_dir / "cache"
+
+    @property
+    def resolved_solver_cache_dir(self) -> Path:
+        """One per-user place, not the working directory's: each database costs a minute to
+        build and hundreds of MB. An explicit cache_dir keeps everything built in one place."""
+        if self.solver_cache_dir is not None:
+            return self.solver_cache_dir
+        if self.cache_dir is not None:
+            return self.cache_dir
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+        return base / "nightowl" / "solver"

