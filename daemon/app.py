@@ -234,7 +234,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.processing_root,
         settings.masters_root,
         settings.resolved_processing_roots,
-        settings.resolved_cache_dir,
+        settings.resolved_solver_cache_dir,
         None if live is None else functools.partial(night_cache, settings.live_root),
     )
 
@@ -265,7 +265,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             autofocus,
             clock,
             guider,
-            settings.resolved_cache_dir,
+            settings.resolved_solver_cache_dir,
             horizon,
             settings.scripts_dir,
         ),
@@ -396,7 +396,7 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             connecting = (
                 asyncio.create_task(
-                    connect_and_prepare(runtime.equipment, settings.resolved_cache_dir)
+                    connect_and_prepare(runtime.equipment, settings.resolved_solver_cache_dir)
                 )
                 if settings.connect_on_start
                 else None

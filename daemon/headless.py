@@ -57,7 +57,7 @@ def _load(path: Path, targets: Sequence[Sequence[str]]) -> SequenceDocument:
 
 async def _run(settings: Settings, document: SequenceDocument, ignore_issues: bool) -> int:
     async with open_runtime(settings) as runtime:
-        await connect_and_prepare(runtime.equipment, settings.resolved_cache_dir)
+        await connect_and_prepare(runtime.equipment, settings.resolved_solver_cache_dir)
         env = await validation_env(
             runtime.equipment, runtime.clock, scripts_dir=settings.scripts_dir
         )

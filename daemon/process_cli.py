@@ -228,7 +228,7 @@ def process_folder(args: argparse.Namespace) -> int:
                 from daemon.settings import Settings
                 from processing.finish import finish_targets, linear_masters, plate_solver
 
-                cache_dir = Settings().resolved_cache_dir
+                cache_dir = Settings().resolved_solver_cache_dir
                 report["finished"] = finish_targets(
                     linear_masters(report),
                     recipe,
