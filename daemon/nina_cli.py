@@ -5,7 +5,8 @@
 
 A sequence file prints the report (every node not mapped, with its path in the NINA file and
 its `$type`); `--json` prints the document too, `--save` stores it as a template in the
-daemon's database (NIGHTOWL_DATA_DIR / NIGHTOWL_DATABASE_URL).
+daemon's database (NIGHTOWL_DATA_DIR / NIGHTOWL_DATABASE_URL), as "Name (2)" when "Name" is
+taken.
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from sequences.errors import DocumentError
+
+if TYPE_CHECKING:
+    from daemon.db.models import SequenceTemplate
+    from sequences.document import SequenceDocument
 
 HORIZON_SUFFIXES = frozenset({".hrz", ".hzn", ".txt", ".hpts"})
 
@@ -49,10 +55,10 @@ def import_nina_command(args: argparse.Namespace) -> int:
     except DocumentError as e:
         return _fail(f"{path}: cannot import:\n" + _issue_lines(e))
     report = imported.report
-    saved_id = None
+    saved = None
     if args.save:
         try:
-            saved_id = _save(imported.document)
+            saved = _save(imported.document)
         except DocumentError as e:
             return _fail(f"not saved:\n{_issue_lines(e)}")
         except ValidationError as e:
@@ -61,31 +67,31 @@ def import_nina_command(args: argparse.Namespace) -> int:
         out = {
             "report": report.to_dict(),
             "document": imported.document.model_dump(mode="json"),
-            "template_id": saved_id,
+            "template_id": saved.id if saved is not None else None,
+            "template_name": saved.name if saved is not None else None,
         }
         print(json.dumps(out, indent=2))
         return 0
     print(f"{path.name} -> {imported.document.name!r}")
     print("\n".join(report.lines()))
-    if saved_id is not None:
-        print(f"saved as template {saved_id}")
+    if saved is not None:
+        print(f"saved as template {saved.id}, {saved.name!r}")
     return 0
 
 
-def _save(document: object) -> int:
+def _save(document: SequenceDocument) -> SequenceTemplate:
+    """Save as a new template under a free name in the daemon's database."""
     from daemon.db.engine import make_engine
     from daemon.db.migrate import upgrade
     from daemon.settings import Settings
-    from daemon.templates import save_template
-    from sequences.document import SequenceDocument
+    from daemon.templates import save_imported
 
-    assert isinstance(document, SequenceDocument)
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     try:
         upgrade(engine)
-        return save_template(engine, document).id
+        return save_imported(engine, document)
     finally:
         engine.dispose()
 

@@ -27,6 +27,7 @@ from sequences.triggers.meridian import MeridianFlip
 from sequences.validation import validation_env
 
 TEMPLATES = NamedDocuments(SequenceTemplate, "template", "document")
+NAME_MAX = 200  # characters in a document's name (SequenceDocument.name)
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,29 @@ def read_nina(
         ) from e
 
 
+def free_name(engine: Engine, name: str) -> str:
+    """`name`, or the first of "name (2)", "name (3)", ... no template has yet (so importing
+    a file twice makes a second template). Blocking."""
+    taken = {row.name for row in list_templates(engine)}
+    candidate, number = name, 2
+    while candidate in taken:
+        suffix = f" ({number})"
+        candidate, number = name[: NAME_MAX - len(suffix)] + suffix, number + 1
+    return candidate
+
+
+def save_imported(engine: Engine, document: SequenceDocument) -> SequenceTemplate:
+    """Save an imported document as a new template under a free name (see `free_name`)."""
+    named = document.model_copy(update={"name": free_name(engine, document.name)})
+    return save_template(engine, named)
+
+
 def import_nina_template(
     engine: Engine, text: str | bytes, *, name: str | None = None, strict: bool = False
 ) -> ImportedTemplate:
-    """Import a NINA file and save it as a new template (its name must be unused:
-    `DocumentError`). Blocking."""
+    """Import a NINA file and save it as a new template under a free name. Blocking."""
     imported = read_nina(text, name=name, strict=strict)
-    return ImportedTemplate(save_template(engine, imported.document), imported.report)
+    return ImportedTemplate(save_imported(engine, imported.document), imported.report)
 
 
 def delete_template(engine: Engine, template_id: int) -> None:

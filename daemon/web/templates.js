@@ -94,14 +94,13 @@ export function mountList() {
       fill(ninaReport, h('p', { class: 'error' }, `${file.name} is not JSON: ${e.message}`));
       return;
     }
-    const names = new Set(templates.map((t) => t.name));
-    const base = (nina && typeof nina.Name === 'string' && nina.Name.trim())
-      || file.name.replace(/(\.template)?\.json$/i, '');
-    let name = base;
-    for (let n = 2; names.has(name); n += 1) name = `${base} (${n})`;
+    // The daemon names the template after NINA's container ("Name (2)" when taken); a file
+    // whose container has no name is named after the file.
+    const named = nina && typeof nina.Name === 'string' && nina.Name.trim();
+    const body = named ? { nina } : { nina, name: file.name.replace(/(\.template)?\.json$/i, '') };
     ninaFile.disabled = true;
     try {
-      const made = await api('/api/templates/import', { method: 'POST', body: { nina, name } });
+      const made = await api('/api/templates/import', { method: 'POST', body });
       renderReport(file.name, made);
       await load();
     } catch (e) { fill(ninaReport, h('p', { class: 'error' }, e.message)); }

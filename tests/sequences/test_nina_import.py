@@ -4,10 +4,9 @@ known mapping, and an imported target template run on the simulators."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,98 +21,15 @@ from sequences.state import RunStatus
 from tests.drivers.test_alpaca_camera import M31
 from tests.drivers.test_guider import EAST_ANGLE_DEG, NORTH_ANGLE_DEG, PIXEL_SCALE_ARCSEC_PX
 from tests.sequences.conftest import Harness, open_harness
-
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "nina"
-NINA_FILES = sorted(REAL.glob("**/*.json")) if REAL.is_dir() else []
-ids = iter(range(1, 10_000))
-
-
-def node(cls: str, **fields: Any) -> dict[str, Any]:
-    """A NINA object as Newtonsoft writes it (NINA 3 assembly names)."""
-    assembly = "NINA.Sequencer" if cls.startswith("NINA.Sequencer") else cls.split(".")[0]
-    return {"$id": str(next(ids)), "$type": f"{cls}, {assembly}", **fields}
-
-
-def values(*items: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "$id": str(next(ids)),
-        "$type": "System.Collections.ObjectModel.ObservableCollection`1",
-        "$values": list(items),
-    }
-
-
-def container(
-    cls: str,
-    *items: dict[str, Any],
-    triggers: Sequence[dict[str, Any]] = (),
-    conditions: Sequence[dict[str, Any]] = (),
-    **fields: Any,
-) -> dict[str, Any]:
-    return node(
-        cls,
-        Items=values(*items),
-        Triggers=values(*triggers),
-        Conditions=values(*conditions),
-        **fields,
-    )
-
-
-def coordinates(
-    ra: tuple[float, float, float], dec: tuple[float, float, float], negative: bool
-) -> dict[str, Any]:
-    return node(
-        "NINA.Astrometry.InputCoordinates",
-        RAHours=ra[0],
-        RAMinutes=ra[1],
-        RASeconds=ra[2],
-        NegativeDec=negative,
-        DecDegrees=dec[0],
-        DecMinutes=dec[1],
-        DecSeconds=dec[2],
-    )
-
-
-def dso(
-    name: str,
-    coords: dict[str, Any],
-    *items: dict[str, Any],
-    position_angle: float = 0.0,
-    **kw: Any,
-) -> dict[str, Any]:
-    target = node(
-        "NINA.Astrometry.InputTarget",
-        TargetName=name,
-        PositionAngle=position_angle,
-        InputCoordinates=coords,
-    )
-    return container(
-        "NINA.Sequencer.Container.DeepSkyObjectContainer", *items, Target=target, Name=name, **kw
-    )
-
-
-def smart_exposure(
-    count: int, exposure_s: float, filter_name: str, dither_after: int
-) -> dict[str, Any]:
-    filter_info = node("NINA.Core.Model.Equipment.FilterInfo", _name=filter_name, _position=1)
-    return container(
-        "NINA.Sequencer.SequenceItem.Imaging.SmartExposure",
-        node("NINA.Sequencer.SequenceItem.FilterWheel.SwitchFilter", Filter=filter_info),
-        node(
-            "NINA.Sequencer.SequenceItem.Imaging.TakeExposure",
-            ExposureTime=exposure_s,
-            Gain=-1,
-            Offset=-1,
-            ImageType="LIGHT",
-            Binning=node("NINA.Core.Model.Equipment.BinningMode", X=1, Y=1),
-        ),
-        triggers=[
-            node("NINA.Sequencer.Trigger.Guider.DitherAfterExposures", AfterExposures=dither_after)
-        ],
-        conditions=[
-            node("NINA.Sequencer.Conditions.LoopCondition", Iterations=count, CompletedIterations=0)
-        ],
-        Name="Smart Exposure",
-    )
+from tests.sequences.nina_documents import (
+    NINA_FILES,
+    REAL,
+    container,
+    coordinates,
+    dso,
+    node,
+    smart_exposure,
+)
 
 
 @pytest.mark.skipif(not NINA_FILES, reason=f"the real NINA files are not here ({REAL})")

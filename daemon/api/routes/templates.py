@@ -70,8 +70,9 @@ async def import_nina(body: NinaImportWrite, engine: EngineDep) -> NinaImportRea
     JSON>, "name": optional, "strict": false}`. The report lists every NINA node with its path
     (`Items[2].Items[0]`) and `$type`: mapped, approximated (the note says how) or not mapped
     (left out: plugins, instructions we have no equivalent for, fields we do not read).
-    422 for a file that is not NINA's, a name already used, or with `strict` anything not
-    mapped (one issue per node)."""
+    A name already used becomes "Name (2)", so a file imported twice makes two templates.
+    422 for a file that is not NINA's, or with `strict` anything not mapped (one issue per
+    node)."""
     text = json.dumps(body.nina)
     imported = await asyncio.to_thread(
         service.import_nina_template, engine, text, name=body.name, strict=body.strict
