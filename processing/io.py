@@ -340,7 +340,9 @@ class SolveImage:
     - image: the file's own image in FITS row order, uint16 or float32, ``(y, x)`` or
       ``(c, y, x)``: the data of a FITS copy of the file (solve-field's ``.new``).
     - header: the file's FITS keywords (none for TIFF, PNG and JPEG).
-    - file_format: "fits", "xisf", "tiff", "png" or "jpeg".
+    - file_format: "fits", "xisf", "tiff", "png" or "jpeg"; "fits-extension" when a FITS
+      file's image is not in its primary HDU (fpack ``.fz``), whose header a WCS cannot go
+      into as it can into a plain FITS frame's.
     - rows_flipped: the file stores its top row first (TIFF, PNG, JPEG and XISF do) and its rows
       were reversed into FITS order, whose first row is the bottom one a viewer shows. The
       solution's parity and rotation then describe the picture as a viewer shows it, and WCS
@@ -373,7 +375,7 @@ def read_image_for_solving(path: str | os.PathLike[str]) -> SolveImage:
             f"accepted: {SOLVE_FORMATS}"
         )
     try:
-        data, header = _SOLVE_DECODERS[file_format](buffer)
+        data, header, file_format = _SOLVE_DECODERS[file_format](buffer)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(
             f"cannot decode the {file_format.upper()} file (damaged or cut short?): {e}"
@@ -387,7 +389,7 @@ def read_image_for_solving(path: str | os.PathLike[str]) -> SolveImage:
             f"the {file_format.upper()} image has shape {data.shape}: expected one grey or "
             "three colour planes"
         )
-    flipped = file_format != "fits"
+    flipped = not file_format.startswith("fits")
     if flipped:
         data = data[..., ::-1, :]
     image: FrameData = (
@@ -430,50 +432,53 @@ def _image_format(buffer: bytes) -> str | None:
 
 
 AnyImage = npt.NDArray[np.generic]
+_Decoded = tuple[AnyImage, dict[str, object], str]
+"""The image as stored, its FITS keywords, and the file format."""
 
 
-def _decode_any_fits(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+def _decode_any_fits(buffer: bytes) -> _Decoded:
     """The first HDU holding an image (a compressed ``.fz`` one's is the second), any BITPIX,
     BZERO/BSCALE applied."""
     with fits.open(io.BytesIO(buffer), memmap=False, uint=True) as hdus:
-        for hdu in hdus:
+        for index, hdu in enumerate(hdus):
             if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2:
-                return np.array(hdu.data), _cards(hdu.header)
+                kind = "fits" if index == 0 else "fits-extension"
+                return np.array(hdu.data), _cards(hdu.header), kind
     raise ValueError("no HDU holds an image")
 
 
-def _decode_any_xisf(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+def _decode_any_xisf(buffer: bytes) -> _Decoded:
     data, keywords = decode_xisf(buffer)
-    return data, keywords
+    return data, keywords, "xisf"
 
 
-def _decode_tiff(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+def _decode_tiff(buffer: bytes) -> _Decoded:
     """The first page; pixel-interleaved colour becomes planes."""
     with tifffile.TiffFile(io.BytesIO(buffer)) as tiff:
         page = tiff.pages.first
         data = page.asarray()
         interleaved = data.ndim == 3 and page.planarconfig == tifffile.PLANARCONFIG.CONTIG
-    return (np.moveaxis(data, -1, 0) if interleaved else data), {}
+    return (np.moveaxis(data, -1, 0) if interleaved else data), {}, "tiff"
 
 
-def _decode_png(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+def _decode_png(buffer: bytes) -> _Decoded:
     """OpenCV's decoder: 8 and 16 bits, grey or colour (Pillow reduces 16-bit colour to 8)."""
     data = cv2.imdecode(np.frombuffer(buffer, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise ValueError("corrupt or truncated PNG data")
     if data.ndim == 3:
         data = np.moveaxis(data[..., 2::-1], -1, 0)  # BGR(A) to RGB planes
-    return data, {}
+    return data, {}, "png"
 
 
-def _decode_jpeg(buffer: bytes) -> tuple[AnyImage, dict[str, object]]:
+def _decode_jpeg(buffer: bytes) -> _Decoded:
     """Pillow's decoder, which refuses a truncated file instead of filling it with grey."""
     with Image.open(io.BytesIO(buffer)) as opened:
         picture = ImageOps.exif_transpose(opened)
         if picture.mode not in ("L", "RGB"):
             picture = picture.convert("RGB")
         data = np.asarray(picture)
-    return (np.moveaxis(data, -1, 0) if data.ndim == 3 else data), {}
+    return (np.moveaxis(data, -1, 0) if data.ndim == 3 else data), {}, "jpeg"
 
 
 _SOLVE_DECODERS = {
