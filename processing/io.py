@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import tifffile
 from astropy.io import fits
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from processing.xisf import XisfData, decode_xisf, encode_xisf
 
@@ -473,7 +473,11 @@ def _decode_png(buffer: bytes) -> _Decoded:
 
 def _decode_jpeg(buffer: bytes) -> _Decoded:
     """Pillow's decoder, which refuses a truncated file instead of filling it with grey."""
-    with Image.open(io.BytesIO(buffer)) as opened:
+    try:
+        opened = Image.open(io.BytesIO(buffer))
+    except UnidentifiedImageError as e:  # its message names a BytesIO object
+        raise ValueError("no JPEG image data after the JPEG signature") from e
+    with opened:
         picture = ImageOps.exif_transpose(opened)
         if picture.mode not in ("L", "RGB"):
             picture = picture.convert("RGB")
