@@ -6,9 +6,12 @@ our choosing: random pointings uniform on the sky (Dec -85..+85, so the galactic
 poles come up), random roll, a quarter mirrored, 30 hot pixels. Prints the one-time database
 build and load, then median/max of the solve time (star detection included) and the centre
 error, for tetra3rs and, in the same run, astrometry.net's solve-field when it is installed.
-The hinted solves get the true centre moved by up to 2 deg and a 5 deg radius.
+The hinted solves get the true centre moved by up to 2 deg and a 5 deg radius. The "no scale"
+rows solve the same fields as a file without FOCALLEN would (`nightowl solve` with no
+options), against the multi-scale database; its build is timed too unless --solver-cache
+names a folder that already holds it (e.g. ~/.cache/nightowl/solver).
 
-    .venv/bin/python bench/solve.py [--fields 20] [--seed 1]
+    .venv/bin/python bench/solve.py [--fields 20] [--seed 1] [--solver-cache DIR]
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from cabaret.queries import GaiaSQLiteSource
 from processing import astrometry_net
 from processing.catalog import star_catalog_sqlite
 from processing.solve import (
+    BLIND_FOV,
     Engine,
     FovRange,
     ScaleRange,
     SkyHint,
     SolveConfig,
     SolveError,
+    database_path,
     ensure_database,
     forget_databases,
     load_database,
@@ -104,7 +109,9 @@ def render_fields(catalog: Path, count: int, seed: int) -> list[Field]:
     return fields
 
 
-def run(fields: list[Field], cache_dir: Path, engine: Engine, hinted: bool) -> str:
+def run(
+    fields: list[Field], cache_dir: Path, engine: Engine, hinted: bool, scale: ScaleRange | None
+) -> str:
     config = SolveConfig(engines=(engine,), astrometry_net_timeout_s=120.0)
     times, errors, failures = [], [], 0
     for field in fields:
@@ -112,7 +119,7 @@ def run(fields: list[Field], cache_dir: Path, engine: Engine, hinted: bool) -> s
         try:
             solution = solve(
                 field.image,
-                scale=SCALE,
+                scale=scale,
                 cache_dir=cache_dir,
                 hint=field.hint if hinted else None,
                 config=config,
@@ -124,7 +131,7 @@ def run(fields: list[Field], cache_dir: Path, engine: Engine, hinted: bool) -> s
         errors.append(
             3600 * separation_deg(field.ra_deg, field.dec_deg, solution.ra_deg, solution.dec_deg)
         )
-    name = f"{engine.value} {'hinted' if hinted else 'blind'}"
+    name = f"{engine.value} {'hinted' if hinted else 'blind'}{'' if scale else ', no scale'}"
     solved = f"{len(times)}/{len(fields)}"
     if not times:
         return f"{name:26s} {solved:>7s}"
@@ -134,24 +141,30 @@ def run(fields: list[Field], cache_dir: Path, engine: Engine, hinted: bool) -> s
     )
 
 
-def main(count: int, seed: int) -> None:
+def prepare_database(cache_dir: Path, fov: FovRange, once_per: str) -> None:
+    """Build (timed, unless the folder holds it) and load (timed) the database for `fov`."""
+    built = database_path(cache_dir, fov).exists()
+    started = time.perf_counter()
+    path = ensure_database(cache_dir, fov)
+    build = "found built" if built else f"built in {time.perf_counter() - started:.1f} s"
+    forget_databases()
+    started = time.perf_counter()
+    load_database(path)
+    load_s = time.perf_counter() - started
+    print(
+        f"database for {fov} fields: {build} (once per {once_per}), "
+        f"{path.stat().st_size / 1e6:.0f} MB, loaded in {load_s:.2f} s (once per process)"
+    )
+
+
+def main(count: int, seed: int, solver_cache: Path | None) -> None:
     logging.getLogger("tetra3").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="nightowl-bench-solve-") as tmp:
         cache_dir = Path(tmp)
         catalog = star_catalog_sqlite(cache_dir)
-        fov = FovRange.for_frames(SCALE, SHAPE[1])
-        started = time.perf_counter()
-        path = ensure_database(cache_dir, fov)
-        build_s = time.perf_counter() - started
-        forget_databases()
-        started = time.perf_counter()
-        load_database(path)
-        load_s = time.perf_counter() - started
-        print(
-            f"database for {fov.low_deg:.2f}-{fov.high_deg:.2f} deg fields: built in "
-            f"{build_s:.1f} s (once per camera), {path.stat().st_size / 1e6:.0f} MB, "
-            f"loaded in {load_s:.2f} s (once per process)"
-        )
+        prepare_database(cache_dir, FovRange.for_frames(SCALE, SHAPE[1]), "camera")
+        blind_cache = solver_cache or cache_dir
+        prepare_database(blind_cache, BLIND_FOV, "user")
         started = time.perf_counter()
         fields = render_fields(catalog, count, seed)
         print(f"rendered {count} fields in {time.perf_counter() - started:.1f} s")
@@ -160,10 +173,12 @@ def main(count: int, seed: int) -> None:
         cells = (f"{c:>{w}s}" for c, w in zip(header, widths, strict=True))
         print(f"{'solver':26s} " + " ".join(cells))
         for hinted in (False, True):
-            print(run(fields, cache_dir, Engine.TETRA3RS, hinted))
+            print(run(fields, cache_dir, Engine.TETRA3RS, hinted, SCALE))
+        for hinted in (False, True):
+            print(run(fields, blind_cache, Engine.TETRA3RS, hinted, None))
         if astrometry_net.available():
             for hinted in (False, True):
-                print(run(fields, cache_dir, Engine.ASTROMETRY_NET, hinted))
+                print(run(fields, cache_dir, Engine.ASTROMETRY_NET, hinted, SCALE))
         else:
             print("astrometry.net: solve-field is not installed (Debian: astrometry.net and")
             print("  astrometry-data-tycho2); nothing to compare with in this run")
@@ -173,5 +188,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fields", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--solver-cache",
+        type=Path,
+        help="folder holding (or to keep) the multi-scale database; default: a temporary one",
+    )
     arguments = parser.parse_args()
-    main(arguments.fields, arguments.seed)
+    main(arguments.fields, arguments.seed, arguments.solver_cache)

@@ -79,13 +79,14 @@ _RESOLVED_STARS_NEEDED = 8
 MIN_TETRA3RS_FOV_DEG = 0.7
 # Fields of a known scale narrower than this go to astrometry.net first (when installed).
 SMALL_FIELD_DEG = 1.0
-# A frame of unknown scale is searched over these fields of view: by astrometry.net over a
-# range like solve-field's own default, and the camera model's field of view, tried in turn
-# against the multi-scale database until one solves. Pattern ratios survive a wrong focal
+# A frame of unknown scale is searched over these fields of view: by astrometry.net over the
+# fields under the multi-scale database's and a margin (a 0.1-60 deg search of a 2 deg field
+# ran past 60 s), and the camera model's field of view, tried in turn against the
+# multi-scale database until one solves. Pattern ratios survive a wrong focal
 # length only while tan(angle) ~ angle: a 2 deg field solves at a 5 deg guess, and at a
 # 20 deg guess 5 of 6 times.
 _BLIND_FOV_GUESSES_DEG = (3.0, 12.0, 25.0)
-_BLIND_ASTROMETRY_NET_FOV_DEG = (0.1, 60.0)
+_BLIND_ASTROMETRY_NET_FOV_DEG = (0.1, 2.0)
 # A blind solution is refitted at its own scale (+- 5 %) when the guess was this far off.
 _BLIND_REFIT_RATIO = 1.25
 DEFAULT_CACHE_MAX_BYTES = 2_000_000_000
