@@ -18,13 +18,14 @@ import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
 
 from processing import synthetic
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 from tests.daemon.test_sequences_api import night as sequences_night
 from tests.helpers import SMALL_SESSION
+from tests.sequences.nina_documents import container, node
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
@@ -229,6 +230,48 @@ def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_it
     expect(page.locator("#save-status")).to_contain_text("422")
     kept = httpx.get(f"{daemon.url}/api/templates/{template_id}").json()["document"]
     assert kept["targets"][0]["items"][3]["exposure_s"] == 120.0
+
+
+def test_a_nina_file_is_imported_on_the_sequences_page_with_its_report(
+    page: Page, daemon: RunningDaemon
+) -> None:
+    plugin = {"$id": "900", "$type": "WhenPlugin.When.TemplateByReference, WhenPlugin"}
+    nina = container(
+        "NINA.Sequencer.Container.SequentialContainer",
+        node("NINA.Sequencer.SequenceItem.Telescope.UnparkScope"),
+        container("NINA.Sequencer.Container.SequentialContainer", plugin),
+        Name="Open up from NINA",
+    )
+
+    def nina_file(content: bytes) -> FilePayload:
+        return {"name": "Open up.template.json", "mimeType": "application/json", "buffer": content}
+
+    page.goto("/#/templates")
+    expect(page.locator("#nina-file")).to_be_enabled()
+    page.set_input_files("#nina-file", nina_file(json.dumps(nina).encode()))
+
+    report = page.locator("#nina-report")
+    expect(report).to_contain_text("Open up.template.json → Open up from NINA: ")
+    expect(report).to_contain_text("3 mapped, 0 approximated, 1 not mapped")
+    (row,) = page.locator("#nina-report-table tbody tr.not_mapped").all()
+    expect(row.locator("td").nth(1)).to_have_text("Items[1].Items[0]")
+    expect(row.locator("td").nth(2)).to_have_text("TemplateByReference")
+    expect(row.locator("td").nth(3)).to_contain_text("plugin")
+    link = report.locator("a")
+    template_id = int((link.get_attribute("href") or "").rsplit("/", 1)[1])
+    listed = page.locator(f'#template-table tr[data-id="{template_id}"]')
+    expect(listed).to_contain_text("Open up from NINA")
+
+    # The same file again: a second template under a free name.
+    page.set_input_files("#nina-file", nina_file(json.dumps(nina).encode()))
+    expect(report.locator("a")).to_have_text("Open up from NINA (2)")
+    expect(page.locator("#template-table")).to_contain_text("Open up from NINA (2)")
+
+    # A JSON file that is not NINA's: the daemon's reason, nothing added.
+    page.set_input_files("#nina-file", nina_file(b'{"name": "ours"}'))
+    expect(report.locator(".error")).to_contain_text('"$type"')
+    names = [t["name"] for t in httpx.get(f"{daemon.url}/api/templates").json()]
+    assert names.count("Open up from NINA") == names.count("Open up from NINA (2)") == 1
 
 
 def test_a_run_is_started_from_a_template_and_paused_from_the_page(
