@@ -755,7 +755,7 @@ def _solve_tetra3rs(
         return found
     raise NoMatch(
         f"no match: {len(centroids)} stars fit no catalog pattern of {fov} fields "
-        "(mostly non-stellar detections, or a field under ~0.7 deg?)"
+        f"(mostly non-stellar detections, or a field under {fov.low_deg:g} deg?)"
     )
 
 
