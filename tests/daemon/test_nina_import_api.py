@@ -82,6 +82,9 @@ def test_a_synthetic_target_keeps_its_values_and_a_given_name(daemon: RunningDae
     again = post(daemon, {"nina": document, "name": "M31 from NINA"})
     assert again.status_code == 201, again.text
     assert again.json()["template"]["name"] == "M31 from NINA (2)"
+    longest = "M" * 200  # a name's limit: the number replaces its end
+    names = [post(daemon, {"nina": document, "name": longest}).json() for _ in range(2)]
+    assert [n["template"]["name"] for n in names] == [longest, "M" * 196 + " (2)"]
 
 
 def test_what_cannot_be_imported_is_a_422_naming_the_problem(daemon: RunningDaemon) -> None:
