@@ -399,16 +399,17 @@ def proxy_histogram(
 
 
 def plate_solver(cache_dir: Path) -> Solver:
-    """A `Solver` from a master's FOCALLEN and XPIXSZ (scale +-20 %) and RA/DEC (a 5 degree
-    hint when present), with the pattern databases in `cache_dir` (built on first use)."""
+    """A `Solver` from a master's FOCALLEN and XPIXSZ (scale +-20 %; without them, frames
+    from other software, every field size) and RA/DEC (a 5 degree hint when present), with
+    the pattern databases in `cache_dir` (built on first use)."""
     from processing.solve import ScaleRange, SkyHint, solve
     from processing.stars import plate_scale_arcsec_px
 
     def run(luminance: npt.NDArray[np.float32], header: Mapping[str, object]) -> WCS:
         focal, pixel = header.get("FOCALLEN"), header.get("XPIXSZ")
-        if not isinstance(focal, (int, float)) or not isinstance(pixel, (int, float)):
-            raise ValueError("no FOCALLEN and XPIXSZ in the master's header: scale unknown")
-        scale = ScaleRange.around(plate_scale_arcsec_px(float(pixel), float(focal)))
+        scale = None
+        if isinstance(focal, (int, float)) and isinstance(pixel, (int, float)) and focal > 0:
+            scale = ScaleRange.around(plate_scale_arcsec_px(float(pixel), float(focal)))
         ra, dec = header.get("RA"), header.get("DEC")
         hint = None
         if isinstance(ra, (int, float)) and isinstance(dec, (int, float)):

@@ -18,6 +18,7 @@ import pytest
 
 from daemon.__main__ import main
 from processing.catalog import star_catalog_sqlite
+from processing.finish import plate_solver
 from processing.io import encode_fits
 from processing.solve import (
     BLIND_FOV,
@@ -148,3 +149,16 @@ def test_cache_keeps_its_bound_removing_the_least_recently_used(tmp_path: Path) 
     assert sorted(p.name for p in removed) == sorted([names[2], names[1]])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[0], names[3], other.name])
     assert evict_databases(tmp_path, max_bytes=2500, keep=in_use) == []
+
+
+def test_a_master_without_focallen_is_solved_for_its_colour_calibration(
+    blind_cache: Path, field: npt.NDArray[np.uint16]
+) -> None:
+    """A master stacked from another program's frames has no FOCALLEN/XPIXSZ; the finishing
+    steps' solver searches every field size instead of giving up."""
+    wcs = plate_solver(blind_cache)(field.astype(np.float32), {"OBJECT": "M 81"})
+
+    ra_deg, dec_deg = wcs.pixel_to_world_values((field.shape[1] - 1) / 2, (field.shape[0] - 1) / 2)
+    # As the blind solve above: within 0.4" plus a quarter pixel of the true centre.
+    error_arcsec = 3600 * separation_deg(RA_DEG, DEC_DEG, float(ra_deg), float(dec_deg))
+    assert error_arcsec < 0.4 + 0.25 * SCALE_ARCSEC_PX
