@@ -197,7 +197,9 @@ def test_a_job_interrupted_by_a_killed_daemon_restarts_cleanly(
         **QUIET,
     }
     with running_daemon(data, catalog_cache, **env) as first:
-        job = httpx.post(f"{first.url}/api/processing/jobs", json={"folder": str(folder)}).json()
+        job = httpx.post(
+            f"{first.url}/api/processing/jobs", json={"folder": str(folder), "linear_only": True}
+        ).json()
         wait_for(
             f"{first.url}/api/processing/jobs/{job['id']}",
             lambda j: j["state"] == "running" and j["stage"] in ("calibrate", "register"),
