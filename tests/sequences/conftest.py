@@ -24,10 +24,10 @@ from daemon.db.models import Event, Frame, SequenceRun
 from daemon.naming import DEFAULT_PATTERN
 from daemon.runs import CaptureSink, RunEvents, RunManager
 from daemon.store import FrameStore
-from drivers.base import Guider
+from drivers.base import Guider, PierSide
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError
-from drivers.guider import NativeGuider
+from drivers.guider import GuiderConfig, NativeGuider, calibration_from_guide_rates
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
 from sequences.document import parse_document
@@ -35,6 +35,7 @@ from sequences.platesolve import frame_solver, prepare_solver
 from sequences.state import RunState, RunStatus
 from sequences.validation import site_of
 from tests.drivers.test_alpaca_camera import M31
+from tests.drivers.test_guider import EAST_ANGLE_DEG, NORTH_ANGLE_DEG, PIXEL_SCALE_ARCSEC_PX
 
 # The simulated night starts when M31 is high at the simulator's site (47 N, 8 E).
 NIGHT_START = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
@@ -182,3 +183,42 @@ async def harness(
     async with open_harness(tmp_path, equipment, simulator_url, catalog_cache, night_start) as h:
         yield h
         h.set_safe(True)
+
+
+@pytest.fixture
+async def calibrated_harness(
+    tmp_path: Path,
+    equipment: Equipment,
+    simulator_url: str,
+    catalog_cache: Path,
+    night_start: datetime,
+) -> AsyncIterator[Harness]:
+    """The harness with a guider that keeps a calibration from an earlier night, as NINA's
+    StartGuiding without ForceCalibration expects (measuring one takes ~50 s here; the guider
+    tests measure it). The calibration follows from the simulator's guide rates and its guide
+    camera's sky orientation."""
+    assert equipment.guide_camera is not None
+    assert equipment.mount is not None
+    status = await equipment.mount.status()
+    assert status.guide_rate_ra_deg_s is not None
+    assert status.guide_rate_dec_deg_s is not None
+    kept = calibration_from_guide_rates(
+        north_angle_deg=NORTH_ANGLE_DEG,
+        east_angle_deg=EAST_ANGLE_DEG,
+        guide_rate_ra_deg_s=status.guide_rate_ra_deg_s,
+        guide_rate_dec_deg_s=status.guide_rate_dec_deg_s,
+        pixel_scale_arcsec_px=PIXEL_SCALE_ARCSEC_PX,
+        declination_deg=M31.dec_deg,
+        pier_side=PierSide.UNKNOWN,
+    )
+    guider = NativeGuider(
+        equipment.guide_camera,
+        equipment.mount,
+        GuiderConfig(exposure_s=0.5, dither_seed=4),
+        calibrations={PierSide.UNKNOWN: kept},
+    )
+    async with open_harness(
+        tmp_path, equipment, simulator_url, catalog_cache, night_start, guider
+    ) as harness:
+        yield harness
+        harness.set_safe(True)

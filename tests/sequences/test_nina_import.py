@@ -4,23 +4,17 @@ known mapping, and an imported target template run on the simulators."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from drivers.base import PierSide
-from drivers.equipment import Equipment
-from drivers.guider import GuiderConfig, NativeGuider, calibration_from_guide_rates
 from sequences.astro import Horizon
 from sequences.document import TargetContainer
 from sequences.nina.importer import NinaImportRefused, import_nina
 from sequences.nina.newtonsoft import NinaFormatError
 from sequences.state import RunStatus
-from tests.drivers.test_alpaca_camera import M31
-from tests.drivers.test_guider import EAST_ANGLE_DEG, NORTH_ANGLE_DEG, PIXEL_SCALE_ARCSEC_PX
-from tests.sequences.conftest import Harness, open_harness
+from tests.sequences.conftest import Harness
 from tests.sequences.nina_documents import (
     NINA_FILES,
     REAL,
@@ -202,44 +196,6 @@ def test_a_file_that_is_not_ninas_is_refused_with_the_reason() -> None:
 @pytest.fixture
 def night_start() -> datetime:
     return datetime(2026, 11, 22, 20, 7, 30, tzinfo=UTC)  # M31 high at the simulator's site
-
-
-@pytest.fixture
-async def calibrated_harness(
-    tmp_path: Path,
-    equipment: Equipment,
-    simulator_url: str,
-    catalog_cache: Path,
-    night_start: datetime,
-) -> AsyncIterator[Harness]:
-    """The harness with a guider that keeps a calibration from an earlier night, as NINA's
-    StartGuiding without ForceCalibration expects (measuring one takes ~50 s here; the guider
-    tests measure it). The calibration follows from the simulator's guide rates and its guide
-    camera's sky orientation."""
-    assert equipment.guide_camera is not None
-    assert equipment.mount is not None
-    status = await equipment.mount.status()
-    assert status.guide_rate_ra_deg_s is not None
-    assert status.guide_rate_dec_deg_s is not None
-    kept = calibration_from_guide_rates(
-        north_angle_deg=NORTH_ANGLE_DEG,
-        east_angle_deg=EAST_ANGLE_DEG,
-        guide_rate_ra_deg_s=status.guide_rate_ra_deg_s,
-        guide_rate_dec_deg_s=status.guide_rate_dec_deg_s,
-        pixel_scale_arcsec_px=PIXEL_SCALE_ARCSEC_PX,
-        declination_deg=M31.dec_deg,
-        pier_side=PierSide.UNKNOWN,
-    )
-    guider = NativeGuider(
-        equipment.guide_camera,
-        equipment.mount,
-        GuiderConfig(exposure_s=0.5, dither_seed=4),
-        calibrations={PierSide.UNKNOWN: kept},
-    )
-    async with open_harness(
-        tmp_path, equipment, simulator_url, catalog_cache, night_start, guider
-    ) as harness:
-        yield harness
 
 
 async def test_an_imported_seed_like_target_runs_on_the_simulators(
