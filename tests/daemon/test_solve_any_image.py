@@ -19,8 +19,9 @@ from daemon.__main__ import main
 from processing import astrometry_net
 from processing.io import read_image_for_solving
 from processing.solve import separation_deg
+from tests.realdata import REALDATA
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
+REAL = REALDATA
 TETRA3 = REAL / "solved_sky" / "tetra3_esa"
 FIELD = "2019-07-29T204726_Alt40_Azi-135_Try1"
 SEESTAR = REAL / "seestar" / "M94_night1_2025-03-26" / "Light_M 94_10.0s_IRCUT_20250326-212046.fit"

@@ -21,16 +21,15 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tests.realdata import REALDATA
+
 Message = dict[str, Any]
 
-DOCUMENT = Path(__file__).resolve().parents[2].parent / (
-    "shared/realdata/phd2/wiki/EventMonitoring.md"
-)
+DOCUMENT = REALDATA / "phd2" / "wiki" / "EventMonitoring.md"
 """PHD2's protocol document, from the shared real-world material (absent: checks skipped)."""
 
 EXPOSURES_MS = [500, 1000, 1500, 2000, 2500, 3000, 4000, 5000]

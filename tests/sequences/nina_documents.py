@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import count
-from pathlib import Path
 from typing import Any
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "nina"
+from tests.realdata import REALDATA
+
+REAL = REALDATA / "nina"
 NINA_FILES = sorted(REAL.glob("**/*.json")) if REAL.is_dir() else []
 ids = count(1)
 
