@@ -54,10 +54,16 @@ async def test_plans_are_armed_at_dusk_persisted_fired_and_disarmed(
 
         first = NightScheduler(h.engine, equipment, director)
         first.start()
-        armed = await first.arm(plan_id)
-        window = tonight(plan, site, datetime.now(UTC))
+        # Armed from a daytime instant, so the dusk lies ahead whatever the time of day the
+        # test runs at: an armed dusk already past would fire at once and start a night.
+        noon = datetime.now(UTC).replace(hour=11, minute=30, second=0, microsecond=0)
+        if noon < datetime.now(UTC):
+            noon += timedelta(days=1)
+        armed = await first.arm(plan_id, after=noon)
+        window = tonight(plan, site, noon)
         assert window is not None
         assert armed is not None
+        assert noon < window.start
         # The plan's own dusk altitude (-15 deg); crossings are found to 0.5 s.
         assert abs((armed - window.start).total_seconds()) < 1.0
         first.shutdown()
@@ -70,11 +76,14 @@ async def test_plans_are_armed_at_dusk_persisted_fired_and_disarmed(
                 stored = db.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all()
             assert stored == [f"plan-{plan_id}"]
 
+            real_night = tonight(plan, site, datetime.now(UTC))
+            assert real_night is not None
             await second.fire(plan_id)  # as APScheduler does at dusk
             assert director.active_night_id is not None
             following = second.next_start(plan_id)
             assert following is not None
-            assert window.end < following < window.end + timedelta(days=1)
+            # Re-armed for the night after the one it started.
+            assert real_night.end < following < real_night.end + timedelta(days=1)
             await director.stop("test over")
             await director.wait()
 
