@@ -53,9 +53,10 @@ contracts: install
 
 # Two workers, a test file each at a time: most tests wait on the simulators' real-time
 # exposures, so this halves the wall time; each worker starts its own simulator. The solver's
-# small-field tests run solve-field, so the test path installs it.
+# small-field tests run solve-field, so the test path installs it. The slowest tests are listed
+# at the end, to keep the suite inside its time budget.
 pytest: install browser solver
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py
