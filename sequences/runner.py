@@ -144,6 +144,8 @@ class SequenceRunner:
         watcher = asyncio.create_task(self._watch())
         try:
             self._main = asyncio.create_task(self._main_areas())
+            if self._aborted or self._interrupted:  # asked for while the run was starting
+                self._main.cancel()
             try:
                 await self._main
             except _Escalation as e:

@@ -46,6 +46,27 @@ async def test_a_night_runs_start_targets_end_and_records_its_frames(harness: Ha
     assert all(n.status is Status.SUCCEEDED for n in state.nodes.values())
 
 
+async def test_an_abort_while_the_run_starts_is_kept(harness: Harness) -> None:
+    """A night stopped at the moment its run starts: the abort comes before the runner's
+    main areas exist, and must still stop them (the end area runs)."""
+    run_id = await harness.runs.start(
+        parse_document(
+            {
+                "name": "stopped at once",
+                "targets": [{**M31_TARGET, "items": [lights(5, exposure_s=2.0)]}],
+                "end": {"items": [{"kind": "park"}]},
+            }
+        )
+    )
+    harness.runs.control(run_id, "abort")
+
+    status = await asyncio.wait_for(harness.runs.wait(run_id), 60)
+
+    assert status is RunStatus.ABORTED
+    assert harness.frames(run_id) == []
+    assert "park done" in harness.events(run_id)
+
+
 async def test_error_behaviours_retry_then_skip_continue_or_go_to_the_end(
     harness: Harness,
 ) -> None:
