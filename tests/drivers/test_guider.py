@@ -193,7 +193,7 @@ async def test_guiding_holds_rms_under_drift_that_would_exceed_it(
         )
         assert unguided_rms.total_arcsec > RMS_LIMIT_ARCSEC
 
-        # With guiding: back to the lock, then a minute of guiding against the same drift.
+        # With guiding: back to the lock, then 30 s of guiding against the same drift.
         guider.output_enabled = True
         await steps_for(events, 3.0)
         guider.reset_rms()
@@ -205,7 +205,7 @@ async def test_guiding_holds_rms_under_drift_that_would_exceed_it(
                 await asyncio.sleep(0.25)
 
         sampler = asyncio.create_task(sample_pointing())
-        guided = await steps_for(events, 50.0)
+        guided = await steps_for(events, 30.0)
         sampler.cancel()
         rms = guider.rms()
     finally:
@@ -213,15 +213,15 @@ async def test_guiding_holds_rms_under_drift_that_would_exceed_it(
         await guider.stop()
 
     assert rms is not None
-    # 50 s of 0.5 s frames is 100 at most; the simulator renders each frame on a CPU the
-    # other test worker shares, so only a steady loop (40+) is asserted. The loop's speed is
+    # 30 s of 0.5 s frames is 60 at most; the simulator renders each frame on a CPU the
+    # other test worker shares, so only a steady loop (20+) is asserted. The loop's speed is
     # measured by bench/guide_loop.py.
-    assert rms.steps == len(guided) >= 40
+    assert rms.steps == len(guided) >= 20
     assert rms.total_arcsec < RMS_LIMIT_ARCSEC
     assert rms.total_arcsec == pytest.approx(math.hypot(rms.ra_arcsec, rms.dec_arcsec))
     # The mount's own position agrees: the true pointing stays on the lock.
     true_rms = math.sqrt(np.mean([ra * ra + dec * dec for ra, dec in pointing]))
-    assert len(pointing) > 100
+    assert len(pointing) > 60  # of 120 at most
     assert true_rms < RMS_LIMIT_ARCSEC
     # Corrections were sent, with their latency (frame end to pulse) recorded.
     pulsed = [s for s in guided if s.ra_pulse or s.dec_pulse]
