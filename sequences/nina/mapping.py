@@ -128,6 +128,14 @@ def _own_coordinates(n: NinaNode) -> Json | None:
     return coordinates(n.child("Coordinates") or (data.child("Coordinates") if data else None))
 
 
+def _with_own_coordinates(node: Json, n: NinaNode) -> Json:
+    """`node` with the NINA node's own coordinates, unless it takes its target's."""
+    own = _own_coordinates(n)
+    if own is not None:
+        node["coordinates"] = own
+    return node
+
+
 def _data(n: NinaNode) -> NinaNode:
     data = n.child("Data")
     if data is None:
@@ -184,9 +192,7 @@ def _tracking(n: NinaNode, m: Mapper) -> Mapped:
 def _slew(kind: str) -> Build:
     def build(n: NinaNode, m: Mapper) -> Mapped:
         node: Json = {"kind": kind}
-        own = _own_coordinates(n)
-        if own is not None:
-            node["coordinates"] = own
+        _with_own_coordinates(node, n)
         return one(node)
 
     return build
@@ -194,9 +200,7 @@ def _slew(kind: str) -> Build:
 
 def _center_and_rotate(n: NinaNode, m: Mapper) -> Mapped:
     center: Json = {"kind": "center"}
-    own = _own_coordinates(n)
-    if own is not None:
-        center["coordinates"] = own
+    _with_own_coordinates(center, n)
     if n.get("Inherited"):
         # Our center turns the rotator to the target's rotation_deg (set from NINA's target).
         return one(center)
@@ -295,9 +299,7 @@ def _wait_for_time(n: NinaNode, m: Mapper) -> Mapped:
 
 def _wait_above_horizon(n: NinaNode, m: Mapper) -> Mapped:
     node: Json = {"kind": "wait_for_altitude", "above": {"offset_deg": _float(_data(n), "Offset")}}
-    own = _own_coordinates(n)
-    if own is not None:
-        node["coordinates"] = own
+    _with_own_coordinates(node, n)
     return one(node)
 
 
@@ -307,9 +309,7 @@ def _wait_for_altitude(n: NinaNode, m: Mapper) -> Mapped:
     if below:
         raise Unmapped("waiting until the target sinks below an altitude has no equivalent")
     node: Json = {"kind": "wait_for_altitude", "above": {"altitude_deg": _float(data, "Offset")}}
-    own = _own_coordinates(n)
-    if own is not None:
-        node["coordinates"] = own
+    _with_own_coordinates(node, n)
     return one(node)
 
 
@@ -614,9 +614,7 @@ def _above_horizon(n: NinaNode, m: Mapper) -> Mapped:
         "kind": "while_above_altitude",
         "above": {"offset_deg": _float(_data(n), "Offset")},
     }
-    own = _own_coordinates(n)
-    if own is not None:
-        node["coordinates"] = own
+    _with_own_coordinates(node, n)
     return one(node)
 
 
@@ -625,9 +623,7 @@ def _above_altitude(n: NinaNode, m: Mapper) -> Mapped:
         "kind": "while_above_altitude",
         "above": {"altitude_deg": _float(_data(n), "Offset")},
     }
-    own = _own_coordinates(n)
-    if own is not None:
-        node["coordinates"] = own
+    _with_own_coordinates(node, n)
     return one(node, "NINA also goes on while the target is still rising below the altitude")
 
 
