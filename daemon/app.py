@@ -33,11 +33,14 @@ from daemon.api.routes import equipment as equipment_routes
 from daemon.api.routes import events as event_routes
 from daemon.api.routes import frames as frame_routes
 from daemon.api.routes import health as health_routes
+from daemon.api.routes import imaging as imaging_routes
 from daemon.api.routes import live as live_routes
 from daemon.api.routes import plans as plan_routes
 from daemon.api.routes import processing as processing_routes
+from daemon.api.routes import profile as profile_routes
 from daemon.api.routes import recipes as recipe_routes
 from daemon.api.routes import runs as run_routes
+from daemon.api.routes import targets as target_routes
 from daemon.api.routes import templates as template_routes
 from daemon.api.routes.web import install_web
 from daemon.autofocus import AutofocusService
@@ -443,6 +446,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(plan_routes.safety_router)
     app.include_router(event_routes.router)
     app.include_router(live_routes.router)
+    app.include_router(target_routes.router)
+    app.include_router(imaging_routes.router)
+    app.include_router(profile_routes.router)
     install_web(app)
     install_openapi(app)
     return app

@@ -7,6 +7,10 @@ import * as templates from './templates.js';
 import * as nights from './nights.js';
 import * as processing from './processing.js';
 import * as plans from './plans.js';
+import * as imaging from './imaging.js';
+import * as framing from './framing.js';
+import * as equipment from './equipment.js';
+import * as logs from './logs.js';
 
 const routes = [
   [/^#\/templates\/(\d+)$/, 'templates', (m) => templates.mountEditor(Number(m[1]))],
@@ -16,6 +20,10 @@ const routes = [
   [/^#\/processing$/, 'processing', () => processing.mount()],
   [/^#\/plans\/(\d+)$/, 'plans', (m) => plans.mount(Number(m[1]))],
   [/^#\/plans$/, 'plans', () => plans.mount(null)],
+  [/^#\/imaging$/, 'imaging', () => imaging.mount()],
+  [/^#\/framing$/, 'framing', () => framing.mount()],
+  [/^#\/equipment$/, 'equipment', () => equipment.mount()],
+  [/^#\/logs$/, 'logs', () => logs.mount()],
   [/^(#\/dashboard)?$/, 'dashboard', () => dashboard.mount()],
 ];
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from daemon.capture import CaptureConfig, CaptureService
 from daemon.db.engine import make_engine
@@ -120,3 +122,39 @@ async def service(tmp_path: Path, equipment: Equipment) -> AsyncIterator[Capture
         CaptureConfig("simulators", DEFAULT_PATTERN, UTC),
     )
     engine.dispose()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright, one per test module (its loop stays in that module)."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Chromium is missing: `make browser` installs Debian's package")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, daemon: RunningDaemon) -> Iterator[Page]:
+    """A 1400 px tab on the module's own `daemon` fixture; fails the test on any page error."""
+    context = browser.new_context(base_url=daemon.url, viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, errors

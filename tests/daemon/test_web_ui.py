@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
-from playwright.sync_api import Browser, FilePayload, Page, expect, sync_playwright
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from processing import synthetic
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
@@ -31,15 +31,6 @@ SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 CONTROL_TOKEN = "web-ui-control-token-0123456789"
 READ_TOKEN = "web-ui-read-token-0123456789"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FINISHED = ("completed", "aborted", "failed")
 
 
@@ -60,29 +51,6 @@ def daemon(
     with running_daemon(tmp_path_factory.mktemp("web-daemon"), catalog_cache, **env) as d:
         wait_for(f"{d.url}/api/equipment", all_connected)
         yield d
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        pytest.fail("Chromium is missing: `make browser` installs Debian's package")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser, daemon: RunningDaemon) -> Iterator[Page]:
-    context = browser.new_context(base_url=daemon.url, viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(20_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, errors
 
 
 def idle(daemon: RunningDaemon) -> None:

@@ -1,0 +1,7 @@
+"""Targets: find an object by name or coordinates, and its framing chart."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/targets", tags=["targets"])
