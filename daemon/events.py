@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from sqlalchemy import Engine, func, select
@@ -67,14 +68,26 @@ def list_events(
     levels: Sequence[str] = (),
     sources: Sequence[str] = (),
     newest: bool = False,
+    text: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[Event]:
     """Events after `after_id`, oldest first; with `newest`, the last `limit` of them (still
-    oldest first), which is what a log view opens with. Blocking: call off the event loop."""
+    oldest first), which is what a log view opens with. `text` keeps the events whose message
+    holds it (any case); `since` and `until` (aware) bound their time, `until` excluded.
+    Blocking: call off the event loop."""
     query = select(Event).where(Event.id > after_id)
     if levels:
         query = query.where(Event.level.in_(levels))
     if sources:
         query = query.where(Event.source.in_(sources))
+    if text:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Event.message.ilike(f"%{escaped}%", escape="\\"))
+    if since is not None:
+        query = query.where(Event.time >= since)
+    if until is not None:
+        query = query.where(Event.time < until)
     query = query.order_by(Event.id.desc() if newest else Event.id).limit(limit)
     with Session(engine) as db:
         rows = list(db.scalars(query))
@@ -85,3 +98,9 @@ def last_event_id(engine: Engine) -> int:
     """The id of the newest event (0 when there is none): where a live tail starts."""
     with Session(engine) as db:
         return int(db.scalar(select(func.max(Event.id))) or 0)
+
+
+def event_sources(engine: Engine) -> list[str]:
+    """Every source that has recorded an event, sorted: the choices of a log filter."""
+    with Session(engine) as db:
+        return sorted(db.scalars(select(Event.source).distinct()))

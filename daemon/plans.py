@@ -8,11 +8,15 @@ trailing) is made up on a later night.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
+import numpy as np
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -23,12 +27,24 @@ from daemon.recipes import get_recipe, list_recipes, load_recipe
 from daemon.templates import flip_minutes, list_templates
 from drivers.equipment import Equipment
 from processing.recipe import Recipe
-from sequences.astro import Horizon
+from sequences.astro import (
+    ASTRONOMICAL_TWILIGHT_DEG,
+    CIVIL_TWILIGHT_DEG,
+    NAUTICAL_TWILIGHT_DEG,
+    SUNRISE_SUNSET_DEG,
+    Horizon,
+    Site,
+    alt_az_many,
+    from_unix_s,
+    next_sun_crossing,
+    sun_alt_az_many,
+    unix_s,
+)
 from sequences.clock import Clock
 from sequences.errors import DocumentError
 from sequences.frames import FrameType
 from sequences.model import Issue
-from sequences.plan import NightPlan, NightPreview, predict_night
+from sequences.plan import NightPlan, NightPreview, predict_night, tonight
 from sequences.validation import site_of
 
 log = logging.getLogger(__name__)
@@ -213,3 +229,149 @@ def plan_progress(engine: Engine, plan_id: int, plan: NightPlan) -> dict[str, li
                 progress[target.name][i] += int(count)
                 break
     return progress
+
+
+CHART_STEP_MIN = 10
+"""Altitude curves are sampled this often."""
+CHART_MARGIN = timedelta(hours=1)
+"""The chart starts this long before dusk and ends this long after dawn."""
+
+SkyKind = Literal["day", "civil", "nautical", "astronomical", "night"]
+_SKY_LIMITS: tuple[tuple[float, SkyKind], ...] = (
+    (SUNRISE_SUNSET_DEG, "day"),
+    (CIVIL_TWILIGHT_DEG, "civil"),
+    (NAUTICAL_TWILIGHT_DEG, "nautical"),
+    (ASTRONOMICAL_TWILIGHT_DEG, "astronomical"),
+)
+
+
+@dataclass(frozen=True)
+class SkyBand:
+    """A stretch of the chart under one sky: day, civil/nautical/astronomical twilight, night."""
+
+    kind: SkyKind
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class AltitudeCurve:
+    """A target's altitude at each of the chart's times, and its limit there (the plan's or
+    its own altitude, or the custom horizon at the target's azimuth)."""
+
+    target: str
+    priority: int
+    altitude_deg: list[float]
+    limit_deg: list[float]
+
+
+@dataclass(frozen=True)
+class NightChart:
+    dusk: datetime
+    dawn: datetime
+    times: list[datetime]
+    sun_altitude_deg: list[float]
+    bands: list[SkyBand]
+    curves: list[AltitudeCurve]
+    timezone: str
+    """The site's time zone (the daemon's NIGHTOWL_TIMEZONE or the system's)."""
+    utc_offset_min: float
+    """Its offset from UTC at dusk."""
+
+
+async def chart_tonight(
+    engine: Engine,
+    equipment: Equipment,
+    horizon: Horizon | None,
+    clock: Clock,
+    timezone: tzinfo,
+    plan_id: int,
+) -> NightChart:
+    """Tonight's sky for the plan's chart, from an hour before dusk to an hour after dawn:
+    every target's altitude and the sun's every `CHART_STEP_MIN`, and the twilight bands.
+    `NotFound`, or `Conflict` when the site is unknown or it does not get dark."""
+    plan = await asyncio.to_thread(plan_of, engine, plan_id)
+    site = site_of(equipment)
+    if site is None:
+        raise Conflict("the site is unknown: connect the mount (it reports it)")
+    chart = await asyncio.to_thread(night_chart, plan, site, horizon, clock.now(), timezone)
+    if chart is None:
+        raise Conflict("it does not get dark enough tonight")
+    return chart
+
+
+def night_chart(
+    plan: NightPlan, site: Site, horizon: Horizon | None, now: datetime, timezone: tzinfo
+) -> NightChart | None:
+    """The chart's data for the plan's night from `now` (None: it does not get dark)."""
+    night = tonight(plan, site, now)
+    if night is None:
+        return None
+    start, end = night.start - CHART_MARGIN, night.end + CHART_MARGIN
+    step_s = CHART_STEP_MIN * 60.0
+    t = np.arange(unix_s(start), unix_s(end) + step_s / 2, step_s)
+    sun = sun_alt_az_many(site, t)[0]
+    curves = []
+    for target in plan.targets:
+        altitude, azimuth = alt_az_many(target.coordinates.radec(), site, t)
+        limit = (target.above or plan.above).limit(horizon)
+        limits = (
+            limit.altitudes_at(azimuth)
+            if isinstance(limit, Horizon)
+            else np.full_like(altitude, float(limit))
+        )
+        curves.append(
+            AltitudeCurve(target.name, target.priority, _rounded(altitude), _rounded(limits))
+        )
+    offset = night.start.astimezone(timezone).utcoffset()
+    return NightChart(
+        dusk=night.start,
+        dawn=night.end,
+        times=[from_unix_s(float(s)) for s in t],
+        sun_altitude_deg=_rounded(sun),
+        bands=sky_bands(site, start, end),
+        curves=curves,
+        timezone=_zone_name(timezone, night.start),
+        utc_offset_min=offset.total_seconds() / 60.0 if offset is not None else 0.0,
+    )
+
+
+def sky_bands(site: Site, start: datetime, end: datetime) -> list[SkyBand]:
+    """Day, the three twilights and night between `start` and `end`, from the times the sun
+    crosses -0.833, -6, -12 and -18 degrees."""
+    span_h = (end - start).total_seconds() / 3600.0
+    edges = {start, end}
+    for altitude, _ in _SKY_LIMITS:
+        for rising in (False, True):
+            after = start
+            while (
+                found := next_sun_crossing(site, after, altitude, rising=rising, search_h=span_h)
+            ) is not None and found < end:
+                edges.add(found)
+                after = found + timedelta(seconds=1)
+    ordered = sorted(edges)
+    bands: list[SkyBand] = []
+    for a, b in itertools.pairwise(ordered):
+        kind = _sky_kind(float(sun_alt_az_many(site, unix_s(a + (b - a) / 2))[0][0]))
+        if bands and bands[-1].kind == kind:
+            bands[-1] = SkyBand(kind, bands[-1].start, b)
+        else:
+            bands.append(SkyBand(kind, a, b))
+    return bands
+
+
+def _sky_kind(sun_altitude_deg: float) -> SkyKind:
+    for limit, kind in _SKY_LIMITS:
+        if sun_altitude_deg >= limit:
+            return kind
+    return "night"
+
+
+def _rounded(values: np.ndarray[Any, Any]) -> list[float]:
+    return [round(float(v), 2) for v in values]
+
+
+def _zone_name(timezone: tzinfo, when: datetime) -> str:
+    if isinstance(timezone, ZoneInfo):
+        return timezone.key
+    return timezone.tzname(when) or "local"

@@ -11,12 +11,15 @@ from daemon.api.deps import EngineDep, RuntimeDep
 from daemon.api.responses import responses
 from daemon.api.schemas.common import RecordId
 from daemon.api.schemas.plans import (
+    AltitudeCurveRead,
+    AltitudesRead,
     GoalProgress,
     NightRead,
     NightStarted,
     PlanRead,
     PlanWrite,
     SafetyRead,
+    SkyBandRead,
     SlotRead,
     TargetProgress,
     TonightRead,
@@ -111,6 +114,40 @@ async def tonight(plan_id: RecordId, runtime: RuntimeDep) -> TonightRead:
             for s in preview.slots
         ],
         left_over=preview.left_over,
+    )
+
+
+@router.get("/{plan_id}/altitudes", responses=responses(404, 409))
+async def altitudes(plan_id: RecordId, runtime: RuntimeDep) -> AltitudesRead:
+    """Tonight's sky for a chart, from an hour before dusk to an hour after dawn: each
+    target's altitude and limit and the sun's every 10 min, and the twilight bands. 409 when
+    the site is unknown or it does not get dark."""
+    chart = await service.chart_tonight(
+        runtime.engine,
+        runtime.equipment,
+        runtime.horizon,
+        runtime.clock,
+        runtime.settings.resolved_timezone,
+        plan_id,
+    )
+    return AltitudesRead(
+        dusk=chart.dusk,
+        dawn=chart.dawn,
+        step_min=service.CHART_STEP_MIN,
+        times=chart.times,
+        sun_altitude_deg=chart.sun_altitude_deg,
+        bands=[SkyBandRead(kind=b.kind, start=b.start, end=b.end) for b in chart.bands],
+        targets=[
+            AltitudeCurveRead(
+                target=c.target,
+                priority=c.priority,
+                altitude_deg=c.altitude_deg,
+                limit_deg=c.limit_deg,
+            )
+            for c in chart.curves
+        ],
+        timezone=chart.timezone,
+        utc_offset_min=chart.utc_offset_min,
     )
 
 

@@ -87,3 +87,32 @@ class SafetyRead(BaseModel):
     closed: list[str] = Field(
         description="what the supervisor closed (roof, cover) and opens again once safe"
     )
+
+
+class SkyBandRead(BaseModel):
+    kind: str = Field(description="day, civil, nautical, astronomical (twilight) or night")
+    start: datetime
+    end: datetime
+
+
+class AltitudeCurveRead(BaseModel):
+    target: str
+    priority: int
+    altitude_deg: list[float] = Field(description="the target's altitude at each of `times`")
+    limit_deg: list[float] = Field(
+        description="its altitude limit at each of `times` (the custom horizon at its azimuth)"
+    )
+
+
+class AltitudesRead(BaseModel):
+    """Tonight's sky for the plan's chart, from an hour before dusk to an hour after dawn."""
+
+    dusk: datetime
+    dawn: datetime
+    step_min: int
+    times: list[datetime]
+    sun_altitude_deg: list[float]
+    bands: list[SkyBandRead]
+    targets: list[AltitudeCurveRead]
+    timezone: str = Field(description="the site's time zone (NIGHTOWL_TIMEZONE or the system's)")
+    utc_offset_min: float = Field(description="its offset from UTC at dusk, in minutes")
