@@ -57,6 +57,7 @@ from daemon.nights import NightDirector
 from daemon.notifications import Notifier
 from daemon.plans import plan_run_ids, recipe_of_runs
 from daemon.processing_options import ProcessingOptions
+from daemon.profile_editor import stored_horizon
 from daemon.runs import CaptureSink, ContextFactory, RunEvents, RunManager
 from daemon.safety import SafetyConfig, SafetySupervisor
 from daemon.scheduler import NightScheduler
@@ -104,6 +105,7 @@ class Runtime:
     horizon: Horizon | None
     equipment_state: EquipmentState
     live: LiveService | None
+    profile: EquipmentProfile | None = None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -258,7 +260,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         log.info("run %d ended %s", run_id, status)
         await hand_off([run_id])
 
-    horizon = settings.horizon()
+    horizon = settings.horizon() or stored_horizon(settings)
     runs = RunManager(
         engine,
         _run_context_factory(
@@ -321,6 +323,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             horizon,
             equipment_state,
             live,
+            profile,
         )
     finally:
         await equipment_state.stop()
