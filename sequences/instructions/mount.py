@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from drivers.base import RaDec
 from sequences.base import DOCUMENT_CONFIG, Instruction, Step
 from sequences.centering import CenteringConfig, center_target
 from sequences.context import RunContext, Scope, ValidationEnv
+from sequences.coordinates import parse_dec_deg, parse_ra_hours
 from sequences.errors import InstructionError
 from sequences.model import Issue
 from sequences.rotation import rotate_for_target
@@ -20,6 +21,18 @@ class Coordinates(BaseModel):
 
     ra_hours: float = Field(ge=0, lt=24, description="J2000 right ascension in hours")
     dec_deg: float = Field(ge=-90, le=90, description="J2000 declination in degrees")
+
+    @field_validator("ra_hours", mode="before")
+    @classmethod
+    def _ra_text(cls, value: object) -> object:
+        """Also "00 42 44.3", "0h42m44s", "00:42:44.3" or "10.68d" (`sequences.coordinates`)."""
+        return parse_ra_hours(value) if isinstance(value, str) else value
+
+    @field_validator("dec_deg", mode="before")
+    @classmethod
+    def _dec_text(cls, value: object) -> object:
+        """Also "+41 16 09", "+41d16m09s" or "+41:16:09" (`sequences.coordinates`)."""
+        return parse_dec_deg(value) if isinstance(value, str) else value
 
     def radec(self) -> RaDec:
         return RaDec(self.ra_hours, self.dec_deg)
