@@ -73,7 +73,7 @@ class DeviceProbe:
     name: str | None
     error: str | None
     seconds: float
-    left_connected: bool
+    daemons_own: bool
 
 
 def profile_path(settings: Settings) -> Path:
@@ -226,19 +226,20 @@ async def probe_device(
 ) -> DeviceProbe:
     """Connect the device `profile` names for `role` and read its facts, within `timeout_s`.
 
-    When the daemon drives that role at the same address, its own device is connected (and
-    stays so); a device at another daemon device's address is left connected too (an Alpaca
-    device's connection is shared by its clients); any other is disconnected again.
-    Raises Refused for an unknown role, NotFound when the profile names no device for it."""
+    When the daemon drives that role at the same address, its own device is connected, so
+    the daemon's equipment shows it connected too. A device is left connected either way:
+    an Alpaca device's connection is shared by its clients, and disconnecting would take it
+    from whoever else uses it. Raises Refused for an unknown role, NotFound when the profile
+    names no device for it."""
     if role not in ROLES:
         raise Refused(None, f"no role {role!r}; roles: {', '.join(ROLES)}")
     device = getattr(build_equipment(profile), role)
     if device is None:
-        raise NotFound(f"the profile names no {role}: fill in its address first")
+        raise NotFound(f"the profile names no {role}: fill in its address and save first")
     own = getattr(running, role)
-    if own is not None and own.location == device.location:
-        device = own  # the daemon's own device: connected here, it stays connected
-    shared = any(d.location == device.location for d in running.devices())
+    is_own = own is not None and own.location == device.location
+    if is_own:
+        device = own
     began = time.monotonic()
     name: str | None = None
     error: str | None = None
@@ -247,20 +248,13 @@ async def probe_device(
             await device.connect()
             name = getattr(device.info, "name", None)
     except TimeoutError:
-        error = f"no answer within {timeout_s:g} s"
+        error = f"no answer from {device.location} within {timeout_s:g} s"
     except DeviceError as e:
         error = str(e)
     except OSError as e:
         error = f"cannot reach {device.location}: {e}"
     seconds = time.monotonic() - began
-    left = shared and error is None
-    if error is None and not shared:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await device.disconnect()
-        except (TimeoutError, DeviceError, OSError) as e:
-            log.warning("%s: the test connection did not close: %s", role, e)
-    return DeviceProbe(role, device.location, error is None, name, error, seconds, left)
+    return DeviceProbe(role, device.location, error is None, name, error, seconds, is_own)
 
 
 def read_horizon(settings: Settings, in_use: Horizon | None) -> tuple[Path, Horizon | None, bool]:

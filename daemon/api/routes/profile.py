@@ -67,8 +67,9 @@ async def put_profile(body: EquipmentProfile, runtime: RuntimeDep) -> ProfileSav
 @router.post("/test/{role}", responses=responses(404, 409))
 async def probe(role: str, runtime: RuntimeDep) -> DeviceTestRead:
     """Connect the saved profile's device for `role` and read its name, within 20 s: `ok`
-    or the `error` with its reason. The daemon's own device at that address stays connected.
-    404 when the profile names no such device, 422 for an unknown role."""
+    or the `error` with its reason. The device stays connected (the daemon's own device when
+    the daemon drives that address). 404 when the profile names no such device, 422 for an
+    unknown role."""
     profile = (
         await asyncio.to_thread(
             service.read_profile, runtime.settings, runtime.equipment, runtime.profile
@@ -84,7 +85,7 @@ async def probe(role: str, runtime: RuntimeDep) -> DeviceTestRead:
         name=tested.name,
         error=tested.error,
         seconds=tested.seconds,
-        left_connected=tested.left_connected,
+        daemons_own=tested.daemons_own,
     )
 
 

@@ -42,7 +42,7 @@ class DeviceTestRead(BaseModel):
     name: str | None = Field(description="the device's name once connected")
     error: str | None = Field(description="why it did not connect")
     seconds: float
-    left_connected: bool = Field(description="the daemon's own device, left connected")
+    daemons_own: bool = Field(description="the daemon drives this device: it shows connected")
 
 
 class HorizonCreate(RequestBody):
