@@ -51,6 +51,7 @@ from daemon.device_faults import DeviceFaultLog
 from daemon.equipment_state import EquipmentState, held_for_imaging
 from daemon.events import record_event
 from daemon.frame_records import register_unrecorded_files
+from daemon.imaging import ImagingService
 from daemon.live import LiveService, night_cache
 from daemon.log_redaction import install_log_redaction
 from daemon.nights import NightDirector
@@ -106,6 +107,7 @@ class Runtime:
     equipment_state: EquipmentState
     live: LiveService | None
     profile: EquipmentProfile | None = None
+    imaging: ImagingService | None = None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -293,6 +295,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     nights = NightDirector(engine, equipment, clock, runs, safety, hand_off, horizon)
     scheduler = NightScheduler(engine, equipment, nights)
     equipment_state = EquipmentState(engine, equipment, held_for_imaging(capture, guider))
+    imaging = ImagingService(
+        engine,
+        equipment,
+        capture,
+        store,
+        lambda: runs.active_run_id,
+        settings.resolved_solver_cache_dir,
+    )
     notifier = Notifier(engine, settings.webhook_urls, profile.name)
     await notifier.start()
     await worker.start()
@@ -324,8 +334,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             equipment_state,
             live,
             profile,
+            imaging=imaging,
         )
     finally:
+        await imaging.shutdown()
         await equipment_state.stop()
         scheduler.shutdown()
         await nights.shutdown()

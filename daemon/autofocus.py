@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 from daemon.capture import CaptureService
 from daemon.db.models import AutofocusRun
 from daemon.errors import Conflict
+from daemon.events import record_event
 from drivers.equipment import Equipment
 from processing.io import write_atomic
-from sequences.autofocus import AutofocusConfig, AutofocusReport, run_autofocus
+from sequences.autofocus import AutofocusConfig, AutofocusReport, FocusPoint, run_autofocus
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class AutofocusService:
         if camera is None or focuser is None or not camera.connected or not focuser.connected:
             raise Conflict("autofocus needs a connected camera and focuser")
         async with self._capture.camera_reserved("an autofocus"):
-            report = await run_autofocus(camera, focuser, config)
+            report = await run_autofocus(camera, focuser, config, self._sample_event)
         wheel = self._equipment.filter_wheel
         filter_name = (
             (await wheel.status()).filter_name if wheel is not None and wheel.connected else None
@@ -61,6 +62,19 @@ class AutofocusService:
 
     async def autofocus(self, config: AutofocusConfig) -> AutofocusReport:
         return (await self.run(config)).report
+
+    async def _sample_event(self, point: FocusPoint) -> None:
+        """One event per sample (source "autofocus", `data.sample`), so a page draws the
+        V-curve while it is built."""
+        hfr = "no stars" if point.hfr_px is None else f"HFR {point.hfr_px:.2f} px"
+        await asyncio.to_thread(
+            record_event,
+            self._engine,
+            "debug",
+            "autofocus",
+            f"autofocus sample at {point.position}: {hfr}, {point.star_count} stars",
+            {"sample": dataclasses.asdict(point)},
+        )
 
     def list_runs(self) -> list[AutofocusRun]:
         """Every kept run, newest first. Blocking."""

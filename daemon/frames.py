@@ -8,17 +8,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
-from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SessionState
+from daemon.db.models import Frame, FrameStars, ImagingSession, ObservatoryProfile, SessionState
 from daemon.errors import Gone, NotFound
 from daemon.events import record_event
 from daemon.fits_headers import TargetInfo
 from daemon.store import FrameStore
 from processing.export import preview_jpeg
-from processing.io import read_fits, write_atomic
+from processing.io import read_fits, read_fits_header, write_atomic
+from processing.star_lists import StarList
+from processing.stars import measure_frame_stars
+from processing.stretch import auto_stf, full_scale
 from sequences.frames import ExposureSpec, FrameType
 
 
@@ -186,3 +190,103 @@ def _file_on_disk(engine: Engine, store: FrameStore, frame: Frame) -> Path:
         record_event(engine, "warning", "store", message, {"frame_id": frame.id, "path": str(path)})
         raise Gone(message, path)
     return path
+
+
+HISTOGRAM_BINS = 256
+
+
+@dataclass(frozen=True)
+class FrameHistogram:
+    """Counts of the linear data in `HISTOGRAM_BINS` equal bins over the full scale (0..65535
+    ADU for uint16), one list per channel, with the auto-STF the preview is stretched by (on
+    the [0, 1] scale of the full range) and the data's median and extremes in ADU."""
+
+    full_scale_adu: float
+    channels: list[list[int]]
+    shadows: float
+    midtones: float
+    highlights: float
+    median_adu: float
+    min_adu: float
+    max_adu: float
+
+
+@dataclass(frozen=True)
+class StarMark:
+    x: float
+    y: float
+    hfr_px: float
+
+
+@dataclass(frozen=True)
+class FrameStarMarks:
+    """Stars of a frame in its own pixel coordinates ((0, 0) = centre of the first pixel),
+    brightest first: from capture's stored star list, else measured now."""
+
+    width_px: int
+    height_px: int
+    star_count: int
+    hfr_px: float | None
+    measured_now: bool
+    stars: list[StarMark]
+
+
+def frame_histogram(engine: Engine, store: FrameStore, frame_id: int) -> FrameHistogram:
+    """`NotFound`, `Gone` as `frame_file`. Blocking (reads and bins the whole frame)."""
+    data, _ = read_fits(frame_file(engine, store, frame_id))
+    scale = full_scale(data.dtype)
+    cube = data if data.ndim == 3 else data[:, :, None]
+    channels = [
+        np.histogram(cube[:, :, c], bins=HISTOGRAM_BINS, range=(0.0, scale))[0].tolist()
+        for c in range(cube.shape[2])
+    ]
+    stf = auto_stf(data)
+    return FrameHistogram(
+        full_scale_adu=scale,
+        channels=channels,
+        shadows=stf.shadows,
+        midtones=stf.midtones,
+        highlights=stf.highlights,
+        median_adu=float(np.median(data)),
+        min_adu=float(data.min()),
+        max_adu=float(data.max()),
+    )
+
+
+def frame_stars(engine: Engine, store: FrameStore, frame_id: int, limit: int) -> FrameStarMarks:
+    """The `limit` brightest stars; `NotFound`, `Gone` as `frame_file`. Blocking."""
+    frame = get_frame(engine, frame_id)
+    with Session(engine) as db:
+        kept = db.get(FrameStars, frame_id)
+        blob = kept.stars if kept is not None else None
+    if blob is not None:
+        rows = StarList.from_bytes(blob).rows
+        marks = [StarMark(float(r[1]), float(r[0]), float(r[3])) for r in rows[:limit]]
+        return FrameStarMarks(
+            frame.width_px,
+            frame.height_px,
+            frame.star_count or len(rows),
+            frame.hfr_px,
+            False,
+            marks,
+        )
+    data, _ = read_fits(_file_on_disk(engine, store, frame))
+    quality, table = measure_frame_stars(data, saturation_adu=full_scale(data.dtype))
+    marks = [
+        StarMark(float(x), float(y), float(hfr))
+        for y, x, hfr in zip(table.y[:limit], table.x[:limit], table.hfr_px[:limit], strict=True)
+    ]
+    return FrameStarMarks(
+        frame.width_px, frame.height_px, quality.star_count, quality.hfr_px, True, marks
+    )
+
+
+def frame_header(engine: Engine, store: FrameStore, frame_id: int) -> list[tuple[str, str]]:
+    """The FITS cards as (keyword, value text), HISTORY and COMMENT one card per line;
+    `NotFound`, `Gone` as `frame_file`. Blocking."""
+    _, cards = read_fits_header(frame_file(engine, store, frame_id))
+    listed: list[tuple[str, str]] = []
+    for keyword, value in cards.items():
+        values = value if isinstance(value, list) else [value]
+        listed.extend((keyword, str(v)) for v in values)
+    return listed

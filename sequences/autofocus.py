@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,8 +80,15 @@ class _FocusFailed(Exception):
     pass
 
 
+PointHeard = Callable[["FocusPoint"], Awaitable[None]]
+"""Hears of each sample as it is measured (a page drawing the V-curve live)."""
+
+
 async def run_autofocus(
-    camera: Camera, focuser: Focuser, config: AutofocusConfig = AutofocusConfig()
+    camera: Camera,
+    focuser: Focuser,
+    config: AutofocusConfig = AutofocusConfig(),
+    on_point: PointHeard | None = None,
 ) -> AutofocusReport:
     """Run one autofocus; device errors propagate (after the focuser returns to its start)."""
     start = (await focuser.status()).position
@@ -88,7 +96,7 @@ async def run_autofocus(
     try:
         centre = start
         for attempt in (1, 2):
-            points = await _sample(camera, focuser, config, centre)
+            points = await _sample(camera, focuser, config, centre, on_point)
             report.points += points
             usable = [
                 p for p in points if p.hfr_px is not None and p.star_count >= config.min_stars
@@ -138,7 +146,11 @@ async def run_autofocus(
 
 
 async def _sample(
-    camera: Camera, focuser: Focuser, config: AutofocusConfig, centre: int
+    camera: Camera,
+    focuser: Focuser,
+    config: AutofocusConfig,
+    centre: int,
+    on_point: PointHeard | None,
 ) -> list[FocusPoint]:
     points = []
     for k in range(-config.steps_out, config.steps_out + 1):
@@ -146,6 +158,8 @@ async def _sample(
         await _move(focuser, position, config)
         quality = await _measure(camera, config)
         points.append(FocusPoint(position, quality.hfr_px, quality.star_count))
+        if on_point is not None:
+            await on_point(points[-1])
     return points
 
 

@@ -13,6 +13,7 @@ from daemon.api.deps import CaptureDep, EngineDep, RuntimeDep
 from daemon.api.responses import DEVICE, responses
 from daemon.api.schemas.common import Offset, PageLimit, RecordId
 from daemon.api.schemas.frames import CaptureCreate, FrameList, FrameRead, SessionRead
+from daemon.api.schemas.imaging import HeaderCardRead, HistogramRead, StarsRead
 from sequences.frames import FrameType
 
 router = APIRouter(prefix="/api", tags=["frames"])
@@ -83,3 +84,30 @@ async def get_frame_preview(frame_id: RecordId, runtime: RuntimeDep) -> Response
         frame_id,
     )
     return Response(jpeg, media_type="image/jpeg")
+
+
+@router.get("/frames/{frame_id}/histogram", responses=responses(404, 410))
+async def get_frame_histogram(frame_id: RecordId, runtime: RuntimeDep) -> HistogramRead:
+    """256-bin counts of the linear data per channel and the preview's auto-STF."""
+    found = await asyncio.to_thread(
+        service.frame_histogram, runtime.engine, runtime.store, frame_id
+    )
+    return HistogramRead.model_validate(found, from_attributes=True)
+
+
+@router.get("/frames/{frame_id}/stars", responses=responses(404, 410))
+async def get_frame_stars(
+    frame_id: RecordId, runtime: RuntimeDep, limit: PageLimit = 300
+) -> StarsRead:
+    """The brightest stars (x, y, HFR in px): those capture kept, else measured now."""
+    found = await asyncio.to_thread(
+        service.frame_stars, runtime.engine, runtime.store, frame_id, limit
+    )
+    return StarsRead.model_validate(found, from_attributes=True)
+
+
+@router.get("/frames/{frame_id}/header", responses=responses(404, 410))
+async def get_frame_header(frame_id: RecordId, runtime: RuntimeDep) -> list[HeaderCardRead]:
+    """The FITS header's cards as text, in file order."""
+    cards = await asyncio.to_thread(service.frame_header, runtime.engine, runtime.store, frame_id)
+    return [HeaderCardRead(keyword=k, value=v) for k, v in cards]
