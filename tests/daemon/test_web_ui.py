@@ -385,55 +385,6 @@ def test_a_read_only_login_hides_control_and_a_401_asks_for_the_token(
             context.close()
 
 
-def test_a_plan_is_made_in_the_browser_and_its_night_started_and_stopped(
-    page: Page, daemon: RunningDaemon
-) -> None:
-    idle(daemon)
-    template = httpx.post(
-        f"{daemon.url}/api/templates", json={"document": {**night(1, 1.0), "name": "for plans"}}
-    ).json()
-    page.goto("/#/plans")
-    expect(page.locator("#safety .badge")).to_have_text("safe")
-    page.locator("summary", has_text="New plan").click()
-    plan: dict[str, Any] = {
-        "name": "browser plan",
-        "template_id": template["id"],
-        "targets": [
-            {
-                "name": "M31",
-                "coordinates": M31,
-                "priority": 0,
-                "goals": [{"filter_name": "L", "exposure_s": 1.0, "count": 30}],
-            }
-        ],
-    }
-    page.fill("#plan-json", json.dumps(plan))
-    page.click("#plan-save")
-    expect(page.locator("#plan-errors")).to_contain_text("targets[0].priority")
-    plan["targets"][0]["priority"] = 1
-    page.fill("#plan-json", json.dumps(plan))
-    page.click("#plan-save")
-    expect(page).to_have_url(re.compile(r"#/plans/\d+$"))
-    plan_id = int(page.url.rsplit("/", 1)[1])
-    expect(page.locator("#tonight tbody tr").first).to_contain_text("M31")
-
-    page.click("#plan-start")
-    wait_for(
-        f"{daemon.url}/api/plans/{plan_id}/progress",
-        lambda p: p[0]["goals"][0]["done"] >= 1,  # type: ignore[index]
-        timeout_s=60,
-    )
-    expect(page.locator("#plan-stop")).to_be_enabled(timeout=10_000)
-    page.click("#plan-stop")
-    nights = wait_for(
-        f"{daemon.url}/api/plans/{plan_id}/nights",
-        lambda ns: ns[0]["state"] == "stopped",  # type: ignore[index]
-        timeout_s=60,
-    )
-    assert nights[0]["reason"] == "stopped over the API"  # type: ignore[index]
-    idle(daemon)
-
-
 @pytest.fixture(scope="module")
 def finished_job(daemon: RunningDaemon) -> dict[str, Any]:
     """A folder job (8 small mono lights, one worker thread) stacked and finished with the
