@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -50,7 +51,9 @@ def _angle(text: str, unit: u.UnitBase) -> float:
     cleaned = text.strip().replace("−", "-").replace("′", "'").replace("″", '"')
     if not cleaned:
         raise ValueError("empty")
-    value = Angle(cleaned, unit=unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's "24 h" warnings: the range check says it
+        value = Angle(cleaned, unit=unit)
     number = float(value.hour if unit is u.hourangle else value.deg)
     if not math.isfinite(number):
         raise ValueError("not finite")
