@@ -224,11 +224,14 @@ def search(query: str, limit: int) -> list[TargetMatch]:
         ]
     key = _designation_key(text)
     lower = " ".join(text.lower().split())
-    ranked: list[tuple[int, float, str, TargetMatch]] = []
-    for dso in _deep_sky():
+    by_key, named = _deep_sky_index()
+    ranked: list[tuple[int, float, str, TargetMatch]] = [
+        (0, _mag_order(dso.match), dso.match.name, dso.match) for dso in by_key.get(key, ())
+    ]
+    for dso in named:
         if key in dso.keys:
-            rank = 0
-        elif any(name == lower for name in dso.common):
+            continue
+        if any(name == lower for name in dso.common):
             rank = 1
         elif any(name.startswith(lower) for name in dso.common):
             rank = 2
@@ -465,6 +468,16 @@ def _deep_sky() -> tuple[_Dso, ...]:
 def _cross(numbers: str | None, catalog: str) -> list[str]:
     """OpenNGC's cross references (``"0224"``, ``"0185,0147"``) as designations."""
     return [f"{catalog} {int(n)}" for n in (numbers or "").split(",") if n.strip().isdigit()]
+
+
+@cache
+def _deep_sky_index() -> tuple[dict[str, list[_Dso]], tuple[_Dso, ...]]:
+    """Objects by each of their designations, and those that have common names."""
+    by_key: dict[str, list[_Dso]] = {}
+    for dso in _deep_sky():
+        for key in dso.keys:
+            by_key.setdefault(key, []).append(dso)
+    return by_key, tuple(dso for dso in _deep_sky() if dso.common)
 
 
 @cache
