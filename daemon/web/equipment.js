@@ -33,8 +33,8 @@ export function mount() {
 
 // ---- the schema -----------------------------------------------------------------------------
 
-function resolver(root) {
-  const defs = root.$defs || {};
+/** Resolves "$ref"s against `defs` (a JSON schema's $defs or an OpenAPI document's schemas). */
+function resolver(defs) {
   return function resolve(schema) {
     let out = schema;
     while (out && out.$ref) out = { ...defs[out.$ref.split('/').pop()], ...out, $ref: undefined };
@@ -68,9 +68,9 @@ function limits(schema) {
  * Builds inputs for an object schema into `into`, reading and writing `target[key]`; every
  * input's wrapper carries data-path (the daemon's loc without "body") for its errors.
  */
-class Form {
-  constructor(root, disabled) {
-    this.resolve = resolver(root);
+export class Form {
+  constructor(defs, disabled) {
+    this.resolve = resolver(defs);
     this.disabled = disabled;
     this.fields = new Map();
   }
@@ -171,7 +171,7 @@ class Form {
 function profileForm(read, schema) {
   const control = canControl();
   const doc = structuredClone(read.profile);
-  const form = new Form(schema, !control);
+  const form = new Form(schema.$defs || {}, !control);
   const resolve = form.resolve;
   const props = schema.properties;
   const roles = Object.keys(props).filter((k) => {

@@ -5,6 +5,7 @@
 import { api, apiBlob, describe } from './api.js';
 import { h, s, fill, clear, dateTime, badge, progressBar } from './dom.js';
 import { canControl } from './ui.js';
+import { Form } from './equipment.js';
 
 // The stretch step kinds of a recipe (processing/recipe.py, STRETCH_KINDS): the first of
 // them is the step the edited histogram replaces.
@@ -15,9 +16,11 @@ const MIDTONES_LIMITS = [1e-6, 1 - 1e-6];
 export function mount() {
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const pictures = h('section', { class: 'card wide', id: 'job-pictures', hidden: true });
+  const result = h('section', { class: 'card wide', id: 'job-result', hidden: true });
   const lightbox = makeLightbox();
   const element = h('div', { class: 'grid' },
-    h('section', { class: 'card wide' }, h('h2', {}, 'Processing jobs'), box), pictures, lightbox.element);
+    canControl() ? queueForm((id) => followJob(id)) : null,
+    h('section', { class: 'card wide' }, h('h2', {}, 'Processing jobs'), box), result, pictures, lightbox.element);
   // `chosen`: the job whose pictures are shown (the newest done one until a person picks
   // one); `follow`: a job queued from this page, shown once it is done.
   const view = { chosen: null, shown: null, follow: null, editors: [], jobs: [] };
@@ -30,6 +33,10 @@ export function mount() {
     view.shown = job.id;
     const context = { lightbox, editors: view.editors, queued: followJob };
     const recipe = job.config && job.config.recipe ? ` · recipe "${job.config.recipe.name}"` : '';
+    fill(result, resultView(job));
+    result.dataset.jobId = String(job.id);
+    result.hidden = false;
+    if (!hasPictures(job)) { pictures.hidden = true; fill(pictures); delete pictures.dataset.jobId; return; }
     fill(pictures, h('h2', {}, `Pictures of job #${job.id}`, h('span', { class: 'muted' }, recipe)),
       job.outputs.finished.map((entry) => pictureView(job, entry, context)));
     pictures.dataset.jobId = String(job.id);
@@ -37,7 +44,7 @@ export function mount() {
   }
 
   function choose(jobs) {
-    const done = jobs.filter((j) => j.state === 'done' && hasPictures(j));
+    const done = jobs.filter((j) => j.state === 'done' && (hasPictures(j) || hasGroups(j)));
     if (view.follow !== null) {
       const followed = done.find((j) => j.id === view.follow);
       if (followed) { view.chosen = followed.id; view.follow = null; }
@@ -93,6 +100,10 @@ export function mount() {
   };
 }
 
+function hasGroups(job) {
+  return Boolean(job.outputs && Array.isArray(job.outputs.groups) && job.outputs.groups.length);
+}
+
 function hasPictures(job) {
   return Boolean(job.outputs && Array.isArray(job.outputs.finished) && job.outputs.finished.length);
 }
@@ -109,8 +120,8 @@ function render(box, jobs, shown, pick) {
         h('span', { class: 'muted' }, j.session_id ? `night #${j.session_id}` : j.folder || origin),
         h('span', {}, j.stage || ''), progressBar(j.progress), h('span', { class: 'muted' }, `${Math.round(j.progress * 100)} %`),
         h('span', { class: 'muted' }, `queued ${dateTime(j.created_at)}${j.finished_at ? `, done ${dateTime(j.finished_at)}` : ''}`),
-        j.state === 'done' && hasPictures(j) && j.id !== shown
-          ? h('button', { type: 'button', class: 'show-pictures', onclick: () => pick(j) }, 'Show pictures') : null),
+        j.state === 'done' && (hasPictures(j) || hasGroups(j)) && j.id !== shown
+          ? h('button', { type: 'button', class: 'show-pictures', onclick: () => pick(j) }, 'Show result') : null),
       j.error ? h('div', { class: 'error' }, j.error) : null,
       warnings.map((w) => h('div', { class: 'warning', role: 'alert', style: 'color: var(--warn); font-weight: bold' }, `⚠ ${w}`)),
       groups.length ? h('div', { class: 'thumbs' }, groups.map((g) => h('figure', {},
@@ -158,7 +169,7 @@ function pictureView(job, entry, context) {
   return h('article', { class: 'picture', dataset: { name: entry.name } },
     h('h3', {}, title),
     h('div', { class: 'picture-layout' },
-      h('figure', { class: 'picture-frame' }, img, h('figcaption', { class: 'row' }, links)),
+      h('figure', { class: 'picture-frame' }, zoomable(img), h('figcaption', { class: 'row' }, zoomButtons(img), links)),
       h('div', { class: 'picture-side' },
         (entry.notes || []).length ? h('ul', { class: 'notes' }, entry.notes.map((n) => h('li', {}, n))) : null,
         editor ? editor.element : h('p', { class: 'muted' }, 'No linear proxy: the stretch cannot be edited here.'))),
@@ -630,4 +641,161 @@ function stretchEditor(job, entry, img, original, context) {
       if (objectUrl) URL.revokeObjectURL(objectUrl);
     },
   };
+}
+
+// ---- queueing a job -------------------------------------------------------------------------
+
+/** The "Queue a job" card: a night or a folder, the options from the API's own schema (with
+ *  its defaults), a saved recipe or the default one, linear only. A refused field shows the
+ *  daemon's message beside it. `queued(id)` follows the new job. */
+function queueForm(queued) {
+  const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const card = h('section', { class: 'card wide', id: 'queue-job' }, h('h2', {}, 'Queue a job'), body);
+  (async () => {
+    let openapi, sessions, recipes;
+    try {
+      [openapi, sessions, recipes] = await Promise.all([api('/openapi.json'), api('/api/sessions'), api('/api/recipes')]);
+    } catch (e) { fill(body, h('p', { class: 'error' }, e.message)); return; }
+    fill(body, jobForm(openapi.components.schemas, sessions, recipes, queued));
+  })();
+  return card;
+}
+
+function jobForm(schemas, sessions, recipes, queued) {
+  const form = new Form(schemas, false);
+  const options = {};
+  const source = h('select', { name: 'source' },
+    h('option', { value: 'night', selected: sessions.length > 0 }, 'a night'),
+    h('option', { value: 'folder', selected: sessions.length === 0 }, 'a folder'));
+  const night = h('select', { name: 'session_id' }, sessions.length ? sessions.map((n) =>
+    h('option', { value: String(n.id) }, `#${n.id} · ${n.night_date} · ${n.profile} · ${n.accepted_lights} lights`))
+    : h('option', { value: '' }, 'no night yet'));
+  const folder = h('input', { type: 'text', name: 'folder', placeholder: '/path/to/a/night (lights, darks, flats, bias)' });
+  const nightField = form.register('session_id', h('label', { class: 'field' }, h('span', {}, 'night'), night));
+  const folderField = form.register('folder', h('label', { class: 'field wide-field' }, h('span', {}, 'folder'), folder));
+  const recipe = h('select', { name: 'recipe_id' }, h('option', { value: '' }, 'the default recipe'),
+    recipes.map((r) => h('option', { value: String(r.id) }, `#${r.id} ${r.name}`)));
+  const recipeField = form.register('recipe_id', h('label', { class: 'field' }, h('span', {}, 'recipe'), recipe));
+  const linear = h('input', { type: 'checkbox', name: 'linear_only' });
+  const optionsBox = h('details', { class: 'job-options' }, h('summary', {}, 'Options (the defaults unless changed)'),
+    form.object(form.resolve(schemas.ProcessingOptions), options, 'options'));
+  const status = h('p', { class: 'muted queue-status', role: 'status' });
+  const general = h('ul', { class: 'error queue-errors' });
+  const submit = h('button', { type: 'button', class: 'primary control queue-job' }, 'Queue');
+  const showSource = () => {
+    nightField.hidden = source.value !== 'night';
+    folderField.hidden = source.value !== 'folder';
+  };
+  source.addEventListener('change', showSource);
+  showSource();
+
+  submit.addEventListener('click', async () => {
+    form.clearErrors();
+    fill(general);
+    const request = { options, linear_only: linear.checked };
+    if (source.value === 'night') request.session_id = night.value ? Number(night.value) : null;
+    else request.folder = folder.value.trim() || null;
+    if (recipe.value) request.recipe_id = Number(recipe.value);
+    status.className = 'muted queue-status';
+    status.textContent = 'Queueing…';
+    submit.disabled = true;
+    try {
+      const job = await api('/api/processing/jobs', { method: 'POST', body: request });
+      status.textContent = `Queued as job #${job.id}: its result shows below once it is done.`;
+      queued(job.id);
+    } catch (e) {
+      status.className = 'error queue-status';
+      status.textContent = `Not queued: ${e.message}`;
+      if (Array.isArray(e.detail)) {
+        const unplaced = e.detail.filter((d) => {
+          const placed = form.showError((d.loc || []).slice(1).join('.'), d.msg || d.message);
+          if (placed && optionsBox.contains(placed)) optionsBox.open = true;
+          return !placed;
+        });
+        fill(general, unplaced.map((d) => h('li', {}, `${(d.loc || []).slice(1).join('.') || 'job'}: ${d.msg || d.message}`)));
+      }
+    } finally { submit.disabled = false; }
+  });
+
+  return h('div', { class: 'plan-form job-form' },
+    h('div', { class: 'form-grid' },
+      h('label', { class: 'field' }, h('span', {}, 'stack'), source), nightField, folderField, recipeField,
+      h('label', { class: 'field check' }, linear, h('span', {}, 'linear only (no finished picture)'))),
+    optionsBox,
+    h('div', { class: 'row' }, submit),
+    status, general);
+}
+
+// ---- a job's result -------------------------------------------------------------------------
+
+const GROUP_DOWNLOADS = [['fits', 'FITS'], ['xisf', 'XISF'], ['tiff', 'TIFF'], ['jpeg', 'JPEG']];
+
+function baseName(path) { return String(path || '').split('/').pop(); }
+
+/** A light's verdict: kept, a copy of another light, or rejected (with the reason). */
+export function verdict(frame) {
+  if (frame.duplicate_of) return 'duplicate';
+  return frame.accepted ? 'accepted' : 'rejected';
+}
+
+function resultView(job) {
+  const out = job.outputs || {};
+  const inputs = Object.entries(out.inputs || {}).filter(([, n]) => n).map(([kind, n]) => `${n} ${kind.toLowerCase()}`).join(', ');
+  const origin = job.config && job.config.finish_of ? `finished again from job #${job.config.finish_of}` : job.session_id ? `night #${job.session_id}` : job.folder;
+  return [
+    h('h2', {}, `Result of job #${job.id}`),
+    h('p', { class: 'muted' }, [origin, inputs ? `inputs: ${inputs}` : ''].filter(Boolean).join(' · ')),
+    (out.groups || []).map((g) => groupView(job, g)),
+  ];
+}
+
+function groupView(job, group) {
+  const base = `/api/processing/jobs/${job.id}/groups/${encodeURIComponent(group.name)}`;
+  const outputs = group.outputs || {};
+  const frames = group.frames || [];
+  const rejected = frames.filter((f) => verdict(f) === 'rejected').length;
+  const copies = frames.filter((f) => verdict(f) === 'duplicate').length;
+  const img = outputs.jpeg ? h('img', { class: 'group-picture', src: `${base}/jpeg`, alt: `the stack of ${group.name}` }) : null;
+  const links = GROUP_DOWNLOADS.filter(([kind]) => outputs[kind]).map(([kind, label]) =>
+    kind === 'tiff' ? h('a', { href: fileUrl(job, outputs.tiff), download: '' }, label) : h('a', { href: `${base}/${kind}`, download: '' }, label));
+  const rows = frames.map((f) => {
+    const v = verdict(f);
+    return h('tr', { class: `light ${v}`, dataset: { verdict: v } },
+      h('td', { title: f.path }, baseName(f.path)),
+      h('td', {}, badge(v, v === 'accepted' ? 'ok' : v === 'duplicate' ? 'warning' : 'rejected')),
+      h('td', { class: 'wrap reason' }, v === 'duplicate' ? `a copy of ${baseName(f.duplicate_of)}` : f.reason || ''),
+      h('td', { class: 'num' }, f.weight === null || f.weight === undefined ? '—' : Number(f.weight).toFixed(3)),
+      h('td', { class: 'num' }, f.stars ?? '—'),
+      h('td', { class: 'num' }, f.fwhm_px === null || f.fwhm_px === undefined ? '—' : Number(f.fwhm_px).toFixed(2)),
+      h('td', { class: 'num' }, f.eccentricity === null || f.eccentricity === undefined ? '—' : Number(f.eccentricity).toFixed(2)));
+  });
+  return h('article', { class: 'job-group', dataset: { group: group.name } },
+    h('h3', {}, group.name, h('span', { class: 'muted' }, ` · ${group.integrated ?? 0} of ${frames.length} lights stacked` +
+      `${rejected ? ` · ${rejected} rejected` : ''}${copies ? ` · ${copies} duplicate${copies > 1 ? 's' : ''}` : ''}`)),
+    (group.warnings || []).map((w) => h('div', { class: 'warning', role: 'alert' }, `⚠ ${w}`)),
+    img ? h('figure', { class: 'picture-frame' }, zoomable(img), h('figcaption', { class: 'row' }, zoomButtons(img), links))
+      : h('p', { class: 'row' }, links),
+    h('div', { class: 'table-scroll' }, h('table', { class: 'lights' },
+      h('thead', {}, h('tr', {}, ['light', 'verdict', 'reason', 'weight', 'stars', 'FWHM px', 'eccentricity'].map((c) => h('th', {}, c)))),
+      h('tbody', {}, rows))));
+}
+
+// ---- zoom -----------------------------------------------------------------------------------
+
+/** The picture in a box that scrolls when it is shown at 100 %. */
+function zoomable(img) {
+  return h('div', { class: 'zoom-box fit' }, img);
+}
+
+function zoomButtons(img) {
+  const set = (actual) => {
+    const box = img.parentElement;
+    box.classList.toggle('actual', actual);
+    box.classList.toggle('fit', !actual);
+    fit.setAttribute('aria-pressed', String(!actual));
+    full.setAttribute('aria-pressed', String(actual));
+  };
+  const fit = h('button', { type: 'button', class: 'zoom-fit', 'aria-pressed': 'true', onclick: () => set(false) }, 'Fit');
+  const full = h('button', { type: 'button', class: 'zoom-100', 'aria-pressed': 'false', onclick: () => set(true) }, '100 %');
+  return h('span', { class: 'zoom' }, fit, full);
 }
