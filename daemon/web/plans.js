@@ -251,7 +251,7 @@ function tonightChart(sky, tonight, plan) {
     sky.targets.map((c) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${color.get(c.target)}` }), `${c.target} (priority ${c.priority})`)),
     ['civil', 'nautical', 'astronomical'].map((k) => h('span', { class: 'legend-item' }, h('span', { class: `swatch sky-${k}` }), SKY[k])),
     h('span', { class: 'legend-item muted' }, `site times: ${clock.label}; dashed: altitude limit; bar: planned slot`));
-  return h('figure', { class: 'tonight-figure' }, svg, legend);
+  return h('figure', { class: 'tonight-figure' }, h('div', { class: 'chart-scroll' }, svg), legend);
 }
 
 function interpolate(times, values, t) {
