@@ -401,7 +401,8 @@ class PlanForm {
         t.name = r.name;
         t.coordinates = { ...t.coordinates, ra_hours: r.ra_hours, dec_deg: r.dec_deg };
         this.render();
-      } }, `${r.name}${r.ra_hms || r.ra_hours !== undefined ? ` · ${r.ra_hms || sexagesimal(r.ra_hours)} ${r.dec_dms || sexagesimal(r.dec_deg, true)}` : ''}`)));
+      } }, [r.name, (r.aliases || []).slice(0, 1).join(''), r.kind,
+        `${r.ra_hms || sexagesimal(r.ra_hours)} ${r.dec_dms || sexagesimal(r.dec_deg, true)}`].filter(Boolean).join(' · '))));
     };
     box.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); run(); } });
     return h('div', { class: 'target-find' },
