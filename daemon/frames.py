@@ -197,11 +197,13 @@ HISTOGRAM_BINS = 256
 
 @dataclass(frozen=True)
 class FrameHistogram:
-    """Counts of the linear data in `HISTOGRAM_BINS` equal bins over the full scale (0..65535
-    ADU for uint16), one list per channel, with the auto-STF the preview is stretched by (on
-    the [0, 1] scale of the full range) and the data's median and extremes in ADU."""
+    """Counts of the linear data in `HISTOGRAM_BINS` equal bins over 0..`upper_adu` (the full
+    scale, 65535 ADU for uint16, unless a narrower range was asked for), one list per channel,
+    with the auto-STF the preview is stretched by (on the [0, 1] scale of the full range) and
+    the data's median and extremes in ADU."""
 
     full_scale_adu: float
+    upper_adu: float
     channels: list[list[int]]
     shadows: float
     midtones: float
@@ -231,18 +233,24 @@ class FrameStarMarks:
     stars: list[StarMark]
 
 
-def frame_histogram(engine: Engine, store: FrameStore, frame_id: int) -> FrameHistogram:
-    """`NotFound`, `Gone` as `frame_file`. Blocking (reads and bins the whole frame)."""
+def frame_histogram(
+    engine: Engine, store: FrameStore, frame_id: int, upper_adu: float | None = None
+) -> FrameHistogram:
+    """Bins over 0..`upper_adu` (None: the full scale; pixels above it are not counted): linear
+    data sits in the lowest percent of the range. `NotFound`, `Gone` as `frame_file`.
+    Blocking (reads and bins the whole frame)."""
     data, _ = read_fits(frame_file(engine, store, frame_id))
     scale = full_scale(data.dtype)
+    upper = scale if upper_adu is None else min(upper_adu, scale)
     cube = data if data.ndim == 3 else data[:, :, None]
     channels = [
-        np.histogram(cube[:, :, c], bins=HISTOGRAM_BINS, range=(0.0, scale))[0].tolist()
+        np.histogram(cube[:, :, c], bins=HISTOGRAM_BINS, range=(0.0, upper))[0].tolist()
         for c in range(cube.shape[2])
     ]
     stf = auto_stf(data)
     return FrameHistogram(
         full_scale_adu=scale,
+        upper_adu=upper,
         channels=channels,
         shadows=stf.shadows,
         midtones=stf.midtones,

@@ -89,6 +89,12 @@ def test_a_counted_loop_keeps_its_frames_and_shows_their_histogram_stars_and_hea
     assert 0 < histogram["shadows"] < histogram["median_adu"] / 65535
     assert 0 < histogram["midtones"] < 0.5
     assert histogram["highlights"] == 1.0
+    zoomed = httpx.get(
+        f"{daemon.url}/api/frames/{last['id']}/histogram", params={"upper_adu": 4000}
+    ).json()
+    expected, _ = np.histogram(data, bins=256, range=(0, 4000))
+    assert zoomed["channels"] == [expected.tolist()]
+    assert zoomed["upper_adu"] == 4000
 
     stars = httpx.get(f"{daemon.url}/api/frames/{last['id']}/stars").json()
     assert stars["star_count"] == last["star_count"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse, Response
 
 from daemon import frames as service
@@ -87,10 +88,15 @@ async def get_frame_preview(frame_id: RecordId, runtime: RuntimeDep) -> Response
 
 
 @router.get("/frames/{frame_id}/histogram", responses=responses(404, 410))
-async def get_frame_histogram(frame_id: RecordId, runtime: RuntimeDep) -> HistogramRead:
-    """256-bin counts of the linear data per channel and the preview's auto-STF."""
+async def get_frame_histogram(
+    frame_id: RecordId,
+    runtime: RuntimeDep,
+    upper_adu: Annotated[float | None, Query(gt=0, le=1e9, description="bin 0..this")] = None,
+) -> HistogramRead:
+    """256-bin counts of the linear data per channel (over 0..`upper_adu`, default the full
+    scale) and the preview's auto-STF."""
     found = await asyncio.to_thread(
-        service.frame_histogram, runtime.engine, runtime.store, frame_id
+        service.frame_histogram, runtime.engine, runtime.store, frame_id, upper_adu
     )
     return HistogramRead.model_validate(found, from_attributes=True)
 

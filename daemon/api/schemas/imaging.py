@@ -190,10 +190,11 @@ class CenterRead(BaseModel):
 
 
 class HistogramRead(BaseModel):
-    """Counts of the linear data in 256 equal bins over 0..full_scale_adu, one list per
-    channel; the auto-STF (shadows, midtones, highlights) on the [0, 1] scale."""
+    """Counts of the linear data in 256 equal bins over 0..upper_adu, one list per channel;
+    the auto-STF (shadows, midtones, highlights) on the [0, 1] scale of 0..full_scale_adu."""
 
     full_scale_adu: float
+    upper_adu: float
     channels: list[list[int]]
     shadows: float
     midtones: float
