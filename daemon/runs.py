@@ -368,6 +368,8 @@ class RunManager:
         if self.active_run_id != run_id:
             await asyncio.to_thread(get_run, self._engine, run_id)
         self.control(run_id, action)
+        if action in ("pause", "resume") and self._active is not None:
+            await self._active.runner.journal()  # the answer shows the pause on its way
 
     def control(self, run_id: int, action: str) -> None:
         """pause, resume, skip or abort the active run."""

@@ -95,6 +95,9 @@ class Instruction(Node):
     redo_on_resume: ClassVar[bool] = False
     """Setup that a resumed run does again (slew, center, cool, guide): after a crash the
     devices may not be as the run left them."""
+    pausable: ClassVar[bool] = False
+    """A wait: a pause stops it at once and it starts over after the resume (other
+    instructions pause after they finish)."""
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
         """Do the work; raise on failure (the runner retries and applies `on_error`)."""

@@ -22,10 +22,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sequences.base import Condition, Instruction, Step
-from sequences.context import RunContext, Scope
+from sequences.base import Condition, Instruction, Node, Step
+from sequences.context import EventSink, RunContext, Scope
 from sequences.document import (
     AnyItem,
     Container,
@@ -91,7 +91,12 @@ class SequenceRunner:
         self._current: asyncio.Task[None] | None = None
         self._main: asyncio.Task[None] | None = None
         self._skip_requested = False
+        self._pause_cancel = False
+        self._current_instruction: Instruction | None = None
+        self._save_lock = asyncio.Lock()
         self._interrupt: str | None = None
+        self._labels = node_labels(document)
+        ctx.events = _NamedEvents(ctx.events, self._labels)
         self._aborted = False
         self._interrupted = False
         self._in_trigger = False
@@ -99,13 +104,26 @@ class SequenceRunner:
     # -- control -----------------------------------------------------------------------------
 
     def pause(self) -> None:
-        """Pause at the next checkpoint (after the current exposure)."""
+        """Pause at the next checkpoint (after the current exposure); a wait (for the sky, a
+        time, safety) pauses at once and starts over after the resume. Until the pause takes
+        effect, `state.pause_requested` says it is on its way."""
         self._resume.clear()
+        if self.state.status is RunStatus.RUNNING:
+            self.state.pause_requested = True
+        current, task = self._current_instruction, self._current
+        if current is not None and current.pausable and task is not None and not task.done():
+            self._pause_cancel = True
+            task.cancel()
 
     def resume(self) -> None:
         self._resume.set()
+        self.state.pause_requested = False
         if self.state.status is RunStatus.PAUSED:
             self.state.status = RunStatus.RUNNING
+
+    async def journal(self) -> None:
+        """Save the state now (after a control request changed it)."""
+        await self._save()
 
     def skip_current(self) -> bool:
         """Cancel the running instruction; the run goes on with the next one."""
@@ -149,7 +167,11 @@ class SequenceRunner:
             try:
                 await self._main
             except _Escalation as e:
-                await self._emit("warning", f"{e.behaviour} after {e.path}: going to the end area")
+                await self._emit(
+                    "warning",
+                    f"{e.behaviour} after {self._label(e.path)}: going to the end area",
+                    path=e.path,
+                )
                 if e.behaviour is OnError.ABORT:
                     self._aborted = True
             except asyncio.CancelledError:
@@ -181,6 +203,7 @@ class SequenceRunner:
             else:
                 self.state.status = RunStatus.COMPLETED
             self.state.current = None
+            self.state.pause_requested = False
             await asyncio.shield(self._save())
             await asyncio.shield(self._emit("info", f"run {self.state.status}"))
         return self.state.status
@@ -221,7 +244,8 @@ class SequenceRunner:
             for depth in range(1, len(parts)):  # the containers above it run again
                 self.state.node(".".join(parts[:depth])).status = Status.PENDING
         if redo:
-            await self._emit("info", f"resuming: setting up again ({', '.join(redo)})")
+            names = ", ".join(self._label(p) for p in redo)
+            await self._emit("info", f"resuming: setting up again ({names})")
         await self._save()
 
     async def _end_area(self) -> None:
@@ -230,7 +254,9 @@ class SequenceRunner:
         try:
             await self._container(self.document.end, "end", Scope())
         except _Escalation as e:
-            await self._emit("error", f"end area stopped after a failure at {e.path}")
+            await self._emit(
+                "error", f"end area stopped after a failure of {self._label(e.path)}", path=e.path
+            )
 
     # -- containers ----------------------------------------------------------------------------
 
@@ -276,13 +302,16 @@ class SequenceRunner:
         while True:
             if not await self._conditions_hold(container, path, scope):
                 return
+            if path in self.state.passes_ended:  # a new pass: forget the last one's states
+                self.state.reset_below(path)
+                self.state.passes_ended.remove(path)
             await self._items(container, path, scope)
             if not container.conditions:
                 return
             for i, condition in enumerate(container.conditions):
                 condition.iteration_done(self._condition_state(path, i))
             self.state.iterations[path] = self.state.iterations.get(path, 0) + 1
-            self.state.reset_below(path)
+            self.state.passes_ended.append(path)
             await self._save()
 
     async def _items(self, container: Container, path: str, scope: Scope) -> None:
@@ -314,6 +343,7 @@ class SequenceRunner:
         while node.attempts < instruction.attempts:
             node.attempts += 1
             node.error = None
+            self._pause_cancel = False
             self.state.current = path
             await self._set(node, path, Status.RUNNING)
             await self._emit("info", f"{instruction.label} started", path=path)
@@ -327,6 +357,7 @@ class SequenceRunner:
                 on_exposure=self._exposure_done,
             )
             self._skip_requested = False
+            self._current_instruction = instruction
             self._current = asyncio.create_task(instruction.execute(self.ctx, step))
             try:
                 await self._current
@@ -335,9 +366,22 @@ class SequenceRunner:
                     await self._set(node, path, Status.SKIPPED)
                     await self._emit("warning", f"{instruction.label} skipped", path=path)
                     return
+                if self._pause_cancel and not self._stopping():
+                    # A paused wait: it starts over after the resume, as the same attempt.
+                    self._pause_cancel = False
+                    node.attempts -= 1
+                    try:
+                        await self._hold_if_paused(instruction.label)
+                    except asyncio.CancelledError:
+                        if not self._interrupted:
+                            await self._set(node, path, Status.CANCELLED)
+                        raise
+                    continue
                 self._current.cancel()
                 with contextlib.suppress(BaseException):
                     await self._current  # let the device abort finish before moving on
+                if not self._interrupted:  # an interrupted run starts this node over later
+                    await self._set(node, path, Status.CANCELLED)
                 raise
             except (_Interrupted, _Escalation):
                 raise
@@ -355,6 +399,7 @@ class SequenceRunner:
                 continue
             finally:
                 self._current = None
+                self._current_instruction = None
             await self._set(node, path, Status.SUCCEEDED)
             await self._emit("info", f"{instruction.label} done", path=path)
             return
@@ -367,20 +412,32 @@ class SequenceRunner:
     async def checkpoint(self) -> None:
         """Between units of work: pause requests, triggers, then the conditions of every
         enclosing container (innermost last)."""
-        if not self._resume.is_set():
-            self.state.status = RunStatus.PAUSED
-            await self._save()
-            await self._emit("info", "paused")
-            await self._resume.wait()
-            self.state.status = RunStatus.RUNNING
-            await self._save()
-            await self._emit("info", "resumed")
+        await self._hold_if_paused()
         if self._in_trigger:
             return
         await self._run_triggers()
         for active in list(self._active):
             if not await self._conditions_hold(active.container, active.path, active.scope):
                 raise _Interrupted(active.path)
+
+    async def _hold_if_paused(self, during: str | None = None) -> None:
+        """Wait here while a pause is asked for (`during`: the wait it interrupted)."""
+        if self._resume.is_set():
+            return
+        self.state.status = RunStatus.PAUSED
+        self.state.pause_requested = False
+        await self._save()
+        await self._emit("info", f"paused during {during}" if during else "paused")
+        await self._resume.wait()
+        self.state.status = RunStatus.RUNNING
+        await self._save()
+        await self._emit("info", "resumed")
+
+    def _stopping(self) -> bool:
+        """Whether the run itself is being cancelled (abort, stop, a watched condition)."""
+        task = asyncio.current_task()
+        cancelling = task is not None and task.cancelling() > 0
+        return cancelling or self._aborted or self._interrupted
 
     async def _run_triggers(self) -> None:
         self._in_trigger = True
@@ -469,11 +526,58 @@ class SequenceRunner:
         await self._save()
 
     async def _save(self) -> None:
-        await self._journal.save(self.state)
+        async with self._save_lock:  # in order: the last state asked for is the one kept
+            await self._journal.save(self.state)
+
+    def _label(self, path: str) -> str:
+        """The node at `path` for people: its kind and name ("take_exposures 'Ha'")."""
+        return self._labels.get(path, path)
 
     async def _emit(self, level: str, message: str, *, path: str | None = None) -> None:
         getattr(log, "warning" if level == "warning" else level, log.info)("%s", message)
         await self.ctx.events.emit(level, message, path=path)
+
+
+class _NamedEvents:
+    """The run's event sink, adding the node's name for people (`data["node"]`) to every
+    event that carries a node path (kept for machines)."""
+
+    def __init__(self, inner: EventSink, labels: dict[str, str]) -> None:
+        self._inner = inner
+        self._labels = labels
+
+    async def emit(
+        self,
+        level: str,
+        message: str,
+        *,
+        path: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        if path is not None:
+            label = self._labels.get(path)
+            data = {"node": label, **(data or {})} if label else data
+        await self._inner.emit(level, message, path=path, data=data)
+
+
+def node_labels(document: SequenceDocument) -> dict[str, str]:
+    """Every node's, trigger's and condition's label by its path."""
+    labels: dict[str, str] = {}
+    for path, node in document.walk():
+        labels[path] = node_label(node)
+        if isinstance(node, Container):
+            for i, trigger in enumerate(node.triggers):
+                labels[f"{path}.triggers[{i}]"] = trigger.label
+            for i, condition in enumerate(node.conditions):
+                labels[f"{path}.conditions[{i}]"] = condition.label
+    return labels
+
+
+def node_label(node: Node) -> str:
+    """A node for people: its kind and name, a target container by its target."""
+    if isinstance(node, TargetContainer) and not node.name:
+        return f"target {node.target_name!r}"
+    return node.label
 
 
 @contextlib.asynccontextmanager

@@ -47,11 +47,16 @@ class RunState:
     status: RunStatus = RunStatus.PENDING
     current: str | None = None
     """Path of the instruction running now."""
+    pause_requested: bool = False
+    """A pause was asked for and takes effect after the current step."""
     nodes: dict[str, NodeState] = field(default_factory=dict)
     triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     iterations: dict[str, int] = field(default_factory=dict)
     """Completed passes of each looping container."""
+    passes_ended: list[str] = field(default_factory=list)
+    """Looping containers whose last pass ended: the states below them still show that pass
+    (a finished run shows what each node did) and are cleared when the next pass begins."""
     area: str | None = None
     """Area reached: a resumed run does not re-run the start area once past it."""
     facts: RunFacts = field(default_factory=RunFacts)
@@ -68,6 +73,7 @@ class RunState:
             del self.nodes[key]
         for key in [k for k in self.iterations if k.startswith(prefix)]:
             del self.iterations[key]
+        self.passes_ended = [p for p in self.passes_ended if not p.startswith(prefix)]
 
     def prepare_resume(self) -> None:
         """After a crash: what was running starts over (its interrupted attempt does not
@@ -80,6 +86,7 @@ class RunState:
                 node.status = Status.PENDING
                 node.attempts = max(0, node.attempts - 1)
         self.current = None
+        self.pause_requested = False
         self.status = RunStatus.PENDING
 
     def to_json(self) -> dict[str, Any]:
@@ -94,10 +101,12 @@ class RunState:
         return cls(
             status=RunStatus(data.get("status", RunStatus.PENDING)),
             current=data.get("current"),
+            pause_requested=bool(data.get("pause_requested", False)),
             nodes=nodes,
             triggers=dict(data.get("triggers", {})),
             conditions=dict(data.get("conditions", {})),
             iterations={k: int(v) for k, v in data.get("iterations", {}).items()},
+            passes_ended=[str(p) for p in data.get("passes_ended", [])],
             area=data.get("area"),
             facts=RunFacts.from_json(data.get("facts", {})),
         )

@@ -1,5 +1,5 @@
 """Take exposures: the unit of a night. Counted through the frame sink, so a resume never
-re-takes or loses a frame."""
+re-takes or loses a frame; each pass of a loop takes its own `count`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ class TakeExposures(Instruction):
         tag = RunTag(ctx.run_id, step.path) if ctx.run_id is not None else None
         done = int(step.counters.get("done", 0))
         if tag is not None:
-            done = await ctx.frames.count_taken(tag)
+            # Frames of this node from earlier passes of a loop do not count for this pass.
+            taken = await ctx.frames.count_taken(tag)
+            if "before" not in step.counters:
+                step.counters["before"] = 0 if done else taken
+            done = taken - int(step.counters["before"])
         step.counters["done"] = done
         remaining = self.count - done
         if remaining <= 0:

@@ -10,7 +10,7 @@ import shlex
 import signal
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,6 +34,7 @@ class WaitForTime(Instruction):
     """Wait until a UTC time of day (the next occurrence) or an absolute UTC instant."""
 
     kind: Literal["wait_for_time"] = "wait_for_time"
+    pausable: ClassVar[bool] = True
     at: datetime | time = Field(description="UTC: an ISO instant, or HH:MM[:SS] for the next one")
 
     @field_validator("at")
@@ -50,9 +51,14 @@ class WaitForTime(Instruction):
         return today if today > now else today + timedelta(days=1)
 
     async def execute(self, ctx: RunContext, step: Step) -> None:
-        deadline = self.deadline(ctx.clock.now())
+        # Kept: after a pause the wait goes on to the same instant, not to the next day's.
+        if "until" not in step.counters:
+            step.counters["until"] = self.deadline(ctx.clock.now()).isoformat()
+        deadline = datetime.fromisoformat(str(step.counters["until"]))
         if deadline > ctx.clock.now():
-            await ctx.events.emit("info", f"waiting until {deadline:%Y-%m-%d %H:%M:%S} UTC")
+            await ctx.events.emit(
+                "info", f"waiting until {deadline:%Y-%m-%d %H:%M:%S} UTC", path=step.path
+            )
             await ctx.clock.sleep_until(deadline)
 
 

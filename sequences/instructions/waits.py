@@ -7,7 +7,7 @@ device on wall time, as the weather does not follow a simulated clock.
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -50,6 +50,7 @@ class WaitForAltitude(Instruction):
     """Wait until the target is above the limit (at once when it already is)."""
 
     kind: Literal["wait_for_altitude"] = "wait_for_altitude"
+    pausable: ClassVar[bool] = True
     coordinates: Coordinates | None = None
     above: AltitudeLimit = Field(default_factory=AltitudeLimit)
 
@@ -61,7 +62,9 @@ class WaitForAltitude(Instruction):
             rise = next_rise(target, site, ctx.clock.now(), limit)
             if rise is None:
                 raise InstructionError("the target does not rise above the limit in 36 h")
-            await ctx.events.emit("info", f"waiting for the target to rise ({rise:%H:%M} UTC)")
+            await ctx.events.emit(
+                "info", f"waiting for the target to rise ({rise:%H:%M} UTC)", path=step.path
+            )
             await ctx.clock.sleep_until(rise)
 
 
@@ -69,6 +72,7 @@ class WaitForSunAltitude(Instruction):
     """Wait until the sun is below (`setting`) or above (`rising`) an altitude: dusk, dawn."""
 
     kind: Literal["wait_for_sun_altitude"] = "wait_for_sun_altitude"
+    pausable: ClassVar[bool] = True
     altitude_deg: float = Field(default=-12.0, ge=-30, le=30)
     direction: Literal["setting", "rising"] = "setting"
 
@@ -82,12 +86,13 @@ class WaitForSunAltitude(Instruction):
             when = next_sun_crossing(site, ctx.clock.now(), self.altitude_deg, rising=rising)
             if when is None:
                 raise InstructionError(f"the sun does not cross {self.altitude_deg} deg in 36 h")
-            await ctx.events.emit("info", f"waiting for the sun ({when:%H:%M} UTC)")
+            await ctx.events.emit("info", f"waiting for the sun ({when:%H:%M} UTC)", path=step.path)
             await ctx.clock.sleep_until(when)
 
 
 class WaitUntilSafe(Instruction):
     kind: Literal["wait_until_safe"] = "wait_until_safe"
+    pausable: ClassVar[bool] = True
     timeout_s: float | None = Field(
         default=None, gt=0, description="None: wait as long as it takes"
     )

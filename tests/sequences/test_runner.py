@@ -221,3 +221,103 @@ async def test_the_end_area_disconnects_all_but_the_safety_monitor(
         assert not any(connected.values()), connected
     finally:
         assert not any((await equipment.connect_all()).values())
+
+
+async def test_a_finished_run_keeps_the_state_of_every_node_of_its_last_pass(
+    harness: Harness,
+) -> None:
+    run_id, status = await harness.run(
+        {
+            "name": "one pass",
+            "targets": [
+                {
+                    **M31_TARGET,
+                    "items": [
+                        {
+                            "kind": "sequential",
+                            "conditions": [{"kind": "loop_count", "count": 2}],
+                            "items": [lights(1), {"kind": "annotation", "text": "pass"}],
+                        }
+                    ],
+                }
+            ],
+        }
+    )
+    assert status is RunStatus.COMPLETED
+    assert len(harness.frames(run_id)) == 2
+    nodes = harness.state(run_id).nodes
+    exposures = nodes["targets[0].items[0].items[0]"]
+    assert exposures.status is Status.SUCCEEDED
+    assert exposures.counters["done"] == 1  # the last pass's count, not a pending 0
+    assert nodes["targets[0].items[0].items[1]"].status is Status.SUCCEEDED
+    assert harness.state(run_id).iterations["targets[0].items[0]"] == 2
+
+
+async def test_a_pause_waits_for_the_exposure_but_stops_a_wait_at_once(harness: Harness) -> None:
+    harness.set_safe(False)
+    run_id = await harness.runs.start(
+        parse_document(
+            {
+                "name": "pauses",
+                "targets": [
+                    {
+                        **M31_TARGET,
+                        "items": [
+                            lights(2, 2.0),
+                            {"kind": "wait_until_safe"},
+                            {"kind": "annotation", "text": "after the wait"},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    await harness.until(lambda: harness.state(run_id).current == "targets[0].items[0]")
+    await harness.runs.request(run_id, "pause")
+    state = harness.state(run_id)
+    assert state.pause_requested
+    assert state.status is RunStatus.RUNNING
+    await harness.until(lambda: harness.state(run_id).status is RunStatus.PAUSED)
+    assert not harness.state(run_id).pause_requested
+    assert len(harness.frames(run_id)) < 2  # paused before the second exposure
+
+    await harness.runs.request(run_id, "resume")
+    await harness.until(lambda: harness.state(run_id).current == "targets[0].items[1]")
+    await harness.runs.request(run_id, "pause")  # during the wait: at once
+    await harness.until(lambda: harness.state(run_id).status is RunStatus.PAUSED, 10)
+    assert "paused during wait_until_safe" in harness.events(run_id)
+
+    harness.set_safe(True)
+    await harness.runs.request(run_id, "resume")
+    assert await asyncio.wait_for(harness.runs.wait(run_id), 30) is RunStatus.COMPLETED
+    wait = harness.state(run_id).nodes["targets[0].items[1]"]
+    assert (wait.status, wait.attempts) == (Status.SUCCEEDED, 1)
+    events = harness.events(run_id)
+    assert events.index("paused during wait_until_safe") < events.index("after the wait")
+
+
+async def test_an_abort_during_a_wait_leaves_it_cancelled(harness: Harness) -> None:
+    harness.set_safe(False)
+    run_id = await harness.runs.start(
+        parse_document(
+            {
+                "name": "aborted wait",
+                "targets": [
+                    {
+                        "kind": "sequential",
+                        "items": [
+                            {"kind": "wait_until_safe"},
+                            {"kind": "annotation", "text": "never"},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    await harness.until(lambda: harness.state(run_id).current == "targets[0].items[0]")
+    harness.runs.control(run_id, "abort")
+    assert await asyncio.wait_for(harness.runs.wait(run_id), 30) is RunStatus.ABORTED
+    nodes = harness.state(run_id).nodes
+    assert nodes["targets[0].items[0]"].status is Status.CANCELLED
+    assert nodes["targets[0]"].status is Status.CANCELLED
+    assert "targets[0].items[1]" not in nodes  # never reached

@@ -48,7 +48,8 @@ async def read_run(run_id: RecordId, engine: EngineDep) -> RunRead:
 async def control(
     run_id: RecordId, action: Literal["pause", "resume", "skip", "abort"], runtime: RuntimeDep
 ) -> RunRead:
-    """pause (after the current exposure), resume (also an interrupted run), skip, abort;
+    """pause (at once during a wait, else after the current step; the run says so until it
+    takes effect), resume (also an interrupted run), skip, abort;
     409 when the run is not in a state that allows it."""
     await runtime.runs.request(run_id, action)
     return _read(await asyncio.to_thread(service.get_run, runtime.engine, run_id), full=False)
@@ -89,6 +90,7 @@ async def stream(run_id: RecordId, runtime: RuntimeDep) -> StreamingResponse:
 
 
 def _read(row: service.RunRow, full: bool) -> RunRead:
+    pause_requested = bool(row.state.get("pause_requested")) and row.status == "running"
     return RunRead(
         id=row.id,
         template_id=row.template_id,
@@ -98,6 +100,10 @@ def _read(row: service.RunRow, full: bool) -> RunRead:
         updated_at=row.updated_at,
         ended_at=row.ended_at,
         current=row.state.get("current"),
+        pause_requested=pause_requested,
+        status_text=(
+            "paused (takes effect after the current step)" if pause_requested else row.status
+        ),
         document=row.document if full else None,
         nodes=row.state.get("nodes") if full else None,
     )

@@ -102,6 +102,12 @@ class RunRead(BaseModel):
     updated_at: datetime
     ended_at: datetime | None
     current: str | None
+    pause_requested: bool = Field(
+        default=False, description="a pause was asked for; it takes effect after the current step"
+    )
+    status_text: str = Field(
+        description='the status for people, e.g. "paused (takes effect after the current step)"'
+    )
     document: dict[str, Any] | None = None
     nodes: dict[str, Any] | None = None
     """Per node path: status, attempts, error, counters (with `document`, the tree)."""
