@@ -11,8 +11,8 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ from sequences.astro import (
     Site,
     alt_az_many,
     from_unix_s,
+    next_rise,
     next_sun_crossing,
     sun_alt_az_many,
     unix_s,
@@ -164,28 +165,152 @@ def plan_nights(engine: Engine, plan_id: int) -> list[NightRecord]:
     return [NightRecord(r, [run_id for night_id, run_id in runs if night_id == r.id]) for r in rows]
 
 
+@dataclass(frozen=True)
+class TonightForecast:
+    preview: NightPreview
+    issues: list[Issue]
+    """What would go wrong tonight: filters the wheel lacks (those goals are left out of the
+    prediction), targets not above their limit in the dark hours."""
+
+
 async def predict_tonight(
     engine: Engine,
     equipment: Equipment,
     horizon: Horizon | None,
     clock: Clock,
     plan_id: int,
-) -> NightPreview:
-    """Tonight from now on `clock`: which target when, meridian flips, dusk and dawn; no
-    device is touched. `NotFound`, or `Conflict` when the site is unknown or it does not get
-    dark."""
+) -> TonightForecast:
+    """Tonight from now on `clock`: which target when, meridian flips, dusk and dawn, and the
+    issues; no device is touched. `NotFound`, or `Conflict` when the site is unknown or it
+    does not get dark."""
     plan = await asyncio.to_thread(plan_of, engine, plan_id)
     site = site_of(equipment)
     if site is None:
         raise Conflict("the site is unknown: connect the mount (it reports it)")
     done = await asyncio.to_thread(plan_progress, engine, plan_id, plan)
     flip = await asyncio.to_thread(flip_minutes, engine, plan.template_id)
-    preview = await asyncio.to_thread(
-        predict_night, plan, done, site, horizon, clock.now(), flip_minutes_after_meridian=flip
+    wheel = equipment.filter_wheel
+    filters = tuple(wheel.info.names) if wheel is not None and wheel.connected else None
+    forecast = await asyncio.to_thread(
+        forecast_night, plan, done, site, horizon, clock.now(), filters, flip
+    )
+    if forecast is None:
+        raise Conflict("it does not get dark enough tonight")
+    return forecast
+
+
+def forecast_night(
+    plan: NightPlan,
+    done: dict[str, list[int]],
+    site: Site,
+    horizon: Horizon | None,
+    now: datetime,
+    filter_names: tuple[str, ...] | None,
+    flip_minutes_after_meridian: float | None,
+) -> TonightForecast | None:
+    """`predict_night` without the goals whose filter the wheel lacks (no frame of theirs
+    can be taken, so they are never "met"; they stay in `left_over`), with the issues."""
+    missing = _missing_filters(plan, filter_names)
+    issues = [issue for _, _, issue in missing]
+    kept = {(i, j) for i, j, _ in missing}
+    targets = []
+    progress: dict[str, list[int]] = {}
+    for i, target in enumerate(plan.targets):
+        goals = [(j, g) for j, g in enumerate(target.goals) if (i, j) not in kept]
+        if not goals:
+            continue
+        counts = done.get(target.name, [0] * len(target.goals))
+        targets.append(target.model_copy(update={"goals": [g for _, g in goals]}))
+        progress[target.name] = [counts[j] for j, _ in goals]
+    preview = predict_night(
+        plan.model_copy(update={"targets": targets}),
+        progress,
+        site,
+        horizon,
+        now,
+        flip_minutes_after_meridian=flip_minutes_after_meridian,
     )
     if preview is None:
-        raise Conflict("it does not get dark enough tonight")
-    return preview
+        return None
+    short: set[str] = set()
+    for i, j, _ in missing:
+        target = plan.targets[i]
+        counts = done.get(target.name, [0] * len(target.goals))
+        left = max(0, target.goals[j].count - counts[j])
+        if left:
+            preview.left_over[target.name] = preview.left_over.get(target.name, 0) + left
+            short.add(target.name)
+    preview = replace(
+        preview,
+        slots=[
+            replace(s, ends_by="filter missing")
+            if s.ends_by == "goals met" and s.target in short
+            else s
+            for s in preview.slots
+        ],
+    )
+    issues += _targets_not_up(plan, site, horizon, now, preview.dusk, preview.dawn)
+    return TonightForecast(preview, issues)
+
+
+def _missing_filters(
+    plan: NightPlan, filter_names: tuple[str, ...] | None
+) -> list[tuple[int, int, Issue]]:
+    if filter_names is None:  # no wheel connected: nothing to check against
+        return []
+    found = []
+    for i, target in enumerate(plan.targets):
+        for j, goal in enumerate(target.goals):
+            if goal.filter_name is not None and goal.filter_name not in filter_names:
+                issue = Issue(
+                    f"targets[{i}].goals[{j}].filter_name",
+                    f"{target.name}: filter {goal.filter_name!r} is not in the wheel "
+                    f"({', '.join(filter_names)}); no frames of this goal can be taken",
+                    f"use one of {', '.join(filter_names)}",
+                )
+                found.append((i, j, issue))
+    return found
+
+
+def _targets_not_up(
+    plan: NightPlan,
+    site: Site,
+    horizon: Horizon | None,
+    now: datetime,
+    dusk: datetime,
+    dawn: datetime,
+) -> list[Issue]:
+    """Targets never above their limit between dusk and dawn, with when they rise above it."""
+    step_s = CHART_STEP_MIN * 60.0
+    t = np.arange(unix_s(dusk), unix_s(dawn) + step_s / 2, step_s)
+    issues = []
+    for i, target in enumerate(plan.targets):
+        above = target.above or plan.above
+        limit = above.limit(horizon)
+        altitude, azimuth = alt_az_many(target.coordinates.radec(), site, t)
+        limits = (
+            limit.altitudes_at(azimuth)
+            if isinstance(limit, Horizon)
+            else np.full_like(altitude, float(limit))
+        )
+        if bool(np.any(altitude >= limits)):
+            continue
+        what = "the horizon" if isinstance(limit, Horizon) else f"its limit ({float(limit):g} deg)"
+        rise = next_rise(target.coordinates.radec(), site, now, limit)
+        when = (
+            f"it rises above it in {(rise - now).total_seconds() / 3600.0:.1f} h "
+            f"({rise.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+            if rise is not None
+            else "it does not rise above it in the next 36 h"
+        )
+        issues.append(
+            Issue(
+                f"targets[{i}].coordinates",
+                f"{target.name} is not above {what} in tonight's dark hours; {when}",
+                "lower its limit, or leave it for another night",
+            )
+        )
+    return issues
 
 
 def plan_run_ids(engine: Engine, run_ids: list[int]) -> set[int]:

@@ -24,7 +24,7 @@ from sequences.nina.importer import ImportReport, NinaImport, NinaImportRefused,
 from sequences.nina.newtonsoft import NinaFormatError
 from sequences.timeline import TimelineEntry, predict
 from sequences.triggers.meridian import MeridianFlip
-from sequences.validation import validation_env
+from sequences.validation import sky_issues, validation_env
 
 TEMPLATES = NamedDocuments(SequenceTemplate, "template", "document")
 NAME_MAX = 200  # characters in a document's name (SequenceDocument.name)
@@ -165,7 +165,13 @@ async def template_issues(
     template_id: int,
     scripts_dir: Path | None,
 ) -> list[Issue]:
-    """What would fail tonight with the connected equipment (empty: ready to run);
+    """What would fail tonight with the connected equipment, and what the sky does to a run
+    started now (the sun up, a target below its limit): empty, ready to run.
     `scripts_dir`: the folder run_command may start programs from."""
     document = await asyncio.to_thread(template_document, engine, template_id)
-    return document.check(await validation_env(equipment, clock, scripts_dir=scripts_dir))
+    env = await validation_env(equipment, clock, scripts_dir=scripts_dir)
+    now = clock.now()
+    found = document.check(env)
+    sky = await asyncio.to_thread(sky_issues, document, env, now)
+    named = {i.path for i in found}  # a node's own check said it already
+    return found + [i for i in sky if i.path not in named]

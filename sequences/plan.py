@@ -317,7 +317,9 @@ class Slot:
     target: str
     start: datetime
     end: datetime
-    ends_by: Literal["set", "window", "dawn", "goals met"]
+    ends_by: Literal["set", "window", "dawn", "goals met", "filter missing"]
+    """"filter missing": the goals it can take are met, not those needing a filter the wheel
+    lacks."""
     frames: dict[str, int]
     """Frames expected per goal label."""
     meridian_flip: datetime | None

@@ -1,13 +1,31 @@
-"""Check a document against the equipment and tonight's sky before a run starts."""
+"""Check a document against the equipment and tonight's sky before a run starts: what the
+nodes check themselves, and when the run would begin against the sun and its targets."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drivers.equipment import Equipment
-from sequences.astro import Horizon, Site, night_window
+from sequences.astro import (
+    NAUTICAL_TWILIGHT_DEG,
+    Horizon,
+    Limit,
+    Site,
+    clearance_deg,
+    next_rise,
+    next_sun_crossing,
+    night_window,
+    sun_altitude_deg,
+)
 from sequences.clock import Clock
+from sequences.conditions.sky import WhileAboveAltitude, WhileSunBelow
 from sequences.context import ValidationEnv
+from sequences.document import SequenceDocument, TargetContainer
+from sequences.frames import FrameType
+from sequences.instructions.imaging import TakeExposures
+from sequences.instructions.waits import WaitForAltitude, WaitForSunAltitude
+from sequences.model import Issue
 
 
 def site_of(equipment: Equipment) -> Site | None:
@@ -57,3 +75,111 @@ async def validation_env(
         night_end=end,
         scripts_dir=scripts_dir,
     )
+
+
+def sky_issues(document: SequenceDocument, env: ValidationEnv, now: datetime) -> list[Issue]:
+    """What tonight's sky does to a run started at `now`: the sun still up when the lights
+    would begin, a target below its limit then (and when it rises above it), or not above it
+    before dawn. Empty without a site."""
+    site = env.site
+    if site is None or not any(_takes_lights(node) for _, node in document.walk()):
+        return []
+    issues: list[Issue] = []
+    start = now
+    sun_wait = _sun_wait_deg(document)
+    dark_deg = sun_wait if sun_wait is not None else NAUTICAL_TWILIGHT_DEG
+    sun_now = sun_altitude_deg(site, now)
+    if sun_now > dark_deg:
+        dark = next_sun_crossing(site, now, dark_deg, rising=False)
+        if sun_wait is not None and dark is not None:
+            start = dark  # the run waits for the dark itself
+        else:
+            when = (
+                f"it is dark (sun at {dark_deg:g} deg) from {_at(dark, now)}"
+                if dark
+                else (f"the sun does not reach {dark_deg:g} deg in the next 36 h")
+            )
+            issues.append(
+                Issue(
+                    "start",
+                    f"the sun is up ({sun_now:.0f} deg) at the planned start; {when}",
+                    "add wait_for_sun_altitude to the start area, or start the run later",
+                )
+            )
+    night_end = env.night_end
+    for i, target in enumerate(document.targets):
+        if not isinstance(target, TargetContainer):
+            continue
+        issues += _target_issues(target, f"targets[{i}]", env, start, night_end)
+    return issues
+
+
+def _target_issues(
+    target: TargetContainer,
+    path: str,
+    env: ValidationEnv,
+    start: datetime,
+    night_end: datetime | None,
+) -> list[Issue]:
+    assert env.site is not None
+    radec = target.coordinates.radec()
+    waits = [
+        item.above.limit(env.horizon) for item in target.items if isinstance(item, WaitForAltitude)
+    ]
+    limits = [
+        c.above.limit(env.horizon) for c in target.conditions if isinstance(c, WhileAboveAltitude)
+    ]
+    limit: Limit = (limits or waits or [env.horizon if env.horizon is not None else 0.0])[0]
+    if clearance_deg(radec, env.site, start, limit) >= 0:
+        return []
+    name = target.target_name
+    what = "its limit" if isinstance(limit, Horizon) else f"its limit ({limit:g} deg)"
+    rise = next_rise(radec, env.site, start, limit)
+    if rise is None:
+        return [
+            Issue(
+                f"{path}.coordinates",
+                f"{name} does not rise above {what} in the next 36 h",
+                "choose a target that is up tonight, or lower its altitude limit",
+            )
+        ]
+    hours = (rise - start).total_seconds() / 3600.0
+    late = night_end is not None and rise >= night_end
+    if waits and not late:
+        return []  # the run waits for it, and it rises before dawn
+    message = (
+        f"{name} is below {what} at the planned start ({_at(start, start)}) and rises above "
+        f"it in {hours:.1f} h ({_at(rise, start)})" + (", after dawn" if late else "")
+    )
+    fix = (
+        "run this template another night or choose a target that is up tonight"
+        if late
+        else "add wait_for_altitude first in the target, or start the run later"
+    )
+    return [Issue(f"{path}.coordinates", message, fix)]
+
+
+def _takes_lights(node: object) -> bool:
+    return isinstance(node, TakeExposures) and node.frame_type is FrameType.LIGHT
+
+
+def _sun_wait_deg(document: SequenceDocument) -> float | None:
+    """The altitude a run waits for the sun to set below before its lights (None: no wait)."""
+    for _, node in document.start.walk("start"):
+        if isinstance(node, WaitForSunAltitude) and node.direction == "setting":
+            return node.altitude_deg
+    for target in document.targets:
+        for condition in target.conditions:
+            if isinstance(condition, WhileSunBelow):
+                return condition.altitude_deg
+        for item in target.items:
+            if isinstance(item, WaitForSunAltitude) and item.direction == "setting":
+                return item.altitude_deg
+    return None
+
+
+def _at(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    day = "" if when.date() == now.astimezone(UTC).date() else f"{when:%Y-%m-%d} "
+    return f"{day}{when.astimezone(UTC):%H:%M} UTC"

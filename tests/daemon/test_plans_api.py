@@ -82,6 +82,31 @@ def test_plans_over_the_api_and_a_night_joined_after_a_crash(
         assert tonight["slots"][0]["target"] == "M31"
         assert tonight["slots"][0]["ends_by"] == "goals met"
         assert tonight["dusk"] < tonight["slots"][0]["end"] < tonight["dawn"]
+        assert tonight["issues"] == []
+        odd = plan_body("odd", template["id"], 2)
+        odd["plan"]["targets"][0]["goals"].append(
+            {"filter_name": "Halpha", "exposure_s": 1.0, "count": 3}  # the wheel has "Ha"
+        )
+        odd["plan"]["targets"].append(
+            {
+                "name": "Far south",
+                "coordinates": {"ra_hours": 1.0, "dec_deg": -70.0},
+                "goals": [{"filter_name": "L", "exposure_s": 1.0, "count": 1}],
+            }
+        )
+        made = httpx.post(f"{api}/plans", json=odd)
+        assert made.status_code == 201, made.text  # saved, with its issues shown tonight
+        forecast = httpx.get(f"{api}/plans/{made.json()['id']}/tonight").json()
+        issues = {i["path"]: i for i in forecast["issues"]}
+        assert set(issues) == {"targets[0].goals[1].filter_name", "targets[1].coordinates"}
+        assert (
+            "'Halpha' is not in the wheel" in issues["targets[0].goals[1].filter_name"]["message"]
+        )
+        assert "Ha" in issues["targets[0].goals[1].filter_name"]["fix"]
+        assert "not above its limit (30 deg)" in issues["targets[1].coordinates"]["message"]
+        assert forecast["slots"][0]["ends_by"] == "filter missing"  # never "goals met"
+        assert forecast["left_over"]["M31"] == 3
+        assert httpx.delete(f"{api}/plans/{made.json()['id']}").status_code == 204
 
         started = httpx.post(f"{api}/plans/{short['id']}/start")
         assert started.status_code == 202, started.text

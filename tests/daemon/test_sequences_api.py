@@ -82,6 +82,22 @@ def test_templates_are_saved_edited_checked_and_deleted(daemon: RunningDaemon) -
     assert httpx.get(f"{daemon.url}/api/templates/{template['id']}").status_code == 404
 
 
+def test_template_issues_say_when_a_target_below_its_limit_rises(daemon: RunningDaemon) -> None:
+    document = night(2)
+    document["targets"][0]["coordinates"] = {"ra_hours": 12.0, "dec_deg": 0.0}  # rises ~01 UTC
+    made = httpx.post(f"{daemon.url}/api/templates", json={"document": document}).json()
+    url = f"{daemon.url}/api/templates/{made['id']}"
+    (issue,) = httpx.get(f"{url}/issues").json()  # no longer "ready to run"
+    assert issue["path"] == "targets[0].coordinates"
+    assert "is below its limit (0 deg) at the planned start" in issue["message"]
+    assert "rises above it in 5." in issue["message"]
+    assert "wait_for_altitude" in issue["fix"]
+    document["targets"][0]["items"].insert(0, {"kind": "wait_for_altitude"})
+    assert httpx.put(url, json={"document": document}).status_code == 200
+    assert httpx.get(f"{url}/issues").json() == []
+    assert httpx.delete(url).status_code == 204
+
+
 def test_a_run_from_a_template_with_a_dropped_target_streams_and_records(
     daemon: RunningDaemon,
 ) -> None:
@@ -122,8 +138,15 @@ def test_pause_resume_and_abort_from_the_api(daemon: RunningDaemon) -> None:
     wait_for(
         url, lambda r: (r["nodes"].get("targets[0].items[1]") or {}).get("status") == "running"
     )
-    assert httpx.post(f"{url}/pause").status_code == 200
+    asked = httpx.post(f"{url}/pause")
+    assert asked.status_code == 200
+    # Until the exposure ends, the run says the pause is on its way.
+    assert asked.json()["status"] == "paused" or (
+        asked.json()["pause_requested"]
+        and asked.json()["status_text"] == "paused (takes effect after the current step)"
+    ), asked.json()
     paused = wait_for(url, lambda r: r["status"] == "paused")
+    assert not paused["pause_requested"]
     count = paused["nodes"]["targets[0].items[1]"]["counters"].get("done", 0)
     again = wait_for(url, lambda r: r["status"] == "paused")  # no frame is taken while paused
     assert again["nodes"]["targets[0].items[1]"]["counters"].get("done", 0) == count
@@ -132,7 +155,29 @@ def test_pause_resume_and_abort_from_the_api(daemon: RunningDaemon) -> None:
     assert httpx.post(f"{url}/abort").status_code == 200
     aborted = wait_for(url, lambda r: r["status"] == "aborted")
     assert aborted["nodes"]["end.items[0]"]["status"] == "succeeded"  # parked all the same
+    assert aborted["nodes"]["targets[0].items[1]"]["status"] == "cancelled"  # not "running"
     assert httpx.post(f"{url}/pause").status_code == 409
+
+
+def test_a_finished_run_shows_every_node_s_final_state(daemon: RunningDaemon) -> None:
+    """A looping container's nodes keep their last pass's state and counts once it ends."""
+    document = night(2)
+    document["targets"][0]["coordinates"] = M31
+    document["targets"][0]["items"][1] = {
+        "kind": "sequential",
+        "name": "Lights",
+        "conditions": [{"kind": "loop_count", "count": 1}],
+        "items": [{"kind": "take_exposures", "count": 2, "exposure_s": 0.5}],
+    }
+    run = httpx.post(f"{daemon.url}/api/runs", json={"document": document}).json()
+    done = wait_for(f"{daemon.url}/api/runs/{run['id']}", lambda r: r["status"] == "completed")
+    lights = done["nodes"]["targets[0].items[1].items[0]"]
+    assert (lights["status"], lights["counters"]["done"]) == ("succeeded", 2)
+    assert done["nodes"]["targets[0].items[1]"]["status"] == "succeeded"
+    events = httpx.get(f"{daemon.url}/api/runs/{run['id']}/events").json()
+    named = [e for e in events if e["path"] == "targets[0].items[1].items[0]"]
+    assert named
+    assert all(e["data"]["node"] == "take_exposures" for e in named)
 
 
 def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(

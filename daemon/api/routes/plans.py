@@ -24,6 +24,7 @@ from daemon.api.schemas.plans import (
     TargetProgress,
     TonightRead,
 )
+from daemon.api.schemas.sequences import IssueRead
 
 router = APIRouter(prefix="/api/plans", tags=["plans"])
 safety_router = APIRouter(prefix="/api/safety", tags=["plans"])
@@ -96,9 +97,10 @@ async def progress(plan_id: RecordId, engine: EngineDep) -> list[TargetProgress]
 async def tonight(plan_id: RecordId, runtime: RuntimeDep) -> TonightRead:
     """Predict tonight (from now on the daemon's clock): which target when, meridian flips,
     dusk and dawn. No device is touched."""
-    preview = await service.predict_tonight(
+    forecast = await service.predict_tonight(
         runtime.engine, runtime.equipment, runtime.horizon, runtime.clock, plan_id
     )
+    preview = forecast.preview
     return TonightRead(
         dusk=preview.dusk,
         dawn=preview.dawn,
@@ -114,6 +116,7 @@ async def tonight(plan_id: RecordId, runtime: RuntimeDep) -> TonightRead:
             for s in preview.slots
         ],
         left_over=preview.left_over,
+        issues=[IssueRead(path=i.path, message=i.message, fix=i.fix) for i in forecast.issues],
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import JsonDocument, RequestBody
+from daemon.api.schemas.sequences import IssueRead
 
 
 class PlanWrite(RequestBody):
@@ -55,6 +56,11 @@ class TonightRead(BaseModel):
     dawn: datetime
     slots: list[SlotRead]
     left_over: dict[str, int]
+    issues: list[IssueRead] = Field(
+        default_factory=list,
+        description="what would go wrong tonight: a goal's filter not in the wheel (left out of "
+        "the prediction), a target not above its limit in the dark hours",
+    )
 
 
 class NightRead(BaseModel):
