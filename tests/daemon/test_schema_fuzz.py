@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 from daemon.api.schemas.autofocus import AutofocusCreate
 from daemon.api.schemas.equipment import CalibratorOn, SwitchSet
 from daemon.api.schemas.frames import CaptureCreate
+from daemon.api.schemas.imaging import CenterCreate, FlatsCreate, LoopCreate
 from daemon.app import create_app
 from daemon.settings import Settings
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
@@ -48,6 +49,11 @@ INVALID_ONLY: dict[str, type[BaseModel]] = {
     "POST /api/autofocus": AutofocusCreate,
     "POST /api/equipment/calibrator/on": CalibratorOn,
     "POST /api/equipment/switch": SwitchSet,
+    # A loop or the flats wizard holds the camera (flats close the cover), a centering slews
+    # the mount; covered in test_imaging_api.py and test_imaging_ui.py.
+    "POST /api/imaging/loop": LoopCreate,
+    "POST /api/imaging/flats": FlatsCreate,
+    "POST /api/imaging/center": CenterCreate,
 }
 NOT_FUZZED = {
     # Move the roof, the dome and the dust cover (no body to make invalid), which later tests
