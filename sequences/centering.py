@@ -81,6 +81,21 @@ class CenteringAttempt:
     correction: Correction
     note: str = ""
 
+    def describe(self, tolerance_arcsec: float) -> str:
+        """For people: 'centering attempt 1: 3" off, within tolerance'."""
+        off = f'{self.error_arcsec:.0f}" off' if self.error_arcsec is not None else "not solved"
+        if self.correction is Correction.RETRY:
+            outcome = f"trying again ({self.note})" if self.note else "trying again"
+        elif self.correction is Correction.SYNC:
+            outcome = "syncing the mount and slewing again"
+        elif self.correction is Correction.OFFSET:
+            outcome = "slewing to an offset aim point"
+        elif self.error_arcsec is not None and self.error_arcsec <= tolerance_arcsec:
+            outcome = f'within tolerance ({tolerance_arcsec:.0f}")'
+        else:
+            outcome = f'outside tolerance ({tolerance_arcsec:.0f}"), no attempts left'
+        return f"centering attempt {self.attempt}: {off}, {outcome}"
+
 
 @dataclass
 class CenteringReport:

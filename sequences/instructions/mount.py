@@ -138,11 +138,9 @@ class CenterTarget(Instruction):
             ),
         )
         for attempt in report.attempts:
-            error = f'{attempt.error_arcsec:.0f}"' if attempt.error_arcsec is not None else "-"
             await ctx.events.emit(
                 "info",
-                f"centering attempt {attempt.attempt}: {error} off, {attempt.correction}"
-                + (f" ({attempt.note})" if attempt.note else ""),
+                attempt.describe(report.tolerance_arcsec),
                 path=step.path,
                 data={"attempt": attempt.attempt, "error_arcsec": attempt.error_arcsec},
             )

@@ -84,6 +84,10 @@ async def test_centering_converges_within_an_arcminute_in_three_attempts(
     assert truth_error_arcsec < 60
     assert report.final_error_arcsec is not None
     assert abs(report.final_error_arcsec - truth_error_arcsec) < 10  # the solver agrees
+    texts = [a.describe(report.tolerance_arcsec) for a in report.attempts]
+    assert texts[0].startswith("centering attempt 1: ")
+    assert "syncing the mount" in texts[0]
+    assert texts[-1].endswith('within tolerance (60")'), texts
 
 
 async def test_a_wild_solve_is_never_acted_on(off_mount: Equipment) -> None:

@@ -76,6 +76,7 @@ async def test_the_seed_night_runs_end_to_end(calibrated_harness: Harness) -> No
     final = re.search(r'(\d+)" off', centered[-1])
     assert final is not None
     assert int(final.group(1)) < 60
+    assert "within tolerance" in centered[-1], centered
     flip = next(e for e in events if e.startswith("meridian flip at hour angle"))
     hour_angle_min = float(re.search(r"([+-][\d.]+) min", flip).group(1))  # type: ignore[union-attr]
     assert 5.0 <= hour_angle_min < 8.0
