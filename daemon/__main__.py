@@ -36,7 +36,10 @@ _GRACEFUL_SHUTDOWN_S = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="nightowl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nightowl {version('nightowl')}")
     parser.set_defaults(command="serve", host=None, port=None)
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the daemon's HTTP API")
@@ -292,6 +295,17 @@ def _positive_card(header: dict[str, object], keyword: str) -> float | None:
     return float(value)
 
 
+class _PrintedEvents(logging.Filter):
+    """`nightowl run` prints the run's events itself, one line each: their log records (the
+    runner's and the event table's) would repeat every one of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "daemon.events":
+            args = record.args
+            return not (isinstance(args, tuple) and args and args[0] == "sequence")
+        return not (record.name == "sequences.runner" and record.exc_info is None)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -313,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(nina_cli.import_nina_command(args))
     elif args.command == "run":
         from daemon.headless import run_document
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_PrintedEvents())
 
         settings = _settings(
             clock="simulated" if args.simulated_clock else None,

@@ -105,5 +105,8 @@ async def _run(settings: Settings, document: SequenceDocument, ignore_issues: bo
 
 
 def _print(event: dict[str, object]) -> None:
-    where = f" [{event['path']}]" if event.get("path") else ""
-    print(f"{str(event['time'])[11:19]} {event['level']:7s} {event['message']}{where}", flush=True)
+    data = event.get("data")
+    node = data.get("node") if isinstance(data, dict) else None
+    where = f" [{node or event['path']}]" if event.get("path") else ""
+    line = f"{str(event['time'])[11:19]} UTC {event['level']:7s} {event['message']}{where}"
+    print(line, flush=True)

@@ -161,6 +161,7 @@ def process_folder(args: argparse.Namespace) -> int:
     """Run the pipeline on a folder; exit status 0, or 1 with the reason on stderr."""
     from pydantic import ValidationError
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from daemon.processing_options import FINISHED_DIR, ProcessingOptions, recipe_pipeline_config
     from processing.grouping import group_frames
@@ -212,7 +213,10 @@ def process_folder(args: argparse.Namespace) -> int:
         return _fail(f"no light frames among the {len(frames)} FITS files in {args.folder}")
     if args.reference is not None and not args.reference.is_file():
         return _fail(f"--reference {args.reference}: no such file")
-    with tqdm(total=1000, unit="", desc="processing", file=sys.stderr, leave=False) as bar:
+    with (
+        tqdm(total=1000, unit="", desc="processing", file=sys.stderr, leave=False) as bar,
+        logging_redirect_tqdm(),  # log lines above the bar, not through it
+    ):
 
         def progress(stage: str, fraction: float) -> None:
             bar.set_description(stage)

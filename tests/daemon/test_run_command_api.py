@@ -117,3 +117,43 @@ def test_a_scripts_folder_that_is_not_a_folder_names_its_setting(tmp_path: Path)
     for value in (tmp_path / "absent", script):
         with pytest.raises(ValidationError, match=r"NIGHTOWL_SCRIPTS_DIR=.* is not a folder"):
             Settings(scripts_dir=value)
+
+
+def test_nightowl_run_prints_each_event_once_by_its_node_s_name(
+    tmp_path: Path, catalog_cache: Path, simulator_url: str
+) -> None:
+    document = tmp_path / "note.json"
+    note = {"kind": "annotation", "name": "greeting", "text": "hello from the start area"}
+    document.write_text(json.dumps({"name": "note", "start": {"items": [note]}}), encoding="utf-8")
+    environment = {
+        **os.environ,
+        "NIGHTOWL_DATA_DIR": str(tmp_path / "data"),
+        "NIGHTOWL_CACHE_DIR": str(catalog_cache),
+        "NIGHTOWL_SIMULATOR_URL": simulator_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "run", str(document)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    both = done.stdout + done.stderr
+    assert both.count("hello from the start area") == 1, both
+    (line,) = [x for x in done.stdout.splitlines() if "hello from the start area" in x]
+    assert line.endswith("[annotation 'greeting']")  # the node's name, not start.items[0]
+    assert " UTC " in line
+
+
+def test_nightowl_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.startswith("nightowl ")
+    assert done.stdout.split()[1][0].isdigit()
