@@ -17,7 +17,7 @@ from sequences.clock import SimulatedClock
 from sequences.context import ValidationEnv
 from sequences.document import error_issues, parse_document
 from sequences.timeline import predict
-from sequences.validation import validation_env
+from sequences.validation import sky_issues, validation_env
 
 EVENING = datetime(2026, 11, 22, 17, 0, tzinfo=UTC)
 
@@ -89,7 +89,21 @@ async def test_the_shipped_examples_parse_and_fit_the_simulated_observatory(
     document = parse_document(files("sequences").joinpath("examples", name).read_text())
     env = await validation_env(equipment, SimulatedClock(EVENING))
     assert document.check(env) == []
+    assert sky_issues(document, env, EVENING) == []
     assert document.estimate_s(env) > 0
+    # No lights in the morning twilight: every light is inside a container that ends when
+    # the sun rises above -12 deg, as a NINA user's "loop while sun altitude below" does.
+    containers = {path: node for path, node in document.walk() if hasattr(node, "conditions")}
+    for path, node in document.walk():
+        if getattr(node, "kind", None) == "take_exposures" and node.frame_type == "LIGHT":
+            enclosing = [c for p, c in containers.items() if path.startswith(p + ".")]
+            kinds = {
+                (c.kind, c.altitude_deg)
+                for e in enclosing
+                for c in e.conditions
+                if c.kind == "while_sun_below"
+            }
+            assert kinds == {("while_sun_below", -12.0)}, path
 
 
 async def test_validation_finds_what_would_fail_tonight(equipment: Equipment) -> None:
