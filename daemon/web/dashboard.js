@@ -3,7 +3,7 @@
 // event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
 // last read (every 2 s): asking for it costs the devices nothing.
 import { api } from './api.js';
-import { h, fill, fmt, time, badge, progressBar, sexagesimal, figures } from './dom.js';
+import { h, fill, fmt, time, badge, progressBar, sexagesimal, figures, setSiteZone } from './dom.js';
 import { OBSERVATORY_ROLES, deviceBlock, renderObservatory } from './devices.js';
 import { lineChart } from './charts.js';
 import { notice } from './ui.js';
@@ -96,9 +96,14 @@ export function mount() {
     catch (e) { fill(live, h('p', { class: 'error' }, e.message)); }
   }
 
+  // The node an event concerns by its name; its path stays for machines (data, tooltip).
   function addEvent(event, atTop) {
-    const line = h('div', { class: event.level, dataset: { eventId: String(event.id) } },
-      `${time(event.time)}  ${event.level.padEnd(7)} ${event.source.padEnd(9)} ${event.message}`);
+    const node = event.data && event.data.node;
+    const line = h('div', { class: event.level, title: event.node_path || null,
+      dataset: event.node_path ? { eventId: String(event.id), path: event.node_path } : { eventId: String(event.id) } },
+      `${time(event.time)}  ${event.level.padEnd(7)} ${event.source.padEnd(9)} `,
+      node && !event.message.startsWith(node) ? h('span', { class: 'event-node' }, `[${node}] `) : null,
+      event.message);
     if (atTop) log.prepend(line); else log.append(line);
     while (log.childElementCount > 300) log.lastElementChild.remove();
   }
@@ -126,13 +131,19 @@ export function mount() {
     };
   }
 
-  loadEquipment();
-  loadSafety(safety);
-  loadRun();
-  showFrame(null);
-  loadNight();
-  loadLive();
-  startLog();
+  async function start() {
+    // Times are shown in the site's zone (and UTC): ask for it before drawing any.
+    try { setSiteZone((await api('/api/health')).timezone); } catch (e) { /* the browser's zone */ }
+    if (closed) return;
+    loadEquipment();
+    loadSafety(safety);
+    loadRun();
+    showFrame(null);
+    loadNight();
+    loadLive();
+    startLog();
+  }
+  start();
   // A device connecting, failing or answering again comes as an event (above); figures change
   // without events (temperature, pointing): ask for them every 5 s.
   timers.push(setInterval(loadEquipment, 5000));
@@ -193,21 +204,34 @@ function nodeLabel(node) {
   return name ? `${kind} · ${name}` : kind;
 }
 
-function treeNode(node, path, state, current) {
+/** The node of a run's document at a path like "targets[0].items[5].items[0]". */
+export function nodeAt(doc, path) {
+  let node = doc;
+  for (const part of String(path).split('.')) {
+    const m = part.match(/^(\w+)(?:\[(\d+)\])?$/);
+    if (!m || !node) return null;
+    node = m[2] === undefined ? node[m[1]] : (node[m[1]] || [])[Number(m[2])];
+  }
+  return node || null;
+}
+
+function treeNode(node, path, state, current, finished) {
   const st = state[path] || {};
   const status = st.status || 'pending';
-  const bits = [h('span', {}, nodeLabel(node)), badge(status)];
+  // A finished run's node that never started says so instead of "pending".
+  const shown = finished && status === 'pending' ? badge('not run', 'pending') : badge(status);
+  const bits = [h('span', { title: path }, nodeLabel(node)), shown];
   const counters = st.counters || {};
   if (node.kind === 'take_exposures' || node.count) {
     const done = counters.done || 0;
     bits.push(progressBar(node.count ? done / node.count : 0), h('span', { class: 'muted' }, `${done}/${node.count ?? '?'}`));
   }
   if (st.attempts > 1) bits.push(h('span', { class: 'muted' }, `attempt ${st.attempts}`));
-  const li = h('li', { dataset: { path } },
+  const li = h('li', { dataset: { path, status } },
     h('div', { class: `node${path === current ? ' current' : ''}` }, bits),
     st.error ? h('div', { class: 'error' }, st.error) : null);
   if (Array.isArray(node.items) && node.items.length) {
-    li.append(h('ul', { class: 'tree' }, node.items.map((child, i) => treeNode(child, `${path}.items[${i}]`, state, current))));
+    li.append(h('ul', { class: 'tree' }, node.items.map((child, i) => treeNode(child, `${path}.items[${i}]`, state, current, finished))));
   }
   return li;
 }
@@ -224,18 +248,22 @@ function renderRun(box, r, reload) {
     reload();
   };
   const controls = h('div', { class: 'row' },
-    h('button', { class: 'control', type: 'button', id: 'run-pause', disabled: r.status !== 'running', onclick: act('pause') }, 'Pause'),
+    h('button', { class: 'control', type: 'button', id: 'run-pause', disabled: r.status !== 'running' || r.pause_requested, onclick: act('pause') }, 'Pause'),
     h('button', { class: 'control', type: 'button', id: 'run-resume', disabled: !['paused', 'interrupted'].includes(r.status), onclick: act('resume') }, 'Resume'),
     h('button', { class: 'control danger', type: 'button', id: 'run-abort', disabled: !ACTIVE.has(r.status), onclick: act('abort') }, 'Abort'));
   const doc = r.document || {};
   const state = r.nodes || {};
   const areas = [['start', doc.start], ...(doc.targets || []).map((t, i) => [`targets[${i}]`, t]), ['end', doc.end]]
     .filter(([, n]) => n);
-  fill(box, 
-    h('div', { class: 'row' }, h('strong', {}, `#${r.id} ${r.name}`), h('span', { id: 'run-status' }, badge(r.status)),
-      h('span', { class: 'muted' }, r.current ? `at ${r.current}` : '')),
+  const finished = !ACTIVE.has(r.status) && r.status !== 'interrupted';
+  const at = r.current ? nodeAt(doc, r.current) : null;
+  fill(box,
+    h('div', { class: 'row' }, h('strong', {}, `#${r.id} ${r.name}`),
+      h('span', { id: 'run-status' }, r.pause_requested ? badge('pausing', 'paused') : badge(r.status)),
+      r.current ? h('span', { class: 'muted', id: 'run-current', title: r.current }, `at ${at ? nodeLabel(at) : r.current}`) : null),
+    r.pause_requested ? h('div', { class: 'muted', id: 'run-pause-pending' }, r.status_text) : null,
     controls,
-    h('ul', { class: 'tree tree-root' }, areas.map(([path, node]) => treeNode(node, path, state, r.current))));
+    h('ul', { class: 'tree tree-root' }, areas.map(([path, node]) => treeNode(node, path, state, r.current, finished))));
 }
 
 function renderFrame(box, f) {

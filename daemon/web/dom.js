@@ -53,16 +53,48 @@ export function fmt(value, digits = 2, unit = '') {
   return String(value) + unit;
 }
 
+// The site's IANA time zone (the daemon's NIGHTOWL_TIMEZONE); null: the browser's own.
+let siteZone = null;
+
+/** Show times in the site's zone from now on (pages drawn later use it). */
+export function setSiteZone(zone) {
+  try {
+    if (zone) new Intl.DateTimeFormat([], { timeZone: zone });
+    siteZone = zone || null;
+  } catch (e) {
+    siteZone = null; // a zone this browser does not know: its own, labelled as such
+  }
+}
+
+function zoned(d, options) {
+  const zone = siteZone ? { timeZone: siteZone } : {};
+  return d.toLocaleString([], { hour12: false, timeZoneName: 'short', ...zone, ...options });
+}
+
+function isUtc(d) {
+  const name = zoned(d, { hour: '2-digit' });
+  return /\b(UTC|GMT)$/.test(name);
+}
+
+/** A time of day labelled with its zone, then in UTC: "21:04:05 CET (20:04:05 UTC)". */
 export function time(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
-  return d.toLocaleTimeString([], { hour12: false });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const utc = `${d.toISOString().slice(11, 19)} UTC`;
+  if (isUtc(d)) return utc;
+  return `${zoned(d, { hour: '2-digit', minute: '2-digit', second: '2-digit' })} (${utc})`;
 }
 
+/** A date and time labelled with its zone, then in UTC. */
 export function dateTime(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
-  return d.toLocaleString([], { hour12: false });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const utc = `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  if (isUtc(d)) return utc;
+  const local = zoned(d, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' });
+  return `${local} (${utc})`;
 }
 
 export function badge(text, kind) {

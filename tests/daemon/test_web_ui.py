@@ -111,6 +111,11 @@ def test_the_dashboard_shows_the_equipment_and_follows_a_run_live(
     expect(page.locator("#run-status")).to_have_text("completed", timeout=40_000)
     done = httpx.get(f"{daemon.url}/api/runs/{run_id}").json()
     assert done["status"] == "completed"
+    # The finished run's tree keeps each node's final state and count.
+    expect(progress).to_contain_text("6/6")
+    expect(progress).to_have_attribute("data-status", "succeeded")
+    expect(progress.locator(".node span").first).to_have_attribute("title", "targets[0].items[1]")
+    expect(page.locator("#log > div").first).to_contain_text(" UTC")  # times say their zone
     latest = httpx.get(f"{daemon.url}/api/frames/latest").json()
     expect(preview).to_have_attribute("data-frame-id", str(latest["id"]))
 
@@ -281,6 +286,15 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     expect(page.locator("#run-resume")).to_be_enabled()
     assert httpx.post(f"{url}/abort").status_code == 200
     wait_for(url, lambda r: r["status"] in FINISHED, timeout_s=60)
+    expect(page.locator("#run-status")).to_have_text("aborted")
+    # The tree shows where the abort stopped the run, not nodes still "running".
+    expect(page.locator('#run li[data-path="targets[0]"]')).to_have_attribute(
+        "data-status", "cancelled"
+    )
+    lights = page.locator('#run li[data-path="targets[0].items[1]"]')
+    expect(lights).to_have_attribute("data-status", re.compile(r"^(cancelled|pending)$"))
+    if lights.get_attribute("data-status") == "pending":  # paused before the lights began
+        expect(lights.locator(".badge").first).to_have_text("not run")
 
 
 def tail(url: str, headers: dict[str, str], count: int) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from daemon.api.deps import EngineDep, EquipmentDep
+from daemon.api.deps import EngineDep, EquipmentDep, RuntimeDep
 from daemon.health import database_state
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -20,14 +20,17 @@ class HealthRead(BaseModel):
     version: str
     database: str
     equipment_profile: str
+    timezone: str | None
+    """The site's IANA time zone (NIGHTOWL_TIMEZONE); None: the system's."""
 
 
 @router.get("/health")
-async def health(engine: EngineDep, equipment: EquipmentDep) -> HealthRead:
+async def health(engine: EngineDep, equipment: EquipmentDep, runtime: RuntimeDep) -> HealthRead:
     database = await asyncio.to_thread(database_state, engine)
     return HealthRead(
         status="ok" if database == "ok" else "degraded",
         version=version("nightowl"),
         database=database,
         equipment_profile=equipment.profile_name,
+        timezone=runtime.settings.timezone,
     )
