@@ -8,6 +8,11 @@ simulators' own profile is never replaced behind a person's back.
 
 Files are written atomically (temporary file, fsync, rename) and the file they replace is kept
 beside them as ``<name>.bak``.
+
+The site: the mount's report wins (it is what the mount computes its pointing with); the
+profile's ``site:`` is used when the mount reports none. Nightowl does not write the profile's
+site into the mount: when the two disagree by more than `SITE_TOLERANCE_ARCMIN` or
+`SITE_TOLERANCE_M`, every answer carries a warning so that a person corrects one of them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -29,9 +34,9 @@ from daemon.settings import Settings
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from drivers.errors import DeviceError
-from drivers.profile import ROLES, EquipmentProfile, ProfileError, load_profile
-from sequences.astro import Horizon
-from sequences.validation import site_of
+from drivers.profile import ROLES, EquipmentProfile, ObservingSite, ProfileError, load_profile
+from sequences.astro import Horizon, Site
+from sequences.validation import mount_site, site_of
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,10 @@ HORIZON_NAME = "horizon.hrz"
 TEST_TIMEOUT_S = 20.0
 """How long a device test may take to connect and read the device's facts."""
 MAX_HORIZON_CHARS = 200_000
+SITE_TOLERANCE_ARCMIN = 1.0
+"""Latitudes or longitudes further apart than this make the mount's and profile's sites differ."""
+SITE_TOLERANCE_M = 10.0
+"""Elevations further apart than this make the mount's and the profile's sites differ."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,12 @@ class ProfileState:
     file_exists: bool
     in_use: bool
     note: str
-    site: dict[str, float] | None
+    site: Site | None
+    """The site Nightowl uses now: the mount's, else the running profile's."""
+    site_source: Literal["mount", "profile"] | None
+    """"mount" or "profile" (None: no site known)."""
+    mount_site: Site | None
+    site_warning: str | None
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ class SavedFile:
     backup: Path | None
     restart_needed: bool
     message: str
+    site_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +157,8 @@ def read_profile(
             else f"The daemon's profile {path}. A saved change takes effect when the daemon "
             "restarts."
         )
-    site = site_of(equipment)
+    reported = mount_site(equipment)
+    used = site_of(equipment)
     return ProfileState(
         document=profile.model_dump(mode="json"),
         path=path,
@@ -150,14 +166,39 @@ def read_profile(
         file_exists=exists,
         in_use=in_use,
         note=note,
-        site=None
-        if site is None
-        else {
-            "latitude_deg": site.latitude_deg,
-            "longitude_deg": site.longitude_deg,
-            "elevation_m": site.elevation_m,
-        },
+        site=used,
+        site_source=None if used is None else "mount" if reported is not None else "profile",
+        mount_site=reported,
+        site_warning=site_disagreement(reported, profile.site),
     )
+
+
+def site_disagreement(reported: Site | None, kept: ObservingSite | None) -> str | None:
+    """A warning when the mount's site and the profile's differ by more than the tolerances
+    (None when they agree or either is unknown)."""
+    if reported is None or kept is None:
+        return None
+    latitude_arcmin = abs(reported.latitude_deg - kept.latitude_deg) * 60.0
+    longitude_arcmin = abs((reported.longitude_deg - kept.longitude_deg + 180.0) % 360.0 - 180.0)
+    longitude_arcmin *= 60.0
+    elevation_m = abs(reported.elevation_m - kept.elevation_m)
+    differences = [
+        f"latitude by {latitude_arcmin:.1f}′" if latitude_arcmin > SITE_TOLERANCE_ARCMIN else "",
+        f"longitude by {longitude_arcmin:.1f}′" if longitude_arcmin > SITE_TOLERANCE_ARCMIN else "",
+        f"elevation by {elevation_m:.0f} m" if elevation_m > SITE_TOLERANCE_M else "",
+    ]
+    named = [d for d in differences if d]
+    if not named:
+        return None
+    return (
+        f"The mount reports a site ({_site_text(reported)}) that differs from the profile's "
+        f"({_site_text(kept)}) in {', '.join(named)}. Nightowl uses the mount's: set the right "
+        "site in the mount, or copy the mount's into the profile."
+    )
+
+
+def _site_text(site: Site | ObservingSite) -> str:
+    return f"{site.latitude_deg:.5f}°, {site.longitude_deg:.5f}°, {site.elevation_m:.0f} m"
 
 
 def write_atomically(path: Path, text: str) -> Path | None:
@@ -196,14 +237,20 @@ def refuse_while_active(run_id: int | None, night_id: int | None) -> None:
 
 
 def save_profile(
-    settings: Settings, profile: EquipmentProfile, running: EquipmentProfile | None
+    settings: Settings,
+    profile: EquipmentProfile,
+    running: EquipmentProfile | None,
+    equipment: Equipment | None = None,
 ) -> SavedFile:
-    """Write the profile; `running` is the profile the daemon runs (None: not known)."""
+    """Write the profile; `running` is the profile the daemon runs (None: not known), and
+    the site its `equipment`'s mount reports is compared with the profile's.
+    Raises Conflict when the file cannot be written."""
     path = profile_path(settings)
     try:
         backup = write_atomically(path, profile_yaml(profile))
     except OSError as e:
         raise Conflict(f"cannot write {path}: {e.strerror or e}") from e
+    warning = None if equipment is None else site_disagreement(mount_site(equipment), profile.site)
     if settings.equipment_profile is None:
         return SavedFile(
             path,
@@ -211,6 +258,7 @@ def save_profile(
             True,
             f"Saved in {path}. The daemon runs the simulators: start it with "
             f"NIGHTOWL_EQUIPMENT_PROFILE={path} to use this profile.",
+            warning,
         )
     changed = running is None or running != profile
     message = (
@@ -218,7 +266,7 @@ def save_profile(
         if changed
         else f"Saved in {path}; it is the profile the daemon runs."
     )
-    return SavedFile(path, backup, changed, message)
+    return SavedFile(path, backup, changed, message, warning)
 
 
 async def probe_device(

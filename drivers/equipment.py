@@ -21,6 +21,7 @@ from drivers.base import (
     WeatherStation,
 )
 from drivers.errors import DeviceError, NotConnected, OperationFailed
+from drivers.profile import ObservingSite
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class Equipment:
     external_guider: str | None = None
     """A guiding program that runs its own guide camera (``"phd2"``): guiding needs no
     `guide_camera` here then."""
+    site: ObservingSite | None = None
+    """The profile's site: where the observatory stands when the mount reports no site."""
 
     def __post_init__(self) -> None:
         self._connect_errors: dict[str, str] = {}

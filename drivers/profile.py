@@ -27,16 +27,32 @@ Guiding is done by the native guider (``guide_camera`` + the mount's pulse guidi
 
 An optional ``acceptance:`` mapping overrides the frame quality rules
 (`processing.acceptance.AcceptanceRules`), e.g. ``acceptance: {max_hfr_factor: 1.3}``.
+
+An optional ``site:`` holds where the observatory stands, used when the mount reports no site
+(latitude and longitude in decimal degrees or sexagesimal text, longitude east positive)::
+
+    site: {latitude_deg: "+47 22 30", longitude_deg: 8.54, elevation_m: 450}
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+import astropy.units as u
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from astropy.coordinates import Angle
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from drivers.base import WeatherReading
 from processing.acceptance import AcceptanceRules
@@ -227,6 +243,68 @@ class Phd2GuiderChoice(BaseModel):
         return self.port if self.port is not None else 4400 + self.instance - 1
 
 
+DEGREE_FORMS = "47.375, +47 22 30, 47:22:30, 47d22m30s or 47°22'30\""
+"""The forms a site's latitude or longitude may be typed in."""
+
+
+def parse_degrees(value: object, what: str) -> object:
+    """Degrees from sexagesimal or decimal text (a number passes through for the range check).
+
+    Raises ValueError naming `what` and the forms that work."""
+    if not isinstance(value, str):
+        return value
+    cleaned = value.strip().replace("−", "-").replace("′", "'").replace("″", '"')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            degrees = float(Angle(cleaned, unit=u.deg).deg)
+    except (ValueError, TypeError, ArithmeticError, u.UnitsError) as e:
+        raise ValueError(f"cannot read {value!r} as a {what}: give it as {DEGREE_FORMS}") from e
+    if not cleaned or not math.isfinite(degrees):
+        raise ValueError(f"cannot read {value!r} as a {what}: give it as {DEGREE_FORMS}")
+    return degrees
+
+
+def _degrees_schema(low: float, high: float) -> WithJsonSchema:
+    """A number in [low, high] or the text of one (sexagesimal), as forms and clients see it."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": low, "maximum": high},
+                {"type": "string", "examples": ["+47 22 30", "-71:14:30", "8d32m"]},
+            ]
+        },
+        mode="validation",
+    )
+
+
+class ObservingSite(BaseModel):
+    """Where the observatory stands, kept in the profile as NINA keeps it. Nightowl uses the
+    site the mount reports and this one when the mount reports none (or there is no mount)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latitude_deg: Annotated[float, _degrees_schema(-90, 90)] = Field(
+        ge=-90, le=90, description="north positive; decimal degrees or +47 22 30"
+    )
+    longitude_deg: Annotated[float, _degrees_schema(-180, 180)] = Field(
+        ge=-180, le=180, description="east positive (as ASCOM); decimal degrees or 8 32 00"
+    )
+    elevation_m: float = Field(
+        default=0.0, ge=-500, le=9000, description="height above sea level in metres"
+    )
+
+    @field_validator("latitude_deg", mode="before")
+    @classmethod
+    def _latitude_text(cls, value: object) -> object:
+        return parse_degrees(value, "latitude")
+
+    @field_validator("longitude_deg", mode="before")
+    @classmethod
+    def _longitude_text(cls, value: object) -> object:
+        return parse_degrees(value, "longitude")
+
+
 class EquipmentProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -250,6 +328,9 @@ class EquipmentProfile(BaseModel):
     acceptance: AcceptanceRules = Field(
         default_factory=AcceptanceRules,
         description="frame quality rules; rejected frames are kept with their reason",
+    )
+    site: ObservingSite | None = Field(
+        default=None, description="where the observatory stands, when the mount reports no site"
     )
 
 

@@ -29,7 +29,19 @@ from sequences.model import Issue
 
 
 def site_of(equipment: Equipment) -> Site | None:
-    """The observatory site as the mount knows it (None before it connects or without one)."""
+    """The observatory site: as the connected mount reports it, else the profile's ``site:``
+    (None when neither is known)."""
+    reported = mount_site(equipment)
+    if reported is not None:
+        return reported
+    kept = equipment.site
+    if kept is None:
+        return None
+    return Site(kept.latitude_deg, kept.longitude_deg, kept.elevation_m)
+
+
+def mount_site(equipment: Equipment) -> Site | None:
+    """The site as the mount reports it (None before it connects or without one)."""
     mount = equipment.mount
     if mount is None or not mount.connected:
         return None

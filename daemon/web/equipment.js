@@ -1,10 +1,12 @@
 // Equipment: the profile as a form generated from its JSON schema (GET /api/profile/schema),
 // saved with PUT /api/profile (a refused field shows the daemon's message beside it), each
-// device tested (connected) on its own; the site as the mount reports it; the custom horizon
+// device tested (connected) on its own; the site kept in the profile (decimal or sexagesimal)
+// beside the one in use and the mount's, with a warning when they differ; the custom horizon
 // uploaded and drawn.
 import { api } from './api.js';
 import { h, s, fill, fmt } from './dom.js';
 import { canControl } from './ui.js';
+import { angleEcho, numberOrText } from './templates.js';
 
 export function mount() {
   const profileBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
@@ -18,8 +20,12 @@ export function mount() {
   (async () => {
     try {
       const [read, schema] = await Promise.all([api('/api/profile'), api('/api/profile/schema')]);
-      fill(profileBox, profileForm(read, schema));
-      fill(siteBox, siteView(read.site));
+      const showSite = (r) => fill(siteBox, siteView(r, form));
+      const form = profileForm(read, schema, async () => {
+        try { showSite(await api('/api/profile')); } catch (e) { fill(siteBox, h('p', { class: 'error' }, e.message)); }
+      });
+      fill(profileBox, form.element);
+      showSite(read);
     } catch (e) {
       fill(profileBox, h('p', { class: 'error' }, e.message));
       fill(siteBox);
@@ -47,6 +53,12 @@ function unwrap(resolve, prop) {
   const schema = resolve(prop);
   if (schema.anyOf) {
     const options = schema.anyOf.filter((o) => o.type !== 'null');
+    const number = options.find((o) => o.type === 'number');
+    if (number && options.length === 2 && options.some((o) => o.type === 'string')) {
+      // A number that may also be typed as text (a site's "+47 22 30").
+      return { schema: { ...number, text: true, description: schema.description, default: schema.default },
+        nullable: options.length < schema.anyOf.length };
+    }
     if (options.length === 1) {
       return { schema: { ...resolve(options[0]), description: schema.description || resolve(options[0]).description,
         default: schema.default }, nullable: options.length < schema.anyOf.length };
@@ -111,6 +123,17 @@ export class Form {
       input = h('input', { type: 'checkbox', name: path, checked: current ?? fallback ?? false, disabled: this.disabled });
       input.addEventListener('change', () => set(input.checked));
       return this.register(path, h('label', { class: 'field check', title }, input, h('span', {}, label(key))));
+    } else if (schema.type === 'number' && schema.text) {
+      const hint = limits(schema);
+      input = h('input', { type: 'text', name: path, disabled: this.disabled, autocomplete: 'off', spellcheck: false,
+        value: current === null || current === undefined ? '' : String(current), placeholder: '+47 22 30 or 47.375' });
+      input.title = [title, hint].filter(Boolean).join(' · ');
+      const echo = h('span', { class: 'angle-echo muted' }, angleEcho(input.value, false));
+      input.addEventListener('input', () => {
+        set(input.value.trim() === '' ? undefined : numberOrText(input.value));
+        echo.textContent = angleEcho(input.value, false);
+      });
+      return this.register(path, h('label', { class: 'field', title }, h('span', {}, label(key)), input, echo));
     } else if (schema.type === 'integer' || schema.type === 'number') {
       const hint = limits(schema);
       input = h('input', { type: 'number', name: path, step: schema.type === 'integer' ? 1 : 'any', disabled: this.disabled,
@@ -168,7 +191,12 @@ export class Form {
   }
 }
 
-function profileForm(read, schema) {
+/** A site with no field filled in is no site (the profile then has no `site:`). */
+function siteOrNull(site) {
+  return site && Object.values(site).some((v) => v !== undefined && v !== null && v !== '') ? site : null;
+}
+
+function profileForm(read, schema, saved) {
   const control = canControl();
   const doc = structuredClone(read.profile);
   const form = new Form(schema.$defs || {}, !control);
@@ -182,8 +210,19 @@ function profileForm(read, schema) {
   const general = h('ul', { class: 'error profile-errors' });
 
   const nameField = form.field(props.name, doc, 'name', 'name');
+  const siteBox = h('div', { class: 'site-fields' });
+  const showSite = () => {
+    if (!doc.site) doc.site = {};
+    const { schema: site } = unwrap(resolve, props.site);
+    fill(siteBox, form.register('site', h('fieldset', { class: 'field-group wide-field', id: 'site-fields' },
+      h('legend', { title: site.description || '' }, 'site'),
+      h('p', { class: 'muted' }, 'Used when the mount reports no site. Latitude north and longitude east positive, '
+        + 'in decimal degrees or as +47 22 30; leave all three empty for none.'),
+      form.object(site, doc.site, 'site'))));
+  };
+  showSite();
   const roleCards = roles.map((role) => roleCard(role, props[role], doc, form, control));
-  const others = Object.keys(props).filter((k) => k !== 'name' && !roles.includes(k))
+  const others = Object.keys(props).filter((k) => k !== 'name' && k !== 'site' && !roles.includes(k))
     .map((k) => h('details', { class: 'profile-extra' }, h('summary', {}, label(k)), form.field(props[k], doc, k, k)));
 
   const save = h('button', { type: 'button', class: 'primary control save-profile' }, 'Save profile');
@@ -194,8 +233,9 @@ function profileForm(read, schema) {
     status.textContent = 'Saving…';
     save.disabled = true;
     try {
-      const saved = await api('/api/profile', { method: 'PUT', body: doc });
-      status.textContent = `${saved.message}${saved.backup ? ` The previous file is kept as ${saved.backup}.` : ''}`;
+      const answer = await api('/api/profile', { method: 'PUT', body: { ...doc, site: siteOrNull(doc.site) } });
+      status.textContent = `${answer.message}${answer.backup ? ` The previous file is kept as ${answer.backup}.` : ''}`;
+      await saved();
     } catch (e) {
       status.className = 'error save-status';
       status.textContent = `Not saved: ${e.message}`;
@@ -208,13 +248,17 @@ function profileForm(read, schema) {
     } finally { save.disabled = false; }
   });
 
-  return h('div', { class: 'plan-form profile-form' },
+  const element = h('div', { class: 'plan-form profile-form' },
     h('p', { class: 'muted profile-note' }, read.note),
     nameField,
+    siteBox,
     h('div', { class: 'role-list' }, roleCards),
     others,
     control ? h('div', { class: 'row' }, save) : null,
     status, general);
+  /** Puts a site (the mount's) into the form's site fields, to be saved with the profile. */
+  const useSite = (site) => { doc.site = { ...site }; showSite(); };
+  return { element, useSite };
 }
 
 function roleCard(role, prop, doc, form, control) {
@@ -257,16 +301,26 @@ function roleCard(role, prop, doc, form, control) {
 
 // ---- the site and the horizon -----------------------------------------------------------------
 
-function siteView(site) {
-  if (!site) {
-    return h('p', { class: 'muted site-unknown' }, 'The site is not known yet: Nightowl takes it from the mount once it is connected.');
-  }
+/** The site in use and where it comes from, the mount's report, and their disagreement. */
+function siteView(read, form) {
+  const site = read.site;
+  const from = { mount: 'as the mount reports it', profile: "the profile's (the mount reports none)" }[read.site_source] || '';
+  const copy = h('button', { type: 'button', class: 'control use-mount-site' }, "Use the mount's site in the profile");
+  copy.addEventListener('click', () => {
+    form.useSite(read.mount_site);
+    const fields = document.getElementById('site-fields');
+    if (fields) fields.scrollIntoView({ block: 'center' });
+  });
   return [
-    h('dl', { class: 'figures site-figures' },
+    site ? h('dl', { class: 'figures site-figures' },
       h('dt', {}, 'Latitude'), h('dd', { class: 'latitude' }, fmt(site.latitude_deg, 5, '°')),
       h('dt', {}, 'Longitude'), h('dd', { class: 'longitude' }, fmt(site.longitude_deg, 5, '°')),
-      h('dt', {}, 'Elevation'), h('dd', { class: 'elevation' }, fmt(site.elevation_m, 0, ' m'))),
-    h('p', { class: 'muted' }, 'As the mount reports it: set the site in the mount (or its driver).'),
+      h('dt', {}, 'Elevation'), h('dd', { class: 'elevation' }, fmt(site.elevation_m, 0, ' m')))
+      : h('p', { class: 'muted site-unknown' }, 'The site is not known yet: connect the mount (it reports the site), '
+        + 'or give the site in the profile and restart the daemon.'),
+    site ? h('p', { class: 'muted site-source' }, `In use: ${from}.`) : null,
+    read.site_warning ? h('p', { class: 'error site-warning', role: 'alert' }, read.site_warning) : null,
+    read.mount_site && canControl() ? h('div', { class: 'row' }, copy) : null,
   ];
 }
 

@@ -4,6 +4,7 @@
 import { api, describe } from './api.js';
 import { h, clear, fill, dateTime } from './dom.js';
 import { notice, canControl } from './ui.js';
+import { formatRa, formatDec } from './framing.js';
 
 const STRUCTURE = new Set(['kind', 'items', 'triggers', 'conditions']);
 const COMMON = new Set(['name', 'attempts', 'retry_delay_s', 'on_error']);
@@ -124,6 +125,42 @@ export function mountList() {
   load();
   loadExamples();
   return { element };
+}
+
+// ---- coordinates typed as text ----------------------------------------------------------
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+
+/**
+ * An angle typed by a person, for the echo beside its field only (the daemon reads it itself):
+ * a decimal number, or sexagesimal "00 42 44.3", "00:42:44.3", "0h42m44.3s", "+41d16m09s",
+ * "+41°16'09\"" (and "10.68d" for degrees given to an RA). Null when it does not read.
+ */
+export function readAngle(text, hours) {
+  const t = String(text).trim().replace(/−/g, '-').replace(/[′’]/g, "'").replace(/″/g, '"');
+  if (DECIMAL.test(t)) return Number(t);
+  if (hours && /^[+-]?(\d+\.?\d*|\.\d+)\s*d$/i.test(t)) return Number(t.slice(0, -1)) / 15;
+  if (!/^[+-]?\s*\d[\d.\s:hdms°'"]*$/i.test(t)) return null;
+  const parts = t.match(/\d+(?:\.\d*)?/g);
+  if (!parts || parts.length > 3) return null;
+  const [a, b = 0, c = 0] = parts.map(Number);
+  if (b >= 60 || c >= 60) return null;
+  return (t.startsWith('-') ? -1 : 1) * (a + b / 60 + c / 3600);
+}
+
+/** The other form of a typed angle: "= 00h42m44.30s" for 0.7123 (hours), "= 0.71231 h" back. */
+export function angleEcho(text, hours) {
+  const t = String(text).trim();
+  const value = t === '' ? null : readAngle(t, hours);
+  if (value === null || !Number.isFinite(value)) return '';
+  if (DECIMAL.test(t)) return `= ${hours ? formatRa(value) : formatDec(value)}`;
+  return `= ${value.toFixed(5)}${hours ? ' h' : '°'}`;
+}
+
+/** A number typed as text: a plain decimal goes out as a number, anything else as the text. */
+export function numberOrText(text) {
+  const t = text.trim();
+  return DECIMAL.test(t) ? Number(t) : t;
 }
 
 // ---- the schema -------------------------------------------------------------------------
@@ -295,8 +332,14 @@ class Editor {
     if (schema.anyOf) {
       const options = schema.anyOf.filter((o) => o.type !== 'null');
       nullable = options.length < schema.anyOf.length;
-      schema = options.length === 1 ? { ...schema, ...this.schema.resolve(options[0]), anyOf: undefined }
-        : { ...schema, type: 'string', anyOf: undefined, choices: options.flatMap((o) => o.enum || []) };
+      const number = options.find((o) => o.type === 'number');
+      if (number && options.length === 2 && options.some((o) => o.type === 'string')) {
+        // A number that may also be typed as text (coordinates: "00 42 44.3").
+        schema = { ...schema, ...number, anyOf: undefined, text: true };
+      } else {
+        schema = options.length === 1 ? { ...schema, ...this.schema.resolve(options[0]), anyOf: undefined }
+          : { ...schema, type: 'string', anyOf: undefined, choices: options.flatMap((o) => o.enum || []) };
+      }
     }
     const title = [schema.description, prop.description].filter(Boolean)[0] || '';
     const wrap = (input) => h('label', { class: 'field', dataset: { fieldPath: path }, title },
@@ -324,6 +367,18 @@ class Editor {
     if (schema.type === 'integer' || schema.type === 'number') {
       const limits = [schema.minimum !== undefined ? `≥ ${schema.minimum}` : '', schema.exclusiveMinimum !== undefined ? `> ${schema.exclusiveMinimum}` : '',
         schema.maximum !== undefined ? `≤ ${schema.maximum}` : '', schema.exclusiveMaximum !== undefined ? `< ${schema.exclusiveMaximum}` : ''].filter(Boolean).join(', ');
+      if (schema.text) {
+        const hours = key.endsWith('_hours');
+        const forms = hours ? '00 42 44.3, 0h42m44.3s or 0.7123' : '+41 16 09, +41d16m09s or 41.269';
+        const input = h('input', { type: 'text', name: path, placeholder: placeholder || forms, value: current ?? '',
+          title: [limits, forms].filter(Boolean).join('; '), autocomplete: 'off', spellcheck: false });
+        const echo = h('span', { class: 'angle-echo muted' }, angleEcho(input.value, hours));
+        input.addEventListener('input', () => {
+          set(input.value.trim() === '' ? undefined : numberOrText(input.value));
+          echo.textContent = angleEcho(input.value, hours);
+        });
+        return wrap([input, echo]);
+      }
       const input = h('input', { type: 'number', step: 'any', name: path, placeholder, value: current ?? '', title: limits });
       input.addEventListener('input', () => {
         if (input.value === '') set(undefined);

@@ -57,4 +57,5 @@ def build_equipment(profile: EquipmentProfile, on_fault: FaultListener | None = 
         weather=AlpacaWeatherStation("weather", p.weather, f) if p.weather else None,
         switch=AlpacaSwitch("switch", p.switch, f) if p.switch else None,
         external_guider=None if p.guider.kind == "native" else p.guider.kind,
+        site=p.site,
     )

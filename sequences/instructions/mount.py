@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator
 
 from drivers.base import RaDec
 from sequences.base import DOCUMENT_CONFIG, Instruction, Step
@@ -19,8 +19,31 @@ from sequences.rotation import rotate_for_target
 class Coordinates(BaseModel):
     model_config = DOCUMENT_CONFIG
 
-    ra_hours: float = Field(ge=0, lt=24, description="J2000 right ascension in hours")
-    dec_deg: float = Field(ge=-90, le=90, description="J2000 declination in degrees")
+    # Documents may give either as text (sexagesimal); the schema says so, for forms and clients.
+    ra_hours: Annotated[
+        float,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "minimum": 0, "exclusiveMaximum": 24},
+                    {"type": "string", "examples": ["00 42 44.3", "0h42m44.3s", "10.68d"]},
+                ]
+            },
+            mode="validation",
+        ),
+    ] = Field(ge=0, lt=24, description="J2000 right ascension in hours (or 00 42 44.3)")
+    dec_deg: Annotated[
+        float,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "minimum": -90, "maximum": 90},
+                    {"type": "string", "examples": ["+41 16 09", "+41d16m09s", "+41:16:09"]},
+                ]
+            },
+            mode="validation",
+        ),
+    ] = Field(ge=-90, le=90, description="J2000 declination in degrees (or +41 16 09)")
 
     @field_validator("ra_hours", mode="before")
     @classmethod

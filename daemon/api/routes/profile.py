@@ -20,15 +20,16 @@ from daemon.api.schemas.profile import (
     SiteRead,
 )
 from drivers.profile import EquipmentProfile
-from sequences.astro import Horizon
+from sequences.astro import Horizon, Site
 
 router = APIRouter(prefix="/api/profile", tags=["profile"])
 
 
 @router.get("", responses=responses(409))
 async def get_profile(runtime: RuntimeDep) -> ProfileRead:
-    """The profile to edit, the file a save writes, whether the daemon runs it now, and the
-    site as the mount reports it. 409 when the profile file no longer reads."""
+    """The profile to edit, the file a save writes, whether the daemon runs it now; the site
+    in use (the mount's, else the running profile's), the mount's report and a warning when
+    it and the profile's site differ. 409 when the profile file no longer reads."""
     state = await asyncio.to_thread(
         service.read_profile, runtime.settings, runtime.equipment, runtime.profile
     )
@@ -39,7 +40,20 @@ async def get_profile(runtime: RuntimeDep) -> ProfileRead:
         file_exists=state.file_exists,
         in_use=state.in_use,
         note=state.note,
-        site=None if state.site is None else SiteRead(**state.site),
+        site=_site_read(state.site),
+        site_source=state.site_source,
+        mount_site=_site_read(state.mount_site),
+        site_warning=state.site_warning,
+    )
+
+
+def _site_read(site: Site | None) -> SiteRead | None:
+    if site is None:
+        return None
+    return SiteRead(
+        latitude_deg=site.latitude_deg,
+        longitude_deg=site.longitude_deg,
+        elevation_m=site.elevation_m,
     )
 
 
@@ -53,14 +67,19 @@ async def schema() -> dict[str, Any]:
 async def put_profile(body: EquipmentProfile, runtime: RuntimeDep) -> ProfileSaved:
     """Save the profile as YAML (atomically, the old file kept as ``.bak``). 422 names each
     refused field under ``loc`` ``["body", role, field]``; 409 while a run or night is active.
-    Devices are built at start: `restart_needed` says the daemon uses it after a restart."""
+    Devices are built at start: `restart_needed` says the daemon uses it after a restart.
+    Latitude and longitude of ``site`` may be sexagesimal text; `site_warning` says when the
+    mount reports a different site."""
     service.refuse_while_active(runtime.runs.active_run_id, runtime.nights.active_night_id)
-    saved = await asyncio.to_thread(service.save_profile, runtime.settings, body, runtime.profile)
+    saved = await asyncio.to_thread(
+        service.save_profile, runtime.settings, body, runtime.profile, runtime.equipment
+    )
     return ProfileSaved(
         path=str(saved.path),
         backup=None if saved.backup is None else str(saved.backup),
         restart_needed=saved.restart_needed,
         message=saved.message,
+        site_warning=saved.site_warning,
     )
 
 

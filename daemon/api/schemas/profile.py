@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -11,7 +11,7 @@ from daemon.profile_editor import MAX_HORIZON_CHARS
 
 
 class SiteRead(BaseModel):
-    """The site as the mount reports it (Nightowl takes the site from the mount)."""
+    """A site: latitude north positive, longitude east positive (as ASCOM), elevation."""
 
     latitude_deg: float
     longitude_deg: float
@@ -25,7 +25,18 @@ class ProfileRead(BaseModel):
     file_exists: bool
     in_use: bool = Field(description="the daemon runs this profile now")
     note: str = Field(description="where the profile comes from and when a save takes effect")
-    site: SiteRead | None = Field(description="the mount's site; null before it connects")
+    site: SiteRead | None = Field(
+        description="the site Nightowl uses now: the mount's, else the profile's; null: none"
+    )
+    site_source: Literal["mount", "profile"] | None = Field(
+        description="where `site` comes from: the connected mount, or the running profile"
+    )
+    mount_site: SiteRead | None = Field(
+        description="the site as the mount reports it; null before it connects"
+    )
+    site_warning: str | None = Field(
+        description="the mount's site and the profile's differ by more than 1′ or 10 m"
+    )
 
 
 class ProfileSaved(BaseModel):
@@ -33,6 +44,9 @@ class ProfileSaved(BaseModel):
     backup: str | None = Field(description="the copy of the file the save replaced")
     restart_needed: bool = Field(description="the daemon uses the saved profile after a restart")
     message: str
+    site_warning: str | None = Field(
+        default=None, description="the mount's site and the saved one differ by over 1′ or 10 m"
+    )
 
 
 class DeviceTestRead(BaseModel):
