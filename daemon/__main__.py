@@ -8,6 +8,7 @@
     nightowl finish  finish linear masters into a picture with a recipe
     nightowl recipe  print the default recipe, or check one
     nightowl import-nina  import a NINA Advanced Sequencer file or a .hrz horizon
+    nightowl target  find an object by name or read coordinates (both forms printed)
 
 Settings come from ``NIGHTOWL_*`` environment variables (see `daemon.settings.Settings`).
 """
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from daemon import finish_cli, nina_cli, process_cli
+from daemon import finish_cli, nina_cli, process_cli, targets_cli
 
 if TYPE_CHECKING:
     from daemon.settings import Settings
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     process_cli.add_parser(commands)
     finish_cli.add_parsers(commands)
     nina_cli.add_parser(commands)
+    targets_cli.add_parser(commands)
     return parser
 
 
@@ -325,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(finish_cli.recipe_command(args))
     elif args.command == "import-nina":
         sys.exit(nina_cli.import_nina_command(args))
+    elif args.command == "target":
+        sys.exit(targets_cli.target_command(args))
     elif args.command == "run":
         from daemon.headless import run_document
 
