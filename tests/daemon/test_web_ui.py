@@ -180,8 +180,14 @@ def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_it
     flip = page.locator('[data-field-path="targets[0].triggers[1]"]')
     expect(flip).to_have_attribute("data-kind", "meridian_flip")
     flip.locator('button[title="remove"]').first.click()
+    # Coordinates take sexagesimal text, and the other form is echoed beside them.
+    ra = page.locator('[data-field-path="targets[0].coordinates.ra_hours"]')
+    expect(ra.locator(".angle-echo")).to_have_text("= 00h42m44.30s")
+    ra.locator("input").fill("00 42 50")
+    expect(ra.locator(".angle-echo")).to_have_text("= 0.71389 h")
     page.click("#save")
     expect(page.locator("#save-status")).to_have_text("saved")
+    expect(ra.locator(".angle-echo")).to_have_text("= 00h42m50.00s")
 
     saved = httpx.get(f"{daemon.url}/api/templates/{template_id}").json()["document"]
     items = saved["targets"][0]["items"]
@@ -193,13 +199,16 @@ def test_a_template_from_an_example_is_edited_and_a_bad_value_is_named_beside_it
         "dither_after_exposures",
         "autofocus_after_filter_change",
     ]
+    assert saved["targets"][0]["coordinates"]["ra_hours"] == pytest.approx(0.7138889, abs=1e-7)
 
     exposure = page.locator('[data-field-path="targets[0].items[3].exposure_s"]')
     exposure.locator("input").fill("-5")
+    ra.locator("input").fill("25 00 00")
     page.click("#save")
     message = exposure.locator(".field-error")
     expect(message).to_contain_text("greater than 0")
     expect(exposure).to_have_class(re.compile(r"\binvalid\b"))
+    expect(ra.locator(".field-error")).to_contain_text("as a right ascension")
     expect(page.locator("#save-status")).to_contain_text("422")
     kept = httpx.get(f"{daemon.url}/api/templates/{template_id}").json()["document"]
     assert kept["targets"][0]["items"][3]["exposure_s"] == 120.0
