@@ -79,11 +79,13 @@ def test_only_programs_of_the_scripts_folder_run(
         events = httpx.get(f"{daemon.url}/api/runs/{run_id}/events").json()
     program = str(hello.resolve())
     by_message = {e["message"]: e for e in events}
-    assert by_message[f"starting {program} M31"]["data"] == {"argv": [program, "M31"]}
+    node = {"node": "run_command"}  # the node's name for people, beside its path
+    assert by_message[f"starting {program} M31"]["data"] == {"argv": [program, "M31"], **node}
     assert by_message["hello.sh: hello M31"]["path"] == "start.items[0]"
     assert by_message["hello.sh exited with 0"]["data"] == {
         "argv": [program, "M31"],
         "exit_status": 0,
+        **node,
     }
 
 

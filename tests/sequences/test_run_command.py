@@ -92,7 +92,10 @@ def run_command_events(harness: Harness, run_id: int) -> list[tuple[str, str, di
             .where(Event.run_id == run_id, Event.node_path == "start.items[0]")
             .order_by(Event.id)
         )
-        return [(e.level, e.message, e.data) for e in rows]
+        events = list(rows)
+    # Each names its node for people (beside the path); the rest of `data` is the payload.
+    assert all(e.data.get("node") == "run_command" for e in events)
+    return [(e.level, e.message, {k: v for k, v in e.data.items() if k != "node"}) for e in events]
 
 
 def one_command(argv: list[str], **extra: Any) -> dict[str, Any]:
