@@ -1,6 +1,6 @@
 // The single page: hash routes, the login form and the read-only role.
 import { api, onAuthProblems } from './api.js';
-import { clear } from './dom.js';
+import { clear, setSiteZone } from './dom.js';
 import { notice } from './ui.js';
 import * as dashboard from './dashboard.js';
 import * as templates from './templates.js';
@@ -94,6 +94,8 @@ async function start() {
   document.getElementById('logout').addEventListener('click', logOut);
   const me = await loadRole();
   if (me.auth_required && me.role === 'none') { showLogin(); return; }
+  // Every page shows times in the site's zone (with UTC beside), whichever page opens first.
+  try { setSiteZone((await api('/api/health')).timezone); } catch { /* the browser's own zone */ }
   window.addEventListener('hashchange', route);
   route();
 }

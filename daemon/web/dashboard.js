@@ -3,7 +3,7 @@
 // event log, kept live by the daemon's event stream. The equipment is what the daemon's poller
 // last read (every 2 s): asking for it costs the devices nothing.
 import { api } from './api.js';
-import { h, fill, fmt, time, badge, progressBar, sexagesimal, figures, setSiteZone } from './dom.js';
+import { h, fill, fmt, time, badge, progressBar, sexagesimal, figures } from './dom.js';
 import { OBSERVATORY_ROLES, deviceBlock, renderObservatory } from './devices.js';
 import { lineChart } from './charts.js';
 import { notice } from './ui.js';
@@ -132,8 +132,6 @@ export function mount() {
   }
 
   async function start() {
-    // Times are shown in the site's zone (and UTC): ask for it before drawing any.
-    try { setSiteZone((await api('/api/health')).timezone); } catch (e) { /* the browser's zone */ }
     if (closed) return;
     loadEquipment();
     loadSafety(safety);
