@@ -1,20 +1,31 @@
-"""The Framing page in a real headless Chromium against the real daemon: M31 found by name and
+"""Targets and the Framing page on one real daemon (a headless Chromium for the page): names
+and coordinates found, the framing chart, the camera field from the simulator's camera and
+mount, framings added to a template and a plan over HTTP; on the page, M31 found by name and
 by sexagesimal coordinates, framed with a rotated field and a mosaic, added to a template."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
+from daemon.targets import BRIGHT_STARS
+from processing.catalog import load_gaia_stars
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
+
+
+M31_RA_H = 0 + 42 / 60 + 44.3 / 3600
+M31_DEC = 41 + 16 / 60 + 9 / 3600
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +160,166 @@ def test_the_framing_page_fits_a_phone(page: Page) -> None:
     expect(page.locator('#framing-chart g[data-object="M42"]')).to_have_count(1)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
+
+
+def search(daemon: RunningDaemon, q: str) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{daemon.url}/api/targets/search", params={"q": q, "limit": 5})
+    assert reply.status_code == 200, reply.text
+    found: list[dict[str, Any]] = reply.json()
+    return found
+
+
+def test_targets_are_found_by_designation_common_name_star_name_and_coordinates(
+    daemon: RunningDaemon,
+) -> None:
+    for q in ("M31", "m 31", "Messier 31", "NGC 224", "ngc0224", "Andromeda Galaxy", "andromeda"):
+        (first, *_) = search(daemon, q)
+        assert first["name"] == "M31", q
+    m31 = search(daemon, "M31")[0]
+    assert m31["kind"] == "galaxy"
+    assert "NGC 224" in m31["aliases"]
+    assert m31["ra_hms"] == "00h42m44.35s"
+    assert m31["dec_dms"] == "+41d16m08.6s"
+    assert m31["size_arcmin"] == pytest.approx([177.83, 69.66])
+    assert m31["position_angle_deg"] == 35
+    assert search(daemon, "Orion Nebula")[0]["name"] == "M42"
+    assert search(daemon, "IC 434")[0]["aliases"][0] == "Flame Nebula"
+    vega = search(daemon, "vega")[0]
+    assert (vega["kind"], vega["name"]) == ("star", "Vega")
+    assert search(daemon, "no such object anywhere") == []
+
+    (typed,) = search(daemon, "00 42 44.3 +41 16 09")
+    assert typed["kind"] == "coordinates"
+    assert typed["ra_hms"] == "00h42m44.30s"
+    assert typed["dec_dms"] == "+41d16m09.0s"
+    assert typed["ra_hours"] == pytest.approx(M31_RA_H, abs=1e-9)
+    assert search(daemon, "0h42m44.3s +41d16m09s")[0]["dec_deg"] == pytest.approx(M31_DEC)
+
+
+def test_the_chart_holds_the_field_and_refuses_unreadable_coordinates(
+    daemon: RunningDaemon,
+) -> None:
+    params = {"ra": "00:42:44.3", "dec": "+41 16 09", "radius_deg": 1.5, "mag_limit": 9}
+    reply = httpx.get(f"{daemon.url}/api/targets/chart", params=params)
+    assert reply.status_code == 200, reply.text
+    chart = reply.json()
+    assert (chart["ra_hms"], chart["dec_dms"]) == ("00h42m44.30s", "+41d16m09.0s")
+    assert len(chart["stars"]) > 30
+    assert max(s["magnitude"] for s in chart["stars"]) <= 9
+    for star in chart["stars"]:
+        dra = (star["ra_hours"] - M31_RA_H) * 15 * math.cos(math.radians(M31_DEC))
+        assert math.hypot(dra, star["dec_deg"] - M31_DEC) < 1.55  # flat-sky slack at 1.5 deg
+    names = [o["name"] for o in chart["objects"]]
+    assert names[0] == "M31"  # the largest first
+    assert {"M32", "M110"} <= set(names)
+
+    bad = httpx.get(f"{daemon.url}/api/targets/chart", params={"ra": "noon", "dec": "41"})
+    assert bad.status_code == 422
+    (problem,) = bad.json()["detail"]
+    assert problem["loc"] == ["query", "ra"]
+    assert "00 42 44.3" in problem["msg"]
+    south = httpx.get(f"{daemon.url}/api/targets/chart", params={"ra": "1", "dec": "-95"})
+    assert south.status_code == 422
+    assert south.json()["detail"][0]["loc"] == ["query", "dec"]
+
+
+def test_the_camera_field_comes_from_the_camera_and_the_focal_length(
+    daemon: RunningDaemon,
+) -> None:
+    reply = httpx.get(f"{daemon.url}/api/targets/fov")
+    assert reply.status_code == 200, reply.text
+    fov = reply.json()
+    # The simulator: 2048 x 1536 pixels of 10 um behind 600 mm.
+    assert (fov["width_px"], fov["height_px"], fov["focal_length_mm"]) == (2048, 1536, 600)
+    assert fov["pixel_scale_arcsec"] == pytest.approx(3.438, abs=1e-3)
+    assert fov["width_deg"] == pytest.approx(1.9556, abs=1e-3)
+    assert fov["height_deg"] == pytest.approx(1.4669, abs=1e-3)
+
+
+def test_framings_are_added_to_a_template_and_a_plan(daemon: RunningDaemon) -> None:
+    api = f"{daemon.url}/api"
+    example = next(
+        e for e in httpx.get(f"{api}/templates/examples").json() if e["file"] == "two_targets.json"
+    )
+    document = example["document"] | {"name": "framing target list"}
+    # Templates take sexagesimal text too, and store numbers.
+    document["targets"][0]["coordinates"] = {"ra_hours": "00 42 44.3", "dec_deg": "+41 16 09"}
+    created = httpx.post(f"{api}/templates", json={"document": document})
+    assert created.status_code == 201, created.text
+    template = created.json()
+    kept = template["document"]["targets"][0]["coordinates"]
+    assert kept["ra_hours"] == pytest.approx(M31_RA_H)
+    before = len(template["document"]["targets"])
+
+    panels = [
+        {
+            "name": "M31 Panel 1",
+            "ra_hours": "0h40m00s",
+            "dec_deg": "+41d00m00s",
+            "rotation_deg": 35,
+        },
+        {"name": "M31 Panel 2", "ra_hours": 0.75, "dec_deg": 41.5, "rotation_deg": 35},
+    ]
+    body = {"template_id": template["id"], "targets": panels}
+    added = httpx.post(f"{api}/targets/add-to-template", json=body)
+    assert added.status_code == 200, added.text
+    assert added.json()["added"] == ["M31 Panel 1", "M31 Panel 2"]
+    stored = httpx.get(f"{api}/templates/{template['id']}").json()["document"]["targets"]
+    assert len(stored) == before + 2
+    first = stored[before]
+    assert first["target_name"] == "M31 Panel 1"
+    assert first["coordinates"] == {"ra_hours": pytest.approx(40 / 60), "dec_deg": 41.0}
+    assert first["rotation_deg"] == 35
+    # A copy of the template's first target: same kinds of items, triggers and conditions.
+    model = stored[0]
+    assert [i["kind"] for i in first["items"]] == [i["kind"] for i in model["items"]]
+    assert [t["kind"] for t in first["triggers"]] == [t["kind"] for t in model["triggers"]]
+
+    bad = httpx.post(
+        f"{api}/targets/add-to-template",
+        json={"template_id": template["id"], "targets": [panels[0] | {"dec_deg": "+41 61 00"}]},
+    )
+    assert bad.status_code == 422
+    (problem,) = bad.json()["detail"]
+    assert problem["loc"] == ["body", "targets", 0, "dec_deg"]
+    assert "+41d16m09s" in problem["msg"]
+    missing = httpx.post(f"{api}/targets/add-to-template", json=body | {"template_id": 99_999})
+    assert missing.status_code == 404
+
+    goals = [{"filter_name": "L", "exposure_s": 120, "count": 20}]
+    plan = {
+        "name": "framing plan",
+        "template_id": template["id"],
+        "targets": [
+            {"name": "M33", "coordinates": {"ra_hours": 1.564, "dec_deg": 30.66}, "goals": goals}
+        ],
+    }
+    plan_row = httpx.post(f"{api}/plans", json={"plan": plan, "enabled": False})
+    assert plan_row.status_code == 201, plan_row.text
+    plan_id = plan_row.json()["id"]
+    added_plan = httpx.post(
+        f"{api}/targets/add-to-plan",
+        json={"plan_id": plan_id, "targets": [panels[0] | {"name": "M31"}]},
+    )
+    assert added_plan.status_code == 200, added_plan.text
+    targets = httpx.get(f"{api}/plans/{plan_id}").json()["plan"]["targets"]
+    assert [t["name"] for t in targets] == ["M33", "M31"]
+    assert targets[1]["goals"][0]["count"] == 20  # the plan's first target's goals
+    assert targets[1]["rotation_deg"] == 35
+    twice = httpx.post(
+        f"{api}/targets/add-to-plan",
+        json={"plan_id": plan_id, "targets": [panels[1] | {"name": "M31"}]},
+    )
+    assert twice.status_code == 422
+    assert "already has a target named 'M31'" in twice.json()["detail"][0]["msg"]
+
+
+def test_every_named_star_is_a_bright_star_of_the_catalog() -> None:
+    """The star-name table agrees with the Gaia / Hipparcos catalog: a star brighter than
+    magnitude 4.5 lies within 2' of each name (2': proper motions between epochs)."""
+    stars = load_gaia_stars()
+    bright = stars[stars["g_mag"] < 4.5]
+    for name, _bayer, ra_h, dec, _mag in BRIGHT_STARS:
+        dra = (bright["ra_deg"] - ra_h * 15 + 180) % 360 - 180
+        sep = np.hypot(dra * np.cos(np.radians(dec)), bright["dec_deg"] - dec)
+        assert sep.min() * 60 < 2.0, f"{name}: nearest bright star {sep.min() * 60:.1f}' away"

@@ -50,7 +50,7 @@ INVALID_ONLY: dict[str, type[BaseModel]] = {
     "POST /api/equipment/calibrator/on": CalibratorOn,
     "POST /api/equipment/switch": SwitchSet,
     # A loop or the flats wizard holds the camera (flats close the cover), a centering slews
-    # the mount; covered in test_imaging_api.py and test_imaging_ui.py.
+    # the mount; covered in test_imaging_ui.py.
     "POST /api/imaging/loop": LoopCreate,
     "POST /api/imaging/flats": FlatsCreate,
     "POST /api/imaging/center": CenterCreate,
