@@ -19,6 +19,10 @@ installed (their settings are top-level keys of the observatory config, ``observ
   CLOSED. HaltCover stops a moving cover where it is (UNKNOWN).
 - The weather station's cloud cover is set in percent, as it is served (the package's setter
   takes 0..1).
+- Every frame of camera 0 has its own noise: the package reuses a rendered frame for the same
+  pointing, exposure and focus (its frame cache), so a tracked target's lights were identical
+  to the last bit, which no real camera gives and which a stacker rightly drops as duplicates.
+  Each frame gets a fresh draw of `FRAME_NOISE_ADU` of Gaussian read noise on top.
 
 The dome's shutter and the roof do not hide the sky: light frames see it whatever they report.
 """
@@ -47,6 +51,8 @@ SETTINGS_DEFAULTS = {
     "shutter_time_s": 2.0,
     "cover_time_s": 1.0,
 }
+FRAME_NOISE_ADU = 3.0
+"""Read noise drawn anew for each frame of camera 0 (the rendered sky's noise is ~150 ADU)."""
 VIGNETTING = 0.04
 """The panel's light in the frame's corners is this fraction below its centre's."""
 CAMERA = 0
@@ -134,6 +140,18 @@ def render_panel(
     return camera.to_adu_image(camera.bin_image(image))  # type: ignore[no-any-return]
 
 
+def with_own_noise(image: Any, rng: np.random.Generator) -> Any:
+    """`image` (the frame the camera serves) plus a fresh `FRAME_NOISE_ADU` draw, in its own
+    dtype and clipped to its range; a new array, so the frame cache keeps the rendered one."""
+    pixels = np.asarray(image)
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(FRAME_NOISE_ADU)
+    noisy = pixels.astype(np.float32) + noise
+    if np.issubdtype(pixels.dtype, np.integer):
+        limits = np.iinfo(pixels.dtype)
+        return np.clip(np.rint(noisy), limits.min, limits.max).astype(pixels.dtype)
+    return noisy.astype(pixels.dtype)
+
+
 def install(app: FastAPI, config: dict[str, Any]) -> None:
     """Install the couplings into the simulator's `app` (its modules are already imported)."""
     from alpaca_simulators.api import camera  # type: ignore[import-untyped]
@@ -161,6 +179,10 @@ def install(app: FastAPI, config: dict[str, Any]) -> None:
             await render_task(device_number, duration, light)
         finally:
             _light_path.reset(token)
+        state = get_device_state("camera", CAMERA)
+        if state.get("image_ready") and state.get("image_data") is not None:
+            image = with_own_noise(state["image_data"], np.random.default_rng())
+            update_device_state("camera", CAMERA, {"image_data": image})
 
     def make_cache_key(*args: Any, **kwargs: Any) -> str:
         path = _light_path.get()

@@ -1,7 +1,7 @@
 """The simulated observatory's physics (daemon/simulator/physics.py) through Nightowl's drivers:
 the rotator turns the solved sky, the dust cover darkens the camera, the flat panel lights it
 in proportion to its brightness, the roof's shutter and the cover take time to move, the cloud
-cover is set in percent.
+cover is set in percent, and two lights at one pointing are not the same frame.
 
 Every test leaves the session's simulator as it found it: rotator at 0, cover open, panel off,
 roof closed, a clear sky.
@@ -19,6 +19,7 @@ import pytest
 import requests
 import yaml
 
+from daemon.simulator.physics import FRAME_NOISE_ADU
 from daemon.simulator.rig import OBSERVATORY_CONFIG
 from drivers.base import CoverState, RaDec, ShutterState
 from drivers.equipment import Equipment
@@ -67,6 +68,20 @@ async def sky(pointed: Equipment) -> np.ndarray:
     """A 1 s light with the cover open and the rotator at 0."""
     assert pointed.camera is not None
     return (await pointed.camera.expose(1.001, light=True)).data
+
+
+async def test_two_lights_at_one_pointing_differ_by_their_own_read_noise(
+    pointed: Equipment, sky: np.ndarray
+) -> None:
+    assert pointed.camera is not None
+    again = (await pointed.camera.expose(1.001, light=True)).data
+    difference = again.astype(np.float64) - sky.astype(np.float64)
+    # The package serves its cached rendering for the same pointing; each frame's own draw
+    # makes the difference of two frames sqrt(2) x FRAME_NOISE_ADU (+-10 % for 3 million
+    # pixels, rounding and a few clipped ones), and no pixel moves by more than 8 sigma of it.
+    expected = np.sqrt(2.0) * FRAME_NOISE_ADU
+    assert 0.9 * expected < difference.std() < 1.1 * expected
+    assert np.abs(difference).max() < 8 * expected
 
 
 async def test_the_rotator_turns_the_solved_position_angle(
