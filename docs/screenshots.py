@@ -62,6 +62,7 @@ def daemon(data_dir: Path) -> Iterator[str]:
         "NIGHTOWL_DATA_DIR": str(data_dir),
         "NIGHTOWL_CLOCK": "simulated",
         "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z",
+        "NIGHTOWL_PROCESS_AFTER_RUN": "false",  # the night is queued below, with its picture
     }
     log = (data_dir / "daemon.log").open("wb")
     process = subprocess.Popen(
@@ -105,7 +106,7 @@ def short_night(count: int) -> dict[str, Any]:
 
 def give_the_pages_something(url: str) -> None:
     """A template, a finished run, a plan and a processing job of that run's night."""
-    client = httpx.Client(base_url=url, timeout=60)
+    client = httpx.Client(base_url=url, timeout=60, event_hooks={"response": [_raise_for_status]})
 
     def connected() -> bool:
         devices = client.get("/api/equipment").json()["devices"]
@@ -136,17 +137,45 @@ def give_the_pages_something(url: str) -> None:
             }
         ],
     }
-    client.post("/api/plans", json=plan)
+    client.post("/api/plans", json={"plan": plan})
     session = client.get("/api/sessions").json()[0]
-    job = client.post(
-        "/api/processing/jobs", json={"session_id": session["id"], "linear_only": True}
-    ).json()
+    job = client.post("/api/processing/jobs", json={"session_id": session["id"]}).json()
     _wait(
-        lambda: client.get(f"/api/processing/jobs/{job['id']}").json()["state"]
-        in ("done", "failed"),
-        600,
+        lambda: (
+            client.get(f"/api/processing/jobs/{job['id']}").json()["state"] in ("done", "failed")
+        ),
+        900,
         "the processing job",
     )
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_error:
+        response.read()
+        raise SystemExit(f"{response.request.method} {response.url}: {response.text}")
+
+
+def _frame_m31(page: Page) -> None:
+    page.locator("#framing-query").fill("M31")
+    page.get_by_role("button", name="Find").click()
+    page.locator("svg circle").first.wait_for()
+
+
+def _first_plan(page: Page) -> None:
+    page.get_by_text("M31 this month").first.click()
+    page.locator("svg").first.wait_for()
+
+
+def _histogram(page: Page) -> None:
+    page.locator("#histogram svg").wait_for(timeout=60_000)
+
+
+PREPARE: dict[str, Callable[[Page], None]] = {
+    "framing": _frame_m31,
+    "plans": _first_plan,
+    "imaging": _histogram,
+}
+"""What a page is shown with: a target framed, a plan opened, a frame's histogram drawn."""
 
 
 def shoot(url: str, out_dir: Path) -> list[Path]:
@@ -155,12 +184,12 @@ def shoot(url: str, out_dir: Path) -> list[Path]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for kind, (width, height) in VIEWPORTS.items():
-            context = browser.new_context(
-                base_url=url, viewport={"width": width, "height": height}
-            )
+            context = browser.new_context(base_url=url, viewport={"width": width, "height": height})
             page: Page = context.new_page()
             for name in PAGES:
                 page.goto(f"/#/{name}")
+                page.wait_for_load_state("networkidle")
+                PREPARE.get(name, lambda _: None)(page)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(1500)  # live charts and previews draw after their data
                 path = out_dir / f"{name}-{kind}.png"
