@@ -16,9 +16,11 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Annotated
 
 import astropy.units as u
 from astropy.coordinates import Angle
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 RA_FORMS = "00 42 44.3, 00:42:44.3, 0h42m44.3s, 0.7123 (decimal hours) or 10.68d (degrees)"
 DEC_FORMS = "+41 16 09, +41:16:09, +41d16m09s, +41°16'09\" or 41.269 (decimal degrees)"
@@ -147,3 +149,46 @@ def format_dec(degrees: float) -> str:
     d, rest = divmod(tenths, 36_000)
     m, ts = divmod(rest, 600)
     return f"{sign}{d:02d}d{m:02d}m{ts // 10:02d}.{ts % 10}s"
+
+
+def _ra_field(value: object) -> object:
+    return parse_ra_hours(value) if isinstance(value, str) else value
+
+
+def _dec_field(value: object) -> object:
+    return parse_dec_deg(value) if isinstance(value, str) else value
+
+
+RaHours = Annotated[
+    float,
+    BeforeValidator(_ra_field),
+    Field(ge=0, lt=24, description=f"J2000 right ascension: hours, or text as {RA_FORMS}"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 24},
+                {"type": "string", "examples": ["00 42 44.3", "0h42m44.3s", "10.68d"]},
+            ],
+            "description": f"J2000 right ascension: hours, or text as {RA_FORMS}",
+        },
+        mode="validation",
+    ),
+]
+"""A model field of right ascension in hours that also takes any text form of `RA_FORMS`."""
+
+DecDeg = Annotated[
+    float,
+    BeforeValidator(_dec_field),
+    Field(ge=-90, le=90, description=f"J2000 declination: degrees, or text as {DEC_FORMS}"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": -90, "maximum": 90},
+                {"type": "string", "examples": ["+41 16 09", "+41d16m09s", "+41:16:09"]},
+            ],
+            "description": f"J2000 declination: degrees, or text as {DEC_FORMS}",
+        },
+        mode="validation",
+    ),
+]
+"""A model field of declination in degrees that also takes any text form of `DEC_FORMS`."""

@@ -157,6 +157,14 @@ export function angleEcho(text, hours) {
   return `= ${value.toFixed(5)}${hours ? ' h' : '°'}`;
 }
 
+/** A text box for an angle with its other form echoed beside it as the person types. */
+function angleInput(name, value, placeholder, hours) {
+  const echo = h('span', { class: 'muted angle-echo' }, angleEcho(value, hours));
+  const input = h('input', { type: 'text', name, value, placeholder, size: 12,
+    oninput: () => { echo.textContent = angleEcho(input.value, hours); } });
+  return h('span', { class: 'row' }, input, echo);
+}
+
 /** A number typed as text: a plain decimal goes out as a number, anything else as the text. */
 export function numberOrText(text) {
   const t = text.trim();
@@ -509,8 +517,8 @@ class Editor {
     const addRow = (name = '', ra = '', dec = '') => {
       const tr = h('tr', {},
         h('td', {}, h('input', { type: 'text', name: 'target-name', value: name, placeholder: 'M31' })),
-        h('td', {}, h('input', { type: 'number', step: 'any', name: 'target-ra', value: ra, placeholder: '0.7123' })),
-        h('td', {}, h('input', { type: 'number', step: 'any', name: 'target-dec', value: dec, placeholder: '41.269' })),
+        h('td', {}, angleInput('target-ra', ra, '00 42 44.3', true)),
+        h('td', {}, angleInput('target-dec', dec, '+41 16 09', false)),
         h('td', {}, h('button', { type: 'button', onclick: () => tr.remove() }, '✕')));
       rows.append(tr);
     };
@@ -521,8 +529,8 @@ class Editor {
       if (this.dirty) { notice('Save the template first: a run starts from the saved template.'); return; }
       const targets = [...rows.querySelectorAll('tr')].map((tr) => ({
         name: tr.querySelector('[name=target-name]').value.trim(),
-        ra_hours: Number(tr.querySelector('[name=target-ra]').value),
-        dec_deg: Number(tr.querySelector('[name=target-dec]').value),
+        ra_hours: numberOrText(tr.querySelector('[name=target-ra]').value),
+        dec_deg: numberOrText(tr.querySelector('[name=target-dec]').value),
       })).filter((t) => t.name);
       clear(result);
       startButton.disabled = true;
@@ -542,7 +550,7 @@ class Editor {
     startButton.addEventListener('click', () => start(false));
     return h('section', { class: 'card wide control', id: 'run-panel' }, h('h2', {}, 'Start a run'),
       h('p', { class: 'muted' }, 'Targets dropped in replace the first target container (one copy per target).'),
-      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'RA (hours)'), h('th', {}, 'Dec (deg)'), h('th', {}))), rows),
+      h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'RA (hours or 00 42 44.3)'), h('th', {}, 'Dec (degrees or +41 16 09)'), h('th', {}))), rows),
       h('div', { class: 'row' }, h('button', { type: 'button', onclick: () => addRow() }, 'Add target'), startButton),
       result);
   }

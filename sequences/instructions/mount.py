@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, Field
 
 from drivers.base import RaDec
 from sequences.base import DOCUMENT_CONFIG, Instruction, Step
 from sequences.centering import CenteringConfig, center_target
 from sequences.context import RunContext, Scope, ValidationEnv
-from sequences.coordinates import parse_dec_deg, parse_ra_hours
+from sequences.coordinates import DecDeg, RaHours
 from sequences.errors import InstructionError
 from sequences.model import Issue
 from sequences.rotation import rotate_for_target
@@ -20,42 +20,8 @@ class Coordinates(BaseModel):
     model_config = DOCUMENT_CONFIG
 
     # Documents may give either as text (sexagesimal); the schema says so, for forms and clients.
-    ra_hours: Annotated[
-        float,
-        WithJsonSchema(
-            {
-                "anyOf": [
-                    {"type": "number", "minimum": 0, "exclusiveMaximum": 24},
-                    {"type": "string", "examples": ["00 42 44.3", "0h42m44.3s", "10.68d"]},
-                ]
-            },
-            mode="validation",
-        ),
-    ] = Field(ge=0, lt=24, description="J2000 right ascension in hours (or 00 42 44.3)")
-    dec_deg: Annotated[
-        float,
-        WithJsonSchema(
-            {
-                "anyOf": [
-                    {"type": "number", "minimum": -90, "maximum": 90},
-                    {"type": "string", "examples": ["+41 16 09", "+41d16m09s", "+41:16:09"]},
-                ]
-            },
-            mode="validation",
-        ),
-    ] = Field(ge=-90, le=90, description="J2000 declination in degrees (or +41 16 09)")
-
-    @field_validator("ra_hours", mode="before")
-    @classmethod
-    def _ra_text(cls, value: object) -> object:
-        """Also "00 42 44.3", "0h42m44s", "00:42:44.3" or "10.68d" (`sequences.coordinates`)."""
-        return parse_ra_hours(value) if isinstance(value, str) else value
-
-    @field_validator("dec_deg", mode="before")
-    @classmethod
-    def _dec_text(cls, value: object) -> object:
-        """Also "+41 16 09", "+41d16m09s" or "+41:16:09" (`sequences.coordinates`)."""
-        return parse_dec_deg(value) if isinstance(value, str) else value
+    ra_hours: RaHours
+    dec_deg: DecDeg
 
     def radec(self) -> RaDec:
         return RaDec(self.ra_hours, self.dec_deg)

@@ -269,15 +269,16 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     page.goto(f"/#/templates/{template_id}")
     row = page.locator("#run-targets tr").first
     row.locator("[name=target-name]").fill("M31")
-    row.locator("[name=target-ra]").fill(str(M31["ra_hours"]))
+    row.locator("[name=target-ra]").fill("00 42 44.3")  # M31, typed as imagers write it
+    expect(row.locator(".angle-echo").first).to_have_text("= 0.71231 h")
     row.locator("[name=target-dec]").fill("-80")  # never up from the simulated site
     page.click("#run-start")
     refused = page.locator("#run-result")
     expect(refused).to_contain_text("targets[0].coordinates")
     expect(refused).to_contain_text("does not rise")
     expect(page.locator("#run-start-anyway")).to_be_visible()
-    assert httpx.get(f"{daemon.url}/api/runs").json()[0]["status"] in FINISHED
-    row.locator("[name=target-dec]").fill(str(M31["dec_deg"]))
+    assert all(r["status"] in FINISHED for r in httpx.get(f"{daemon.url}/api/runs").json())
+    row.locator("[name=target-dec]").fill("+41 16 09")
     page.click("#run-start")
     page.wait_for_url(re.compile(r"#/dashboard$"))
 
@@ -285,7 +286,11 @@ def test_a_run_is_started_from_a_template_and_paused_from_the_page(
     run = runs[0]
     assert run["template_id"] == template_id
     url = f"{daemon.url}/api/runs/{run['id']}"
-    assert httpx.get(url).json()["document"]["targets"][0]["target_name"] == "M31"
+    target = httpx.get(url).json()["document"]["targets"][0]
+    assert target["target_name"] == "M31"
+    # 0.1 s of RA and 1" of Dec: the typed text, read as numbers by the daemon.
+    assert abs(target["coordinates"]["ra_hours"] - (44.3 / 60 + 42) / 60) < 0.1 / 3600
+    assert abs(target["coordinates"]["dec_deg"] - (41 + 16 / 60 + 9 / 3600)) < 1 / 3600
     expect(page.locator("#run")).to_have_attribute("data-run-id", str(run["id"]))
     expect(page.locator("#run-pause")).to_be_enabled()
     page.click("#run-pause")

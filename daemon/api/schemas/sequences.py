@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
 from sequences.base import TargetName
+from sequences.coordinates import DecDeg, RaHours
 
 
 class IssueRead(BaseModel):
@@ -79,8 +80,8 @@ class TargetDrop(RequestBody):
     name and coordinates (one copy of that container per target)."""
 
     name: TargetName
-    ra_hours: float = Field(ge=0, lt=24)
-    dec_deg: float = Field(ge=-90, le=90)
+    ra_hours: RaHours
+    dec_deg: DecDeg
     rotation_deg: float | None = Field(default=None, ge=0, lt=360)
 
 

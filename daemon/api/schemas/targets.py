@@ -5,33 +5,13 @@ answered in both forms: `ra_hours` / `dec_deg` numbers beside `ra_hms` / `dec_dm
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import JsonDocument, RequestBody
 from sequences.base import TargetName
-from sequences.coordinates import DEC_FORMS, RA_FORMS, parse_dec_deg, parse_ra_hours
-
-
-def _ra(value: object) -> object:
-    return parse_ra_hours(value) if isinstance(value, str) else value
-
-
-def _dec(value: object) -> object:
-    return parse_dec_deg(value) if isinstance(value, str) else value
-
-
-RaHours = Annotated[
-    float,
-    BeforeValidator(_ra),
-    Field(ge=0, lt=24, description=f"J2000 right ascension: hours, or text as {RA_FORMS}"),
-]
-DecDeg = Annotated[
-    float,
-    BeforeValidator(_dec),
-    Field(ge=-90, le=90, description=f"J2000 declination: degrees, or text as {DEC_FORMS}"),
-]
+from sequences.coordinates import DecDeg, RaHours
 
 
 class TargetRead(BaseModel):
