@@ -237,6 +237,19 @@ class ImagingService:
             report.reason,
         )
 
+    async def frame_wcs(self, frame_id: int) -> Any:
+        """The plate solution (astropy WCS) of a stored frame, solved once at the main
+        camera's scale (off the event loop) and kept with the centerings' solutions.
+        `Conflict` without a connected camera or a focal length, `Refused` for a frame that
+        does not solve, `NotFound`/`Gone` for the frame."""
+        wcs = self._solutions.get(frame_id)
+        if wcs is None:
+            camera = self._capture_camera()
+            row = await asyncio.to_thread(get_frame, self._engine, frame_id)
+            wcs = await self._solve(frame_id, row.bin_x, row.ra_deg, row.dec_deg, camera)
+            self._solutions[frame_id] = wcs
+        return wcs
+
     async def shutdown(self) -> None:
         for task in (self._loop_task, self._flats_task):
             await _stop(task)

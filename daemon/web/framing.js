@@ -1,8 +1,9 @@
 // Framing: find a target by name or coordinates, draw its field from the star catalog
 // (gnomonic projection, north up, east left) with the camera's field as a draggable, rotatable
-// rectangle (or N x M mosaic panels), and add the framing to a template or a plan.
-import { api, describe } from './api.js';
-import { h, s, fill, fmt } from './dom.js';
+// rectangle (or N x M mosaic panels), and add the framing to a template or a plan. When we
+// have a plate-solved light of that area, its preview lies under the stars.
+import { api, apiBlob, describe } from './api.js';
+import { h, s, fill, fmt, dateTime } from './dom.js';
 import { canControl } from './ui.js';
 
 const SIZE = 600; // the chart's SVG units (square)
@@ -83,7 +84,10 @@ export function mount() {
     name: '', ra: null, dec: null, chartRa: null, chartDec: null, radius: 2,
     angle: 0, cols: 1, rows: 1, overlap: 10, widthDeg: null, heightDeg: null,
     chart: null, object: null,
+    underlay: null, // { frame: the API's answer, url: the preview as an object URL }
   };
+  let underlayAsked = null; // the centre and radius last asked about
+  let underlaySeq = 0;
 
   const query = h('input', { id: 'framing-query', type: 'search', placeholder: 'M31, Orion Nebula, Vega or 00 42 44.3 +41 16 09', 'aria-label': 'Target name or coordinates' });
   const queryError = h('span', { class: 'field-error', id: 'framing-query-error', 'aria-live': 'polite' });
@@ -113,6 +117,9 @@ export function mount() {
 
   const svg = s('svg', { id: 'framing-chart', viewBox: `0 0 ${SIZE} ${SIZE}`, role: 'img', 'aria-label': 'Framing chart' });
   const chartNote = h('p', { class: 'muted', id: 'framing-chart-note' }, 'Find a target to draw its field.');
+  const underlayToggle = h('input', { type: 'checkbox', id: 'framing-underlay-toggle', checked: true, onchange: () => draw() });
+  const underlayLabel = h('span', {});
+  const underlayField = h('label', { id: 'framing-underlay', class: 'framing-underlay', hidden: true }, underlayToggle, ' ', underlayLabel);
 
   const templateSelect = h('select', { id: 'framing-template', 'aria-label': 'Template' });
   const planSelect = h('select', { id: 'framing-plan', 'aria-label': 'Plan' });
@@ -127,7 +134,7 @@ export function mount() {
     h('section', { class: 'card wide framing-main' },
       h('h2', {}, 'Framing'),
       h('div', { class: 'framing-layout' },
-        h('div', { class: 'framing-chart' }, svg, chartNote),
+        h('div', { class: 'framing-chart' }, svg, underlayField, chartNote),
         h('div', { class: 'framing-form' },
           field('Target name', nameInput),
           field('Centre RA', raInput, raError),
@@ -217,6 +224,55 @@ export function mount() {
     state.chart = chart;
     state.chartRa = chart.ra_hours; state.chartDec = chart.dec_deg; state.radius = chart.radius_deg;
     draw();
+    loadUnderlay(chart);
+  }
+
+  // A solved light of ours near the chart's centre, laid under the stars; none: nothing shown.
+  async function loadUnderlay(chart) {
+    const params = `ra=${chart.ra_hours}&dec=${chart.dec_deg}&radius_deg=${chart.radius_deg}`;
+    if (params === underlayAsked) return;
+    underlayAsked = params;
+    const seq = ++underlaySeq;
+    let next = null;
+    try {
+      const frame = await api(`/api/targets/underlay?${params}`);
+      const blob = await apiBlob(frame.preview_url, { accept: 'image/jpeg' });
+      next = { frame, url: URL.createObjectURL(blob) };
+    } catch (e) {
+      next = null; // 404: no frame of ours there; anything else: the chart alone still serves
+    }
+    if (!alive || seq !== underlaySeq) {
+      if (next) URL.revokeObjectURL(next.url);
+      return;
+    }
+    if (!next) underlayAsked = null; // ask again next time: a frame may have been taken since
+    if (state.underlay) URL.revokeObjectURL(state.underlay.url);
+    state.underlay = next;
+    underlayField.hidden = !next;
+    if (next) underlayLabel.textContent = `our frame #${next.frame.frame_id} under the chart`;
+    draw();
+  }
+
+  /** The preview as an SVG image placed by the affine map of three of its corners onto the
+   * chart (top left, top right, bottom left), or null. */
+  function underlayImage() {
+    const u = state.underlay;
+    if (!u || !underlayToggle.checked) return null;
+    const f = u.frame;
+    const [p0, p1, , p2] = f.corners;
+    const q = [p0, p1, p2].map((c) => toScreen(c.ra_hours, c.dec_deg));
+    if (q.some((p) => !p)) return null;
+    const u1x = p1.x - p0.x, u1y = p1.y - p0.y, u2x = p2.x - p0.x, u2y = p2.y - p0.y;
+    const v1x = q[1].x - q[0].x, v1y = q[1].y - q[0].y, v2x = q[2].x - q[0].x, v2y = q[2].y - q[0].y;
+    const det = u1x * u2y - u2x * u1y;
+    if (!det) return null;
+    const a = (v1x * u2y - v2x * u1y) / det, c = (v2x * u1x - v1x * u2x) / det;
+    const b = (v1y * u2y - v2y * u1y) / det, d = (v2y * u1x - v1y * u2x) / det;
+    const e = q[0].x - a * p0.x - c * p0.y, g = q[0].y - b * p0.x - d * p0.y;
+    const matrix = [a, b, c, d, e, g].map((v) => v.toFixed(6)).join(' ');
+    return s('image', { id: 'framing-underlay-image', class: 'underlay', href: u.url, x: 0, y: 0,
+      width: f.width_px, height: f.height_px, preserveAspectRatio: 'none', transform: `matrix(${matrix})`,
+      dataset: { frameId: f.frame_id } });
   }
 
   function chartRadius() {
@@ -325,7 +381,9 @@ export function mount() {
     }
     if (!ready) return;
     const chart = state.chart;
-    chartNote.textContent = `${chart.stars.length} stars, ${chart.objects.length} objects within ${fmt(chart.radius_deg, 2)}°. North up, east left.`;
+    const under = state.underlay && underlayToggle.checked ? state.underlay.frame : null;
+    chartNote.textContent = `${chart.stars.length} stars, ${chart.objects.length} objects within ${fmt(chart.radius_deg, 2)}°. North up, east left.`
+      + (under ? ` Under it: our frame #${under.frame_id}, taken ${dateTime(under.taken_at)}${under.filter ? ` through ${under.filter}` : ''}.` : '');
     const limit = chart.stars.reduce((m, st) => Math.max(m, st.magnitude), 0);
     const stars = chart.stars.map((st) => {
       const p = toScreen(st.ra_hours, st.dec_deg);
@@ -343,7 +401,7 @@ export function mount() {
     });
     const frame = drawFrame();
     fill(svg,
-      s('rect', { class: 'sky', x: 0, y: 0, width: SIZE, height: SIZE }),
+      s('rect', { class: 'sky', x: 0, y: 0, width: SIZE, height: SIZE }), underlayImage(),
       s('g', { class: 'stars' }, stars), s('g', { class: 'objects' }, objects), frame,
       s('text', { class: 'compass', x: SIZE / 2, y: 16, 'text-anchor': 'middle' }, 'N'),
       s('text', { class: 'compass', x: 10, y: SIZE / 2 }, 'E'));
@@ -435,7 +493,7 @@ export function mount() {
     }
   }
 
-  return { element, unmount: () => { alive = false; } };
+  return { element, unmount: () => { alive = false; if (state.underlay) URL.revokeObjectURL(state.underlay.url); } };
 }
 
 function normalAngle(deg) {

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from daemon import targets as service
+from daemon import underlay as underlay_service
 from daemon.api.deps import EngineDep, EquipmentDep, RuntimeDep
 from daemon.api.responses import responses
 from daemon.api.schemas.targets import (
@@ -20,6 +21,8 @@ from daemon.api.schemas.targets import (
     FramedTargetWrite,
     TargetRead,
     TargetsAddedRead,
+    UnderlayCornerRead,
+    UnderlayRead,
 )
 from sequences.coordinates import CoordinateError, format_dec, format_ra, parse_dec_deg
 from sequences.coordinates import parse_ra_hours as parse_ra
@@ -66,18 +69,7 @@ async def chart(
     max_stars: Annotated[int, Query(ge=1, le=5000)] = 1500,
 ) -> ChartRead:
     """The stars (Gaia DR3 / Hipparcos) and deep-sky objects (OpenNGC) around a centre."""
-    try:
-        ra_hours = parse_ra(ra)
-    except CoordinateError as e:
-        raise RequestValidationError(
-            [{"loc": ("query", "ra"), "msg": str(e), "type": "value_error", "input": ra}]
-        ) from e
-    try:
-        dec_deg = parse_dec_deg(dec)
-    except CoordinateError as e:
-        raise RequestValidationError(
-            [{"loc": ("query", "dec"), "msg": str(e), "type": "value_error", "input": dec}]
-        ) from e
+    ra_hours, dec_deg = _centre(ra, dec)
     found = await asyncio.to_thread(
         service.chart, ra_hours, dec_deg, radius_deg, mag_limit, max_stars
     )
@@ -92,6 +84,48 @@ async def chart(
             for s in found.stars
         ],
         objects=[_read(m) for m in found.objects],
+    )
+
+
+def _centre(ra: str, dec: str) -> tuple[float, float]:
+    """The query's centre; 422 naming the coordinate that does not read."""
+    try:
+        ra_hours = parse_ra(ra)
+    except CoordinateError as e:
+        raise RequestValidationError(
+            [{"loc": ("query", "ra"), "msg": str(e), "type": "value_error", "input": ra}]
+        ) from e
+    try:
+        dec_deg = parse_dec_deg(dec)
+    except CoordinateError as e:
+        raise RequestValidationError(
+            [{"loc": ("query", "dec"), "msg": str(e), "type": "value_error", "input": dec}]
+        ) from e
+    return ra_hours, dec_deg
+
+
+@router.get("/underlay", responses=responses(404))
+async def underlay(
+    ra: Annotated[str, Query(max_length=50, description="centre RA: hours or 00 42 44.3")],
+    dec: Annotated[str, Query(max_length=50, description="centre Dec: degrees or +41 16 09")],
+    runtime: RuntimeDep,
+    radius_deg: Annotated[float, Query(gt=0, le=10)] = 2.0,
+) -> UnderlayRead:
+    """The newest light of ours whose pointing lies within `radius_deg` of the centre, plate
+    solved (once; the first time takes a few seconds), with the sky position of its preview's
+    corners; 404 "no solved frame of ours near this field" when there is none."""
+    ra_hours, dec_deg = _centre(ra, dec)
+    found = await underlay_service.find_underlay(
+        runtime.engine, runtime.imaging, ra_hours, dec_deg, radius_deg
+    )
+    return UnderlayRead(
+        frame_id=found.frame_id,
+        preview_url=f"/api/frames/{found.frame_id}/preview.jpg",
+        width_px=found.width_px,
+        height_px=found.height_px,
+        corners=[UnderlayCornerRead(**c.__dict__) for c in found.corners],
+        taken_at=found.taken_at,
+        filter=found.filter_name,
     )
 
 

@@ -5,6 +5,7 @@ answered in both forms: `ra_hours` / `dec_deg` numbers beside `ra_hms` / `dec_dm
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -91,3 +92,27 @@ class TargetsAddedRead(BaseModel):
     name: str
     added: list[str] = Field(description="the names of the targets added")
     document: dict[str, Any]
+
+
+class UnderlayCornerRead(BaseModel):
+    x: float = Field(description="on the picture: 0 at its left edge, width_px at its right edge")
+    y: float = Field(
+        description="0 at its top edge (the first row stored), height_px at its bottom"
+    )
+    ra_hours: float
+    dec_deg: float
+
+
+class UnderlayRead(BaseModel):
+    """A plate-solved light of ours that can lie under the chart: its preview and where the
+    preview's corners fall on the sky."""
+
+    frame_id: int
+    preview_url: str = Field(description="the frame's preview JPEG (its whole picture)")
+    width_px: int = Field(description="the frame's width: the corners' x run 0 .. width_px")
+    height_px: int
+    corners: list[UnderlayCornerRead] = Field(
+        description="top left, top right, bottom right, bottom left (J2000)"
+    )
+    taken_at: datetime = Field(description="the exposure's start (UTC)")
+    filter: str | None
