@@ -1,10 +1,13 @@
 """Targets and the Framing page on one real daemon (a headless Chromium for the page): names
 and coordinates found, the framing chart, the camera field from the simulator's camera and
 mount, framings added to a template and a plan over HTTP; on the page, M31 found by name and
-by sexagesimal coordinates, framed with a rotated field and a mosaic, added to a template."""
+by sexagesimal coordinates, framed with a rotated field and a mosaic, added to a template; a
+light of ours taken at M31 laid under its chart (over HTTP: its solved corners; on the page:
+its preview, placed over the camera field, and hidden by its checkbox)."""
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterator
@@ -14,12 +17,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from astropy.io import fits
 from playwright.sync_api import Page, expect
 
 from daemon.targets import BRIGHT_STARS
+from drivers.base import RaDec
 from processing.catalog import load_gaia_stars
+from processing.solve import ScaleRange, solve
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
+from tests.daemon.test_imaging_ui import SCALE_ARCSEC_PX, point_at_m31, run_to_end
 
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 
@@ -36,6 +43,7 @@ def daemon(
         **SIMULATED,
         "NIGHTOWL_SIMULATOR_URL": simulator_url,
         "NIGHTOWL_PROCESS_AFTER_RUN": "false",
+        "NIGHTOWL_LIVE_STACK": "false",
     }
     with running_daemon(tmp_path_factory.mktemp("framing-daemon"), catalog_cache, **env) as d:
         wait_for(f"{d.url}/api/equipment", all_connected)
@@ -323,3 +331,100 @@ def test_every_named_star_is_a_bright_star_of_the_catalog() -> None:
         dra = (bright["ra_deg"] - ra_h * 15 + 180) % 360 - 180
         sep = np.hypot(dra * np.cos(np.radians(dec)), bright["dec_deg"] - dec)
         assert sep.min() * 60 < 2.0, f"{name}: nearest bright star {sep.min() * 60:.1f}' away"
+
+
+@pytest.fixture(scope="module")
+def m31_light(daemon: RunningDaemon) -> dict[str, Any]:
+    """A light of ours taken at M31 (a short run: unpark, slew, one 1 s exposure)."""
+    run_to_end(daemon, point_at_m31(count=1))
+    reply = httpx.get(f"{daemon.url}/api/frames/latest", params={"frame_type": "LIGHT"})
+    assert reply.status_code == 200, reply.text
+    newest: dict[str, Any] = reply.json()
+    return newest
+
+
+def underlay(daemon: RunningDaemon, ra: object, dec: object, radius_deg: float) -> httpx.Response:
+    params = {"ra": ra, "dec": dec, "radius_deg": radius_deg}
+    return httpx.get(f"{daemon.url}/api/targets/underlay", params=params, timeout=120)
+
+
+def test_a_light_of_ours_lies_under_the_chart_at_its_solved_corners(
+    daemon: RunningDaemon, m31_light: dict[str, Any], catalog_cache: Path
+) -> None:
+    reply = underlay(daemon, "00 42 44.3", "+41 16 09", 2.0)
+    assert reply.status_code == 200, reply.text
+    found = reply.json()
+    frame_id = m31_light["id"]
+    assert found["frame_id"] == frame_id
+    assert found["preview_url"] == f"/api/frames/{frame_id}/preview.jpg"
+    assert httpx.get(f"{daemon.url}{found['preview_url']}").status_code == 200
+    assert (found["width_px"], found["height_px"]) == (2048, 1536)
+    assert found["taken_at"][:19] == m31_light["exposure_start_utc"][:19]
+    corners = found["corners"]
+    assert [(c["x"], c["y"]) for c in corners] == [(0, 0), (2048, 0), (2048, 1536), (0, 1536)]
+
+    # The frame's own solve (the test's, from the stored FITS) agrees with the corners.
+    fits_bytes = httpx.get(f"{daemon.url}/api/frames/{frame_id}/fits").content
+    data = fits.getdata(io.BytesIO(fits_bytes))
+    solved = solve(data, scale=ScaleRange.around(SCALE_ARCSEC_PX), cache_dir=catalog_cache)
+    sky = [RaDec(c["ra_hours"], c["dec_deg"]) for c in corners]
+    vectors = np.array(
+        [
+            [
+                math.cos(math.radians(p.dec_deg)) * math.cos(math.radians(p.ra_deg)),
+                math.cos(math.radians(p.dec_deg)) * math.sin(math.radians(p.ra_deg)),
+                math.sin(math.radians(p.dec_deg)),
+            ]
+            for p in sky
+        ]
+    ).mean(axis=0)
+    middle = RaDec(
+        (math.degrees(math.atan2(vectors[1], vectors[0])) / 15.0) % 24.0,
+        math.degrees(math.atan2(vectors[2], math.hypot(vectors[0], vectors[1]))),
+    )
+    centre = RaDec(solved.ra_deg / 15.0, solved.dec_deg)
+    assert middle.separation_deg(centre) * 60 < 3.0
+    # Top and bottom edges span the camera's width, the sides its height (1.96 x 1.47 deg).
+    for a, b, span in ((0, 1, 1.9556), (3, 2, 1.9556), (0, 3, 1.4669), (1, 2, 1.4669)):
+        assert sky[a].separation_deg(sky[b]) == pytest.approx(span, rel=0.05), (a, b)
+
+    # Far from any frame of ours: nothing; a centre that does not read: 422 naming it.
+    none = underlay(daemon, "12 00 00", "-30 00 00", 2.0)
+    assert none.status_code == 404
+    assert none.json()["detail"] == "no solved frame of ours near this field"
+    bad = underlay(daemon, "noon", "41", 2.0)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "ra"]
+
+
+def test_the_page_lays_our_frame_under_the_m31_chart_and_hides_it_on_request(
+    page: Page, daemon: RunningDaemon, m31_light: dict[str, Any]
+) -> None:
+    frame_id = m31_light["id"]
+    page.goto("/#/framing")
+    expect(page.locator("#framing-focal")).to_have_value("600")
+    find(page, "M31")
+    image = page.locator("#framing-underlay-image")
+    expect(image).to_have_attribute("data-frame-id", str(frame_id), timeout=60_000)
+    toggle = page.locator("#framing-underlay")
+    expect(toggle).to_have_text(f"our frame #{frame_id} under the chart")
+    expect(page.locator("#framing-chart-note")).to_contain_text(f"Under it: our frame #{frame_id}")
+    # Taken at M31 with the camera unrotated, the picture covers the camera field drawn there.
+    picture = image.bounding_box()
+    field = page.locator('#framing-frame path.panel[data-panel="1"]').bounding_box()
+    assert picture is not None
+    assert field is not None
+    assert picture["width"] == pytest.approx(field["width"], rel=0.08)
+    assert picture["height"] == pytest.approx(field["height"], rel=0.08)
+    assert picture["x"] + picture["width"] / 2 == pytest.approx(
+        field["x"] + field["width"] / 2, abs=0.04 * field["width"]
+    )
+    assert picture["y"] + picture["height"] / 2 == pytest.approx(
+        field["y"] + field["height"] / 2, abs=0.04 * field["height"]
+    )
+
+    page.locator("#framing-underlay-toggle").uncheck()
+    expect(image).to_have_count(0)
+    expect(page.locator("#framing-chart-note")).not_to_contain_text("Under it")
+    page.locator("#framing-underlay-toggle").check()
+    expect(image).to_have_count(1)
