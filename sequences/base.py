@@ -99,6 +99,10 @@ class Instruction(Node):
     """A wait: a pause stops it at once and it starts over after the resume (other
     instructions pause after they finish)."""
 
+    async def prepare(self, ctx: RunContext, step: Step) -> None:
+        """Before each attempt's `execute`: what this writes into `step.counters` is saved in
+        the run's state before `execute` starts, so a crash during the work keeps it."""
+
     async def execute(self, ctx: RunContext, step: Step) -> None:
         """Do the work; raise on failure (the runner retries and applies `on_error`)."""
         raise NotImplementedError

@@ -358,7 +358,7 @@ class SequenceRunner:
             )
             self._skip_requested = False
             self._current_instruction = instruction
-            self._current = asyncio.create_task(instruction.execute(self.ctx, step))
+            self._current = asyncio.create_task(self._prepared(instruction, step))
             try:
                 await self._current
             except asyncio.CancelledError:
@@ -406,6 +406,12 @@ class SequenceRunner:
         await self._set(node, path, Status.FAILED)
         if instruction.on_error is not OnError.CONTINUE:
             raise _Escalation(instruction.on_error, path)
+
+    async def _prepared(self, instruction: Instruction, step: Step) -> None:
+        """`prepare`, its counters saved, then `execute`."""
+        await instruction.prepare(self.ctx, step)
+        await self._save()
+        await instruction.execute(self.ctx, step)
 
     # -- checkpoints, triggers, conditions -----------------------------------------------------
 

@@ -31,6 +31,8 @@ _STATE_POLL_S = 1.0
 _FIRST_READY_POLL_S = 0.01
 # How long an accepted exposure may stay Waiting before an abort is sent anyway.
 _WAITING_LIMIT_S = 2.0
+# How long a StartExposure refused as busy (just after an abort) is tried again.
+_BUSY_START_S = 3.0
 
 
 class AlpacaCamera(AlpacaDevice[CameraInfo]):
@@ -182,17 +184,11 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             state = await self._wait_readout_end()
         if state is not CameraState.IDLE:
             raise DeviceBusy(self.role, "start exposure", f"camera is {state.name}")
-        start_utc = datetime.now(UTC)
-        exposure_end = time.monotonic() + exposure_s
-        start = asyncio.ensure_future(
-            self._invoke(
-                "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
-            )
-        )
+        start = asyncio.ensure_future(self._start_exposure(exposure_s, light))
         try:
             # Shielded: a task cancelled while StartExposure is on the wire must still see
             # the request land before it aborts, or the abort could overtake it.
-            await asyncio.shield(start)
+            start_utc, exposure_end = await asyncio.shield(start)
             if started is not None:
                 started.set()
             # Read while the shutter is open: the header records the state during the exposure.
@@ -215,6 +211,24 @@ class AlpacaCamera(AlpacaDevice[CameraInfo]):
             info=info,
             status=status,
         )
+
+    async def _start_exposure(self, exposure_s: float, light: bool) -> tuple[datetime, float]:
+        """StartExposure; (its UTC start, its monotonic end). A camera reporting IDLE may
+        still refuse as busy for a moment after an abort (the simulator's exposure task ends
+        after its state says so): such a refusal is retried for `_BUSY_START_S`."""
+        deadline = time.monotonic() + _BUSY_START_S
+        while True:
+            start_utc, started = datetime.now(UTC), time.monotonic()
+            try:
+                await self._invoke(
+                    "start exposure", self._device.StartExposure, float(exposure_s), bool(light)
+                )
+            except DeviceBusy:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(POLL_INTERVAL_S)
+                continue
+            return start_utc, started + exposure_s
 
     async def _state(self) -> CameraState:
         return CameraState(int(await self._get("CameraState")))

@@ -167,7 +167,7 @@ class AlpacaDevice(Generic[InfoT]):
         return await self._call(operation, fn, *args, timeout_s=timeout_s, retry=retry)
 
     async def _undo_after(
-        self, command: asyncio.Future[None], undo: Callable[[], Awaitable[None]], what: str
+        self, command: asyncio.Future[Any], undo: Callable[[], Awaitable[None]], what: str
     ) -> None:
         """Run `undo` (abort the exposure, the slew) once `command` has answered, so that the
         undo cannot overtake a command still on the wire; nothing to undo when it failed.

@@ -23,16 +23,21 @@ class TakeExposures(Instruction):
     offset: int | None = Field(default=None, ge=0)
     binning: int = Field(default=1, ge=1, le=8)
 
+    async def prepare(self, ctx: RunContext, step: Step) -> None:
+        """At the start of a pass, the frames this node took in earlier passes of a loop
+        (`before`): they do not count for this pass. Saved before the first frame, so a
+        resumed pass counts on from its own frames."""
+        if ctx.run_id is not None and "before" not in step.counters:
+            done = int(step.counters.get("done", 0))
+            taken = await ctx.frames.count_taken(RunTag(ctx.run_id, step.path))
+            step.counters["before"] = 0 if done else taken
+
     async def execute(self, ctx: RunContext, step: Step) -> None:
         ctx.camera()
         tag = RunTag(ctx.run_id, step.path) if ctx.run_id is not None else None
         done = int(step.counters.get("done", 0))
         if tag is not None:
-            # Frames of this node from earlier passes of a loop do not count for this pass.
-            taken = await ctx.frames.count_taken(tag)
-            if "before" not in step.counters:
-                step.counters["before"] = 0 if done else taken
-            done = taken - int(step.counters["before"])
+            done = await ctx.frames.count_taken(tag) - int(step.counters.get("before", 0))
         step.counters["done"] = done
         remaining = self.count - done
         if remaining <= 0:

@@ -75,7 +75,7 @@ def running_daemon(data_dir: Path, cache_dir: Path, **env: str) -> Iterator[Runn
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=60)  # a stop on a loaded machine
         except subprocess.TimeoutExpired:
             process.kill()
             raise

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from daemon.db.models import SequenceRun
+from drivers.base import CameraState
 from drivers.equipment import Equipment
 from sequences.document import SequenceDocument, parse_document
 from sequences.model import Status
@@ -129,8 +130,19 @@ async def test_loops_and_waits_run_on_the_simulated_clock(harness: Harness) -> N
     assert time.monotonic() - started < 20
 
 
+async def camera_idle(equipment: Equipment, timeout_s: float = 30.0) -> None:
+    """Wait for the camera to settle after a stop (the simulator may end an aborted exposure
+    a moment after its abort answered)."""
+    camera = equipment.camera
+    assert camera is not None
+    deadline = time.monotonic() + timeout_s
+    while (await camera.status()).state is not CameraState.IDLE:
+        assert time.monotonic() < deadline, "the camera did not come back to idle"
+        await asyncio.sleep(0.1)
+
+
 async def test_an_interrupted_run_resumes_with_exactly_the_missing_frames(
-    harness: Harness,
+    harness: Harness, equipment: Equipment
 ) -> None:
     document = parse_document(
         {
@@ -142,6 +154,7 @@ async def test_an_interrupted_run_resumes_with_exactly_the_missing_frames(
     run_id = await harness.runs.start(document)
     await harness.until(lambda: len(harness.frames(run_id)) >= 2)
     await harness.runs.shutdown()  # as at a daemon stop: no end area, resumable
+    await camera_idle(equipment)  # as after a restart, which takes longer than the abort
     taken = len(harness.frames(run_id))
     assert 2 <= taken < 5
     assert harness.state(run_id).status is RunStatus.INTERRUPTED
@@ -151,6 +164,38 @@ async def test_an_interrupted_run_resumes_with_exactly_the_missing_frames(
     frames = harness.frames(run_id)
     assert len(frames) == 5
     assert len({f.path for f in frames}) == 5
+
+
+async def test_a_run_killed_mid_exposures_resumes_from_its_last_saved_state(
+    harness: Harness, equipment: Equipment
+) -> None:
+    """As after kill -9: the run's row holds the state last saved before the frames (no
+    counters written since), yet the resume takes exactly the missing ones."""
+    document = parse_document(
+        {
+            "name": "killed",
+            "start": {"items": [{"kind": "unpark"}]},
+            "targets": [{**M31_TARGET, "items": [{"kind": "slew"}, lights(5, 1.0)]}],
+        }
+    )
+    run_id = await harness.runs.start(document)
+    await harness.until(lambda: len(harness.frames(run_id)) >= 2)
+    with Session(harness.engine) as db:
+        row = db.get(SequenceRun, run_id)
+        assert row is not None
+        saved_state = row.state  # what a kill at this moment leaves behind
+    await harness.runs.shutdown()
+    await camera_idle(equipment)  # as after a restart, which takes longer than the abort
+    taken = len(harness.frames(run_id))
+    assert 2 <= taken < 5
+    with Session(harness.engine) as db, db.begin():
+        row = db.get(SequenceRun, run_id)
+        assert row is not None
+        row.state = saved_state
+
+    await harness.runs.resume(run_id)
+    assert await asyncio.wait_for(harness.runs.wait(run_id), 60) is RunStatus.COMPLETED
+    assert len(harness.frames(run_id)) == 5, " / ".join(harness.events(run_id))
 
 
 async def test_a_run_a_crash_left_pending_becomes_interrupted_and_resumes(
