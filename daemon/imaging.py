@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 
 from daemon.capture import CaptureRequest, CaptureService
@@ -34,7 +33,7 @@ from processing.io import read_fits
 from processing.solve import SkyHint, SolveConfig, SolveError, solve
 from sequences.centering import CenteringConfig, center_target
 from sequences.frames import ExposureSpec, FrameType, SavedFrame
-from sequences.instructions.calibration import FlatSetting, next_flat_setting
+from sequences.instructions.calibration import FlatSetting, search_flat_setting
 from sequences.platesolve import HINT_RADIUS_DEG, frame_scale, frame_solver
 
 log = logging.getLogger(__name__)
@@ -418,27 +417,22 @@ class ImagingService:
         flats: FilterFlats,
     ) -> FlatSetting:
         """Trial exposures (not saved) until the median is within tolerance of the target."""
-        setting, lit = start, None
-        for _ in range(settings.max_tries):
-            if panel is not None and setting.brightness not in (None, lit):
-                await panel.calibrator_on(setting.brightness)
-                lit = setting.brightness
-            frame = await camera.expose(setting.exposure_s, light=True)
-            median = float(await asyncio.to_thread(np.median, frame.data))
+
+        def trial(setting: FlatSetting, median: float) -> None:
             flats.trials.append(FlatTrial(setting.exposure_s, setting.brightness, median))
-            if abs(median - settings.target_adu) <= settings.tolerance * settings.target_adu:
-                return setting
-            following = next_flat_setting(
-                setting,
-                median,
-                frame.info.max_adu,
-                settings.target_adu,
-                (settings.min_exposure_s, settings.max_exposure_s),
-                panel.info.max_brightness if panel is not None else None,
-            )
-            if following == setting:
-                break  # at the limits: more tries cannot get closer
-            setting = following
+
+        found = await search_flat_setting(
+            camera,
+            panel,
+            start,
+            target_adu=settings.target_adu,
+            tolerance=settings.tolerance,
+            exposure_bounds_s=(settings.min_exposure_s, settings.max_exposure_s),
+            max_tries=settings.max_tries,
+            on_trial=trial,
+        )
+        if found is not None:
+            return found
         raise Conflict(
             f"no exposure between {settings.min_exposure_s} and {settings.max_exposure_s} s "
             f"reaches {settings.target_adu:.0f} ADU"

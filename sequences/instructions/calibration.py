@@ -4,13 +4,14 @@ from the sky or a flat panel."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from drivers.base import CoverCalibrator, CoverState
+from drivers.base import Camera, CoverCalibrator, CoverState
 from sequences.base import Instruction, Step
 from sequences.context import RunContext, ValidationEnv
 from sequences.errors import InstructionError
@@ -137,28 +138,17 @@ class TakeFlats(Instruction):
         self, ctx: RunContext, start: FlatSetting, panel: CoverCalibrator | None
     ) -> FlatSetting:
         """Test frames from `start` until the median is within tolerance of `target_adu`."""
-        camera = ctx.camera()
-        setting = start
-        lit: int | None = None
-        for _ in range(self.max_tries):
-            if panel is not None and setting.brightness not in (None, lit):
-                await panel.calibrator_on(setting.brightness)
-                lit = setting.brightness
-            frame = await camera.expose(setting.exposure_s, light=True)
-            median = float(await asyncio.to_thread(np.median, frame.data))
-            if abs(median - self.target_adu) <= self.tolerance * self.target_adu:
-                return setting
-            following = next_flat_setting(
-                setting,
-                median,
-                frame.info.max_adu,
-                self.target_adu,
-                (self.min_exposure_s, self.max_exposure_s),
-                panel.info.max_brightness if panel is not None else None,
-            )
-            if following == setting:
-                break  # at the limits: more tries cannot get closer
-            setting = following
+        found = await search_flat_setting(
+            ctx.camera(),
+            panel,
+            start,
+            target_adu=self.target_adu,
+            tolerance=self.tolerance,
+            exposure_bounds_s=(self.min_exposure_s, self.max_exposure_s),
+            max_tries=self.max_tries,
+        )
+        if found is not None:
+            return found
         reach = "brightness and exposure" if panel is not None else "exposure"
         raise InstructionError(
             f"no {reach} between {self.min_exposure_s} and {self.max_exposure_s} s "
@@ -201,6 +191,46 @@ class TakeFlats(Instruction):
                     )
                 )
         return issues
+
+
+async def search_flat_setting(
+    camera: Camera,
+    panel: CoverCalibrator | None,
+    start: FlatSetting,
+    *,
+    target_adu: float,
+    tolerance: float,
+    exposure_bounds_s: tuple[float, float],
+    max_tries: int,
+    on_trial: Callable[[FlatSetting, float], None] | None = None,
+) -> FlatSetting | None:
+    """Trial exposures (not saved) from `start`, as NINA's flat wizard: the first setting whose
+    median lies within `tolerance` of `target_adu`, or None when `max_tries` or the bounds
+    run out. `on_trial` hears each trial's setting and median."""
+    setting = start
+    lit: int | None = None
+    for _ in range(max_tries):
+        if panel is not None and setting.brightness not in (None, lit):
+            await panel.calibrator_on(setting.brightness)
+            lit = setting.brightness
+        frame = await camera.expose(setting.exposure_s, light=True)
+        median = float(await asyncio.to_thread(np.median, frame.data))
+        if on_trial is not None:
+            on_trial(setting, median)
+        if abs(median - target_adu) <= tolerance * target_adu:
+            return setting
+        following = next_flat_setting(
+            setting,
+            median,
+            frame.info.max_adu,
+            target_adu,
+            exposure_bounds_s,
+            panel.info.max_brightness if panel is not None else None,
+        )
+        if following == setting:
+            return None  # at the limits: more tries cannot get closer
+        setting = following
+    return None
 
 
 @dataclass(frozen=True)
