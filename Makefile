@@ -51,13 +51,14 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-# Three workers on two cores, a test file each at a time: most tests wait on the simulators'
-# real-time exposures and device moves (a test file alone uses ~45 % of a core), so a third
-# worker fills the idle time (17.8 vs ~22 min); each worker starts its own simulator. The
-# solver's small-field tests run solve-field, so the test path installs it. The slowest tests
-# are listed at the end, to keep the suite inside its time budget.
+# Two workers, a test file each at a time: most tests wait on the simulators' real-time
+# exposures, so this halves the wall time; each worker starts its own simulator. (Three workers
+# took 15-18 min instead of ~22, but the extra load trailed a dithered light's stars in the live
+# stacking test once in three runs.) The solver's small-field tests run solve-field, so the test
+# path installs it. The slowest tests are listed at the end, to keep the suite inside its time
+# budget.
 pytest: install browser solver
-	$(BIN)/pytest -n 3 --dist loadfile --durations=30
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py
