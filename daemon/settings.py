@@ -32,6 +32,26 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
+def scheduler_address_problem(address: str) -> str | None:
+    """What is wrong with a Dask scheduler address (``tcp://host:port``), or None."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp":
+        return "is not a tcp:// address"
+    if not parts.hostname:
+        return "has no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is None:
+        return "has no port"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
+    if parts.path or parts.query or parts.fragment or parts.username:
+        return "has more than a host and a port"
+    return None
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a refused token must not end up in a traceback or a log.
     model_config = SettingsConfigDict(
@@ -139,6 +159,13 @@ class Settings(BaseSettings):
         default=None,
         description="folders a processing job may read from; default: data_dir",
     )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description=(
+            "tcp://host:port of a Dask scheduler: processing jobs run on its cluster (the "
+            "workers must see the data folder at the same path); default: a local process pool"
+        ),
+    )
     webhook_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
@@ -218,6 +245,20 @@ class Settings(BaseSettings):
                     "e.g. https://hooks.example.org/nightowl,http://192.168.1.5:8080/alerts"
                 )
         return value
+
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _scheduler_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        problem = scheduler_address_problem(value.strip())
+        if problem is not None:
+            raise ValueError(
+                f"NIGHTOWL_DASK_SCHEDULER={value!r} {problem}; give the Dask scheduler's "
+                "address as tcp://host:port (e.g. tcp://192.168.1.20:8786), or unset it to "
+                "process on this machine"
+            )
+        return value.strip()
 
     @field_validator("equipment_profile")
     @classmethod
