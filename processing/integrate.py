@@ -214,50 +214,26 @@ def integrate(
         )
     elif len(normalization) != n_frames:
         raise ValueError(f"normalization is for {len(normalization)} frames, not {n_frames}")
-    frame_weights = _weights(weights, n_frames)
-    height, width = shape
+    kept_weights = _weights(weights, n_frames)
+    height = shape[0]
     block_rows, chunk = block_plan(n_frames, shape, config)
     image = np.empty(shape, dtype=np.float32)
     low_count = np.empty(shape, dtype=np.uint16)
     high_count = np.empty(shape, dtype=np.uint16)
-    image_flat, low_flat, high_flat = (
-        image.reshape(-1),
-        low_count.reshape(-1),
-        high_count.reshape(-1),
-    )
     read_lock = threading.Lock()
-    gain = normalization.gain.astype(np.float32)
-    offset = normalization.offset.astype(np.float32)
     plan = rejection_plan(config.rejection)
 
     def run(start: int) -> tuple[I64, I64]:
         stop = min(start + block_rows, height)
-        stack = np.empty((n_frames, stop - start, width), dtype=np.float32)
         # One thread reads while the other computes: file-backed sources (astropy sections
         # seek and read one shared file handle) are not safe to read from two threads.
         with read_lock:
-            for i, frame in enumerate(frames):
-                stack[i] = frame[start:stop]
-            if subtract is not None:
-                stack -= np.asarray(subtract[start:stop], dtype=np.float32)
-        stack *= gain[:, None, None]
-        stack += offset[:, None, None]
-        samples = stack.reshape(n_frames, -1)
-        frame_low = np.zeros(n_frames, dtype=np.int64)
-        frame_high = np.zeros(n_frames, dtype=np.int64)
-        for first in range(0, samples.shape[1], chunk):
-            block = _combine_block(
-                samples[:, first : first + chunk], plan, config.combine, frame_weights
-            )
-            # Flat views of the (C-contiguous) outputs: pixel p of this block is output
-            # pixel start * width + p.
-            where = slice(start * width + first, start * width + first + len(block.image))
-            image_flat[where] = block.image
-            low_flat[where] = block.low_count
-            high_flat[where] = block.high_count
-            frame_low += block.frame_low
-            frame_high += block.frame_high
-        return frame_low, frame_high
+            stack = read_rows(frames, start, stop, subtract)
+        block = combine_rows(stack, normalization, kept_weights, config, chunk, plan)
+        image[start:stop] = block.image
+        low_count[start:stop] = block.low_count
+        high_count[start:stop] = block.high_count
+        return block.frame_low, block.frame_high
 
     starts = range(0, height, block_rows)
     log.debug("integrating %d frames in blocks of %d rows", n_frames, block_rows)
@@ -275,9 +251,69 @@ def integrate(
         frame_low=frame_low,
         frame_high=frame_high,
         normalization=normalization,
-        weights=frame_weights,
-        history=_history(config, normalization, frame_weights),
+        weights=kept_weights,
+        history=_history(config, normalization, kept_weights),
     )
+
+
+def read_rows(
+    frames: Sequence[FrameSource], start: int, stop: int, subtract: FrameSource | None = None
+) -> F32:
+    """Rows ``start:stop`` of every frame as a float32 stack ``(N, rows, x)``, `subtract`'s
+    rows subtracted from each."""
+    first = frames[0]
+    stack = np.empty((len(frames), stop - start, first.shape[1]), dtype=np.float32)
+    for i, frame in enumerate(frames):
+        stack[i] = frame[start:stop]
+    if subtract is not None:
+        stack -= np.asarray(subtract[start:stop], dtype=np.float32)
+    return stack
+
+
+def combine_rows(
+    stack: F32,
+    normalization: FrameNormalization,
+    weights: F64,
+    config: IntegrationConfig,
+    chunk: int,
+    plan: Kernel | RangeClip | None = None,
+) -> StackResult:
+    """Normalise (in place), reject and combine a block of rows ``(N, rows, x)`` read by
+    `read_rows`, in chunks of `chunk` pixels (`block_plan`); `weights` as normalised by
+    `integrate`. Every pixel's result depends on its own samples only, so any split of the
+    rows into blocks gives the same numbers."""
+    n_frames, rows, width = stack.shape
+    stack *= normalization.gain.astype(np.float32)[:, None, None]
+    stack += normalization.offset.astype(np.float32)[:, None, None]
+    samples = stack.reshape(n_frames, -1)
+    if plan is None:
+        plan = rejection_plan(config.rejection)
+    image = np.empty(rows * width, dtype=np.float32)
+    low_count = np.empty(rows * width, dtype=np.uint16)
+    high_count = np.empty(rows * width, dtype=np.uint16)
+    frame_low = np.zeros(n_frames, dtype=np.int64)
+    frame_high = np.zeros(n_frames, dtype=np.int64)
+    for first in range(0, samples.shape[1], chunk):
+        block = _combine_block(samples[:, first : first + chunk], plan, config.combine, weights)
+        where = slice(first, first + len(block.image))
+        image[where] = block.image
+        low_count[where] = block.low_count
+        high_count[where] = block.high_count
+        frame_low += block.frame_low
+        frame_high += block.frame_high
+    return StackResult(
+        image=image.reshape(rows, width),
+        low_count=low_count.reshape(rows, width),
+        high_count=high_count.reshape(rows, width),
+        frame_low=frame_low,
+        frame_high=frame_high,
+    )
+
+
+def frame_weights(weights: npt.ArrayLike | None, n_frames: int) -> F64:
+    """`weights` (N,) normalised to sum 1 (None: equal); ValueError for a wrong length,
+    a negative or non-finite weight, or all zero."""
+    return _weights(weights, n_frames)
 
 
 def _history(
@@ -354,6 +390,9 @@ __all__ = [
     "Rejection",
     "StackResult",
     "block_plan",
+    "combine_rows",
     "combine_stack",
+    "frame_weights",
     "integrate",
+    "read_rows",
 ]
