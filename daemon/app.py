@@ -45,8 +45,9 @@ from daemon.api.routes import templates as template_routes
 from daemon.api.routes.web import install_web
 from daemon.autofocus import AutofocusService
 from daemon.capture import CaptureConfig, CaptureService
-from daemon.db.engine import make_engine
+from daemon.db.engine import make_engine, owned_engine
 from daemon.db.migrate import upgrade
+from daemon.db.ownership import adopt_unowned
 from daemon.device_faults import DeviceFaultLog
 from daemon.equipment_state import EquipmentState, held_for_imaging
 from daemon.events import record_event
@@ -208,9 +209,14 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     an embedded simulator rig stops."""
     configure_astropy_offline()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    await asyncio.to_thread(upgrade, engine)
+    database = make_engine(settings.resolved_database_url)
+    await asyncio.to_thread(upgrade, database)
     profile, rig = await _equipment_source(settings)
+    # Daemons sharing a database each own what they create: its runs, jobs, plans, events.
+    engine = owned_engine(database, profile.name)
+    adopted = await asyncio.to_thread(adopt_unowned, engine)
+    if any(adopted.values()):
+        log.info("profile %r took over rows without an owner: %s", profile.name, adopted)
     faults = DeviceFaultLog(engine)
     equipment = build_equipment(profile, faults.heard)
     store = FrameStore(settings.frames_root)
@@ -243,6 +249,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings.resolved_processing_roots,
         settings.resolved_solver_cache_dir,
         None if live is None else functools.partial(night_cache, settings.live_root),
+        scheduler=settings.dask_scheduler,
     )
 
     async def hand_off(run_ids: list[int]) -> None:
@@ -362,7 +369,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await asyncio.to_thread(rig.stop)
         await faults.stop()
         await notifier.stop()
-        engine.dispose()
+        database.dispose()
 
 
 async def connect_and_prepare(equipment: Equipment, cache_dir: Path) -> None:

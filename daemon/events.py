@@ -4,6 +4,13 @@ Levels: debug, info, warning and error by rising severity, and alert: something 
 should hear about now, whatever its severity (the roof did not close, a device stayed lost,
 a night ended by safety, a night's picture is ready). Alerts also go to the configured
 webhooks (`daemon.notifications`).
+
+Readers follow the log by id (`after_id`), so ids must become visible in the order they were
+given. SQLite has one writer at a time; on PostgreSQL (several daemons, many threads) an id is
+drawn from a sequence before its transaction commits, so a later id could show up first and a
+reader past it would never see the earlier one. Writers there take a transaction-scoped
+advisory lock first: events are written one after another, in id order. An event carries the
+daemon that wrote it (`owner`, its profile name).
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from daemon.db.engine import is_postgresql
 from daemon.db.models import Event
 
 log = logging.getLogger(__name__)
+_EVENT_WRITER_LOCK = 0x4E4F574C  # an arbitrary key of our own for pg_advisory_xact_lock
 EventLevel = Literal["debug", "info", "warning", "error", "alert"]
 """The event levels: four of rising severity, then alert."""
 LEVELS: tuple[str, ...] = get_args(EventLevel)
@@ -47,6 +56,8 @@ def record_event(
         raise ValueError(f"unknown event level {level!r}; use one of {', '.join(LEVELS)}")
     log.log(_LOG_LEVELS[level], "[%s] %s", source, message)
     with Session(engine) as db, db.begin():
+        if is_postgresql(engine):
+            db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_WRITER_LOCK})
         event = Event(
             level=level,
             source=source,

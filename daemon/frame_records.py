@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
@@ -53,13 +54,19 @@ def ensure_session(
 
 
 def ensure_target(db: Session, target: TargetInfo | None) -> Target | None:
+    """The target's row, created when first needed. Targets are shared by the daemons of a
+    database: when another one creates the same name at the same moment, its row is used."""
     if target is None:
         return None
-    row = db.scalar(select(Target).where(Target.name == target.name))
+    query = select(Target).where(Target.name == target.name)
+    row = db.scalar(query)
     if row is None:
-        row = Target(name=target.name, ra_deg=target.ra_deg, dec_deg=target.dec_deg)
-        db.add(row)
-        db.flush()
+        try:
+            with db.begin_nested():
+                row = Target(name=target.name, ra_deg=target.ra_deg, dec_deg=target.dec_deg)
+                db.add(row)
+        except IntegrityError:
+            row = db.scalars(query).one()
     return row
 
 
@@ -186,9 +193,18 @@ def register_unrecorded_files(
     engine: Engine, store: FrameStore, profile_name: str, timezone: tzinfo
 ) -> ScanResult:
     """Give every complete frame file without a row its row back (after a crash between the
-    file's rename and the row's commit); remove partial files. Blocking."""
+    file's rename and the row's commit); remove partial files. Only the frames of
+    `profile_name` count as known: other telescopes sharing the database keep files of the
+    same relative paths under their own roots. Blocking."""
     with Session(engine) as db:
-        known = set(db.scalars(select(Frame.path)))
+        known = set(
+            db.scalars(
+                select(Frame.path)
+                .join(ImagingSession, ImagingSession.id == Frame.session_id)
+                .join(ObservatoryProfile, ObservatoryProfile.id == ImagingSession.profile_id)
+                .where(ObservatoryProfile.name == profile_name)
+            )
+        )
     result = store.scan(known)
     for stored in result.unregistered:
         data, header = read_fits(store.absolute(stored.path))

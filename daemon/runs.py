@@ -6,6 +6,9 @@ before and after every step; at startup, runs a crash left `running` or `paused`
 `interrupted` and can be resumed (automatically with ``NIGHTOWL_RESUME_RUNS=true``): frames
 already stored are counted, never re-taken.
 
+Daemons sharing a database (one per telescope) each mark and resume only their own runs (a
+run's `owner`, the daemon's profile name); another daemon's runs are listed, never driven.
+
 A graceful daemon shutdown interrupts the running run the same way (resumable) instead of
 running its end area: a restart should continue the night, not park in the middle of it.
 """
@@ -25,6 +28,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
+from daemon.db.engine import owned_by_engine
 from daemon.db.models import Event, Frame, SequenceRun
 from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
@@ -347,6 +351,16 @@ class RunManager:
                 row = db.get(SequenceRun, run_id)
                 if row is None:
                     raise NotFound(f"no run {run_id}")
+                mine = db.scalars(
+                    select(SequenceRun.id).where(
+                        SequenceRun.id == run_id, owned_by_engine(SequenceRun.owner, self._engine)
+                    )
+                ).first()
+                if mine is None:
+                    raise RunConflict(
+                        f"run {run_id} belongs to the daemon of profile {row.owner!r}; "
+                        "resume it there"
+                    )
                 return row.document, row.state, row.status
 
         document_data, state_data, status = await asyncio.to_thread(load)
@@ -389,14 +403,20 @@ class RunManager:
             raise ValueError(f"unknown action {action!r}")
 
     async def mark_interrupted(self) -> list[int]:
-        """At startup: runs a crash left pending (created, not yet journaled), running or
-        paused become interrupted, so they can be resumed."""
+        """At startup: this daemon's runs a crash left pending (created, not yet journaled),
+        running or paused become interrupted, so they can be resumed. Other daemons' runs
+        sharing the database are left alone."""
 
         def mark() -> list[int]:
             with Session(self._engine) as db, db.begin():
                 unfinished = [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED]
                 rows = db.scalars(
-                    select(SequenceRun).where(SequenceRun.status.in_(unfinished))
+                    select(SequenceRun)
+                    .where(
+                        SequenceRun.status.in_(unfinished),
+                        owned_by_engine(SequenceRun.owner, self._engine),
+                    )
+                    .order_by(SequenceRun.id)
                 ).all()
                 for row in rows:
                     row.status = RunStatus.INTERRUPTED.value

@@ -1,10 +1,15 @@
 """Nightly starts: each enabled plan is armed at its next dusk with APScheduler.
 
-Jobs live in APScheduler's SQLAlchemy job store, in the daemon's own database (table
-``apscheduler_jobs``), so they survive restarts. A dusk missed while the daemon was down fires
-when it comes back, as long as the night is not over (`misfire_grace_time` of 18 h, coalesced
-into one start); the director then starts tonight's night at once, since it is already dark.
-After each start the plan's job moves on to the following dusk.
+Jobs live in APScheduler's SQLAlchemy job store, in the daemon's own database, so they survive
+restarts. Daemons sharing a database (one per telescope) each keep their jobs in a table of
+their own (``apscheduler_jobs_<profile>_<hash>``; ``apscheduler_jobs`` for a daemon without an
+owner) and arm only their own plans (a plan's `owner`, the daemon it was saved on): APScheduler
+runs every due job of its table, so one table would let a daemon fire another's nights.
+
+A dusk missed while the daemon was down fires when it comes back, as long as the night is not
+over (`misfire_grace_time` of 18 h, coalesced into one start); the director then starts
+tonight's night at once, since it is already dark. After each start the plan's job moves on
+to the following dusk.
 
 APScheduler runs on wall time. With the simulated clock (rehearsals) plans are not armed
 automatically: start them with ``POST /api/plans/{id}/start``, which waits for the simulated
@@ -18,7 +23,9 @@ process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -26,6 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine
 
+from daemon.db.engine import owner_of
 from daemon.errors import NotFound
 from daemon.events import record_event
 from daemon.nights import NightDirector, NightError
@@ -38,6 +46,16 @@ log = logging.getLogger(__name__)
 
 _MISFIRE_GRACE_S = 18 * 3600
 _running: NightScheduler | None = None
+
+
+def job_table(owner: str | None) -> str:
+    """The job store's table of the daemon `owner` (a valid SQL name of at most 63 characters,
+    distinct per owner)."""
+    if owner is None:
+        return "apscheduler_jobs"
+    slug = re.sub(r"[^a-z0-9]+", "_", owner.lower()).strip("_")[:30]
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:10]
+    return f"apscheduler_jobs_{slug}_{digest}" if slug else f"apscheduler_jobs_{digest}"
 
 
 def _job_id(plan_id: int) -> str:
@@ -56,7 +74,9 @@ class NightScheduler:
         self._equipment = equipment
         self._director = director
         self._scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=engine, tablename=job_table(owner_of(engine)))
+            },
             job_defaults={"coalesce": True, "misfire_grace_time": _MISFIRE_GRACE_S},
             timezone=UTC,
         )
@@ -74,8 +94,10 @@ class NightScheduler:
             _running = None
 
     async def arm_all(self) -> None:
-        """Arm every enabled plan at its next dusk, drop jobs of disabled or deleted plans."""
-        rows = await asyncio.to_thread(list_plans, self._engine)
+        """Arm every enabled plan of this daemon at its next dusk, drop jobs of disabled or
+        deleted plans (and of plans another daemon owns)."""
+        owner = owner_of(self._engine)
+        rows = [r for r in await asyncio.to_thread(list_plans, self._engine) if r.owner == owner]
         wanted = {_job_id(r.id) for r in rows if r.enabled}
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:
@@ -86,12 +108,13 @@ class NightScheduler:
 
     async def arm(self, plan_id: int, after: datetime | None = None) -> datetime | None:
         """Schedule the plan's next start at its dusk after `after` (default now); returns it.
-        A disabled plan is disarmed. None when the site is unknown or it never gets dark, and
-        while the scheduler is not running (simulated clock)."""
+        A disabled plan, or one another daemon owns, is disarmed. None when the site is
+        unknown or it never gets dark, and while the scheduler is not running (simulated
+        clock)."""
         if not self._scheduler.running:
             return None
         row = await asyncio.to_thread(get_plan, self._engine, plan_id)
-        if not row.enabled:
+        if not row.enabled or row.owner != owner_of(self._engine):
             self.disarm(plan_id)
             return None
         site = site_of(self._equipment)

@@ -31,9 +31,10 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from daemon.db.engine import owned_by_engine
 from daemon.db.models import (
     Frame,
     ImagingSession,
@@ -416,9 +417,16 @@ class ProcessingWorker:
             return job.state
 
     def _requeue_interrupted(self) -> list[int]:
+        """This daemon's jobs left running by a stop; other daemons sharing the database
+        keep theirs."""
         with Session(self._engine) as db, db.begin():
             jobs = db.scalars(
-                select(ProcessingJob).where(ProcessingJob.state == JobState.RUNNING)
+                select(ProcessingJob)
+                .where(
+                    ProcessingJob.state == JobState.RUNNING,
+                    owned_by_engine(ProcessingJob.owner, self._engine),
+                )
+                .order_by(ProcessingJob.id)
             ).all()
             for job in jobs:
                 job.state = JobState.QUEUED
@@ -427,13 +435,33 @@ class ProcessingWorker:
             return [job.id for job in jobs]
 
     def _next_job(self) -> int | None:
-        with Session(self._engine) as db:
-            return db.scalars(
-                select(ProcessingJob.id)
-                .where(ProcessingJob.state == JobState.QUEUED)
-                .order_by(ProcessingJob.id)
-                .limit(1)
-            ).first()
+        """Claim this daemon's oldest queued job (state running); None when there is none.
+        The claim is one conditional update, so a job is never taken twice."""
+        while True:
+            with Session(self._engine) as db, db.begin():
+                job_id = db.scalars(
+                    select(ProcessingJob.id)
+                    .where(
+                        ProcessingJob.state == JobState.QUEUED,
+                        owned_by_engine(ProcessingJob.owner, self._engine),
+                    )
+                    .order_by(ProcessingJob.id)
+                    .limit(1)
+                ).first()
+                if job_id is None:
+                    return None
+                claimed = db.execute(
+                    update(ProcessingJob)
+                    .where(ProcessingJob.id == job_id, ProcessingJob.state == JobState.QUEUED)
+                    .values(
+                        state=JobState.RUNNING,
+                        started_at=datetime.now(UTC),
+                        stage="planning",
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    return job_id
 
     def _update(self, job_id: int, **values: Any) -> None:
         with Session(self._engine) as db, db.begin():
@@ -491,10 +519,7 @@ class ProcessingWorker:
         )
 
     async def _run(self, job_id: int) -> None:
-        now = datetime.now(UTC)
-        await asyncio.to_thread(
-            self._update, job_id, state=JobState.RUNNING, started_at=now, stage="planning"
-        )
+        """Run a job `_next_job` claimed."""
         try:
             plan = await asyncio.to_thread(self._plan, job_id)
             if plan.finish_of is None and not any(group.lights for group in plan.groups):

@@ -1,7 +1,8 @@
 """Shared fixtures: one real Alpaca simulator server for the session, and its equipment.
 
 Set NIGHTOWL_TEST_SIMULATOR_URL to run the suite against a simulator that is already running
-(`nightowl sim`); otherwise the session starts its own rig on a free loopback port.
+(`nightowl sim`); otherwise the session starts its own rig on a free loopback port. Tests of
+the database get a throwaway PostgreSQL server (`postgres`), one per session and xdist worker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from daemon.simulator.rig import SimulatorRig, simulator_profile
 from drivers.alpaca import build_equipment
 from drivers.equipment import Equipment
 from sequences.astro import configure_astropy_offline
+from tests.pg import PostgresServer, binaries
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,3 +55,28 @@ async def equipment(simulator_url: str) -> AsyncIterator[Equipment]:
     assert not failures, failures
     yield eq
     await eq.disconnect_all()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session; `create_database()` gives each user its own
+    database. Skipped only where Debian's `postgresql` is not installed (`make test`
+    installs it)."""
+    bin_dir = binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (initdb, pg_ctl, postgres): make database")
+    server = PostgresServer(bin_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each backend: a SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nightowl.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from daemon.db.engine import owner_default
 from sequences.frames import FrameType
 
 # Stable constraint names, so that migrations can alter tables on SQLite (batch mode).
@@ -62,6 +63,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def owner_column() -> Mapped[str | None]:
+    """The daemon (observatory profile name) a row belongs to, filled from the inserting
+    engine (`daemon.db.engine.owned_engine`); None: made without an owner."""
+    return mapped_column(String(200), default=owner_default, index=True)
 
 
 class Base(DeclarativeBase):
@@ -125,11 +132,14 @@ class Frame(Base):
     """A frame file (path relative to the frames root) and everything known about it."""
 
     __tablename__ = "frame"
+    # Unique per night: telescopes sharing the database write the same relative paths
+    # under their own frames roots.
+    __table_args__ = (UniqueConstraint("session_id", "path"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("imaging_session.id"), index=True)
     target_id: Mapped[int | None] = mapped_column(ForeignKey("target.id"))
-    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    path: Mapped[str] = mapped_column(String(1000))
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     frame_type: Mapped[FrameType] = mapped_column(
@@ -205,6 +215,7 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_run.id"), index=True)
     node_path: Mapped[str | None] = mapped_column(String(500))
+    owner: Mapped[str | None] = owner_column()
 
 
 class ProcessingJob(Base):
@@ -230,6 +241,8 @@ class ProcessingJob(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = owner_column()
+    """The daemon that queued the job: only it runs it, and requeues it after a stop."""
 
 
 class AutofocusRun(Base):
@@ -287,6 +300,8 @@ class SequenceRun(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     ended_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = owner_column()
+    """The daemon that runs it: only it marks it interrupted and resumes it."""
 
 
 class PlanNightState(enum.StrEnum):
@@ -306,6 +321,8 @@ class NightPlanRow(NamedDocument, Base):
     __tablename__ = "night_plan"
 
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    owner: Mapped[str | None] = owner_column()
+    """The daemon it was saved on: only that one arms it at dusk."""
 
 
 class PlanNight(Base):
