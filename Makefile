@@ -11,7 +11,7 @@ SOLVER_PACKAGES := astrometry.net astrometry-data-tycho2-07-littleendian \
 	astrometry-data-tycho2-08-littleendian astrometry-data-tycho2-09-littleendian \
 	astrometry-data-tycho2-10-19-littleendian
 
-.PHONY: install browser solver run sim test lint typecheck contracts pytest bench clean
+.PHONY: install browser solver database run sim test lint typecheck contracts pytest bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ solver:
 	if [ -n "$$missing" ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+
+# The database tests also run against PostgreSQL: a throwaway server (Debian's `postgresql`)
+# the test fixtures start on a temporary data directory and port.
+database:
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
 
 run: install
 	$(BIN)/nightowl serve
@@ -57,7 +63,7 @@ contracts: install
 # stacking test once in three runs.) The solver's small-field tests run solve-field, so the test
 # path installs it. The slowest tests are listed at the end, to keep the suite inside its time
 # budget.
-pytest: install browser solver
+pytest: install browser solver database
 	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
 bench: install
