@@ -219,14 +219,16 @@ class Event(Base):
 
 
 class ProcessingJob(Base):
-    """A processing job: a night's frames (`session_id`) or a folder of FITS files, its
-    options (`config`), where it writes (`out_dir`), its stage and progress, and the
-    summary of what it produced (`outputs`) or why it failed (`error`)."""
+    """A processing job: a night's frames (`session_id`), a target's lights across nights
+    (`target_id`) or a folder of FITS files, its options (`config`), where it writes
+    (`out_dir`), its stage and progress, and the summary of what it produced (`outputs`)
+    or why it failed (`error`)."""
 
     __tablename__ = "processing_job"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int | None] = mapped_column(ForeignKey("imaging_session.id"))
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("target.id"))
     folder: Mapped[str | None] = mapped_column(Text)
     out_dir: Mapped[str | None] = mapped_column(Text)
     stage: Mapped[str | None] = mapped_column(String(40))
