@@ -194,7 +194,9 @@ class DaskExecutor:
             return []
         futures = self._client.map(function, tasks, pure=False)
         try:
-            for done, future in enumerate(_dask.as_completed(futures), start=1):
+            for done, future in enumerate(
+                _dask.as_completed(futures, loop=self._client.loop), start=1
+            ):
                 if future.status == "error":
                     future.result()
                 on_result(done)

@@ -163,22 +163,31 @@ def combine_stack(
     )
 
 
-def block_plan(n_frames: int, shape: tuple[int, int], config: IntegrationConfig) -> tuple[int, int]:
+def block_plan(
+    n_frames: int, shape: tuple[int, int], config: IntegrationConfig, workers: int | None = None
+) -> tuple[int, int]:
     """(rows read per block, pixels rejected per chunk) for one thread within the budget.
 
     A thread holds a block of rows of every frame (4 bytes per sample) and works through it
     in chunks of pixels small enough for the CPU caches (up to _CHUNK_PIXELS), whose sorted
     copies and cumulative sums take at most half of its share of the budget. Blocks are also
     kept small enough that each thread gets several, so no thread idles at the end.
+
+    With `workers` (the processes of a cluster, each running one block at a time), the
+    budget is each worker's and the blocks are balanced over the workers instead of the
+    config's threads.
     """
     height, width = shape
     per_sample = _BYTES_PER_SAMPLE + rejection_method(config.rejection).bytes_per_sample
     per_thread = config.memory_budget_bytes // config.threads
+    parallel = config.threads
+    if workers is not None:
+        per_thread, parallel = config.memory_budget_bytes, max(1, workers)
     per_pixel = n_frames * per_sample + _BYTES_PER_PIXEL
     chunk = max(1, min(_CHUNK_PIXELS, per_thread // 2 // per_pixel))
     per_row = width * (n_frames * 4 + _BYTES_PER_OUTPUT_PIXEL)
     rows = max(1, (per_thread - chunk * per_pixel) // per_row)
-    balanced = max(1, math.ceil(height / (config.threads * _BLOCKS_PER_THREAD)))
+    balanced = max(1, math.ceil(height / (parallel * _BLOCKS_PER_THREAD)))
     return min(rows, balanced), chunk
 
 
@@ -310,6 +319,40 @@ def combine_rows(
     )
 
 
+def from_blocks(
+    shape: tuple[int, int],
+    blocks: Sequence[tuple[int, StackResult]],
+    config: IntegrationConfig,
+    normalization: FrameNormalization,
+    weights: F64,
+) -> IntegrationResult:
+    """The integration of `shape` from its row blocks (first row, `combine_rows`' result),
+    combined elsewhere, as `integrate` would return it. Raises ValueError when the blocks do
+    not cover every row once."""
+    image = np.empty(shape, dtype=np.float32)
+    low_count = np.empty(shape, dtype=np.uint16)
+    high_count = np.empty(shape, dtype=np.uint16)
+    covered = np.zeros(shape[0], dtype=np.int64)
+    for start, block in blocks:
+        stop = start + block.image.shape[0]
+        image[start:stop] = block.image
+        low_count[start:stop] = block.low_count
+        high_count[start:stop] = block.high_count
+        covered[start:stop] += 1
+    if not np.all(covered == 1):
+        raise ValueError("the row blocks do not cover every row exactly once")
+    return IntegrationResult(
+        image=image,
+        low_count=low_count,
+        high_count=high_count,
+        frame_low=np.sum([b.frame_low for _, b in blocks], axis=0, dtype=np.int64),
+        frame_high=np.sum([b.frame_high for _, b in blocks], axis=0, dtype=np.int64),
+        normalization=normalization,
+        weights=weights,
+        history=_history(config, normalization, weights),
+    )
+
+
 def frame_weights(weights: npt.ArrayLike | None, n_frames: int) -> F64:
     """`weights` (N,) normalised to sum 1 (None: equal); ValueError for a wrong length,
     a negative or non-finite weight, or all zero."""
@@ -393,6 +436,7 @@ __all__ = [
     "combine_rows",
     "combine_stack",
     "frame_weights",
+    "from_blocks",
     "integrate",
     "read_rows",
 ]

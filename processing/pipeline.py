@@ -21,34 +21,41 @@ a function of its family's module over typed inputs, returning a dataclass:
 A group that integrates fewer than half of its lights carries a warning in its result and
 in the summary: most of the night was lost, and a person should look before trusting it.
 
-This module is the runner: it holds what belongs to the job, not to a stage (the worker
-processes, the work folder, progress and timings, the masters built so far). The per-frame
-stages (calibrate, register) are maps over a pool of spawned worker processes, one per
-`PipelineConfig.threads` (with 1, they run in this process): sep holds the GIL, so threads
-would not fill the cores. Integration is a reduction over row blocks on the integration's
-own threads, in this process. Intermediate frames and the masters the workers read live as
-``.npy`` files in a work folder under OUT that is removed afterwards, so memory stays
-bounded by the integration budget plus a few frames per worker process.
+This module is the runner: it holds what belongs to the job, not to a stage (the executor,
+the work folder, progress and timings, the masters built so far). The per-frame stages
+(calibrate with its measurements, register with its resampling) are maps over an executor
+(`processing.cluster`): a pool of spawned worker processes, one per `PipelineConfig.threads`
+(with 1, they run in this process): sep holds the GIL, so threads would not fill the
+cores. Integration is a reduction over row blocks on the integration's own threads, in this
+process. With `PipelineConfig.scheduler`, both run on the workers of that Dask cluster
+instead: the per-frame steps as one task per frame, the integration as one task per row
+block; the masters, the judging and the writing of the results stay in this process. The
+results are the same, bit for bit, wherever the work runs. Intermediate frames and the
+masters the workers read live as ``.npy`` files in a work folder under OUT that is removed
+afterwards, so memory stays bounded by the integration budget plus a few frames per worker
+process; on a cluster, OUT and the frames must be at the same paths on every worker.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-import cv2
-
 from processing.calibrate import CalibrationConfig, CosmeticConfig
+from processing.cluster import (
+    DaskExecutor,
+    Executor,
+    InProcess,
+    LocalPool,
+    check_scheduler_address,
+    exit_with_parent,
+)
 from processing.debayer import Demosaic
 from processing.drizzle import DrizzleConfig
 from processing.grouping import FrameInfo, GroupingConfig, LightGroup, frame_info
@@ -89,7 +96,6 @@ from processing.subframes import SubframeRules, Weighting
 log = logging.getLogger(__name__)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
-_PARENT_POLL_S = 1.0
 # Share of a group's work per stage, for one progress fraction over the whole job.
 _STAGE_SHARE = {"masters": 0.15, "calibrate": 0.4, "register": 0.3, "integrate": 0.15}
 
@@ -123,6 +129,9 @@ class PipelineConfig:
       (`processing.drizzle`; None: off, the 1x integration is the result).
     - cache_dir: a `processing.frame_cache` folder: lights calibrated there before (by the
       live stack during the night) are not calibrated again; new ones are kept there.
+    - scheduler: "tcp://host:port" of a Dask scheduler whose workers calibrate, register
+      and integrate (`processing.cluster`; `threads` and `pool_min_megapixels` then do not
+      apply); None: this machine, as `threads` says.
     """
 
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
@@ -145,10 +154,13 @@ class PipelineConfig:
     cache_dir: Path | None = None
     local_normalization: LocalNormConfig | None = None
     drizzle: DrizzleConfig | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.preview_size_px < 16:
             raise ValueError("threads must be >= 1 and preview_size_px >= 16")
+        if self.scheduler is not None:
+            check_scheduler_address(self.scheduler)
 
 
 def scan_folder(folder: Path) -> tuple[list[FrameInfo], list[tuple[Path, str]]]:
@@ -185,29 +197,16 @@ def run_pipeline(
     work = out_dir / ".work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    pool = (
-        ProcessPoolExecutor(
-            config.threads,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(os.getpid(),),
-        )
-        if config.threads > 1 and _light_megapixels(groups) >= config.pool_min_megapixels
-        else None
-    )
-    if pool is not None:
-        # Start the workers now: their imports (a second each) then overlap the masters,
-        # which this process builds, instead of delaying the first light.
-        for _ in range(config.threads):
-            pool.submit(_warm)
-    job = _Job(config, work, StackOutputs(out_dir, config.preview_size_px), progress, pool)
+    # A local pool starts now: its workers' imports (a second each) then overlap the
+    # masters, which this process builds, instead of delaying the first light.
+    executor = _executor(config, groups)
+    job = _Job(config, work, StackOutputs(out_dir, config.preview_size_px), progress, executor)
     try:
         results = tuple(
             _process_group(job, index, group, len(groups)) for index, group in enumerate(groups)
         )
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        executor.close()
         shutil.rmtree(work, ignore_errors=True)
     inputs: dict[str, int] = {}
     for group in groups:
@@ -225,7 +224,19 @@ def run_pipeline(
         masters=dict(job.outputs.masters),
         inputs=inputs,
         timings_s=dict(job.timings),
+        executor=executor.name,
     )
+
+
+def _executor(config: PipelineConfig, groups: Sequence[LightGroup]) -> Executor:
+    """Where the per-frame stages run: the Dask cluster if configured, else a local pool
+    when the job is large enough to repay its start, else this process. Raises
+    ClusterError (a PipelineError) when the cluster cannot be reached."""
+    if config.scheduler is not None:
+        return DaskExecutor(config.scheduler)
+    if config.threads > 1 and _light_megapixels(groups) >= config.pool_min_megapixels:
+        return LocalPool(config.threads)
+    return InProcess()
 
 
 def _light_megapixels(groups: Sequence[LightGroup]) -> float:
@@ -233,32 +244,8 @@ def _light_megapixels(groups: Sequence[LightGroup]) -> float:
     return sum(f.shape[0] * f.shape[1] for g in groups for f in g.lights) / 1e6
 
 
-def _warm() -> None:
-    """Nothing: a worker that runs it has imported this module and every stage's."""
-
-
-def _start_worker(parent: int) -> None:
-    """A worker process: one OpenCV thread, as the processes already fill the cores."""
-    cv2.setNumThreads(1)
-    exit_with_parent(parent)
-
-
-def exit_with_parent(parent: int) -> None:
-    """End this (child) process when `parent` (the pid that started it) is gone, killed with
-    the daemon, instead of living on as an orphan waiting for work forever: for the
-    initializer of a pool, with the parent's pid as its argument (a parent killed while the
-    child was still starting is already gone when the initializer runs)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(_PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent watch", daemon=True).start()
-
-
 class _Job:
-    """What belongs to the job rather than to a stage: the worker pool, the work folder, the
+    """What belongs to the job rather than to a stage: the executor, the work folder, the
     outputs, progress and timings, and the masters built so far (shared between groups)."""
 
     def __init__(
@@ -267,13 +254,13 @@ class _Job:
         work: Path,
         outputs: StackOutputs,
         progress: ProgressCallback | None,
-        pool: ProcessPoolExecutor | None,
+        executor: Executor,
     ) -> None:
         self.config = config
         self.work = work
         self.outputs = outputs
         self.progress: ProgressCallback = progress or (lambda stage, fraction: None)
-        self.pool = pool
+        self.executor = executor
         self.timings: dict[str, float] = {}
         self.group_index = 0
         self.group_count = 1
@@ -302,14 +289,11 @@ class _Job:
             log.info("processing: %s took %.2f s", stage, elapsed)
 
     def map(self, stage: str, function: Callable[[_T], _R], tasks: Sequence[_T]) -> list[_R]:
-        """`function` over `tasks` on the worker processes (or here, with one), results in
-        task order, with `stage`'s progress as they come."""
-        results = map(function, tasks) if self.pool is None else self.pool.map(function, tasks)
-        done: list[_R] = []
-        for result in results:
-            done.append(result)
-            self.stage_progress(stage, len(done) / len(tasks))
-        return done
+        """`function` over `tasks` on the executor, results in task order, with `stage`'s
+        progress as they come."""
+        return self.executor.map(
+            function, tasks, lambda done: self.stage_progress(stage, done / len(tasks))
+        )
 
     def master(
         self,
@@ -385,6 +369,7 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
             grid,
             IntegrateStage(config.integration, config.crop, config.local_normalization),
             lambda done: job.stage_progress("integrate", done * share),
+            job.executor,
         )
         if config.drizzle is not None:
             integrated = drizzle_registered(

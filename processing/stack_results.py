@@ -38,20 +38,25 @@ class GroupResult:
 @dataclass(frozen=True)
 class PipelineResult:
     """A whole job: its groups, the masters it wrote (name -> path), how many files of each
-    kind went in, and the seconds each stage took."""
+    kind went in, the seconds each stage took, and where the per-frame work and the
+    integration ran (`processing.cluster`: "this process", "local pool (2 processes)",
+    "dask tcp://host:port (2 workers)")."""
 
     groups: tuple[GroupResult, ...]
     masters: dict[str, Path]
     inputs: dict[str, int]
     timings_s: dict[str, float]
+    executor: str = "this process"
 
 
 def summary(result: PipelineResult) -> dict[str, object]:
     """The result as plain JSON data: inputs per kind, per group its outputs, reference,
     every light's verdict with its reason, the duplicates and warnings, masters written,
-    timings per stage; `warnings` at the top gathers every group's."""
+    timings per stage, where the work ran (`executor`); `warnings` at the top gathers every
+    group's."""
     return {
         "inputs": result.inputs,
+        "executor": result.executor,
         "warnings": [warning for group in result.groups for warning in group.warnings],
         "groups": [
             {
