@@ -21,6 +21,11 @@ calibration. ``--linear-only`` stops at the linear masters.
 ``--local-normalization`` matches every light to the reference tile by tile before
 integration; ``--drizzle 2 --pixfrac 0.8`` drizzles the lights onto a grid twice as fine
 after it (`processing.drizzle`).
+
+``--dask tcp://host:port`` (or ``NIGHTOWL_DASK_SCHEDULER``) runs the per-frame work on that
+Dask cluster and the finishing on one of its workers, which must see FOLDER and DIR at the
+same paths; without it a local process pool does the work (``--threads``). The summary's
+``executor`` says which ran the job.
 """
 
 from __future__ import annotations
@@ -154,11 +159,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     finishing.add_argument(
         "--linear-only", action="store_true", help="stop at the linear masters (no picture)"
     )
+    process.add_argument(
+        "--dask",
+        metavar="tcp://HOST:PORT",
+        help="run on the Dask cluster of this scheduler (default: NIGHTOWL_DASK_SCHEDULER; "
+        "unset: a local process pool); its workers must see FOLDER and --out at the same paths",
+    )
     process.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def process_folder(args: argparse.Namespace) -> int:
     """Run the pipeline on a folder; exit status 0, or 1 with the reason on stderr."""
+    from dataclasses import replace
+
     from pydantic import ValidationError
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -202,6 +215,13 @@ def process_folder(args: argparse.Namespace) -> int:
         return _fail(f"--recipe {args.recipe} has problems: {e}")
     except ValueError as e:
         return _fail(f"--recipe {args.recipe}: {e}")
+    scheduler, problem = _scheduler(args.dask)
+    if problem is not None:
+        return _fail(problem)
+    if scheduler is not None:
+        # The cluster's workers have working folders of their own: absolute paths only.
+        config = replace(config, scheduler=scheduler)
+        args.folder, args.out = args.folder.resolve(), args.out.resolve()
     try:
         frames, skipped = scan_folder(args.folder)
     except PipelineError as e:
@@ -232,14 +252,29 @@ def process_folder(args: argparse.Namespace) -> int:
                 from daemon.settings import Settings
                 from processing.finish import finish_targets, linear_masters, plate_solver
 
-                cache_dir = Settings().resolved_solver_cache_dir
-                report["finished"] = finish_targets(
-                    linear_masters(report),
-                    recipe,
-                    args.out / FINISHED_DIR,
-                    lambda s, f: progress(s, share + (1 - share) * f),
-                    plate_solver(cache_dir),
-                )
+                solver = plate_solver(Settings().resolved_solver_cache_dir)
+                masters = linear_masters(report)
+                if scheduler is None:
+                    report["finished"] = finish_targets(
+                        masters,
+                        recipe,
+                        args.out / FINISHED_DIR,
+                        lambda s, f: progress(s, share + (1 - share) * f),
+                        solver,
+                    )
+                else:  # on one worker of the cluster
+                    from processing.cluster import run_on_cluster
+
+                    progress("finishing", share)
+                    report["finished"] = run_on_cluster(
+                        scheduler,
+                        finish_targets,
+                        masters,
+                        recipe,
+                        args.out / FINISHED_DIR,
+                        lambda s, f: None,
+                        solver,
+                    )
         except (PipelineError, OSError) as e:
             return _fail(str(e))
     report["skipped"] = [{"path": str(path), "reason": reason} for path, reason in skipped]
@@ -287,6 +322,28 @@ def _print_picture(picture: dict[str, object]) -> None:
     print(f"{picture['name']}: finished picture {outputs.get('jpeg') or outputs.get('fits')}")
     for note in picture.get("notes", []):  # type: ignore[attr-defined]
         print(f"  note: {note}")
+
+
+def _scheduler(option: str | None) -> tuple[str | None, str | None]:
+    """(the Dask scheduler to run on, None) from ``--dask``, else from
+    NIGHTOWL_DASK_SCHEDULER, else (None, None): a local pool; (None, the problem) for an
+    address that is not ``tcp://host:port``."""
+    from pydantic import ValidationError
+
+    from daemon.settings import Settings, scheduler_address_problem
+
+    if option is not None:
+        problem = scheduler_address_problem(option.strip())
+        if problem is None:
+            return option.strip(), None
+        return None, (
+            f"--dask {option!r} {problem}; give the Dask scheduler's address as "
+            "tcp://host:port (e.g. tcp://192.168.1.20:8786)"
+        )
+    try:
+        return Settings().dask_scheduler, None
+    except ValidationError as e:
+        return None, "; ".join(str(p["msg"]) for p in e.errors())
 
 
 def _options_error(error: ValidationError) -> str:

@@ -1,18 +1,23 @@
 """The processing worker: jobs from the database, run one at a time in a child process.
 
 A job is a night (`session_id`: its accepted lights and its calibration frames, from the
-frame database) or a folder of FITS files from any tool (grouped from the headers) inside
-the processing roots (``NIGHTOWL_PROCESSING_ROOTS``, the data folder by default), plus
-`ProcessingOptions`. Masters from the master library (``DATA_DIR/masters``) join every job,
+frame database), a target across nights (`target_id`: every accepted light of it, in one
+filter if asked, with the calibration frames of each of those nights) or a folder of FITS
+files from any tool (grouped from the headers) inside the processing roots
+(``NIGHTOWL_PROCESSING_ROOTS``, the data folder by default), plus `ProcessingOptions`.
+Masters from the master library (``DATA_DIR/masters``) join every job,
 so darks and flats of another night are reused when they match; the masters a job builds
 are copied into the library.
 
 The pipeline runs in a spawned process, never on the event loop: progress comes back over a
 queue and lands in the job's row (stage, fraction), so `GET /api/processing/jobs/{id}` shows
 it. A job the daemon stopped or crashed in (state running) is queued again at the next start
-and restarts cleanly: its output folder is emptied first. Per-frame stages are maps and the
-integration a reduction over row blocks, so a distributed engine (Dask) could take the
-child's place behind `_run_job` without changing the jobs.
+and restarts cleanly: its output folder is emptied first.
+
+With a Dask scheduler (``NIGHTOWL_DASK_SCHEDULER``) the child is the cluster's client: the
+per-frame stages run on the cluster's workers (`PipelineConfig.scheduler`) and the
+finishing on one of them (`processing.cluster.run_on_cluster`). Cancelling a job stops its
+child, whose client goes with it, so the scheduler drops the job's tasks.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from daemon.processing_options import (
     recipe_pipeline_config,
 )
 from daemon.recipes import default_job_recipe
+from processing.cluster import run_on_cluster
 from processing.finish import LinearMaster, finish_targets, linear_masters, plate_solver
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.io import atomic_path
@@ -75,6 +81,8 @@ log = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 1.0
 _POLL_S = 0.5
 _STOP_TIMEOUT_S = 10.0
+CANCELLED = "cancelled"
+"""The error of a job cancelled by request (its state is failed)."""
 
 
 FOLDER_REFUSED = (
@@ -109,26 +117,57 @@ def session_frames(engine: Engine, frames_root: Path, session_id: int) -> list[F
             .where(Frame.session_id == session_id)
             .order_by(Frame.id)
         ).all()
-    frames = []
-    for row, target in rows:
-        kind = FrameKind(row.frame_type.value)
-        if kind is FrameKind.LIGHT and not row.accepted:
-            continue
-        frames.append(
-            FrameInfo(
-                path=frames_root / row.path,
-                kind=kind,
-                shape=(row.height_px, row.width_px),
-                exposure_s=row.exposure_s,
-                filter_name=row.filter_name,
-                binning=row.bin_x,
-                gain=None if row.gain is None else float(row.gain),
-                temperature_c=row.sensor_temperature_c,
-                target=target,
-                sha256=row.sha256,
+    return [
+        _frame_info(frames_root, row, target)
+        for row, target in rows
+        if row.frame_type is not FrameType.LIGHT or row.accepted
+    ]
+
+
+def _target_lights(target_id: int, filter_name: str | None) -> Any:
+    """The accepted lights of a target (in one filter when `filter_name` is given)."""
+    query = select(Frame.id).where(
+        Frame.target_id == target_id,
+        Frame.frame_type == FrameType.LIGHT,
+        Frame.accepted.is_(True),
+    )
+    return query if filter_name is None else query.where(Frame.filter_name == filter_name)
+
+
+def target_frames(
+    engine: Engine, frames_root: Path, target_id: int, filter_name: str | None = None
+) -> list[FrameInfo]:
+    """A target's frames across nights: its accepted lights of every night (in
+    `filter_name` only, when given) and all calibration frames of the nights they were
+    taken in; other targets' lights are left out."""
+    lights = _target_lights(target_id, filter_name)
+    with Session(engine) as db:
+        nights = select(Frame.session_id).where(Frame.id.in_(lights)).distinct()
+        rows = db.execute(
+            select(Frame, Target.name)
+            .outerjoin(Target, Frame.target_id == Target.id)
+            .where(
+                Frame.session_id.in_(nights),
+                (Frame.frame_type != FrameType.LIGHT) | Frame.id.in_(lights),
             )
-        )
-    return frames
+            .order_by(Frame.id)
+        ).all()
+    return [_frame_info(frames_root, row, target) for row, target in rows]
+
+
+def _frame_info(frames_root: Path, row: Frame, target: str | None) -> FrameInfo:
+    return FrameInfo(
+        path=frames_root / row.path,
+        kind=FrameKind(row.frame_type.value),
+        shape=(row.height_px, row.width_px),
+        exposure_s=row.exposure_s,
+        filter_name=row.filter_name,
+        binning=row.bin_x,
+        gain=None if row.gain is None else float(row.gain),
+        temperature_c=row.sensor_temperature_c,
+        target=target,
+        sha256=row.sha256,
+    )
 
 
 def close_sessions_of_run(engine: Engine, run_id: int) -> list[int]:
@@ -156,6 +195,25 @@ def library_masters(masters_root: Path) -> list[FrameInfo]:
     for path, reason in skipped:
         log.warning("master library: %s skipped: %s", path, reason)
     return [f for f in frames if f.is_master]
+
+
+def _target_with_lights(db: Session, name: str, filter_name: str | None) -> int:
+    """The id of target `name`; `NotFound` for an unknown name, `Refused` when it has no
+    accepted light (in `filter_name`, when given)."""
+    target_id = db.scalars(select(Target.id).where(Target.name == name)).first()
+    if target_id is None:
+        raise NotFound(
+            f"no target {name!r}: give the name of a target with lights "
+            "(GET /api/targets lists them)"
+        )
+    if db.scalars(_target_lights(target_id, filter_name).limit(1)).first() is None:
+        where = "" if filter_name is None else f" in filter {filter_name!r}"
+        raise Refused(
+            "target",
+            f"target {name!r} has no accepted lights{where}: choose a target (or filter) "
+            "with lights taken, or accept some of its lights",
+        )
+    return target_id
 
 
 # Share of a stacking job's progress that the stacking takes; the finishing has the rest.
@@ -202,13 +260,26 @@ def _run_job(
         outputs: dict[str, Any] = dict(summary(result))
         if recipe is not None:
             put("finishing", share)
-            outputs["finished"] = finish_targets(
-                linear_masters(outputs),
-                parse_recipe(recipe),
-                out_dir / FINISHED_DIR,
-                lambda stage, fraction: put(stage, share + (1.0 - share) * fraction),
-                None if cache_dir is None else plate_solver(cache_dir),
-            )
+            solver = None if cache_dir is None else plate_solver(cache_dir)
+            masters = linear_masters(outputs)
+            if config.scheduler is None:
+                outputs["finished"] = finish_targets(
+                    masters,
+                    parse_recipe(recipe),
+                    out_dir / FINISHED_DIR,
+                    lambda stage, fraction: put(stage, share + (1.0 - share) * fraction),
+                    solver,
+                )
+            else:  # on one worker of the cluster; its progress stays there
+                outputs["finished"] = run_on_cluster(
+                    config.scheduler,
+                    finish_targets,
+                    masters,
+                    parse_recipe(recipe),
+                    out_dir / FINISHED_DIR,
+                    lambda stage, fraction: None,
+                    solver,
+                )
     except (PipelineError, OSError, ValueError) as e:
         progress.put(("failed", str(e)))
         return
@@ -219,6 +290,15 @@ def _run_job(
     progress.put(("done", outputs))
 
 
+def _stop(process: BaseProcess) -> None:
+    """End a job's child process: SIGTERM, SIGKILL when it outlives the timeout."""
+    process.terminate()
+    process.join(_STOP_TIMEOUT_S)
+    if process.is_alive():
+        process.kill()
+        process.join(_STOP_TIMEOUT_S)
+
+
 def _run_finish_job(
     source_id: int,
     masters: list[LinearMaster],
@@ -226,17 +306,30 @@ def _run_finish_job(
     recipe: dict[str, Any],
     progress: multiprocessing.Queue[tuple[str, Any]],
     cache_dir: Path | None = None,
+    scheduler: str | None = None,
 ) -> None:
     """The child process of a job that only finishes another job's linear masters again
-    (another recipe, no restacking). Like a stacking job's finishing, a target that cannot
-    be finished is an entry with its error (and a warning event), not a failed job."""
+    (another recipe, no restacking), here or on one worker of the Dask `scheduler`. Like a
+    stacking job's finishing, a target that cannot be finished is an entry with its error
+    (and a warning event), not a failed job."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     put = _reporter(progress)
     try:
         put("finishing", 0.0)
         solver = None if cache_dir is None else plate_solver(cache_dir)
         recipe_ = parse_recipe(recipe)
-        finished = finish_targets(masters, recipe_, out_dir / FINISHED_DIR, put, solver)
+        if scheduler is None:
+            finished = finish_targets(masters, recipe_, out_dir / FINISHED_DIR, put, solver)
+        else:
+            finished = run_on_cluster(
+                scheduler,
+                finish_targets,
+                masters,
+                recipe_,
+                out_dir / FINISHED_DIR,
+                lambda stage, fraction: None,
+                solver,
+            )
     except (OSError, ValueError) as e:
         progress.put(("failed", str(e)))
         return
@@ -273,11 +366,16 @@ class ProcessingWorker:
         roots: Sequence[Path],
         cache_dir: Path | None = None,
         night_cache: Callable[[int], Path] | None = None,
+        *,
+        scheduler: str | None = None,
     ) -> None:
         """`roots`: the resolved folders a job may read (folders and references) from;
         `cache_dir`: where the plate solver keeps its databases (None: pictures are not
         plate solved for their colour calibration); `night_cache(session_id)`: where the
-        live stack kept a night's calibrated lights, which its job reuses."""
+        live stack kept a night's calibrated lights, which its job reuses; `scheduler`:
+        the Dask scheduler (tcp://host:port) jobs run on (None: a local process pool)."""
+        self._scheduler = scheduler
+        self._cancelled: set[int] = set()
         self._engine = engine
         self._night_cache = night_cache
         self._cache_dir = cache_dir
@@ -317,16 +415,23 @@ class ProcessingWorker:
         *,
         session_id: int | None = None,
         folder: Path | None = None,
+        target: str | None = None,
+        filter_name: str | None = None,
         recipe: Recipe | None = None,
         linear_only: bool = False,
     ) -> int:
-        """Queue a job for a night or a folder; returns its id. Its config holds the options
-        and the full `recipe` document (None: `daemon.recipes.default_job_recipe`), so the
-        job can be redone after the recipe changes; `linear_only` stops after the linear
-        masters. Raises `NotFound` for an unknown session, `Refused` for a folder or
-        reference that is not inside the roots (the same answer when it does not exist)."""
-        if (session_id is None) == (folder is None):
-            raise Refused(None, "a job processes either a session_id or a folder")
+        """Queue a job for a night, a folder or a target across nights (`target`, its
+        name; `filter_name`: only its lights in that filter); returns its id. Its config
+        holds the options and the full `recipe` document (None:
+        `daemon.recipes.default_job_recipe`), so the job can be redone after the recipe
+        changes; `linear_only` stops after the linear masters. Raises `NotFound` for an
+        unknown session or target, `Refused` for a target without accepted lights, for a
+        folder or reference that is not inside the roots (the same answer when it does not
+        exist)."""
+        if sum(source is not None for source in (session_id, folder, target)) != 1:
+            raise Refused(None, "a job processes one of a session_id, a folder or a target")
+        if filter_name is not None and target is None:
+            raise Refused("filter", "filter chooses a target's lights: give target too")
         if folder is not None:
             folder = await asyncio.to_thread(within_roots, folder, self._roots)
             if folder is None or not await asyncio.to_thread(folder.is_dir):
@@ -345,12 +450,20 @@ class ProcessingWorker:
         def create(db: Session) -> ProcessingJob:
             if session_id is not None and db.get(ImagingSession, session_id) is None:
                 raise NotFound(f"no session {session_id}")
+            config = options.model_dump(mode="json") | {
+                "recipe": chosen.model_dump(mode="json"),
+                "linear_only": linear_only,
+            }
+            target_id = None
+            if target is not None:
+                target_id = _target_with_lights(db, target, filter_name)
+                config |= {"target": target, "filter": filter_name}
             return ProcessingJob(
                 session_id=session_id,
+                target_id=target_id,
                 folder=None if folder is None else str(folder),
                 state=JobState.QUEUED,
-                config=options.model_dump(mode="json")
-                | {"recipe": chosen.model_dump(mode="json"), "linear_only": linear_only},
+                config=config,
             )
 
         return await self._queue(create)
@@ -393,6 +506,50 @@ class ProcessingWorker:
         job_id = await asyncio.to_thread(create)
         self._wake.set()
         return job_id
+
+    async def cancel(self, job_id: int) -> None:
+        """Cancel a queued or running job: it ends failed with the error `CANCELLED`; a
+        running job's child process is stopped within a second or so, and with it its Dask
+        client, so the scheduler drops the job's tasks. Raises `NotFound` for an unknown
+        job, `Conflict` for one that has already ended."""
+
+        def mark() -> bool:
+            with Session(self._engine) as db, db.begin():
+                job = db.get(ProcessingJob, job_id)
+                if job is None:
+                    raise NotFound(f"no processing job {job_id}")
+                running = job.state is JobState.RUNNING
+                ended = db.execute(
+                    update(ProcessingJob)
+                    .where(
+                        ProcessingJob.id == job_id,
+                        ProcessingJob.state.in_((JobState.QUEUED, JobState.RUNNING)),
+                    )
+                    .values(
+                        state=JobState.FAILED,
+                        error=CANCELLED,
+                        finished_at=datetime.now(UTC),
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+                if getattr(ended, "rowcount", 0) == 1:
+                    return running
+                db.refresh(job)
+                raise Conflict(
+                    f"processing job {job_id} is {job.state.value}: only a queued or running "
+                    "job can be cancelled"
+                )
+
+        if await asyncio.to_thread(mark):
+            self._cancelled.add(job_id)
+        await asyncio.to_thread(
+            record_event,
+            self._engine,
+            "warning",
+            "processing",
+            f"processing job {job_id} cancelled",
+            {"job_id": job_id},
+        )
 
     async def wait(self, job_id: int, timeout_s: float) -> JobState:
         """Wait until the job is done or failed (tests, the CLI). Raises TimeoutError."""
@@ -484,6 +641,7 @@ class ProcessingWorker:
             job = db.get(ProcessingJob, job_id)
             assert job is not None
             session_id, folder, out_dir = job.session_id, job.folder, job.out_dir
+            target_id = job.target_id
             config = dict(job.config)
             source_id = config.get("finish_of")
             source_outputs = None
@@ -502,6 +660,8 @@ class ProcessingWorker:
         chosen = parse_recipe(config["recipe"]) if "recipe" in config else default_job_recipe()
         if session_id is not None:
             frames = session_frames(self._engine, self._frames_root, session_id)
+        elif target_id is not None:
+            frames = target_frames(self._engine, self._frames_root, target_id, config.get("filter"))
         else:
             assert folder is not None
             frames, skipped = scan_folder(Path(folder))
@@ -511,6 +671,8 @@ class ProcessingWorker:
         pipeline = recipe_pipeline_config(options, chosen)
         if session_id is not None and self._night_cache is not None:
             pipeline = replace(pipeline, cache_dir=self._night_cache(session_id))
+        if self._scheduler is not None:
+            pipeline = replace(pipeline, scheduler=self._scheduler)
         return _Plan(
             Path(out_dir),
             group_frames(frames),
@@ -526,6 +688,9 @@ class ProcessingWorker:
                 raise PipelineError("no light frames: nothing to integrate")
         except (PipelineError, OSError, ValueError) as e:
             await self._finish(job_id, JobState.FAILED, error=str(e))
+            return
+        if job_id in self._cancelled:
+            self._cancelled.discard(job_id)
             return
         await asyncio.to_thread(shutil.rmtree, plan.out_dir, True)
         messages: multiprocessing.Queue[tuple[str, Any]] = self._context.Queue()
@@ -548,6 +713,7 @@ class ProcessingWorker:
                 plan.recipe,
                 messages,
                 self._cache_dir,
+                self._scheduler,
             )
         process = self._context.Process(target=target, args=args, name=f"job {job_id}")
         self._process = process
@@ -560,7 +726,10 @@ class ProcessingWorker:
             raise
         finally:
             self._process = None
+            self._cancelled.discard(job_id)
         kind, payload = outcome
+        if kind == CANCELLED:
+            return
         if kind == "done":
             await asyncio.to_thread(self._keep_masters, payload)
             await asyncio.to_thread(self._warn_unfinished, job_id, payload)
@@ -574,10 +743,19 @@ class ProcessingWorker:
         process: BaseProcess,
         messages: multiprocessing.Queue[tuple[str, Any]],
     ) -> tuple[str, Any]:
-        """Pass progress to the job's row until the child reports its end (or dies)."""
-        last_write = 0.0
+        """Pass progress to the job's row until the child reports its end (or dies), or the
+        job is cancelled (here, or in the database by another daemon): then the child is
+        stopped and the outcome is `CANCELLED`."""
+        last_write = last_check = 0.0
         loop = asyncio.get_running_loop()
         while True:
+            if loop.time() - last_check >= _PROGRESS_INTERVAL_S:
+                last_check = loop.time()
+                if await asyncio.to_thread(self._state, job_id) is not JobState.RUNNING:
+                    self._cancelled.add(job_id)
+            if job_id in self._cancelled:
+                await asyncio.to_thread(_stop, process)
+                return CANCELLED, None
             try:
                 kind, payload = await asyncio.to_thread(messages.get, True, _POLL_S)
             except queue.Empty:

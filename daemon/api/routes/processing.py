@@ -1,5 +1,6 @@
-"""Processing jobs: queue one for a night or a folder, follow it, fetch its results; finish
-a done job again with another recipe, preview a recipe on a finished picture."""
+"""Processing jobs: queue one for a night, a target across nights or a folder, follow it,
+cancel it, fetch its results; finish a done job again with another recipe, preview a recipe
+on a finished picture."""
 
 from __future__ import annotations
 
@@ -41,15 +42,18 @@ _MEDIA = {"fits": "application/fits", "xisf": "application/octet-stream", "jpeg"
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, responses=responses(404))
 async def create_job(body: JobCreate, runtime: RuntimeDep, engine: EngineDep) -> JobRead:
-    """Queue a job; it runs after the jobs before it. 404 for an unknown session or recipe,
-    422 for a folder that does not exist or a recipe with problems (each with its path in
-    the recipe, such as ``steps[3].smoothing``, under ``loc`` ``["body", "recipe", ...]``).
-    The job's config keeps the full recipe document."""
+    """Queue a job; it runs after the jobs before it. 404 for an unknown session, target or
+    recipe, 422 for a folder that does not exist, a target without accepted lights (in the
+    filter) or a recipe with problems (each with its path in the recipe, such as
+    ``steps[3].smoothing``, under ``loc`` ``["body", "recipe", ...]``). The job's config
+    keeps the full recipe document (and a target job's `target` and `filter`)."""
     recipe = await asyncio.to_thread(recipes.job_recipe, engine, body.recipe, body.recipe_id)
     job_id = await runtime.worker.submit(
         body.options,
         session_id=body.session_id,
         folder=body.folder,
+        target=body.target,
+        filter_name=body.filter,
         recipe=recipe,
         linear_only=body.linear_only,
     )
@@ -67,6 +71,15 @@ async def list_jobs(engine: EngineDep, limit: PageLimit = 50, offset: Offset = 0
 async def get_job(job_id: RecordId, engine: EngineDep) -> JobRead:
     """A job with its stage, progress, and once done its summary: per group the outputs,
     reference, every light's verdict and weight; masters; timings per stage."""
+    return JobRead.model_validate(await asyncio.to_thread(service.get_job, engine, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", responses=responses(404, 409))
+async def cancel_job(job_id: RecordId, runtime: RuntimeDep, engine: EngineDep) -> JobRead:
+    """Cancel a queued or running job: it ends failed with the error ``cancelled``; a
+    running job's process is stopped (on a Dask cluster, the scheduler drops its tasks).
+    409 for a job that has already ended."""
+    await runtime.worker.cancel(job_id)
     return JobRead.model_validate(await asyncio.to_thread(service.get_job, engine, job_id))
 
 

@@ -16,8 +16,10 @@ from daemon.worker import FOLDER_REFUSED
 
 
 class JobCreate(BaseModel):
-    """Process a night (`session_id`) or a folder of FITS files inside the processing roots
-    (NIGHTOWL_PROCESSING_ROOTS, the data folder by default), then finish every target with a
+    """Process a night (`session_id`), a target across nights (`target`: every accepted
+    light of it, in `filter` only when given, with each night's calibration frames) or a
+    folder of FITS files inside the processing roots (NIGHTOWL_PROCESSING_ROOTS, the data
+    folder by default): exactly one of the three. Then finish every target with a
     recipe: an inline `recipe` document or a saved one (`recipe_id`); with neither, the
     default recipe's finishing steps and `options` for the stacking. A recipe's stacking
     steps override the options they cover (`daemon.worker.recipe_pipeline_config`)."""
@@ -26,6 +28,18 @@ class JobCreate(BaseModel):
 
     session_id: RecordId | None = None
     folder: Path | None = None
+    target: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="a target's name: all its accepted lights across nights",
+    )
+    filter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="with target: only its lights taken in this filter",
+    )
     options: ProcessingOptions = Field(default_factory=ProcessingOptions)
     recipe: JsonDocument | None = Field(
         default=None, description="a recipe document (GET /api/recipes/default)"
@@ -45,8 +59,13 @@ class JobCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> JobCreate:
-        if (self.session_id is None) == (self.folder is None):
-            raise ValueError("give either session_id or folder")
+        if sum(s is not None for s in (self.session_id, self.folder, self.target)) != 1:
+            raise ValueError(
+                "give one source: either session_id or folder (a night, FITS files), or "
+                "target (a target's lights across nights)"
+            )
+        if self.filter is not None and self.target is None:
+            raise ValueError("filter chooses a target's lights: give target too, or leave it out")
         if self.recipe is not None and self.recipe_id is not None:
             raise ValueError("give recipe or recipe_id, not both")
         return self
@@ -81,6 +100,7 @@ class JobRead(BaseModel):
 
     id: int
     session_id: int | None
+    target_id: int | None = Field(default=None, description="a target job's target")
     folder: str | None
     state: JobState
     stage: str | None
