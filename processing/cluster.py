@@ -15,12 +15,15 @@ nanny's pre-spawn environment: this module is the nanny's preload (``--preload-n
 and adds `WORKER_ENV` there, and the worker's preload (``--preload``), which sets OpenCV's
 thread count in the worker itself.
 
-This is the only module of Nightowl that imports `distributed`.
+This is the only module of Nightowl that imports `distributed`, and only when a cluster is
+used: its import takes seconds, which a job on this machine (and each process of a local
+pool) does not pay.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -34,16 +37,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
-
-import distributed
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from processing.stacking import PipelineError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import distributed
 
-# distributed's Client is not typed: called through Any, its results are typed where used.
-_dask: Any = distributed
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -195,7 +196,7 @@ class DaskExecutor:
         futures = self._client.map(function, tasks, pure=False)
         try:
             for done, future in enumerate(
-                _dask.as_completed(futures, loop=self._client.loop), start=1
+                _dask().as_completed(futures, loop=self._client.loop), start=1
             ):
                 if future.status == "error":
                     future.result()
@@ -213,7 +214,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> distributed.C
     """A client of the scheduler at `address` with at least one worker registered; raises
     ClusterError naming the address when either is missing after `timeout_s`."""
     try:
-        client: Any = _dask.Client(address, timeout=timeout_s, set_as_default=False)
+        client: Any = _dask().Client(address, timeout=timeout_s, set_as_default=False)
     except OSError as e:
         raise ClusterError(
             f"no Dask scheduler answers at {address} ({e}): start one, or unset "
@@ -227,7 +228,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> distributed.C
             f"the Dask scheduler at {address} has no worker after {timeout_s:g} s: "
             f"start its workers ({' '.join(worker_command(address))})"
         ) from e
-    return cast(distributed.Client, client)
+    return cast("distributed.Client", client)
 
 
 def run_on_cluster(
@@ -255,8 +256,17 @@ def executor_for(
     return InProcess()
 
 
+def _dask() -> Any:
+    """The `distributed` package, imported on first use; untyped, so reached through Any
+    (results are typed where they are used)."""
+    import distributed
+
+    return distributed
+
+
 def _warm() -> None:
-    """Nothing: a worker that runs it has imported this module."""
+    """The imports of every stage, in a local pool's worker before its first task."""
+    importlib.import_module("processing.pipeline")
 
 
 def _start_pool_worker(parent: int) -> None:
@@ -286,9 +296,10 @@ def dask_setup(server: object) -> None:
     """Dask's preload hook, run by a nanny (``--preload-nanny processing.cluster``) and by a
     worker (``--preload processing.cluster``): the nanny adds `WORKER_ENV` to the
     environment its worker process is spawned with; the worker sets OpenCV's threads."""
-    if isinstance(server, distributed.Nanny):
+    dask = _dask()
+    if isinstance(server, dask.Nanny):
         server.pre_spawn_env.update(WORKER_ENV)
-    elif isinstance(server, distributed.Worker):
+    elif isinstance(server, dask.Worker):
         import cv2
 
         cv2.setNumThreads(1)
@@ -370,7 +381,7 @@ class ClusterProcesses:
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self._started = 0
         try:
-            self.client: Any = _dask.Client(self.address, timeout=timeout_s, set_as_default=False)
+            self.client: Any = _dask().Client(self.address, timeout=timeout_s, set_as_default=False)
             for _ in range(workers):
                 self.add_worker(wait=False)
             self.wait_for_workers(workers)

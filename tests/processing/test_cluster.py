@@ -28,7 +28,7 @@ from processing.cluster import (
     worker_command,
 )
 from processing.grouping import LightGroup, group_frames
-from processing.integrate import IntegrationConfig
+from processing.integrate import IntegrationConfig, block_plan
 from processing.pipeline import PipelineConfig, PipelineResult, run_pipeline, scan_folder, summary
 from tests.cluster import dask_cluster
 from tests.helpers import SMALL_SESSION
@@ -189,3 +189,17 @@ def test_bad_scheduler_addresses_are_refused_with_the_form_expected() -> None:
             PipelineConfig(scheduler=bad)
     with pytest.raises(ClusterError, match="no Dask scheduler answers"):
         DaskExecutor(f"tcp://127.0.0.1:{free_port()}", timeout_s=1.0)
+
+
+def test_row_blocks_on_a_cluster_use_each_workers_budget() -> None:
+    # 30 frames 1000 px wide: a row of a block holds 30 x 1000 float32 samples (120 kB).
+    config = IntegrationConfig(memory_budget_bytes=8 * 1024 * 1024, threads=2)
+    local_rows, _ = block_plan(30, (4000, 1000), config)
+    cluster_rows, chunk = block_plan(30, (4000, 1000), config, workers=4)
+    # Each worker has the whole budget, a thread half of it: about twice the rows.
+    assert 1.8 * local_rows <= cluster_rows <= 2.2 * local_rows
+    assert cluster_rows * 1000 * 30 * 4 <= config.memory_budget_bytes
+    # With budget to spare, blocks are balanced over the workers: 4 blocks per worker.
+    roomy = IntegrationConfig(memory_budget_bytes=1 << 30)
+    assert block_plan(30, (4000, 1000), roomy, workers=4)[0] == 250
+    assert chunk >= 1
