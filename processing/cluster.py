@@ -172,9 +172,10 @@ class LocalPool:
 
 class DaskExecutor:
     """Tasks on the workers of the Dask scheduler at `address` ("tcp://host:port"). A
-    worker lost mid-task is survived: the scheduler runs its tasks again elsewhere. Raises
-    ClusterError when the scheduler does not answer or no worker registers within
-    `timeout_s`."""
+    worker lost mid-task is survived: the scheduler runs its tasks again elsewhere (a task
+    whose workers die 3 times, Dask's ``distributed.scheduler.allowed-failures``, fails the
+    map with ClusterError). Raises ClusterError when the scheduler does not answer or no
+    worker registers within `timeout_s`."""
 
     remote = True
 
@@ -193,15 +194,21 @@ class DaskExecutor:
     ) -> list[_R]:
         if not tasks:
             return []
+        dask = _dask()
         futures = self._client.map(function, tasks, pure=False)
         try:
             for done, future in enumerate(
-                _dask().as_completed(futures, loop=self._client.loop), start=1
+                dask.as_completed(futures, loop=self._client.loop), start=1
             ):
                 if future.status == "error":
                     future.result()
                 on_result(done)
             results: list[_R] = self._client.gather(futures)
+        except dask.KilledWorker as e:
+            raise ClusterError(
+                f"{e}: the workers of {self.address} kept dying on this task; see their "
+                "logs (out of memory?)"
+            ) from e
         finally:
             self._client.cancel(futures)
         return results
@@ -242,18 +249,6 @@ def run_on_cluster(
         return result
     finally:
         client.close()
-
-
-def executor_for(
-    scheduler: str | None, processes: int, *, timeout_s: float = CONNECT_TIMEOUT_S
-) -> Executor:
-    """The Dask cluster at `scheduler` if given, else a local pool of `processes` worker
-    processes (with 1: this process)."""
-    if scheduler is not None:
-        return DaskExecutor(scheduler, timeout_s)
-    if processes > 1:
-        return LocalPool(processes)
-    return InProcess()
 
 
 def _dask() -> Any:
@@ -498,7 +493,6 @@ __all__ = [
     "connect",
     "dask_executable",
     "dask_setup",
-    "executor_for",
     "exit_with_parent",
     "free_port",
     "run_on_cluster",
