@@ -24,12 +24,12 @@ import pytest
 from astropy.io import fits
 
 from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
-from daemon.recipes import default_job_recipe
 from daemon.settings import Settings
 from processing import synthetic
 from processing.cluster import ClusterProcesses
 from processing.grouping import group_frames
 from processing.pipeline import run_pipeline, scan_folder
+from processing.recipe import parse_recipe
 from tests.cluster import dask_cluster
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.helpers import SMALL_SESSION
@@ -39,6 +39,16 @@ NIGHTS = {"night1": ("2026-11-01", 8), "night2": ("2026-11-02", 7)}
 """Folder under the frames root: (the night's date, its bias frames). The same sky and
 camera; another count of biases draws other noise and dithers for the rest of the night."""
 LIGHTS_PER_NIGHT = SMALL_SESSION.light_frames
+QUICK_RECIPE = {
+    "schema_version": 1,
+    "name": "quick",
+    "steps": [
+        {"kind": "combine"},
+        {"kind": "stretch_stf"},
+        {"kind": "export", "formats": ["fits"]},
+    ],
+}
+"""A finishing of three steps: the cluster's worker finishes the picture in a moment."""
 NINA_IMAGETYP = {kind: kind for kind in ("BIAS", "DARK", "FLAT", "LIGHT")}
 """IMAGETYP as Nightowl writes it (the spelling its start-up scan of the frames reads)."""
 
@@ -118,7 +128,7 @@ def test_a_nights_job_runs_on_the_cluster_bit_identical_to_this_machine(
     daemon: RunningDaemon, cluster: ClusterProcesses, data_dir: Path, tmp_path: Path
 ) -> None:
     night = _sessions(daemon)[NIGHTS["night1"][0]]
-    done = _run(daemon, {"session_id": night})
+    done = _run(daemon, {"session_id": night, "recipe": QUICK_RECIPE})
     outputs = done["outputs"]
     assert cluster.address in outputs["executor"]
     assert "2 workers" in outputs["executor"]
@@ -133,7 +143,7 @@ def test_a_nights_job_runs_on_the_cluster_bit_identical_to_this_machine(
     # same pixels (the issue asks for bit-identical results wherever the work runs).
     frames, skipped = scan_folder(data_dir / "frames" / "night1")
     assert skipped == []
-    config = recipe_pipeline_config(ProcessingOptions(), default_job_recipe())
+    config = recipe_pipeline_config(ProcessingOptions(), parse_recipe(QUICK_RECIPE))
     local = run_pipeline(group_frames(frames), tmp_path / "local", replace(config, threads=1))
     assert local.executor == "this process"
     (local_group,) = local.groups
