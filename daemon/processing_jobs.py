@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from daemon.db.models import ProcessingJob
+from daemon.db.models import Frame, ProcessingJob, Target
 from daemon.errors import Gone, NotFound, Refused
 from daemon.events import record_event
 from processing.recipe import (
@@ -22,6 +22,7 @@ from processing.recipe import (
     StfStep,
     parse_recipe,
 )
+from sequences.frames import FrameType
 
 if TYPE_CHECKING:
     from processing.stretch import StfParameters
@@ -54,6 +55,42 @@ def list_jobs(engine: Engine, limit: int, offset: int) -> list[ProcessingJob]:
     with Session(engine) as db:
         query = select(ProcessingJob).order_by(ProcessingJob.id.desc()).limit(limit).offset(offset)
         return list(db.scalars(query))
+
+
+def targets_with_lights(engine: Engine) -> list[dict[str, Any]]:
+    """The targets a job across nights can stack: each with accepted lights, how many,
+    over how many nights, and in which filters; by name. Blocking."""
+    with Session(engine) as db:
+        rows = db.execute(
+            select(
+                Target.name,
+                func.count(Frame.id),
+                func.count(Frame.session_id.distinct()),
+            )
+            .join(Frame, Frame.target_id == Target.id)
+            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True))
+            .group_by(Target.name)
+            .order_by(Target.name)
+        ).all()
+        filters = db.execute(
+            select(Target.name, Frame.filter_name)
+            .join(Frame, Frame.target_id == Target.id)
+            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True))
+            .distinct()
+        ).all()
+    by_target: dict[str, list[str]] = {}
+    for name, filter_name in filters:
+        if filter_name is not None:
+            by_target.setdefault(name, []).append(filter_name)
+    return [
+        {
+            "name": name,
+            "accepted_lights": lights,
+            "nights": nights,
+            "filters": sorted(by_target.get(name, [])),
+        }
+        for name, lights, nights in rows
+    ]
 
 
 def get_job(engine: Engine, job_id: int) -> ProcessingJob:

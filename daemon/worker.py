@@ -204,7 +204,7 @@ def _target_with_lights(db: Session, name: str, filter_name: str | None) -> int:
     if target_id is None:
         raise NotFound(
             f"no target {name!r}: give the name of a target with lights "
-            "(GET /api/targets lists them)"
+            "(GET /api/processing/targets lists them)"
         )
     if db.scalars(_target_lights(target_id, filter_name).limit(1)).first() is None:
         where = "" if filter_name is None else f" in filter {filter_name!r}"

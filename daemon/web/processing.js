@@ -59,11 +59,17 @@ export function mount() {
     load();
   }
 
+  async function cancel(job) {
+    try { await api(`/api/processing/jobs/${job.id}/cancel`, { method: 'POST' }); }
+    catch (e) { window.alert(`Job #${job.id} not cancelled: ${e.message}`); }
+    load();
+  }
+
   function pick(job) {
     view.chosen = job.id;
     view.follow = null;
     showJob(job);
-    render(box, view.jobs, view.shown, pick);
+    render(box, view.jobs, view.shown, pick, cancel);
     pictures.scrollIntoView({ behavior: 'smooth', block: 'start' });
   }
 
@@ -82,7 +88,7 @@ export function mount() {
     if (jobs) {
       view.jobs = jobs;
       choose(jobs);
-      render(box, jobs, view.shown, pick);
+      render(box, jobs, view.shown, pick, cancel);
     }
     if (reload) { reload = false; load(); return; }
     const busy = (jobs || []).some((j) => j.state === 'queued' || j.state === 'running');
@@ -108,20 +114,31 @@ function hasPictures(job) {
   return Boolean(job.outputs && Array.isArray(job.outputs.finished) && job.outputs.finished.length);
 }
 
-function render(box, jobs, shown, pick) {
+/** Where a job's frames come from: a night, a target across nights, a folder, a job. */
+function jobSource(job) {
+  const config = job.config || {};
+  if (job.session_id) return `night #${job.session_id}`;
+  if (job.target_id) return `${config.target || `target #${job.target_id}`} across nights${config.filter ? ` · ${config.filter}` : ''}`;
+  if (job.folder) return job.folder;
+  return config.finish_of ? `finished again from job #${config.finish_of}` : '';
+}
+
+function render(box, jobs, shown, pick, cancel) {
   if (!jobs.length) { fill(box, h('p', { class: 'muted' }, 'No processing job yet: a finished run queues one per night.')); return; }
   fill(box, jobs.map((j) => {
     const groups = (j.outputs && j.outputs.groups) || [];
     // A group that kept fewer than half of its lights: say so above the previews.
     const warnings = (j.outputs && j.outputs.warnings) || [];
-    const origin = j.config && j.config.finish_of ? `finished again from job #${j.config.finish_of}` : '';
     return h('div', { class: `device${j.id === shown ? ' selected' : ''}`, dataset: { jobId: String(j.id) } },
       h('div', { class: 'row' }, h('strong', {}, `Job #${j.id}`), badge(j.state),
-        h('span', { class: 'muted' }, j.session_id ? `night #${j.session_id}` : j.folder || origin),
+        h('span', { class: 'muted' }, jobSource(j)),
         h('span', {}, j.stage || ''), progressBar(j.progress), h('span', { class: 'muted' }, `${Math.round(j.progress * 100)} %`),
         h('span', { class: 'muted' }, `queued ${dateTime(j.created_at)}${j.finished_at ? `, done ${dateTime(j.finished_at)}` : ''}`),
         j.state === 'done' && (hasPictures(j) || hasGroups(j)) && j.id !== shown
-          ? h('button', { type: 'button', class: 'show-pictures', onclick: () => pick(j) }, 'Show result') : null),
+          ? h('button', { type: 'button', class: 'show-pictures', onclick: () => pick(j) }, 'Show result') : null,
+        canControl() && (j.state === 'queued' || j.state === 'running')
+          ? h('button', { type: 'button', class: 'cancel-job', onclick: () => cancel(j) }, 'Cancel') : null),
+      j.outputs && j.outputs.executor ? h('div', { class: 'muted executor' }, `stacked on ${j.outputs.executor}`) : null,
       j.error ? h('div', { class: 'error' }, j.error) : null,
       warnings.map((w) => h('div', { class: 'warning', role: 'alert', style: 'color: var(--warn); font-weight: bold' }, `⚠ ${w}`)),
       groups.length ? h('div', { class: 'thumbs' }, groups.map((g) => h('figure', {},
@@ -645,32 +662,47 @@ function stretchEditor(job, entry, img, original, context) {
 
 // ---- queueing a job -------------------------------------------------------------------------
 
-/** The "Queue a job" card: a night or a folder, the options from the API's own schema (with
+/** The "Queue a job" card: a night, a target across nights or a folder, the options from the API's own schema (with
  *  its defaults), a saved recipe or the default one, linear only. A refused field shows the
  *  daemon's message beside it. `queued(id)` follows the new job. */
 function queueForm(queued) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const card = h('section', { class: 'card wide', id: 'queue-job' }, h('h2', {}, 'Queue a job'), body);
   (async () => {
-    let openapi, sessions, recipes;
+    let openapi, sessions, recipes, targets;
     try {
-      [openapi, sessions, recipes] = await Promise.all([api('/openapi.json'), api('/api/sessions'), api('/api/recipes')]);
+      [openapi, sessions, recipes, targets] = await Promise.all([api('/openapi.json'), api('/api/sessions'),
+        api('/api/recipes'), api('/api/processing/targets')]);
     } catch (e) { fill(body, h('p', { class: 'error' }, e.message)); return; }
-    fill(body, jobForm(openapi.components.schemas, sessions, recipes, queued));
+    fill(body, jobForm(openapi.components.schemas, sessions, recipes, targets, queued));
   })();
   return card;
 }
 
-function jobForm(schemas, sessions, recipes, queued) {
+function jobForm(schemas, sessions, recipes, targets, queued) {
   const form = new Form(schemas, false);
   const options = {};
   const source = h('select', { name: 'source' },
     h('option', { value: 'night', selected: sessions.length > 0 }, 'a night'),
+    h('option', { value: 'target' }, 'a target across nights'),
     h('option', { value: 'folder', selected: sessions.length === 0 }, 'a folder'));
   const night = h('select', { name: 'session_id' }, sessions.length ? sessions.map((n) =>
     h('option', { value: String(n.id) }, `#${n.id} · ${n.night_date} · ${n.profile} · ${n.accepted_lights} lights`))
     : h('option', { value: '' }, 'no night yet'));
   const folder = h('input', { type: 'text', name: 'folder', placeholder: '/path/to/a/night (lights, darks, flats, bias)' });
+  const target = h('select', { name: 'target' }, targets.length ? targets.map((t) =>
+    h('option', { value: t.name }, `${t.name} · ${t.accepted_lights} lights · ${t.nights} night${t.nights === 1 ? '' : 's'}`))
+    : h('option', { value: '' }, 'no target with lights yet'));
+  const filter = h('select', { name: 'filter' });
+  const showFilters = () => {
+    const chosen = targets.find((t) => t.name === target.value);
+    fill(filter, h('option', { value: '' }, 'every filter'),
+      (chosen ? chosen.filters : []).map((f) => h('option', { value: f }, f)));
+  };
+  target.addEventListener('change', showFilters);
+  showFilters();
+  const targetField = form.register('target', h('label', { class: 'field' }, h('span', {}, 'target'), target));
+  const filterField = form.register('filter', h('label', { class: 'field' }, h('span', {}, 'filter'), filter));
   const nightField = form.register('session_id', h('label', { class: 'field' }, h('span', {}, 'night'), night));
   const folderField = form.register('folder', h('label', { class: 'field wide-field' }, h('span', {}, 'folder'), folder));
   const recipe = h('select', { name: 'recipe_id' }, h('option', { value: '' }, 'the default recipe'),
@@ -685,6 +717,7 @@ function jobForm(schemas, sessions, recipes, queued) {
   const showSource = () => {
     nightField.hidden = source.value !== 'night';
     folderField.hidden = source.value !== 'folder';
+    targetField.hidden = filterField.hidden = source.value !== 'target';
   };
   source.addEventListener('change', showSource);
   showSource();
@@ -694,7 +727,10 @@ function jobForm(schemas, sessions, recipes, queued) {
     fill(general);
     const request = { options, linear_only: linear.checked };
     if (source.value === 'night') request.session_id = night.value ? Number(night.value) : null;
-    else request.folder = folder.value.trim() || null;
+    else if (source.value === 'target') {
+      request.target = target.value || null;
+      if (filter.value) request.filter = filter.value;
+    } else request.folder = folder.value.trim() || null;
     if (recipe.value) request.recipe_id = Number(recipe.value);
     status.className = 'muted queue-status';
     status.textContent = 'Queueing…';
@@ -719,7 +755,7 @@ function jobForm(schemas, sessions, recipes, queued) {
 
   return h('div', { class: 'plan-form job-form' },
     h('div', { class: 'form-grid' },
-      h('label', { class: 'field' }, h('span', {}, 'stack'), source), nightField, folderField, recipeField,
+      h('label', { class: 'field' }, h('span', {}, 'stack'), source), nightField, targetField, filterField, folderField, recipeField,
       h('label', { class: 'field check' }, linear, h('span', {}, 'linear only (no finished picture)'))),
     optionsBox,
     h('div', { class: 'row' }, submit),

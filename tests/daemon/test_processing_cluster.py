@@ -157,6 +157,9 @@ def test_a_target_job_gathers_its_lights_of_every_night(
     daemon: RunningDaemon, cluster: ClusterProcesses
 ) -> None:
     url = f"{daemon.url}/api/processing/jobs"
+    targets = httpx.get(f"{daemon.url}/api/processing/targets").json()
+    lights = 2 * LIGHTS_PER_NIGHT
+    assert targets == [{"name": TARGET, "accepted_lights": lights, "nights": 2, "filters": ["L"]}]
     done = _run(daemon, {"target": TARGET, "filter": "L", "linear_only": True})
     assert done["target_id"] is not None
     assert done["session_id"] is None

@@ -21,6 +21,7 @@ from daemon.api.schemas.processing import (
     JobCreate,
     JobRead,
     PreviewCreate,
+    TargetLights,
 )
 
 router = APIRouter(prefix="/api/processing", tags=["processing"])
@@ -58,6 +59,14 @@ async def create_job(body: JobCreate, runtime: RuntimeDep, engine: EngineDep) ->
         linear_only=body.linear_only,
     )
     return JobRead.model_validate(await asyncio.to_thread(service.get_job, engine, job_id))
+
+
+@router.get("/targets")
+async def list_targets(engine: EngineDep) -> list[TargetLights]:
+    """The targets with accepted lights, for a job of one target across nights (`target`
+    and `filter` of POST /api/processing/jobs)."""
+    rows = await asyncio.to_thread(service.targets_with_lights, engine)
+    return [TargetLights.model_validate(row) for row in rows]
 
 
 @router.get("/jobs")

@@ -114,6 +114,16 @@ class JobRead(BaseModel):
     finished_at: datetime | None
 
 
+class TargetLights(BaseModel):
+    """A target a job across nights can stack: its accepted lights, over how many nights,
+    in which filters (none listed: lights without a filter)."""
+
+    name: str
+    accepted_lights: int
+    nights: int
+    filters: list[str]
+
+
 class HistogramStart(BaseModel):
     """The stretch the histogram's handles start from, as a histogram step's three levels
     (the midtones balance as in PixInsight: the input level mapped to 0.5 is
