@@ -9,12 +9,14 @@ serve the whole module.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,29 @@ import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
+from sqlalchemy.orm import Session
 
+from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.db.models import (
+    Frame,
+    ImagingSession,
+    JobState,
+    ObservatoryProfile,
+    ProcessingJob,
+    Target,
+)
+from daemon.errors import Conflict, NotFound, Refused
+from daemon.processing_jobs import targets_with_lights
 from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.settings import Settings
+from daemon.worker import ProcessingWorker, target_frames
 from processing import synthetic
 from processing.cluster import ClusterProcesses
 from processing.grouping import group_frames
 from processing.pipeline import run_pipeline, scan_folder
 from processing.recipe import parse_recipe
+from sequences.frames import FrameType
 from tests.cluster import dask_cluster
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.helpers import SMALL_SESSION
@@ -69,8 +86,8 @@ def _write_night(frames: Path, scratch: Path, date: str, biases: int) -> None:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("cluster-daemon")
-    for folder, (date, biases) in NIGHTS.items():
-        _write_night(data / "frames" / folder, data / "scratch" / folder, date, biases)
+    for folder, (night, biases) in NIGHTS.items():
+        _write_night(data / "frames" / folder, data / "scratch" / folder, night, biases)
     return data
 
 
@@ -277,6 +294,94 @@ def test_the_command_line_runs_on_the_cluster(
     )
     assert bad.returncode == 1
     assert "--dask 'http://localhost:8786' is not a tcp:// address" in bad.stderr
+
+
+def _frame(session: ImagingSession, kind: FrameType, number: int, **fields: Any) -> Frame:
+    return Frame(
+        session_id=session.id,
+        path=f"{session.night_date}/{kind.value}_{number}.fits",
+        sha256="0" * 64,
+        size_bytes=1,
+        frame_type=kind,
+        exposure_s=60.0,
+        exposure_start_utc=datetime(2026, 11, 1, 21, tzinfo=UTC),
+        width_px=256,
+        height_px=192,
+        bin_x=1,
+        bin_y=1,
+        **fields,
+    )
+
+
+async def test_a_targets_frames_and_a_cancel_on_either_database(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url)
+    await asyncio.to_thread(upgrade, engine)
+    with Session(engine) as db, db.begin():
+        profile = ObservatoryProfile(name="pier")
+        m31, m33 = Target(name="M 31"), Target(name="M 33")
+        db.add_all([profile, m31, m33])
+        db.flush()
+        nights = [
+            ImagingSession(profile_id=profile.id, night_date=date(2026, 11, day))
+            for day in (1, 2, 3)
+        ]
+        db.add_all(nights)
+        db.flush()
+        one, two, three = nights
+        light = FrameType.LIGHT
+        db.add_all(
+            [
+                _frame(one, light, 1, target_id=m31.id, filter_name="L"),
+                _frame(one, light, 2, target_id=m31.id, filter_name="L"),
+                _frame(one, light, 3, target_id=m31.id, filter_name="L", accepted=False),
+                _frame(one, light, 4, target_id=m31.id, filter_name="Ha"),
+                _frame(one, light, 5, target_id=m33.id, filter_name="L"),
+                _frame(two, light, 1, target_id=m31.id, filter_name="L"),
+                _frame(three, light, 1, target_id=m33.id, filter_name="L"),
+                *(_frame(night, FrameType.DARK, 1) for night in nights),
+                _frame(one, FrameType.FLAT, 1, filter_name="L"),
+            ]
+        )
+        m31_id = m31.id
+    root = tmp_path / "frames"
+    frames = target_frames(engine, root, m31_id)
+    kinds = sorted((f.path.relative_to(root).as_posix(), f.kind.value) for f in frames)
+    assert kinds == [
+        ("2026-11-01/DARK_1.fits", "DARK"),
+        ("2026-11-01/FLAT_1.fits", "FLAT"),
+        ("2026-11-01/LIGHT_1.fits", "LIGHT"),
+        ("2026-11-01/LIGHT_2.fits", "LIGHT"),
+        ("2026-11-01/LIGHT_4.fits", "LIGHT"),
+        ("2026-11-02/DARK_1.fits", "DARK"),
+        ("2026-11-02/LIGHT_1.fits", "LIGHT"),
+    ]
+    assert {f.target for f in frames if f.kind.value == "LIGHT"} == {"M 31"}
+    only_l = [f for f in target_frames(engine, root, m31_id, "L") if f.kind.value == "LIGHT"]
+    assert len(only_l) == 3
+    assert targets_with_lights(engine) == [
+        {"name": "M 31", "accepted_lights": 4, "nights": 2, "filters": ["Ha", "L"]},
+        {"name": "M 33", "accepted_lights": 2, "nights": 2, "filters": ["L"]},
+    ]
+
+    worker = ProcessingWorker(engine, root, tmp_path / "jobs", tmp_path / "masters", [tmp_path])
+    job_id = await worker.submit(ProcessingOptions(), target="M 31", filter_name="Ha")
+    with pytest.raises(NotFound, match="no target 'M 99'"):
+        await worker.submit(ProcessingOptions(), target="M 99")
+    with pytest.raises(Refused, match="no accepted lights in filter 'OIII'"):
+        await worker.submit(ProcessingOptions(), target="M 31", filter_name="OIII")
+    await worker.cancel(job_id)
+    with Session(engine) as db:
+        job = db.get(ProcessingJob, job_id)
+        assert job is not None
+        assert (job.target_id, job.state, job.error) == (m31_id, JobState.FAILED, "cancelled")
+        assert job.config["filter"] == "Ha"
+    with pytest.raises(Conflict, match="only a queued or running job"):
+        await worker.cancel(job_id)
+    with pytest.raises(NotFound):
+        await worker.cancel(job_id + 100)
+    engine.dispose()
 
 
 def test_the_scheduler_setting_names_itself_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
