@@ -4,6 +4,7 @@ UTC-aware, rows carry the daemon that made them, events become visible in id ord
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -22,13 +23,17 @@ from daemon.db.models import (
     ImagingSession,
     ObservatoryProfile,
     SequenceRun,
+    Target,
 )
 from daemon.db.ownership import adopt_unowned
 from daemon.events import list_events, record_event
+from daemon.fits_headers import TargetInfo
+from daemon.frame_records import ensure_target
 from daemon.runs import RunConflict, RunManager
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
 from sequences.frames import FrameType
+from tests.pg import PostgresServer
 
 
 def test_migrations_build_the_models_schema(database_url: str) -> None:
@@ -207,3 +212,36 @@ def test_events_become_visible_in_id_order_under_concurrent_writers(database_url
     assert [e.message for e in list_events(engine, text="WRITER 3 EVENT 39")] == [
         "writer 3 event 39"
     ]
+
+
+def test_two_daemons_naming_a_new_target_at_once_share_its_row(postgres: PostgresServer) -> None:
+    """The target table is shared: the second of two concurrent captures of a new target
+    waits for the first one's row and uses it, instead of failing on the unique name."""
+    engine = make_engine(postgres.create_database())
+    upgrade(engine)
+    first_added = threading.Event()
+    ids: dict[str, int] = {}
+
+    def first() -> None:
+        with Session(engine) as db, db.begin():
+            row = ensure_target(db, TargetInfo("NGC 7000", 314.7, 44.3))
+            assert row is not None
+            ids["first"] = row.id
+            first_added.set()
+            time.sleep(0.5)  # the second one meanwhile waits on the unique index
+
+    def second() -> None:
+        assert first_added.wait(30)
+        with Session(engine) as db, db.begin():
+            row = ensure_target(db, TargetInfo("NGC 7000", 314.7, 44.3))
+            assert row is not None
+            ids["second"] = row.id
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert ids["first"] == ids["second"]
+    with Session(engine) as db:
+        assert db.scalar(select(func.count(Target.id))) == 1
