@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.access import LOOPBACK_HOSTS, is_loopback, normal_host, normal_origin, token_problem
+from daemon.db.engine import normal_database_url
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
 from sequences.astro import Horizon
 
@@ -62,7 +63,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Field(default=Path("var"), description="frames, database, run files")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite file in data_dir"
+        default=None,
+        description="SQLAlchemy URL: sqlite:///FILE, or postgresql+psycopg://user@host:port/db "
+        "for one database shared by several daemons (one per telescope, each with its own "
+        "profile name); default: SQLite file in data_dir",
     )
     cache_dir: Path | None = Field(
         default=None, description="built data such as the star catalog; default: data_dir/cache"
@@ -292,6 +296,11 @@ class Settings(BaseSettings):
         if self.horizon_file is None:
             return None
         return Horizon.from_text(self.horizon_file.read_text(encoding="utf-8"))
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        return None if value is None else normal_database_url(value)
 
     @field_validator("clock_start")
     @classmethod

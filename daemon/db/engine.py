@@ -14,9 +14,29 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import InstrumentedAttribute
 
 _OWNER_OPTION = "nightowl_owner"
+
+
+def normal_database_url(url: str) -> str:
+    """`url` checked: SQLite, or PostgreSQL through psycopg 3 (a plain ``postgresql://`` URL
+    is given that driver). ValueError naming NIGHTOWL_DATABASE_URL and the forms it takes."""
+    forms = "use sqlite:////path/to/nightowl.db or postgresql+psycopg://user:password@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ValueError(f"NIGHTOWL_DATABASE_URL is not a database URL; {forms}") from e
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        # psycopg2 is SQLAlchemy's default PostgreSQL driver; Nightowl ships psycopg 3.
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return url
+    raise ValueError(
+        f"NIGHTOWL_DATABASE_URL: the {parsed.drivername!r} database is not supported; {forms}"
+    )
 
 
 def make_engine(url: str) -> Engine:

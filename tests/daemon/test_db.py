@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from daemon.events import list_events, record_event
 from daemon.fits_headers import TargetInfo
 from daemon.frame_records import ensure_target
 from daemon.runs import RunConflict, RunManager
+from daemon.settings import Settings
 from sequences.clock import SimulatedClock
 from sequences.context import RunContext
 from sequences.frames import FrameType
@@ -245,3 +247,13 @@ def test_two_daemons_naming_a_new_target_at_once_share_its_row(postgres: Postgre
     assert ids["first"] == ids["second"]
     with Session(engine) as db:
         assert db.scalar(select(func.count(Target.id))) == 1
+
+
+def test_the_database_url_names_the_setting_and_the_forms_it_takes() -> None:
+    plain = Settings(database_url="postgresql://observer@db.example:5432/nightowl")
+    assert plain.resolved_database_url == "postgresql+psycopg://observer@db.example:5432/nightowl"
+    for url, reason in (("mysql://a@b/c", "'mysql' database is not supported"), ("db", "not a")):
+        with pytest.raises(ValidationError, match=reason) as refused:
+            Settings(database_url=url)
+        assert "NIGHTOWL_DATABASE_URL" in str(refused.value)
+        assert "postgresql+psycopg://" in str(refused.value)
