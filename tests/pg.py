@@ -22,6 +22,7 @@ import psycopg
 from daemon.simulator.rig import free_port
 
 _START_TIMEOUT_S = 60
+_PORT_ATTEMPTS = 3
 _names = itertools.count(1)
 
 
@@ -76,6 +77,18 @@ class PostgresServer:
             "UTF8",
             "--no-sync",
         )
+        # Another process (an xdist worker's server) may take the free port first: try again
+        # on another one.
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self._start_on_port()
+                return
+            except RuntimeError:
+                if attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.port = free_port()
+
+    def _start_on_port(self) -> None:
         # A test server: durability traded for speed (fsync off), loopback only.
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
