@@ -6,6 +6,7 @@ Functions take an open SQLAlchemy `Session` and never commit: the caller owns th
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
@@ -18,9 +19,12 @@ from daemon.fits_headers import TargetInfo, header_texts, header_weather
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
 from drivers.base import MountInfo, WeatherReading
+from processing.grouping import frame_kind
 from processing.io import read_fits
 from processing.stars import FrameQuality
 from sequences.frames import FrameType
+
+log = logging.getLogger(__name__)
 
 
 def ensure_profile(db: Session, name: str, mount_info: MountInfo | None) -> ObservatoryProfile:
@@ -129,11 +133,21 @@ def weather_record(reading: WeatherReading | None) -> dict[str, float] | None:
     return figures or None
 
 
+def _frame_type(imagetyp: str) -> FrameType:
+    """The frame type of an IMAGETYP in any common spelling ("Bias Frame", "Master Dark"...);
+    ValueError names an unknown one."""
+    found = frame_kind(imagetyp)
+    if found is None:
+        raise ValueError(f"IMAGETYP {imagetyp!r} is not a light, dark, flat, bias or dark flat")
+    return FrameType(found[0].value)
+
+
 def frame_from_header(
     stored: StoredFile, header: Mapping[str, object], shape: tuple[int, ...]
 ) -> dict[str, object]:
     """Frame row fields recovered from a file's FITS header (for files found by the scan): the
-    same row the capture recorded, quality figures and original (non-ASCII) texts included."""
+    same row the capture recorded, quality figures and original (non-ASCII) texts included.
+    Raises ValueError (or KeyError for a missing DATE-OBS) when the header cannot give one."""
     text = header_texts(header).get
 
     def number(key: str) -> float | None:
@@ -150,7 +164,7 @@ def frame_from_header(
         "path": str(stored.path),
         "sha256": stored.sha256,
         "size_bytes": stored.size_bytes,
-        "frame_type": FrameType(str(header.get("IMAGETYP", "LIGHT")).strip().upper()),
+        "frame_type": _frame_type(str(header.get("IMAGETYP", "LIGHT"))),
         "filter_name": text("FILTER"),
         "exposure_s": number("EXPTIME") or 0.0,
         "exposure_start_utc": start,
@@ -207,8 +221,13 @@ def register_unrecorded_files(
         )
     result = store.scan(known)
     for stored in result.unregistered:
-        data, header = read_fits(store.absolute(stored.path))
-        fields = frame_from_header(stored, header, data.shape)
+        try:
+            data, header = read_fits(store.absolute(stored.path))
+            fields = frame_from_header(stored, header, data.shape)
+        except (OSError, ValueError, KeyError) as e:
+            # Another program's file in the frames folder: left alone, never a failed start.
+            log.warning("frame scan: %s left without a row: %s", stored.path, e)
+            continue
         with Session(engine) as db, db.begin():
             profile = ensure_profile(db, profile_name, None)
             start = fields["exposure_start_utc"]
