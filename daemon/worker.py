@@ -39,11 +39,12 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from daemon.db.engine import owned_by_engine
+from daemon.db.engine import owned_by_engine, owner_of
 from daemon.db.models import (
     Frame,
     ImagingSession,
     JobState,
+    ObservatoryProfile,
     ProcessingJob,
     SessionState,
     Target,
@@ -185,6 +186,23 @@ def close_sessions_of_run(engine: Engine, run_id: int) -> list[int]:
                 night.state = SessionState.CLOSED
                 night.ended_at = datetime.now(UTC)
         return sorted(ids)
+
+
+def _refuse_another_telescopes_night(db: Session, session_id: int, engine: Engine) -> None:
+    """`Refused` for a night another daemon sharing the database took: its frames lie under
+    that daemon's frames root, not this one's."""
+    owner = owner_of(engine)
+    profile = db.scalar(
+        select(ObservatoryProfile.name)
+        .join(ImagingSession, ImagingSession.profile_id == ObservatoryProfile.id)
+        .where(ImagingSession.id == session_id)
+    )
+    if owner is not None and profile != owner:
+        raise Refused(
+            "session_id",
+            f"night {session_id} belongs to profile {profile!r}: its frames are on that "
+            "daemon's disk; queue the job on the daemon of that profile",
+        )
 
 
 def library_masters(masters_root: Path) -> list[FrameInfo]:
@@ -450,6 +468,8 @@ class ProcessingWorker:
         def create(db: Session) -> ProcessingJob:
             if session_id is not None and db.get(ImagingSession, session_id) is None:
                 raise NotFound(f"no session {session_id}")
+            if session_id is not None:
+                _refuse_another_telescopes_night(db, session_id, self._engine)
             config = options.model_dump(mode="json") | {
                 "recipe": chosen.model_dump(mode="json"),
                 "linear_only": linear_only,

@@ -166,6 +166,15 @@ def test_two_daemons_share_one_postgresql_and_keep_to_their_own(
                 f"{east.url}/api/sessions/{east_frame['session_id']}/frames", timeout=30
             ).json()
             assert [f["id"] for f in frames["items"]] == [east_frame["id"]]
+            # West's night is on west's disk: east refuses to process it.
+            refused = httpx.post(
+                f"{east.url}/api/processing/jobs",
+                json={"session_id": west_frame["session_id"]},
+                timeout=30,
+            )
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["detail"][0]["loc"] == ["body", "session_id"]
+            assert west_name in refused.json()["detail"][0]["msg"]
     engine.dispose()
 
 
