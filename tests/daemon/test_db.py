@@ -8,15 +8,16 @@ import time
 from datetime import UTC, date, datetime
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine, owned_by_engine, owned_engine, owner_of
-from daemon.db.migrate import current_revision, head_revision, upgrade
+from daemon.db.migrate import alembic_config, current_revision, head_revision, upgrade
 from daemon.db.models import (
     Base,
     Event,
@@ -257,3 +258,25 @@ def test_the_database_url_names_the_setting_and_the_forms_it_takes() -> None:
             Settings(database_url=url)
         assert "NIGHTOWL_DATABASE_URL" in str(refused.value)
         assert "postgresql+psycopg://" in str(refused.value)
+
+
+def test_the_shared_database_migration_goes_down_and_up_again(database_url: str) -> None:
+    """0009 (owners, frame paths unique per night) is undone and redone on both backends;
+    the runs stored meanwhile are kept."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with Session(owned_engine(engine, "east")) as db, db.begin():
+        run_id = _run(db, "kept", "finished").id
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert current_revision(engine) == "0008"
+    with engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("sequence_run")}
+    assert "owner" not in columns
+    upgrade(engine)
+    with Session(engine) as db:
+        row = db.get(SequenceRun, run_id)
+        assert row is not None
+        assert (row.name, row.owner) == ("kept", None)
