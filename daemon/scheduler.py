@@ -95,9 +95,19 @@ class NightScheduler:
 
     async def arm_all(self) -> None:
         """Arm every enabled plan of this daemon at its next dusk, drop jobs of disabled or
-        deleted plans (and of plans another daemon owns)."""
+        deleted plans (and of plans another daemon owns). Enabled plans of other profiles are
+        named in an info event, so a renamed profile does not leave its plans unarmed unseen."""
         owner = owner_of(self._engine)
-        rows = [r for r in await asyncio.to_thread(list_plans, self._engine) if r.owner == owner]
+        every = await asyncio.to_thread(list_plans, self._engine)
+        rows = [r for r in every if r.owner == owner]
+        if others := [f"{r.name!r} ({r.owner})" for r in every if r.enabled and r.owner != owner]:
+            await asyncio.to_thread(
+                record_event,
+                self._engine,
+                "info",
+                "plan",
+                f"not armed here, armed by the daemon of their profile: {', '.join(others)}",
+            )
         wanted = {_job_id(r.id) for r in rows if r.enabled}
         for job in self._scheduler.get_jobs():
             if job.id not in wanted:

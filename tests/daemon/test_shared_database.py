@@ -227,6 +227,12 @@ async def test_each_daemon_arms_only_its_own_plans_in_a_job_table_of_its_own(
         assert await second.arm(plan_id, after=noon) is None
         await second.arm_all()
         assert second.next_start(plan_id) is None
+        with Session(plain) as db:
+            said = db.scalars(select(Event.message).where(Event.owner == "west pier")).all()
+        expected = (
+            'not armed here, armed by the daemon of their profile: "east\'s plan" (east pier)'
+        )
+        assert said == [expected]
     finally:
         second.shutdown()
     with plain.connect() as db:
