@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
-from daemon.db.engine import owned_by_engine
+from daemon.db.engine import owned_by_engine, owner_of
 from daemon.db.models import Event, Frame, SequenceRun
 from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
@@ -351,12 +351,7 @@ class RunManager:
                 row = db.get(SequenceRun, run_id)
                 if row is None:
                     raise NotFound(f"no run {run_id}")
-                mine = db.scalars(
-                    select(SequenceRun.id).where(
-                        SequenceRun.id == run_id, owned_by_engine(SequenceRun.owner, self._engine)
-                    )
-                ).first()
-                if mine is None:
+                if row.owner != owner_of(self._engine):
                     raise RunConflict(
                         f"run {run_id} belongs to the daemon of profile {row.owner!r}; "
                         "resume it there"
