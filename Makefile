@@ -81,6 +81,7 @@ bench: install
 	$(BIN)/python bench/capture_under_load.py
 	$(BIN)/python bench/finish.py
 	$(BIN)/python bench/dawn.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/soak.py --minutes 5
 
 clean:
