@@ -27,10 +27,11 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from daemon.db.models import PlanNight, PlanNightState, PlanRun
+from daemon.db.engine import owned_by_engine, owner_of
+from daemon.db.models import NightPlanRow, PlanNight, PlanNightState, PlanRun
 from daemon.errors import Conflict
 from daemon.events import record_event
-from daemon.plans import plan_of, plan_progress
+from daemon.plans import get_plan, plan_of, plan_progress
 from daemon.runs import RunConflict, RunManager
 from daemon.safety import SafetySupervisor
 from daemon.templates import template_document
@@ -115,9 +116,16 @@ class NightDirector:
     async def start(self, plan_id: int, *, night_id: int | None = None) -> int:
         """Arm tonight's night of the plan (it waits for dusk); returns the night's id.
 
-        `NightError` when another night is running, the site is unknown or it does not get
+        `NightError` when the plan belongs to another daemon sharing the database (its owner,
+        another profile), another night is running, the site is unknown or it does not get
         dark enough; `NotFound` for an unknown plan.
         """
+        owner = (await asyncio.to_thread(get_plan, self._engine, plan_id)).owner
+        if owner != owner_of(self._engine):
+            raise NightError(
+                f"plan {plan_id} belongs to the daemon of profile {owner!r}: "
+                "start it on that daemon (it drives that profile's telescope)"
+            )
         if self.active_night_id is not None:
             raise NightError(f"night {self.active_night_id} is running; nights never overlap")
         plan = await asyncio.to_thread(plan_of, self._engine, plan_id)
@@ -380,12 +388,17 @@ class NightDirector:
             return row.dusk, row.dawn
 
     def _unfinished(self) -> list[tuple[int, int, datetime]]:
+        """This daemon's unfinished nights (of its own plans: another daemon sharing the
+        database joins or closes its own)."""
         with Session(self._engine) as db:
             rows = db.scalars(
-                select(PlanNight).where(
+                select(PlanNight)
+                .join(NightPlanRow, NightPlanRow.id == PlanNight.plan_id)
+                .where(
                     PlanNight.state.in_(
                         [PlanNightState.WAITING, PlanNightState.RUNNING, PlanNightState.PAUSED]
-                    )
+                    ),
+                    owned_by_engine(NightPlanRow.owner, self._engine),
                 )
             ).all()
             return [(r.id, r.plan_id, r.dawn) for r in rows]
