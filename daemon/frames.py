@@ -1,5 +1,11 @@
 """Frames and nights (imaging sessions) as the API shows them: queries, capture on request,
-and the preview JPEGs, made once per frame and kept under ``DATA_DIR/previews/``."""
+and the preview JPEGs, made once per frame and kept under ``DATA_DIR/previews/``.
+
+Several daemons may share one database (`daemon.frame_owners`): the lists and the latest
+frame are this daemon's own nights and frames unless every profile's are asked for (records,
+plain metadata); a frame's file (FITS, preview, histogram, stars, header) is served only by
+the daemon that took it.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,18 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
+from daemon.db.engine import owner_of
 from daemon.db.models import Frame, FrameStars, ImagingSession, ObservatoryProfile, SessionState
 from daemon.errors import Gone, NotFound
 from daemon.events import record_event
 from daemon.fits_headers import TargetInfo
+from daemon.frame_owners import (
+    AnotherTelescope,
+    own_frames,
+    own_sessions,
+    refuse_another_telescopes_frame,
+    session_profile,
+)
 from daemon.store import FrameStore
 from processing.export import preview_jpeg
 from processing.io import read_fits, read_fits_header, write_atomic
@@ -71,8 +85,9 @@ async def capture(
     return await asyncio.to_thread(frames_by_id, engine, [f.id for f in saved])
 
 
-def list_sessions(engine: Engine) -> list[SessionSummary]:
-    """Every night, newest first, with its frame count and accepted lights. Blocking."""
+def list_sessions(engine: Engine, all_profiles: bool = False) -> list[SessionSummary]:
+    """This daemon's nights (every profile's with `all_profiles`), newest first, with their
+    frame count and accepted lights. Blocking."""
     accepted_light = case(
         ((Frame.frame_type == FrameType.LIGHT) & Frame.accepted.is_(True), 1), else_=0
     )
@@ -85,6 +100,7 @@ def list_sessions(engine: Engine) -> list[SessionSummary]:
         )
         .join(ObservatoryProfile, ObservatoryProfile.id == ImagingSession.profile_id)
         .outerjoin(Frame, Frame.session_id == ImagingSession.id)
+        .where(*([] if all_profiles else own_sessions(engine)))
         .group_by(ImagingSession.id, ObservatoryProfile.name)
         .order_by(ImagingSession.night_date.desc())
     )
@@ -105,12 +121,27 @@ def list_sessions(engine: Engine) -> list[SessionSummary]:
 
 
 def session_frames(
-    engine: Engine, session_id: int, where: FrameFilter, limit: int, offset: int
+    engine: Engine,
+    session_id: int,
+    where: FrameFilter,
+    limit: int,
+    offset: int,
+    all_profiles: bool = False,
 ) -> FramePage:
-    """A page of a night's frames in exposure order; `NotFound` for an unknown night."""
+    """A page of a night's frames in exposure order; `NotFound` for an unknown night,
+    `AnotherTelescope` for a night of another profile unless `all_profiles` (its records
+    are plain metadata; their files are on that profile's daemon)."""
     with Session(engine) as db:
         if db.get(ImagingSession, session_id) is None:
             raise NotFound(f"no session {session_id}")
+        owner = owner_of(engine)
+        profile = session_profile(db, session_id)
+        if not all_profiles and owner is not None and profile != owner:
+            raise AnotherTelescope(
+                f"night {session_id} belongs to profile {profile!r}: its frames are on the "
+                "disk of that profile's daemon; ask that daemon, or add all_profiles=true "
+                "to list their records here"
+            )
         clauses = [Frame.session_id == session_id]
         if where.frame_type is not None:
             clauses.append(Frame.frame_type == where.frame_type)
@@ -130,9 +161,11 @@ def session_frames(
 
 
 def latest_frame(engine: Engine, frame_type: FrameType | None) -> Frame:
-    """The newest frame (of a type); `NotFound` before the first."""
+    """This daemon's newest frame (of a type); `NotFound` before the first."""
     with Session(engine) as db:
-        where = [] if frame_type is None else [Frame.frame_type == frame_type]
+        where = own_frames(engine)
+        if frame_type is not None:
+            where.append(Frame.frame_type == frame_type)
         row = db.scalars(select(Frame).where(*where).order_by(Frame.id.desc()).limit(1)).first()
         if row is None:
             raise NotFound("no frame yet")
@@ -140,7 +173,8 @@ def latest_frame(engine: Engine, frame_type: FrameType | None) -> Frame:
 
 
 def get_frame(engine: Engine, frame_id: int) -> Frame:
-    """`NotFound` for an unknown id. Blocking."""
+    """A frame's record, of any profile (plain metadata); `NotFound` for an unknown id.
+    Blocking."""
     with Session(engine) as db:
         frame = db.get(Frame, frame_id)
         if frame is None:
@@ -156,17 +190,30 @@ def frames_by_id(engine: Engine, ids: list[int]) -> list[Frame]:
 
 
 def frame_file(engine: Engine, store: FrameStore, frame_id: int) -> Path:
-    """Where the frame's FITS file is; `NotFound` for an unknown id, `Gone` when the file is no
-    longer on disk. Blocking."""
-    return _file_on_disk(engine, store, get_frame(engine, frame_id))
+    """Where the frame's FITS file is; `NotFound` for an unknown id, `AnotherTelescope` for a
+    frame another profile's daemon took, `Gone` when the file is no longer on disk. Blocking."""
+    return _file_on_disk(engine, store, own_frame(engine, frame_id))
+
+
+def own_frame(engine: Engine, frame_id: int) -> Frame:
+    """A frame this daemon took (its file lies under this daemon's frames root); `NotFound`
+    for an unknown id, `AnotherTelescope` naming the profile of another daemon's. Blocking."""
+    with Session(engine) as db:
+        frame = db.get(Frame, frame_id)
+        if frame is None:
+            raise NotFound(f"no frame {frame_id}")
+        refuse_another_telescopes_frame(db, engine, frame)
+        db.expunge(frame)
+        return frame
 
 
 def frame_preview(engine: Engine, store: FrameStore, cache_dir: Path, frame_id: int) -> bytes:
     """An auto-stretched (linked STF), downscaled JPEG of the frame, made once and then read
     from `cache_dir` (named by id and checksum, so a replaced file gets a new preview).
-    `NotFound` for an unknown id; `Gone` when the FITS file is no longer on disk, even if a
-    preview of it is cached: the preview would show a frame the archive has lost. Blocking."""
-    frame = get_frame(engine, frame_id)
+    `NotFound`, `AnotherTelescope` as `frame_file`; `Gone` when the FITS file is no longer on
+    disk, even if a preview of it is cached: the preview would show a frame the archive has
+    lost. Blocking."""
+    frame = own_frame(engine, frame_id)
     path = _file_on_disk(engine, store, frame)
     cache = cache_dir / f"{frame.id}-{frame.sha256[:12]}.jpg"
     if cache.exists():
@@ -237,8 +284,8 @@ def frame_histogram(
     engine: Engine, store: FrameStore, frame_id: int, upper_adu: float | None = None
 ) -> FrameHistogram:
     """Bins over 0..`upper_adu` (None: the full scale; pixels above it are not counted): linear
-    data sits in the lowest percent of the range. `NotFound`, `Gone` as `frame_file`.
-    Blocking (reads and bins the whole frame)."""
+    data sits in the lowest percent of the range. `NotFound`, `AnotherTelescope`, `Gone` as
+    `frame_file`. Blocking (reads and bins the whole frame)."""
     data, _ = read_fits(frame_file(engine, store, frame_id))
     scale = full_scale(data.dtype)
     upper = scale if upper_adu is None else min(upper_adu, scale)
@@ -262,8 +309,9 @@ def frame_histogram(
 
 
 def frame_stars(engine: Engine, store: FrameStore, frame_id: int, limit: int) -> FrameStarMarks:
-    """The `limit` brightest stars; `NotFound`, `Gone` as `frame_file`. Blocking."""
-    frame = get_frame(engine, frame_id)
+    """The `limit` brightest stars; `NotFound`, `AnotherTelescope`, `Gone` as `frame_file`.
+    Blocking."""
+    frame = own_frame(engine, frame_id)
     with Session(engine) as db:
         kept = db.get(FrameStars, frame_id)
         blob = kept.stars if kept is not None else None
@@ -291,7 +339,7 @@ def frame_stars(engine: Engine, store: FrameStore, frame_id: int, limit: int) ->
 
 def frame_header(engine: Engine, store: FrameStore, frame_id: int) -> list[tuple[str, str]]:
     """The FITS cards as (keyword, value text), HISTORY and COMMENT one card per line;
-    `NotFound`, `Gone` as `frame_file`. Blocking."""
+    `NotFound`, `AnotherTelescope`, `Gone` as `frame_file`. Blocking."""
     _, cards = read_fits_header(frame_file(engine, store, frame_id))
     listed: list[tuple[str, str]] = []
     for keyword, value in cards.items():

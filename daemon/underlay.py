@@ -2,7 +2,7 @@
 
 No image survey is available offline, so the Framing page draws its field from the star
 catalog; when we have taken a light of that area, its preview can lie under the chart. This
-finds the newest LIGHT frame whose recorded pointing lies within the chart's radius, plate
+finds this daemon's newest LIGHT frame whose recorded pointing lies within the chart's radius, plate
 solves it once (the Imaging page's solver and cache: `ImagingService.frame_wcs`) and answers
 the sky position of its corners, from which the page places the preview.
 """
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db.models import Frame
 from daemon.errors import Conflict, NotFound, ServiceError
+from daemon.frame_owners import own_frames
 from daemon.imaging import ImagingService
 from drivers.base import RaDec
 from sequences.frames import FrameType
@@ -130,7 +131,8 @@ def _sky_corners(wcs: Any, width_px: int, height_px: int) -> tuple[SkyCorner, ..
 def _lights_near(
     engine: Engine, ra_hours: float, dec_deg: float, radius_deg: float
 ) -> list[_Candidate]:
-    """Accepted lights whose recorded pointing lies within `radius_deg`, newest first."""
+    """This daemon's accepted lights (another telescope's files are not on its disk) whose
+    recorded pointing lies within `radius_deg`, newest first."""
     with Session(engine) as db:
         rows = db.execute(
             select(
@@ -148,6 +150,7 @@ def _lights_near(
                 Frame.accepted.is_(True),
                 Frame.ra_deg.is_not(None),
                 Frame.dec_deg.between(dec_deg - radius_deg, dec_deg + radius_deg),
+                *own_frames(engine),
             )
             .order_by(Frame.exposure_start_utc.desc(), Frame.id.desc())
             .limit(_CANDIDATES)

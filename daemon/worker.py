@@ -51,6 +51,7 @@ from daemon.db.models import (
 )
 from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
+from daemon.frame_owners import own_frames
 from daemon.processing_options import (
     FINISHED_DIR,
     ProcessingOptions,
@@ -138,10 +139,11 @@ def _target_lights(target_id: int, filter_name: str | None) -> Any:
 def target_frames(
     engine: Engine, frames_root: Path, target_id: int, filter_name: str | None = None
 ) -> list[FrameInfo]:
-    """A target's frames across nights: its accepted lights of every night (in
-    `filter_name` only, when given) and all calibration frames of the nights they were
-    taken in; other targets' lights are left out."""
-    lights = _target_lights(target_id, filter_name)
+    """A target's frames across nights: its accepted lights of every night of this daemon
+    (in `filter_name` only, when given) and all calibration frames of the nights they were
+    taken in; other targets' lights are left out, and so are other telescopes' frames (a
+    database shared by several daemons: their files are on those daemons' disks)."""
+    lights = _target_lights(target_id, filter_name).where(*own_frames(engine))
     with Session(engine) as db:
         nights = select(Frame.session_id).where(Frame.id.in_(lights)).distinct()
         rows = db.execute(
