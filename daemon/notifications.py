@@ -7,6 +7,8 @@ its own alerts. A POST that fails (no reply within `timeout_s`, a connection err
 other than 2xx) is tried again after each delay of `retry_delays_s` (1, 2, 4, 8 s), then the
 alert is given up with a log line. When a queue is full its oldest alert is dropped (logged):
 the newest say most about the observatory now. Alerts recorded before the start are not sent.
+Daemons sharing one database each send only their own alerts (the events their engine's owner
+recorded), under their own profile's name.
 
 The body: ``{"id", "time" (UTC ISO 8601), "level", "source", "message", "data", "profile"}``.
 Webhook URLs often carry a secret (a token in the path), so logs name only scheme and host.
@@ -23,10 +25,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from daemon.db.engine import owned_by_engine
 from daemon.db.models import Event
-from daemon.events import last_event_id, list_events
+from daemon.events import last_event_id
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,23 @@ def alert_body(event: Event, profile_name: str) -> dict[str, Any]:
         "data": event.data,
         "profile": profile_name,
     }
+
+
+def own_alerts(engine: Engine, after_id: int, limit: int = 200) -> list[Event]:
+    """The alert events after `after_id` that `engine`'s daemon recorded (not those of other
+    daemons sharing the database), oldest first. Blocking."""
+    query = (
+        select(Event)
+        .where(
+            Event.id > after_id,
+            Event.level == "alert",
+            owned_by_engine(Event.owner, engine),
+        )
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    with Session(engine) as db:
+        return list(db.scalars(query))
 
 
 def shown_url(url: str) -> str:
@@ -104,9 +125,7 @@ class Notifier:
         while True:
             await asyncio.sleep(self.config.poll_s)
             try:
-                events = await asyncio.to_thread(
-                    list_events, self._engine, after_id=self._after, levels=["alert"]
-                )
+                events = await asyncio.to_thread(own_alerts, self._engine, self._after)
             except Exception:  # the database may be busy: read again at the next poll
                 log.exception("notifier: could not read the event log")
                 continue
