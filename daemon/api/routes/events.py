@@ -43,7 +43,17 @@ Until = Annotated[
 ]
 
 _EXPORT_BATCH = 1000
-_CSV_COLUMNS = ("id", "time", "level", "source", "message", "run_id", "node_path", "data")
+_CSV_COLUMNS = (
+    "id",
+    "time",
+    "level",
+    "source",
+    "message",
+    "run_id",
+    "node_path",
+    "data",
+    "owner",
+)
 
 
 def _page(

@@ -39,6 +39,7 @@ def _read(row: service.PlanRow, runtime: RuntimeDep) -> PlanRead:
         next_start=runtime.scheduler.next_start(row.id),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        owner=row.owner,
     )
 
 

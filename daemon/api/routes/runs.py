@@ -106,4 +106,5 @@ def _read(row: service.RunRow, full: bool) -> RunRead:
         ),
         document=row.document if full else None,
         nodes=row.state.get("nodes") if full else None,
+        owner=row.owner,
     )

@@ -22,3 +22,7 @@ class EventRead(BaseModel):
     run_id: int | None
     node_path: str | None = Field(description="the sequence node it concerns, if any")
     data: dict[str, Any] = Field(description="structured details, e.g. frame_id of a capture")
+    owner: str | None = Field(
+        description="the observatory profile of the daemon that recorded it (several daemons may "
+        "share one database); null: made without one"
+    )

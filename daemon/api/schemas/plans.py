@@ -27,6 +27,11 @@ class PlanRead(BaseModel):
     """When the scheduler starts its next night (None: not armed)."""
     created_at: datetime
     updated_at: datetime
+    owner: str | None = Field(
+        description="the observatory profile of the daemon it was saved on, the only one "
+        "that arms and starts it (several daemons may share one database); null: made "
+        "without one"
+    )
 
 
 class GoalProgress(BaseModel):

@@ -112,6 +112,10 @@ class JobRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    owner: str | None = Field(
+        description="the observatory profile of the daemon that runs it (several daemons may "
+        "share one database); null: made without one"
+    )
 
 
 class TargetLights(BaseModel):

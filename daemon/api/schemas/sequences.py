@@ -112,6 +112,10 @@ class RunRead(BaseModel):
     document: dict[str, Any] | None = None
     nodes: dict[str, Any] | None = None
     """Per node path: status, attempts, error, counters (with `document`, the tree)."""
+    owner: str | None = Field(
+        description="the observatory profile of the daemon that runs it (several daemons may "
+        "share one database); null: made without one"
+    )
 
 
 class RunEventRead(BaseModel):
