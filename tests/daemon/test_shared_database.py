@@ -1,9 +1,11 @@
 """Two daemons (one per telescope) share one PostgreSQL database: each keeps its own frames,
-nights, runs, processing jobs and night plans, and a restart of one leaves the other's alone."""
+nights, runs, processing jobs, night plans and alerts, and a restart of one leaves the other's
+alone."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine, owned_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import Event, JobState, ProcessingJob, SequenceRun
+from daemon.db.models import Event, JobState, PlanNight, PlanNightState, ProcessingJob, SequenceRun
+from daemon.events import record_event
 from daemon.nights import NightDirector
 from daemon.plans import save_plan
 from daemon.runs import RunEvents, RunManager
@@ -32,7 +35,8 @@ from sequences.document import parse_document
 from sequences.instructions.mount import Coordinates
 from sequences.plan import Goal, NightPlan, PlanTarget
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
-from tests.daemon.test_nights import TEMPLATE
+from tests.daemon.test_nights import TEMPLATE, m31_plan
+from tests.daemon.test_notifications import webhook_receiver
 from tests.pg import PostgresServer
 
 PROFILES = ("east pier", "west pier")
@@ -111,6 +115,24 @@ def leftovers(engine: Engine, owner: str, folder: Path) -> tuple[int, int, int]:
         return run.id, running.id, queued.id
 
 
+def unfinished_night(engine: Engine, owner: str, template_id: int) -> tuple[int, int]:
+    """A plan of `owner` (not enabled: nothing arms it) and a night of it a stop left
+    running, whose dawn has passed: the plan's daemon closes it when it starts."""
+    owned = owned_engine(engine, owner)
+    plan_id = save_plan(owned, m31_plan(f"{owner}'s plan", template_id, 5), False).id
+    dawn = datetime.now(UTC) - timedelta(hours=1)
+    with Session(owned) as db, db.begin():
+        night = PlanNight(
+            plan_id=plan_id,
+            state=PlanNightState.RUNNING,
+            dusk=dawn - timedelta(hours=8),
+            dawn=dawn,
+        )
+        db.add(night)
+        db.flush()
+        return plan_id, night.id
+
+
 def test_two_daemons_share_one_postgresql_and_keep_to_their_own(
     shared: Shared, catalog_cache: Path
 ) -> None:
@@ -130,22 +152,85 @@ def test_two_daemons_share_one_postgresql_and_keep_to_their_own(
                 fits = httpx.get(f"{daemon.url}/api/frames/{frame['id']}/fits", timeout=30)
                 assert fits.status_code == 200
                 assert (daemon.data_dir / "frames" / frame["path"]).is_file()
+            # East serves none of west's files (the same relative path is east's own file).
+            for part in ("fits", "preview.jpg", "histogram", "stars", "header"):
+                refused = httpx.get(f"{east.url}/api/frames/{west_frame['id']}/{part}", timeout=30)
+                assert refused.status_code == 409, (part, refused.text)
+                assert repr(west_name) in refused.json()["detail"]
+            record = httpx.get(f"{east.url}/api/frames/{west_frame['id']}", timeout=30)
+            assert record.json()["path"] == west_frame["path"]  # the record is plain metadata
+            # West's dark is the newer; east's latest frame and nights are its own.
+            latest = httpx.get(f"{east.url}/api/frames/latest", timeout=30).json()
+            assert latest["id"] == east_frame["id"]
             sessions = httpx.get(f"{east.url}/api/sessions", timeout=30).json()
+            assert [s["id"] for s in sessions] == [east_frame["session_id"]]
+            every = {"all_profiles": "true"}
+            sessions = httpx.get(f"{east.url}/api/sessions", params=every, timeout=30).json()
             owners = {s["id"]: s["profile"] for s in sessions}
             assert owners[east_frame["session_id"]] == east_name
             assert owners[west_frame["session_id"]] == west_name
+            west_night = f"{east.url}/api/sessions/{west_frame['session_id']}/frames"
+            refused = httpx.get(west_night, timeout=30)
+            assert refused.status_code == 409
+            assert repr(west_name) in refused.json()["detail"]
+            listed = httpx.get(west_night, params=every, timeout=30).json()
+            assert [f["id"] for f in listed["items"]] == [west_frame["id"]]
 
             east_left = leftovers(engine, east_name, folders[east_name])
             west_left = leftovers(engine, west_name, folders[west_name])
+            template_id = save_template(engine, parse_document(TEMPLATE)).id
+            east_plan, east_night = unfinished_night(engine, east_name, template_id)
+            west_plan, west_night_id = unfinished_night(engine, west_name, template_id)
         # East was stopped; it comes back (its devices need not connect) while west runs on.
-        with ExitStack() as east_stack:
+        with ExitStack() as east_stack, webhook_receiver() as receiver:
             east = start(
-                east_stack, shared, catalog_cache, east_name, NIGHTOWL_CONNECT_ON_START="false"
+                east_stack,
+                shared,
+                catalog_cache,
+                east_name,
+                NIGHTOWL_CONNECT_ON_START="false",
+                NIGHTOWL_WEBHOOK_URLS=receiver.url,
             )
+            # Each daemon sends its own alerts only: west's, recorded first, never reaches
+            # east's webhook (east reads the alerts in id order).
+            west_alert, east_alert = (
+                record_event(owned_engine(engine, name), "alert", "safety", f"{name}: roof")
+                for name in (west_name, east_name)
+            )
+            started = datetime.now(UTC)
+            while east_alert not in [b["id"] for b in receiver.bodies()]:
+                assert datetime.now(UTC) - started < timedelta(seconds=30), receiver.bodies()
+                time.sleep(0.2)
+            assert west_alert not in [b["id"] for b in receiver.bodies()]
+            assert {b["profile"] for b in receiver.bodies()} == {east_name}
+            events = httpx.get(
+                f"{east.url}/api/events", params={"after_id": west_alert - 1}, timeout=30
+            ).json()
+            shown = {e["id"]: e["owner"] for e in events}
+            assert (shown[west_alert], shown[east_alert]) == (west_name, east_name)
+
             runs = httpx.get(f"{east.url}/api/runs", timeout=30).json()
             status = {r["id"]: r["status"] for r in runs}
             assert status[east_left[0]] == "interrupted"
             assert status[west_left[0]] == "running"  # west's run is west's to mark
+            owner = {r["id"]: r["owner"] for r in runs}
+            assert (owner[east_left[0]], owner[west_left[0]]) == (east_name, west_name)
+
+            # East closes its own night left running (its dawn passed), not west's.
+            wait_for(
+                f"{east.url}/api/plans/{east_plan}/nights",
+                lambda nights: [(n["id"], n["state"]) for n in nights] == [(east_night, "stopped")],
+                timeout_s=60,
+            )
+            nights = httpx.get(f"{east.url}/api/plans/{west_plan}/nights", timeout=30).json()
+            assert [(n["id"], n["state"]) for n in nights] == [(west_night_id, "running")]
+            plans = httpx.get(f"{east.url}/api/plans", timeout=30).json()
+            owned = {p["id"]: p["owner"] for p in plans}
+            assert (owned[east_plan], owned[west_plan]) == (east_name, west_name)
+            refused = httpx.post(f"{east.url}/api/plans/{west_plan}/start", timeout=30)
+            assert refused.status_code == 409
+            assert repr(west_name) in refused.json()["detail"]
+            assert "start it on that daemon" in refused.json()["detail"]
 
             for job_id in east_left[1:]:  # requeued, then taken by east: nothing to stack
                 job = wait_for(
@@ -154,6 +239,7 @@ def test_two_daemons_share_one_postgresql_and_keep_to_their_own(
                     timeout_s=60,
                 )
                 assert "no light frames" in str(job["error"])
+                assert job["owner"] == east_name
             with Session(engine) as db:
                 west_running = db.get(ProcessingJob, west_left[1])
                 assert west_running is not None
