@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from daemon.db.models import Frame, ProcessingJob, Target
 from daemon.errors import Gone, NotFound, Refused
 from daemon.events import record_event
+from daemon.frame_owners import own_frames
 from processing.recipe import (
     STRETCH_KINDS,
     HistogramStep,
@@ -59,7 +60,9 @@ def list_jobs(engine: Engine, limit: int, offset: int) -> list[ProcessingJob]:
 
 def targets_with_lights(engine: Engine) -> list[dict[str, Any]]:
     """The targets a job across nights can stack: each with accepted lights, how many,
-    over how many nights, and in which filters; by name. Blocking."""
+    over how many nights, and in which filters; by name; this daemon's lights only (another
+    telescope's frames are on its own disk). Blocking."""
+    mine = own_frames(engine)
     with Session(engine) as db:
         rows = db.execute(
             select(
@@ -68,14 +71,14 @@ def targets_with_lights(engine: Engine) -> list[dict[str, Any]]:
                 func.count(Frame.session_id.distinct()),
             )
             .join(Frame, Frame.target_id == Target.id)
-            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True))
+            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True), *mine)
             .group_by(Target.name)
             .order_by(Target.name)
         ).all()
         filters = db.execute(
             select(Target.name, Frame.filter_name)
             .join(Frame, Frame.target_id == Target.id)
-            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True))
+            .where(Frame.frame_type == FrameType.LIGHT, Frame.accepted.is_(True), *mine)
             .distinct()
         ).all()
     by_target: dict[str, list[str]] = {}

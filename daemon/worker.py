@@ -217,16 +217,17 @@ def library_masters(masters_root: Path) -> list[FrameInfo]:
     return [f for f in frames if f.is_master]
 
 
-def _target_with_lights(db: Session, name: str, filter_name: str | None) -> int:
-    """The id of target `name`; `NotFound` for an unknown name, `Refused` when it has no
-    accepted light (in `filter_name`, when given)."""
+def _target_with_lights(db: Session, engine: Engine, name: str, filter_name: str | None) -> int:
+    """The id of target `name`; `NotFound` for an unknown name, `Refused` when `engine`'s
+    daemon took no accepted light of it (in `filter_name`, when given)."""
     target_id = db.scalars(select(Target.id).where(Target.name == name)).first()
     if target_id is None:
         raise NotFound(
             f"no target {name!r}: give the name of a target with lights "
             "(GET /api/processing/targets lists them)"
         )
-    if db.scalars(_target_lights(target_id, filter_name).limit(1)).first() is None:
+    lights = _target_lights(target_id, filter_name).where(*own_frames(engine))
+    if db.scalars(lights.limit(1)).first() is None:
         where = "" if filter_name is None else f" in filter {filter_name!r}"
         raise Refused(
             "target",
@@ -478,7 +479,7 @@ class ProcessingWorker:
             }
             target_id = None
             if target is not None:
-                target_id = _target_with_lights(db, target, filter_name)
+                target_id = _target_with_lights(db, self._engine, target, filter_name)
                 config |= {"target": target, "filter": filter_name}
             return ProcessingJob(
                 session_id=session_id,

@@ -26,7 +26,7 @@ import pytest
 from astropy.io import fits
 from sqlalchemy.orm import Session
 
-from daemon.db.engine import make_engine
+from daemon.db.engine import make_engine, owned_engine
 from daemon.db.migrate import upgrade
 from daemon.db.models import (
     Frame,
@@ -319,10 +319,20 @@ async def test_a_targets_frames_and_a_cancel_on_either_database(
     engine = make_engine(database_url)
     await asyncio.to_thread(upgrade, engine)
     with Session(engine) as db, db.begin():
-        profile = ObservatoryProfile(name="pier")
-        m31, m33 = Target(name="M 31"), Target(name="M 33")
-        db.add_all([profile, m31, m33])
+        profile, other = ObservatoryProfile(name="pier"), ObservatoryProfile(name="other pier")
+        m31, m33, m101 = Target(name="M 31"), Target(name="M 33"), Target(name="M 101")
+        db.add_all([profile, other, m31, m33, m101])
         db.flush()
+        # Another telescope's night on the same database: its lights are on its own disk.
+        theirs = ImagingSession(profile_id=other.id, night_date=date(2026, 11, 1))
+        db.add(theirs)
+        db.flush()
+        db.add_all(
+            [
+                _frame(theirs, FrameType.LIGHT, 9, target_id=m31.id, filter_name="L"),
+                _frame(theirs, FrameType.LIGHT, 8, target_id=m101.id, filter_name="L"),
+            ]
+        )
         nights = [
             ImagingSession(profile_id=profile.id, night_date=date(2026, 11, day))
             for day in (1, 2, 3)
@@ -345,6 +355,8 @@ async def test_a_targets_frames_and_a_cancel_on_either_database(
             ]
         )
         m31_id = m31.id
+    everyone = engine
+    engine = owned_engine(everyone, "pier")
     root = tmp_path / "frames"
     frames = target_frames(engine, root, m31_id)
     kinds = sorted((f.path.relative_to(root).as_posix(), f.kind.value) for f in frames)
@@ -365,8 +377,12 @@ async def test_a_targets_frames_and_a_cancel_on_either_database(
         {"name": "M 33", "accepted_lights": 2, "nights": 2, "filters": ["L"]},
     ]
 
+    assert [t["name"] for t in targets_with_lights(everyone)] == ["M 101", "M 31", "M 33"]
+
     worker = ProcessingWorker(engine, root, tmp_path / "jobs", tmp_path / "masters", [tmp_path])
     job_id = await worker.submit(ProcessingOptions(), target="M 31", filter_name="Ha")
+    with pytest.raises(Refused, match="'M 101' has no accepted lights"):
+        await worker.submit(ProcessingOptions(), target="M 101")
     with pytest.raises(NotFound, match="no target 'M 99'"):
         await worker.submit(ProcessingOptions(), target="M 99")
     with pytest.raises(Refused, match="no accepted lights in filter 'OIII'"):
@@ -381,7 +397,7 @@ async def test_a_targets_frames_and_a_cancel_on_either_database(
         await worker.cancel(job_id)
     with pytest.raises(NotFound):
         await worker.cancel(job_id + 100)
-    engine.dispose()
+    everyone.dispose()
 
 
 def test_the_scheduler_setting_names_itself_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
