@@ -48,6 +48,7 @@ import yaml
 from astropy.io import fits
 from psycopg import sql
 
+from daemon.__main__ import build_parser
 from daemon.db.models import JobState
 from daemon.settings import Settings
 from daemon.simulator.rig import free_port
@@ -187,6 +188,8 @@ def test_the_services_run_the_commands_the_code_defines(compose: dict[str, Any])
     assert "command" not in services["postgres"]  # the image's own entrypoint
     for name in SERVICES - {"postgres"}:
         assert services[name]["build"] == ".", name
+    for name in ("simulators", "daemon"):
+        build_parser().parse_args(services[name]["command"][1:])  # nightowl's own arguments
 
 
 def test_the_daemon_is_pointed_at_the_other_services(compose: dict[str, Any]) -> None:
