@@ -330,7 +330,8 @@ def _scheduler(option: str | None) -> tuple[str | None, str | None]:
     address that is not ``tcp://host:port``."""
     from pydantic import ValidationError
 
-    from daemon.settings import Settings, scheduler_address_problem
+    from daemon.settings import Settings
+    from processing.cluster import scheduler_address_problem
 
     if option is not None:
         problem = scheduler_address_problem(option.strip())

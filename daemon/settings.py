@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from daemon.access import LOOPBACK_HOSTS, is_loopback, normal_host, normal_origin, token_problem
 from daemon.db.engine import normal_database_url
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
+from processing.cluster import scheduler_address_problem
 from sequences.astro import Horizon
 
 
@@ -31,26 +32,6 @@ def _is_ip_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def scheduler_address_problem(address: str) -> str | None:
-    """What is wrong with a Dask scheduler address (``tcp://host:port``), or None."""
-    parts = urlsplit(address)
-    if parts.scheme != "tcp":
-        return "is not a tcp:// address"
-    if not parts.hostname:
-        return "has no host"
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port is None:
-        return "has no port"
-    if port == 0:
-        return "has a port that is not a number from 1 to 65535"
-    if parts.path or parts.query or parts.fragment or parts.username:
-        return "has more than a host and a port"
-    return None
 
 
 class Settings(BaseSettings):

@@ -27,7 +27,6 @@ import importlib
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 from processing.stacking import PipelineError
 
@@ -59,7 +59,6 @@ WORKER_ENV: dict[str, str] = {
 """Thread counts of the numerical libraries in a Dask worker: one each (a worker runs one
 task at a time; more workers, not more threads, fill a machine's cores)."""
 
-SCHEDULER_PATTERN = re.compile(r"^tcp://[A-Za-z0-9._-]+:\d{1,5}$")
 CONNECT_TIMEOUT_S = 30.0
 """How long a job waits for the scheduler to answer and for a first worker to register."""
 
@@ -67,13 +66,34 @@ _PARENT_POLL_S = 1.0
 _STOP_TIMEOUT_S = 10.0
 
 
+def scheduler_address_problem(address: str) -> str | None:
+    """What is wrong with a Dask scheduler address (``tcp://host:port``), or None: the part
+    of a message that names the setting or option it came from."""
+    parts = urlsplit(address)
+    if parts.scheme != "tcp":
+        return "is not a tcp:// address"
+    if not parts.hostname:
+        return "has no host"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is None:
+        return "has no port"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
+    if parts.path or parts.query or parts.fragment or parts.username:
+        return "has more than a host and a port"
+    return None
+
+
 def check_scheduler_address(address: str) -> str:
-    """`address` when it reads ``tcp://host:port`` (port 1..65535); else ValueError naming
-    the setting and the form expected."""
-    if not SCHEDULER_PATTERN.match(address) or not 0 < int(address.rsplit(":", 1)[1]) < 65536:
+    """`address` when it reads ``tcp://host:port`` (port 1..65535); else ValueError saying
+    what is wrong and the form expected."""
+    problem = scheduler_address_problem(address)
+    if problem is not None:
         raise ValueError(
-            f"scheduler {address!r} is not a Dask scheduler address: "
-            "write tcp://host:port, e.g. tcp://127.0.0.1:8786"
+            f"scheduler {address!r} {problem}: write tcp://host:port, e.g. tcp://127.0.0.1:8786"
         )
     return address
 
