@@ -3,6 +3,10 @@
 Equipment comes from, in this order: an equipment profile file (`equipment_profile`), an
 already running simulator rig (`simulator_url`), or, when neither is set, a simulator rig that
 the daemon starts and stops itself (the embedded default, so a fresh clone runs at once).
+
+The database and sky modules (SQLAlchemy, astropy.coordinates) are imported only by the
+validators that need them: `nightowl process` reads one setting, and half a second of
+imports it does not use would be most of a small job's start.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import os
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,10 +24,11 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from daemon.access import LOOPBACK_HOSTS, is_loopback, normal_host, normal_origin, token_problem
-from daemon.db.engine import normal_database_url
 from daemon.naming import DEFAULT_PATTERN, validate_pattern
 from processing.cluster import scheduler_address_problem
-from sequences.astro import Horizon
+
+if TYPE_CHECKING:
+    from sequences.astro import Horizon
 
 
 def _is_ip_address(text: str) -> bool:
@@ -266,6 +271,8 @@ class Settings(BaseSettings):
     @classmethod
     def _horizon_readable(cls, value: Path | None) -> Path | None:
         if value is not None:
+            from sequences.astro import Horizon
+
             try:
                 Horizon.from_text(value.read_text(encoding="utf-8"))
             except OSError as e:
@@ -274,6 +281,8 @@ class Settings(BaseSettings):
 
     def horizon(self) -> Horizon | None:
         """The custom horizon of `horizon_file` (checked when the settings were read)."""
+        from sequences.astro import Horizon
+
         if self.horizon_file is None:
             return None
         return Horizon.from_text(self.horizon_file.read_text(encoding="utf-8"))
@@ -281,7 +290,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _supported_database(cls, value: str | None) -> str | None:
-        return None if value is None else normal_database_url(value)
+        if value is None:
+            return None
+        from daemon.db.engine import normal_database_url
+
+        return normal_database_url(value)
 
     @field_validator("clock_start")
     @classmethod

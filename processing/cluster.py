@@ -156,20 +156,27 @@ class InProcess:
 
 
 class LocalPool:
-    """Spawned worker processes on this machine, ending with this process. They start
-    importing at once, so their imports (a second each) overlap whatever this process does
-    before the first map."""
+    """Worker processes on this machine, ending with this process.
+
+    On Linux they are forked from this process: a forked worker shares the modules this
+    process has imported (their pages are shared, not copied) and is ready in milliseconds,
+    where a spawned one spends a second of CPU importing them again. The per-frame stages
+    use no library whose threads a fork would leave broken (numba's parallel kernels are
+    finishing steps, OpenCV and OpenBLAS start their pools again in the child). Elsewhere
+    the workers are spawned and start importing at once, so their imports overlap whatever
+    this process does before the first map."""
 
     remote = False
 
     def __init__(self, processes: int) -> None:
         self.workers = processes
         self.name = f"local pool ({processes} processes)"
+        forked = sys.platform == "linux"
         self._pool = ProcessPoolExecutor(
             processes,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=multiprocessing.get_context("fork" if forked else "spawn"),
             initializer=_start_pool_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), forked),
         )
         for _ in range(processes):
             self._pool.submit(_warm)
@@ -284,12 +291,15 @@ def _warm() -> None:
     importlib.import_module("processing.pipeline")
 
 
-def _start_pool_worker(parent: int) -> None:
-    """A local pool's worker process: one OpenCV thread, as the processes already fill the
-    cores; ends with its parent."""
-    import cv2
+def _start_pool_worker(parent: int, forked: bool) -> None:
+    """A local pool's worker process, ending with its parent. A spawned one keeps to one
+    OpenCV thread, as the processes already fill the cores. A forked one leaves OpenCV's
+    threads alone: changing them waits forever on the parent's pool, which the fork did not
+    copy, if the parent has used it."""
+    if not forked:
+        import cv2
 
-    cv2.setNumThreads(1)
+        cv2.setNumThreads(1)
     exit_with_parent(parent)
 
 

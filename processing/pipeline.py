@@ -24,16 +24,16 @@ in the summary: most of the night was lost, and a person should look before trus
 This module is the runner: it holds what belongs to the job, not to a stage (the executor,
 the work folder, progress and timings, the masters built so far). The per-frame stages
 (calibrate with its measurements, register with its resampling) are maps over an executor
-(`processing.cluster`): a pool of spawned worker processes, one per `PipelineConfig.threads`
-(with 1, they run in this process): sep holds the GIL, so threads would not fill the
-cores. Integration is a reduction over row blocks on the integration's own threads, in this
-process. With `PipelineConfig.scheduler`, both run on the workers of that Dask cluster
-instead: the per-frame steps as one task per frame, the integration as one task per row
-block; the masters, the judging and the writing of the results stay in this process. The
-results are the same, bit for bit, wherever the work runs. Intermediate frames and the
-masters the workers read live as ``.npy`` files in a work folder under OUT that is removed
-afterwards, so memory stays bounded by the integration budget plus a few frames per worker
-process; on a cluster, OUT and the frames must be at the same paths on every worker.
+(`processing.cluster`): a pool of worker processes (forked on Linux), one per
+`PipelineConfig.threads` (with 1, they run in this process): sep holds the GIL, so threads
+would not fill the cores. Integration is a reduction over row blocks on the integration's
+own threads, in this process. With `PipelineConfig.scheduler`, both run on the workers of
+that Dask cluster instead: the per-frame steps as one task per frame, the integration as one
+task per row block; the masters, the judging and the writing of the results stay in this
+process. The results are the same, bit for bit, wherever the work runs. Intermediate frames
+and the masters the workers read live as ``.npy`` files in a work folder under OUT that is
+removed afterwards, so memory stays bounded by the integration budget plus a few frames per
+worker process; on a cluster, OUT and the frames must be at the same paths on every worker.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ class PipelineConfig:
     - threads: worker processes calibrating and registering frames at once (1: no worker
       process, everything in this one); the integration has its own threads.
     - pool_min_megapixels: a job with fewer light megapixels (lights x MP) than this runs
-      its per-frame stages in this process whatever `threads` says: two worker processes
-      cost ~2 s of imports, more than 8 lights of 1 MP take to calibrate and register.
+      its per-frame stages in this process whatever `threads` says. On Linux the workers
+      are forked and ready at once, so every job uses them (0); where they are spawned,
+      two cost ~2 s of imports, more than 8 lights of 1 MP take to calibrate and register.
     - preview_size_px: longer side of the JPEG previews.
     - local_normalization: match each registered light to the reference tile by tile before
       integration (`processing.local_norm`; None: off).
@@ -149,7 +150,7 @@ class PipelineConfig:
     crop: bool = True
     saturation_adu: float = 60_000.0
     threads: int = 2
-    pool_min_megapixels: float = 16.0
+    pool_min_megapixels: float = 0.0
     preview_size_px: int = 1600
     cache_dir: Path | None = None
     local_normalization: LocalNormConfig | None = None
