@@ -7,7 +7,8 @@ cosmic rays) is written once per size as 16-bit FITS files by `synthetic.write_s
 EXPTIME, FILTER, OBJECT, binning, GAIN, CCD-TEMP) in Siril's layout: biases/, darks/, flats/,
 lights/.
 Then, in fresh processes measured alike (wall time; CPU time, user + sys, and peak RSS
-ru_maxrss from wait4; the peak of the summed RSS of the process tree, sampled every 50 ms):
+ru_maxrss from wait4; the peaks of the summed RSS and of the summed PSS of the process tree,
+sampled every 50 ms):
 
 - Nightowl: ``python -m daemon process DATA --out OUT --json --linear-only --reference
   DATA/lights/<first> --no-crop`` (masters, calibration, registration, winsorized integration
@@ -26,6 +27,13 @@ Throughput is lights x megapixels / wall seconds (MPf/s). ru_maxrss keeps the la
 child's own peak and the RSS its parent had when it forked (Linux copies it across fork and
 exec), so this process stays small: generation and analysis run in worker processes.
 
+Tree PSS is the figure for a forked tree. Nightowl's local pool workers are forked from the
+job process and share its pages (imported modules, the masters built before the fork)
+copy-on-write; tree RSS counts each shared page once per process that maps it, so it
+overstates what the tree uses. The proportional set size (Pss in /proc/PID/smaps_rollup)
+splits each shared page between the processes that map it, so summed over the tree it counts
+the page once. Both are peaks over time of the sum, from the same sampler.
+
 Quality, on both integrated images (analysed in a worker; a 48 px border is left out, which
 covers the dithers and the rotation):
 
@@ -41,17 +49,27 @@ covers the dithers and the rotation):
   white-noise limit at the frame centre before flat correction. Registration interpolation
   correlates neighbouring pixels and lowers the per-pixel figure, so the noise of the
   16 x 16 block means (from differences of neighbouring sky blocks, times 16 to be
-  comparable) is printed as well, which interpolation does not change.
+  comparable) is printed as well, which interpolation changes far less.
+- sky noise vs truth, e-: the noise of the 16 x 16 block means of the stack minus the
+  generator's background (sky gradient + nebula, mapped through the star fit; scale and
+  pedestal fitted to it), times 16, over the blocks inside the border that no star reaches.
+  The binned noise counts the scene's structure between neighbouring sky blocks as noise too;
+  this figure holds noise only (a blur lowers it a little too, as below).
 - defect residual: the median of the integrated image on the pixels of the satellite trails and
   cosmic rays (the generator's masks, mapped to the image through the same fit) minus the
   median on a band beside them, in units of the sky noise; ~0 when rejection removed them.
 - SNR gain: the white-noise limit of one light at the frame centre over the stack's 16 x 16
-  block noise (both in e-): sqrt(N) for a plain mean of N equal lights.
+  block noise (both in e-): sqrt(N) for a plain mean of N equal lights. Smoothing raises it
+  without adding information (a blur spreads each pixel's noise across block edges into the
+  neighbouring blocks: it correlates their means and lowers their differences), so
+- SNR gain at Siril's FWHM: the same on Nightowl's stack convolved with the Gaussian that
+  widens its stars to Siril's FWHM (sigma^2 = (F_siril^2 - F_ours^2) / (8 ln 2); no blur when
+  ours are as wide already) compares the two at equal sharpness; Siril's is its SNR gain.
 
 Nightowl's JSON summary is kept as nightowl.json and Siril's log as siril/siril.log beside
 each dataset. Each table row is Nightowl, Siril, and their ratio (Siril / Nightowl for times,
 so > 1 means Nightowl is faster; Nightowl / Siril for the rest, so < 1 means less memory,
-noise or blur, but > 1 more throughput).
+noise or blur, but > 1 more throughput or SNR gain).
 
     .venv/bin/python bench/pipeline.py [--size tiny,small,large|all] [--runs 1] [--keep DIR]
         [--nightowl-options '--interpolation bicubic --weighting none'] [--no-siril]
@@ -65,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -86,6 +105,9 @@ BORDER_PX = 48
 BLOCK_PX = 16
 SKY_PERCENTILE = 40.0
 MATCHED_STARS = 150
+AT_SIRIL_FWHM = "Nightowl at Siril's FWHM"
+# A star's tail below this (e- per pixel of one light) is far below the noise of a block mean.
+STAR_TAIL_E = 0.02
 
 SIRIL_SCRIPT = """\
 requires 1.0.0
@@ -184,8 +206,11 @@ def generate(size: Size, folder: Path) -> None:
     np.savez_compressed(folder.parent / "truth.npz", **trails)
 
 
-def analyse(size: Size, image_path: Path, truth_path: Path) -> dict[str, Any]:
-    """Quality figures of one integrated image (see the module docstring)."""
+def analyse(
+    size: Size, image_path: Path, truth_path: Path, blur_sigma_px: float = 0.0
+) -> dict[str, Any]:
+    """Quality figures of one integrated image (see the module docstring), after a Gaussian
+    blur of `blur_sigma_px` when it is positive."""
     import numpy as np
     from astropy.io import fits
 
@@ -200,6 +225,8 @@ def analyse(size: Size, image_path: Path, truth_path: Path) -> dict[str, Any]:
     if image.ndim != 2:
         figures["error"] = f"not a mono image: shape {image.shape}"
         return figures
+    if blur_sigma_px > 0:
+        image = _blurred(image, blur_sigma_px)
     height, width = image.shape
     inner = image[BORDER_PX : height - BORDER_PX, BORDER_PX : width - BORDER_PX]
     finite = np.isfinite(inner)
@@ -228,7 +255,26 @@ def analyse(size: Size, image_path: Path, truth_path: Path) -> dict[str, Any]:
     figures["noise_e"] = noise_px / scale
     figures["noise_binned_e"] = noise_binned / scale
     figures["trail_residual_sigma"] = _trail_residual(image, affine, truth_path, noise_px)
+    figures.update(_truth_noise(image, affine, config, figures["fwhm_px"]))
     return figures
+
+
+def _blurred(image: Any, sigma_px: float) -> Any:
+    """`image` convolved with a Gaussian of `sigma_px`; non-finite pixels stay non-finite (the
+    median stands in for them in the convolution)."""
+    import numpy as np
+    from scipy import ndimage
+
+    finite = np.isfinite(image)
+    filled = np.where(finite, image, np.median(image[finite]))
+    return np.where(finite, ndimage.gaussian_filter(filled, sigma_px), np.float32(np.nan))
+
+
+def _blocks(image: Any) -> Any:
+    """The whole 16 x 16 blocks of `image` as (rows, cols, 256)."""
+    rows, cols = image.shape[0] // BLOCK_PX, image.shape[1] // BLOCK_PX
+    blocks = image[: rows * BLOCK_PX, : cols * BLOCK_PX].reshape(rows, BLOCK_PX, cols, BLOCK_PX)
+    return blocks.transpose(0, 2, 1, 3).reshape(rows, cols, BLOCK_PX * BLOCK_PX)
 
 
 def _block_noise(image: Any) -> tuple[float, float]:
@@ -236,9 +282,7 @@ def _block_noise(image: Any) -> tuple[float, float]:
     (robust std of neighbouring differences / sqrt 2, times 16), both in image units."""
     import numpy as np
 
-    rows, cols = image.shape[0] // BLOCK_PX, image.shape[1] // BLOCK_PX
-    blocks = image[: rows * BLOCK_PX, : cols * BLOCK_PX].reshape(rows, BLOCK_PX, cols, BLOCK_PX)
-    blocks = blocks.transpose(0, 2, 1, 3).reshape(rows, cols, BLOCK_PX * BLOCK_PX)
+    blocks = _blocks(image)
     valid = np.isfinite(blocks).all(axis=2)
     medians = np.median(blocks, axis=2)
     mad = 1.4826 * np.median(np.abs(blocks - medians[..., None]), axis=2)
@@ -254,6 +298,50 @@ def _block_noise(image: Any) -> tuple[float, float]:
     diff = np.concatenate([d - np.median(d) for d in differences])
     binned = 1.4826 * float(np.median(np.abs(diff))) / np.sqrt(2.0)
     return noise, binned * BLOCK_PX
+
+
+def _truth_noise(image: Any, affine: Any, config: Any, fwhm_px: float) -> dict[str, float]:
+    """The noise of the 16 x 16 block means of (stack - pedestal) / scale - the generator's
+    background (sky gradient + nebula, mapped to the image through the star fit), times 16,
+    over the blocks inside the border that no star reaches: {noise_truth_e, sky_adu_per_e};
+    empty for a cropped image (the generator's gradient is defined on the full frame).
+
+    Scale and pedestal are fitted to those blocks' pixels: the star scale k is aperture
+    photometry (1-2 % off the background's), and 1 % of the nebula alone would exceed the
+    noise of a block mean."""
+    import numpy as np
+
+    from processing import synthetic
+
+    height, width = image.shape
+    if (height, width) != config.sensor.shape:
+        return {}
+    # image -> reference is yx @ A[:2] + A[2]; as a 3 x 3 matrix, inverted: reference -> image.
+    to_image = np.linalg.inv(np.vstack([affine.T, [0.0, 0.0, 1.0]]))
+    background = synthetic.sky_gradient(image.shape, config.sky_e, config.sky_slope_yx, to_image)
+    background += synthetic.render_nebula(image.shape, synthetic.session_nebula(config), to_image)
+    inner = (slice(BORDER_PX, height - BORDER_PX), slice(BORDER_PX, width - BORDER_PX))
+    stack, truth = _blocks(image[inner]), _blocks(background[inner])
+    # A star's square out to where its profile (the widest seeing or the image's FWHM,
+    # whichever is wider, plus 2 px) falls below STAR_TAIL_E rules its blocks out.
+    stars = synthetic.session_stars(config)
+    sigma_px = max(config.seeing_sigma_px[1], fwhm_px / (8 * np.log(2)) ** 0.5)
+    peak_e = stars.flux_e / (2 * np.pi * sigma_px**2)
+    radius = sigma_px * np.sqrt(2 * np.log(np.maximum(peak_e / STAR_TAIL_E, 1.0))) + 2.0
+    centres = synthetic.apply_transform(to_image, stars.yx) - BORDER_PX
+    low = np.clip(np.floor((centres - radius[:, None]) / BLOCK_PX), 0, None).astype(int)
+    high = np.clip(np.floor((centres + radius[:, None]) / BLOCK_PX) + 1, 0, None).astype(int)
+    clear = np.isfinite(stack).all(axis=2)
+    for (y0, x0), (y1, x1) in zip(low, high, strict=True):
+        clear[y0:y1, x0:x1] = False
+    if clear.sum() < 100:
+        return {}
+    values, model = stack[clear].ravel().astype(np.float64), truth[clear].ravel()
+    design = np.column_stack([model, np.ones_like(model)])
+    (scale, pedestal), *_ = np.linalg.lstsq(design, values, rcond=None)
+    means = ((stack[clear] - pedestal) / scale - truth[clear]).mean(axis=1)
+    noise = 1.4826 * float(np.median(np.abs(means - np.median(means))))
+    return {"noise_truth_e": noise * BLOCK_PX, "sky_adu_per_e": float(scale)}
 
 
 def _match_stars(yx: Any, truth_yx: Any) -> tuple[Any, Any, Any] | None:
@@ -333,6 +421,7 @@ class Run:
     cpu_s: float
     peak_rss_gb: float
     tree_rss_gb: float
+    tree_pss_gb: float
     returncode: int
     stdout: str
     stderr: str
@@ -352,12 +441,13 @@ def measured(command: list[str], cwd: Path) -> Run:
 def _measured(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> Run:
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=stderr)
-    peak_tree = [0]
+    peak_rss, peak_pss = [0], [0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak_tree[0] = max(peak_tree[0], _tree_rss_bytes(process.pid))
+            rss, pss = _tree_memory_bytes(process.pid)
+            peak_rss[0], peak_pss[0] = max(peak_rss[0], rss), max(peak_pss[0], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -370,15 +460,18 @@ def _measured(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> Run:
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
         peak_rss_gb=usage.ru_maxrss * 1024 / 1e9,
-        tree_rss_gb=peak_tree[0] / 1e9,
+        tree_rss_gb=peak_rss[0] / 1e9,
+        tree_pss_gb=peak_pss[0] / 1e9,
         returncode=process.returncode,
         stdout="",
         stderr="",
     )
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Summed resident memory of `root` and its descendants, from /proc."""
+def _tree_memory_bytes(root: int) -> tuple[int, int]:
+    """Summed resident (RSS) and proportional (PSS) memory of `root` and its descendants,
+    from /proc; PSS is read from smaps_rollup for the tree's processes only (it walks their
+    page tables)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -393,12 +486,23 @@ def _tree_rss_bytes(root: int) -> int:
         fields = stat[stat.rindex(")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
         rss[int(entry)] = int(statm.split()[1]) * page
-    total, stack = 0, [root]
+    total_rss, total_pss, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total_rss += rss.get(pid, 0)
+        total_pss += _pss_bytes(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return total_rss, total_pss
+
+
+def _pss_bytes(pid: int) -> int:
+    """The process's proportional set size (0 once it has ended)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in rollup.splitlines() if line.startswith("Pss:")), "Pss: 0 kB")
+    return int(line.split()[1]) * 1024
 
 
 def worker(args: list[str]) -> Any:
@@ -575,12 +679,45 @@ def report(measured_size: Measured) -> None:
             f"  {name} output {path.name}: shape {figures['shape']}, median "
             f"{figures.get('median', float('nan')):.6g}, {figures.get('stars_detected', 0)} stars "
             f"({figures.get('stars_matched', 0)} matched), scale "
-            f"{figures.get('adu_per_e', float('nan')):.4g} /e-"
+            f"{figures.get('adu_per_e', float('nan')):.4g} /e- (sky's "
+            f"{figures.get('sky_adu_per_e', float('nan')):.4g})"
             + (f"; {figures['error']}" if "error" in figures else "")
         )
+    matched = _at_siril_fwhm(size, measured_size.nightowl_out, truth, quality)
+    if matched is not None:
+        quality[AT_SIRIL_FWHM] = matched
     for name, per_run in measured_size.stages.items():
         _print_stages(name, per_run)
     _print_table(size, measured_size.nightowl, measured_size.sirils, quality)
+
+
+def _at_siril_fwhm(
+    size: Size, path: Path | None, truth: Path, quality: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Nightowl's figures after a Gaussian blur that widens its stars to Siril's FWHM (FWHMs
+    of Gaussians add in quadrature: sigma^2 = (F_siril^2 - F_ours^2) / (8 ln 2)); its own
+    figures when its stars are as wide already."""
+    ours = quality.get("Nightowl", {}).get("fwhm_px")
+    theirs = quality.get("Siril", {}).get("fwhm_px")
+    if path is None or ours is None or theirs is None:
+        return None
+    if theirs <= ours:
+        print(f"  Nightowl's stars are as wide as Siril's already ({ours:.3f} px): not blurred")
+        return quality["Nightowl"]
+    sigma_px = math.sqrt((theirs**2 - ours**2) / (8 * math.log(2)))
+    try:
+        figures: dict[str, Any] = worker(
+            ["analyse", size.name, str(path), str(truth), f"{sigma_px:.6f}"]
+        )
+    except RuntimeError as error:
+        print(f"  analysis of {path} blurred by {sigma_px:.3f} px failed: {error}")
+        return None
+    print(
+        f"  Nightowl blurred to Siril's FWHM: Gaussian sigma {sigma_px:.3f} px, FWHM "
+        f"{ours:.3f} -> {figures.get('fwhm_px', float('nan')):.3f} px (Siril {theirs:.3f}); "
+        f"sky noise vs truth {figures.get('noise_truth_e', float('nan')):.3f} e-"
+    )
+    return figures
 
 
 def _print_groups(summary: dict[str, Any]) -> None:
@@ -637,10 +774,18 @@ def _print_table(
         ("CPU, s", median(nightowl, "cpu_s"), median(sirils, "cpu_s"), True),
         ("peak RSS, GB", median(nightowl, "peak_rss_gb"), median(sirils, "peak_rss_gb"), False),
         ("tree RSS, GB", median(nightowl, "tree_rss_gb"), median(sirils, "tree_rss_gb"), False),
+        ("tree PSS, GB", median(nightowl, "tree_pss_gb"), median(sirils, "tree_pss_gb"), False),
         ("MPf/s", mpf(nightowl), mpf(sirils), False),
         ("sky noise, e-", q("Nightowl", "noise_e"), q("Siril", "noise_e"), False),
         ("binned noise, e-", q("Nightowl", "noise_binned_e"), q("Siril", "noise_binned_e"), False),
+        (
+            "sky noise vs truth, e-",
+            q("Nightowl", "noise_truth_e"),
+            q("Siril", "noise_truth_e"),
+            False,
+        ),
         ("SNR gain", gain("Nightowl"), gain("Siril"), False),
+        ("SNR gain at Siril's FWHM", gain(AT_SIRIL_FWHM), gain("Siril"), False),
         ("FWHM, px", q("Nightowl", "fwhm_px"), q("Siril", "fwhm_px"), False),
         (
             "defect resid., sigma",
@@ -649,12 +794,12 @@ def _print_table(
             False,
         ),
     ]
-    print(f"  {'':20s} {'Nightowl':>10s} {'Siril':>10s} {'ratio':>8s}")
+    print(f"  {'':24s} {'Nightowl':>10s} {'Siril':>10s} {'ratio':>8s}")
     for label, ours, theirs, siril_over_ours in rows:
         ratio = None
         if ours is not None and theirs is not None and ours and theirs:
             ratio = theirs / ours if siril_over_ours else ours / theirs
-        print(f"  {label:20s} {_cell(ours):>10s} {_cell(theirs):>10s} {_cell(ratio, 2):>8s}")
+        print(f"  {label:24s} {_cell(ours):>10s} {_cell(theirs):>10s} {_cell(ratio, 2):>8s}")
     print(
         f"  (ratio: Siril / Nightowl for wall and CPU, Nightowl / Siril below; white-noise limit "
         f"of one light at the centre, before flat correction: {single:.2f} e-, "
@@ -721,6 +866,8 @@ if __name__ == "__main__":
             generate(SIZES[size_name], Path(paths[0]))
             print("null")
         else:
-            print(json.dumps(analyse(SIZES[size_name], Path(paths[0]), Path(paths[1]))))
+            blur_sigma_px = float(paths[2]) if len(paths) > 2 else 0.0
+            figures = analyse(SIZES[size_name], Path(paths[0]), Path(paths[1]), blur_sigma_px)
+            print(json.dumps(figures))
     else:
         main(arguments)
