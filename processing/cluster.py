@@ -158,28 +158,36 @@ class InProcess:
 class LocalPool:
     """Worker processes on this machine, ending with this process.
 
-    On Linux they are forked from this process: a forked worker shares the modules this
-    process has imported (their pages are shared, not copied) and is ready in milliseconds,
-    where a spawned one spends a second of CPU importing them again. The per-frame stages
-    use no library whose threads a fork would leave broken (numba's parallel kernels are
-    finishing steps, OpenCV and OpenBLAS start their pools again in the child). Elsewhere
-    the workers are spawned and start importing at once, so their imports overlap whatever
-    this process does before the first map."""
+    On Linux they are forked from this process at the first map: a forked worker shares
+    what this process has loaded by then (its imported modules, numba's compiled kernels
+    and type registry, the masters; their pages are shared, not copied) and is ready in
+    milliseconds, where a spawned one spends a second of CPU importing them again and each
+    of its processes loads numba's registry (a quarter of a second) anew. The per-frame
+    stages use no library whose threads a fork would leave broken (numba's parallel kernels
+    are finishing steps, OpenCV and OpenBLAS start their pools again in the child).
+    Elsewhere the workers are spawned at once and start importing, so their imports
+    overlap whatever this process does before the first map."""
 
     remote = False
 
     def __init__(self, processes: int) -> None:
         self.workers = processes
         self.name = f"local pool ({processes} processes)"
-        forked = sys.platform == "linux"
-        self._pool = ProcessPoolExecutor(
-            processes,
-            mp_context=multiprocessing.get_context("fork" if forked else "spawn"),
-            initializer=_start_pool_worker,
-            initargs=(os.getpid(), forked),
-        )
-        for _ in range(processes):
-            self._pool.submit(_warm)
+        self._forked = sys.platform == "linux"
+        self._pool: ProcessPoolExecutor | None = None
+        if not self._forked:
+            for _ in range(processes):
+                self._started().submit(_warm)
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("fork" if self._forked else "spawn"),
+                initializer=_start_pool_worker,
+                initargs=(os.getpid(), self._forked),
+            )
+        return self._pool
 
     def map(
         self,
@@ -188,13 +196,14 @@ class LocalPool:
         on_result: Callable[[int], None] = lambda done: None,
     ) -> list[_R]:
         done: list[_R] = []
-        for result in self._pool.map(function, tasks):
+        for result in self._started().map(function, tasks):
             done.append(result)
             on_result(len(done))
         return done
 
     def close(self) -> None:
-        self._pool.shutdown(cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
 class DaskExecutor:

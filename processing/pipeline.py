@@ -198,8 +198,8 @@ def run_pipeline(
     work = out_dir / ".work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    # A local pool starts now: its workers' imports (a second each) then overlap the
-    # masters, which this process builds, instead of delaying the first light.
+    # Spawned workers start now, so their imports overlap the masters, which this process
+    # builds; forked ones start at the first map, sharing what the masters loaded.
     executor = _executor(config, groups)
     job = _Job(config, work, StackOutputs(out_dir, config.preview_size_px), progress, executor)
     try:
