@@ -298,52 +298,91 @@ def _lanczos4_two_pass(
     with y = (sy - b x - c) / a, a source row sy is sampled at sx = (d / a) sy +
     (e - d b / a) x + (f - d c / a). 16 taps a pixel instead of 64, with weights from a
     table 32 times finer than OpenCV's. Validity and clamping as `warp` describes, in the
-    same pass."""
+    same pass.
+
+    Speed (about twice the per-pixel loops'): each pass first finds every column's taps
+    and weight row (once for all source rows under a pure shift), then sums the taps, the
+    second pass over runs of an output row whose 8 tap rows are the same row views. The
+    sums keep the tap order, so the result does not depend on how the loops are cut."""
     a, b, c = matrix[0, 0], matrix[0, 1], matrix[0, 2]
     d, e, f = matrix[1, 0], matrix[1, 1], matrix[1, 2]
     source_height, source_width = source.shape
     height, width = out.shape
     steps = table.shape[0]
     row_step, column_step, start = d / a, e - d * b / a, f - d * c / a
+    first_tap = np.empty(width, dtype=np.int64)
+    weight_row = np.empty(width, dtype=np.int64)
     for sy in range(source_height):
+        if sy == 0 or row_step != 0.0:
+            for x in range(width):
+                sx = row_step * sy + column_step * x + start
+                ix = math.floor(sx)
+                first_tap[x] = ix - 3
+                weight_row[x] = min(int((sx - ix) * steps), steps - 1)
+        source_row, row = source[sy], rows[sy]
         for x in range(width):
-            sx = row_step * sy + column_step * x + start
-            ix = math.floor(sx)
-            if ix < 3 or ix > source_width - 5:
-                rows[sy, x] = 0.0
+            first = first_tap[x]
+            if first < 0 or first > source_width - 8:
+                row[x] = 0.0
                 continue
-            k = min(int((sx - ix) * steps), steps - 1)
+            k = weight_row[x]
             total = np.float32(0.0)
             for i in range(8):
-                total += table[k, i] * source[sy, ix - 3 + i]
-            rows[sy, x] = total
+                total += table[k, i] * source_row[first + i]
+            row[x] = total
     low_reach, high_reach = _LANCZOS4_REACH
     margin = np.float32(clamp)
+    clamping = clamp >= 0
+    cell_column = np.empty(width, dtype=np.int64)
     for y in range(height):
+        inside, line = valid[y], out[y]
         for x in range(width):
             sy = a * y + b * x + c
             sx = d * y + e * x + f
-            inside = _inside(sy, source_height, low_reach, high_reach) and _inside(
+            inside[x] = _inside(sy, source_height, low_reach, high_reach) and _inside(
                 sx, source_width, low_reach, high_reach
             )
-            valid[y, x] = inside
-            if not inside:
-                out[y, x] = np.nan
-                continue
             iy = math.floor(sy)
-            k = min(int((sy - iy) * steps), steps - 1)
-            total = np.float32(0.0)
-            for j in range(8):
-                total += table[k, j] * rows[iy - 3 + j, x]
-            if clamp >= 0:
-                ix = math.floor(sx)
-                p, q = source[iy, ix], source[iy, ix + 1]
-                r, t = source[iy + 1, ix], source[iy + 1, ix + 1]
-                lo = min(min(p, q), min(r, t))
-                hi = max(max(p, q), max(r, t))
-                spread = margin * (hi - lo)
-                total = min(max(total, lo - spread), hi + spread)
-            out[y, x] = total
+            first_tap[x] = iy - 3
+            cell_column[x] = math.floor(sx)
+            weight_row[x] = min(int((sy - iy) * steps), steps - 1)
+        x = 0
+        while x < width:
+            if not inside[x]:
+                line[x] = np.nan
+                x += 1
+                continue
+            first = first_tap[x]
+            end = x + 1
+            while end < width and inside[end] and first_tap[end] == first:
+                end += 1
+            r0, r1 = rows[first, x:end], rows[first + 1, x:end]
+            r2, r3 = rows[first + 2, x:end], rows[first + 3, x:end]
+            r4, r5 = rows[first + 4, x:end], rows[first + 5, x:end]
+            r6, r7 = rows[first + 6, x:end], rows[first + 7, x:end]
+            top, bottom = source[first + 3], source[first + 4]
+            ks, columns, run = weight_row[x:end], cell_column[x:end], line[x:end]
+            for i in range(end - x):
+                k = ks[i]
+                total = np.float32(0.0)
+                total += table[k, 0] * r0[i]
+                total += table[k, 1] * r1[i]
+                total += table[k, 2] * r2[i]
+                total += table[k, 3] * r3[i]
+                total += table[k, 4] * r4[i]
+                total += table[k, 5] * r5[i]
+                total += table[k, 6] * r6[i]
+                total += table[k, 7] * r7[i]
+                if clamping:
+                    ix = columns[i]
+                    p, q = top[ix], top[ix + 1]
+                    r, t = bottom[ix], bottom[ix + 1]
+                    lo = min(min(p, q), min(r, t))
+                    hi = max(max(p, q), max(r, t))
+                    spread = margin * (hi - lo)
+                    total = min(max(total, lo - spread), hi + spread)
+                run[i] = total
+            x = end
 
 
 @njit(cache=True, nogil=True)
