@@ -359,6 +359,7 @@ def _process_group(job: _Job, index: int, group: LightGroup, count: int) -> Grou
         to_register = registration_tasks(judged.kept, grid, registering, work)
         results = job.map("register", register_light, to_register)
         registered = gather_registered(judged.kept, to_register, results, grid, registering)
+        job.executor.release()
     outcomes = dict(judged.outcomes)
     for light, reason in registered.failed:
         old = outcomes[light.frame.path]
