@@ -23,6 +23,8 @@ pool) does not pay.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import importlib
 import logging
 import multiprocessing
@@ -189,6 +191,7 @@ class LocalPool:
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            give_back_memory()
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("fork" if self._forked else "spawn"),
@@ -204,7 +207,7 @@ class LocalPool:
         on_result: Callable[[int], None] = lambda done: None,
     ) -> list[_R]:
         done: list[_R] = []
-        for result in self._started().map(function, tasks):
+        for result in self._started().map(functools.partial(_then_trim, function), tasks):
             done.append(result)
             on_result(len(done))
         return done
@@ -312,6 +315,33 @@ def _dask() -> Any:
     import distributed
 
     return distributed
+
+
+def give_back_memory() -> None:
+    """Return the heap's free pages to the system (glibc's malloc_trim). Frames come and go
+    in tens of megabytes; once such a block has been freed, glibc serves the next ones from
+    its heap and keeps their pages after they are freed too, so a process that has worked
+    on frames goes on holding that much resident memory. No-op without glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return cast("Callable[[int], int]", ctypes.CDLL("libc.so.6").malloc_trim)
+    except (OSError, AttributeError):
+        return None
+
+
+def _then_trim(function: Callable[[_T], _R], task: _T) -> _R:
+    """`function(task)` in a pool worker, which then gives back the memory of its frames
+    (`give_back_memory`) instead of holding it until the next task."""
+    try:
+        return function(task)
+    finally:
+        give_back_memory()
 
 
 def _warm() -> None:

@@ -210,6 +210,7 @@ def calibrate_light(task: CalibrateTask) -> CalibratedLight | tuple[Path, str]:
         pixels.update(np.ascontiguousarray(planes).data)
         masters, defects = task.masters.load()
         image = calibrate(planes[0], masters, exposure_s=frame.exposure_s, config=stage.calibration)
+        del planes  # the raw frame is hashed and calibrated: its memory back for detection
         if defects is not None:
             image = correct_defects(image, defects)
         if frame.bayer_pattern is not None:

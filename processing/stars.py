@@ -195,7 +195,9 @@ def _extract(image: npt.NDArray[np.generic], config: StarConfig) -> _Extraction:
     data = np.array(image, dtype=np.float32, order="C", copy=True)
     box = config.background_box_px
     background = sep.Background(data, bw=box, bh=box)
-    subtracted = data - background.back(dtype=np.float32)
+    # In place on a copy: no third frame-sized array for the background itself.
+    subtracted = data.copy()
+    background.subfrom(subtracted)
     objects, segmap = sep.extract(
         subtracted,
         config.threshold_sigma,
