@@ -7,8 +7,8 @@ cosmic rays) is written once per size as 16-bit FITS files by `synthetic.write_s
 EXPTIME, FILTER, OBJECT, binning, GAIN, CCD-TEMP) in Siril's layout: biases/, darks/, flats/,
 lights/.
 Then, in fresh processes measured alike (wall time; CPU time, user + sys, and peak RSS
-ru_maxrss from wait4; the peaks of the summed RSS and of the summed PSS of the process tree,
-sampled every 50 ms):
+ru_maxrss from wait4; the peaks of the summed RSS of the process tree, sampled every 50 ms,
+and of its summed PSS, every 250 ms):
 
 - Nightowl: ``python -m daemon process DATA --out OUT --json --linear-only --reference
   DATA/lights/<first> --no-crop`` (masters, calibration, registration, winsorized integration
@@ -32,7 +32,10 @@ job process and share its pages (imported modules, the masters built before the 
 copy-on-write; tree RSS counts each shared page once per process that maps it, so it
 overstates what the tree uses. The proportional set size (Pss in /proc/PID/smaps_rollup)
 splits each shared page between the processes that map it, so summed over the tree it counts
-the page once. Both are peaks over time of the sum, from the same sampler.
+the page once. Both are peaks over time of the sum, from the same sampler; PSS is read at
+every fifth sample only: reading smaps_rollup walks a process's page tables under its memory
+map's lock, which holds up a process that maps and unmaps frames (read every 50 ms, it made
+Nightowl's calibrate and register stages 15-30 % slower).
 
 Quality, on both integrated images (analysed in a worker; a 48 px border is left out, which
 covers the dithers and the rotation):
@@ -82,6 +85,7 @@ stay in DIR (and a dataset already there is reused); otherwise a temporary folde
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -445,8 +449,10 @@ def _measured(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> Run:
     done = threading.Event()
 
     def sample() -> None:
-        while not done.wait(0.05):
-            rss, pss = _tree_memory_bytes(process.pid)
+        for count in itertools.count():
+            if done.wait(0.05):
+                return
+            rss, pss = _tree_memory_bytes(process.pid, with_pss=count % 5 == 0)
             peak_rss[0], peak_pss[0] = max(peak_rss[0], rss), max(peak_pss[0], pss)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -468,10 +474,10 @@ def _measured(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> Run:
     )
 
 
-def _tree_memory_bytes(root: int) -> tuple[int, int]:
-    """Summed resident (RSS) and proportional (PSS) memory of `root` and its descendants,
-    from /proc; PSS is read from smaps_rollup for the tree's processes only (it walks their
-    page tables)."""
+def _tree_memory_bytes(root: int, *, with_pss: bool) -> tuple[int, int]:
+    """Summed resident (RSS) and, `with_pss`, proportional (PSS; else 0) memory of `root`
+    and its descendants, from /proc; PSS is read from smaps_rollup for the tree's processes
+    only (it walks their page tables)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -490,7 +496,7 @@ def _tree_memory_bytes(root: int) -> tuple[int, int]:
     while stack:
         pid = stack.pop()
         total_rss += rss.get(pid, 0)
-        total_pss += _pss_bytes(pid)
+        total_pss += _pss_bytes(pid) if with_pss else 0
         stack.extend(children.get(pid, []))
     return total_rss, total_pss
 
