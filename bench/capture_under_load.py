@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,8 +31,9 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from nightowl_daemon import start_daemon
 
-from daemon.simulator.rig import SimulatorRig, free_port, simulator_profile
+from daemon.simulator.rig import SimulatorRig, simulator_profile
 from drivers.alpaca import build_equipment
 from drivers.base import RaDec
 from sequences.platesolve import prepare_solver
@@ -62,29 +61,6 @@ async def prepare(rig_url: str, cache_dir: Path, track: bool) -> None:
         await mount.unpark()
         await mount.set_tracking(True)
         await mount.slew(M31)
-
-
-def start_daemon(
-    data_dir: Path, cache_dir: Path, rig_url: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "NIGHTOWL_PORT": str(port),
-        "NIGHTOWL_DATA_DIR": str(data_dir),
-        "NIGHTOWL_CACHE_DIR": str(cache_dir.resolve()),
-        "NIGHTOWL_SIMULATOR_URL": rig_url,
-        "NIGHTOWL_LOG_LEVEL": "WARNING",
-    }
-    with (data_dir / "daemon.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve"],
-            env=env,
-            cwd=data_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return process, f"http://127.0.0.1:{port}"
 
 
 async def wait_connected(client: httpx.AsyncClient, url: str) -> None:
@@ -145,7 +121,15 @@ async def main(frames: int, clients: int, period_s: float, cache_dir: Path, trac
         process: subprocess.Popen[bytes] | None = None
         try:
             await prepare(rig.url, cache_dir, track)
-            process, url = start_daemon(root, cache_dir, rig.url)
+            process, url = start_daemon(
+                root,
+                {
+                    "NIGHTOWL_DATA_DIR": str(root),
+                    "NIGHTOWL_CACHE_DIR": str(cache_dir),
+                    "NIGHTOWL_SIMULATOR_URL": rig.url,
+                    "NIGHTOWL_LOG_LEVEL": "WARNING",
+                },
+            )
             async with httpx.AsyncClient() as client:
                 await wait_connected(client, url)
                 await series(client, url, 2)  # warm-up: first frame, first preview paths
@@ -193,4 +177,6 @@ if __name__ == "__main__":
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache"))
     parser.add_argument("--track", action="store_true", help="image a tracked, unmoved field")
     args = parser.parse_args()
-    asyncio.run(main(args.frames, args.clients, args.period_s, args.cache_dir, args.track))
+    asyncio.run(
+        main(args.frames, args.clients, args.period_s, args.cache_dir.resolve(), args.track)
+    )

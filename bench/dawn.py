@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import io
 import itertools
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -45,8 +43,8 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 from astropy.io import fits
+from nightowl_daemon import start_daemon
 
-from daemon.simulator.rig import free_port
 from processing.stars import detect_stars, measure_frame
 from processing.subframes import measure_metrics
 
@@ -113,30 +111,22 @@ def wait(what: str, check: Callable[[], T | None], timeout_s: float) -> T:
 @contextmanager
 def serve(data_dir: Path, cache_dir: Path, live: bool) -> Iterator[httpx.Client]:
     """`nightowl serve` on a free port with its own simulators; SIGTERM afterwards."""
-    port = free_port()
     data_dir.mkdir(parents=True)
-    env = {
-        **os.environ,
-        "NIGHTOWL_PORT": str(port),
-        "NIGHTOWL_DATA_DIR": str(data_dir),
-        "NIGHTOWL_CACHE_DIR": str(cache_dir),
-        # Connected by the bench as by a user's click: a start that connects also builds the
-        # plate solver's database (~20 s of CPU), which this night never uses.
-        "NIGHTOWL_CONNECT_ON_START": "false",
-        "NIGHTOWL_LIVE_STACK": str(live).lower(),
-        "NIGHTOWL_LOG_LEVEL": "WARNING",
-        **REHEARSAL,
-    }
-    with (data_dir / "daemon.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "serve"],
-            env=env,
-            cwd=data_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, url = start_daemon(
+        data_dir,
+        {
+            "NIGHTOWL_DATA_DIR": str(data_dir),
+            "NIGHTOWL_CACHE_DIR": str(cache_dir),
+            # Connected by the bench as by a user's click: a start that connects also builds
+            # the plate solver's database (~20 s of CPU), which this night never uses.
+            "NIGHTOWL_CONNECT_ON_START": "false",
+            "NIGHTOWL_LIVE_STACK": str(live).lower(),
+            "NIGHTOWL_LOG_LEVEL": "WARNING",
+            **REHEARSAL,
+        },
+    )
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        with httpx.Client(base_url=url, timeout=120) as client:
 
             def healthy() -> bool | None:
                 if process.poll() is not None:
