@@ -213,9 +213,9 @@ class LocalPool:
         return done
 
     def release(self) -> None:
-        """Forked workers end (each keeps the frames it worked on in its allocator, ~0.1 GB
-        of a 3 MP job) and are forked again at the next map; spawned ones, which would
-        import everything again, stay."""
+        """Forked workers end, and with them the pages they have copied from this process
+        and their own heap (~50 MB each on a 3 MP job), and are forked again at the next
+        map; spawned ones, which would import everything again, stay."""
         if self._forked:
             self.close()
             self._pool = None
