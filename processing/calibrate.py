@@ -9,6 +9,7 @@ another exposure. Everything is float32 ADU; inputs are never modified.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -85,15 +86,22 @@ class CosmeticConfig:
 
 @dataclass(frozen=True, eq=False)
 class DefectMap:
-    """Hot and cold pixels of a sensor, as ``(y, x)`` boolean masks."""
+    """Hot and cold pixels of a sensor, as ``(y, x)`` boolean masks. Their union and its
+    coordinates are found once per map: every light of a group is corrected with it."""
 
     hot: Mask
     cold: Mask
 
-    @property
+    @functools.cached_property
     def defects(self) -> Mask:
         mask: Mask = self.hot | self.cold
         return mask
+
+    @functools.cached_property
+    def coordinates(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """``(ys, xs)`` of the defects."""
+        ys, xs = np.nonzero(self.defects)
+        return ys, xs
 
 
 def calibrate(
@@ -163,7 +171,7 @@ def correct_defects(
     mask = defects.defects
     if mask.shape != result.shape:
         raise ValueError(f"defect map is {mask.shape}, the image {result.shape}")
-    ys, xs = np.nonzero(mask)
+    ys, xs = defects.coordinates
     if len(ys) == 0:
         return result
     step = 2 if config.cfa else 1

@@ -11,6 +11,7 @@ receiving copies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -123,21 +124,30 @@ class MasterFiles:
         )
 
     def load(self) -> tuple[CalibrationMasters, DefectMap | None]:
-        """The masters (memory-mapped, read-only) and the defect map."""
+        """The masters (memory-mapped, read-only) and the defect map. A worker calibrates
+        many lights with the same masters: with an `identity`, it reads them once."""
+        return _loaded_masters(self) if self.identity else _read_masters(self)
 
-        def get(path: Path | None) -> F32 | None:
-            return None if path is None else np.load(path, mmap_mode="r")
 
-        masters = CalibrationMasters(
-            bias=get(self.bias),
-            dark=get(self.dark),
-            dark_exposure_s=self.dark_exposure_s,
-            flat=get(self.flat),
-        )
-        defects = None
-        if self.hot is not None and self.cold is not None:
-            defects = DefectMap(hot=np.load(self.hot), cold=np.load(self.cold))
-        return masters, defects
+def _read_masters(files: MasterFiles) -> tuple[CalibrationMasters, DefectMap | None]:
+    def get(path: Path | None) -> F32 | None:
+        return None if path is None else np.load(path, mmap_mode="r")
+
+    masters = CalibrationMasters(
+        bias=get(files.bias),
+        dark=get(files.dark),
+        dark_exposure_s=files.dark_exposure_s,
+        flat=get(files.flat),
+    )
+    defects = None
+    if files.hot is not None and files.cold is not None:
+        defects = DefectMap(hot=np.load(files.hot), cold=np.load(files.cold))
+    return masters, defects
+
+
+# Keyed by the files and their content's identity: a master rewritten at the same path (the
+# live stack's, when the library changes) has another identity, so it is read again.
+_loaded_masters = functools.lru_cache(maxsize=2)(_read_masters)
 
 
 @dataclass(frozen=True)
