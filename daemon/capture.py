@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 from daemon.db.models import Frame, FrameStars, ImagingSession, Target
 from daemon.errors import Busy, Refused
 from daemon.events import record_event
-from daemon.fits_headers import CaptureContext, TargetInfo, header_cards, text_problem
+from daemon.fits_headers import (
+    CaptureContext,
+    TargetInfo,
+    bayer_pattern,
+    header_cards,
+    text_problem,
+)
 from daemon.frame_records import (
     accepted_history,
     ensure_profile,
@@ -482,12 +488,13 @@ def _frame_fields(context: CaptureContext) -> dict[str, object]:
         context.quality,
     )
     height, width = raw.data.shape
+    info = raw.info
     return {
         "frame_type": context.frame_type,
         "filter_name": context.filter_name,
         "exposure_s": raw.exposure_s,
         "exposure_start_utc": raw.exposure_start_utc,
-        "camera_name": raw.info.name,
+        "camera_name": info.name,
         "width_px": width,
         "height_px": height,
         "gain": camera.gain,
@@ -513,6 +520,9 @@ def _frame_fields(context: CaptureContext) -> dict[str, object]:
         "hfr_px": q.hfr_px if q else None,
         "hfr_arcsec": context.hfr_arcsec,
         "guiding_rms_arcsec": context.guiding_rms_arcsec,
+        "bayer_pattern": (
+            bayer_pattern(info.sensor_type, info.bayer_offset_x, info.bayer_offset_y) or None
+        ),
         "fwhm_px": q.fwhm_px if q else None,
         "eccentricity": q.eccentricity if q else None,
         "background_adu": q.background_adu if q else None,

@@ -197,6 +197,7 @@ def frame_from_header(
         "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
         "reject_reason": text("NOWLRJCT"),
         "guiding_rms_arcsec": number("GUIDRMS"),
+        "bayer_pattern": (text("BAYERPAT") or "").strip().upper() or None,
         "run_id": integer("NOWLRUN"),
         "node_path": text("NOWLNODE"),
         "weather": weather_record(header_weather(header)),

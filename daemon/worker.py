@@ -60,6 +60,7 @@ from daemon.processing_options import (
 )
 from daemon.recipes import default_job_recipe
 from processing.cluster import run_on_cluster
+from processing.debayer import BayerPattern
 from processing.finish import LinearMaster, finish_targets, linear_masters, plate_solver
 from processing.grouping import FrameInfo, FrameKind, LightGroup, group_frames
 from processing.io import atomic_path
@@ -169,6 +170,7 @@ def _frame_info(frames_root: Path, row: Frame, target: str | None) -> FrameInfo:
         gain=None if row.gain is None else float(row.gain),
         temperature_c=row.sensor_temperature_c,
         target=target,
+        bayer_pattern=None if row.bayer_pattern is None else BayerPattern(row.bayer_pattern),
         sha256=row.sha256,
     )
 
@@ -393,8 +395,9 @@ class ProcessingWorker:
         """`roots`: the resolved folders a job may read (folders and references) from;
         `cache_dir`: where the plate solver keeps its databases (None: pictures are not
         plate solved for their colour calibration); `night_cache(session_id)`: where the
-        live stack kept a night's calibrated lights, which its job reuses; `scheduler`:
-        the Dask scheduler (tcp://host:port) jobs run on (None: a local process pool)."""
+        live stack kept a night's calibrated lights, which its job reuses (and removes once
+        it has succeeded); `scheduler`: the Dask scheduler (tcp://host:port) jobs run on
+        (None: a local process pool)."""
         self._scheduler = scheduler
         self._cancelled: set[int] = set()
         self._engine = engine
@@ -821,6 +824,9 @@ class ProcessingWorker:
             if "error" not in entry
         ]
         session_id = await asyncio.to_thread(self._session_of, job_id)
+        if state is JobState.DONE and session_id is not None and self._night_cache is not None:
+            # The night's picture exists: its calibrated lights need not stay on disk.
+            await asyncio.to_thread(shutil.rmtree, self._night_cache(session_id), True)
         if state is JobState.DONE and pictures and session_id is not None:
             # A night that ends with its picture is news for the observer: an alert.
             targets = ", ".join(dict.fromkeys(p["target"] for p in pictures))

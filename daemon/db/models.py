@@ -175,6 +175,10 @@ class Frame(Base):
     noise_adu: Mapped[float | None]
     saturated_fraction: Mapped[float | None]
     guiding_rms_arcsec: Mapped[float | None]
+    bayer_pattern: Mapped[str | None] = mapped_column(String(8))
+    """The colour sensor's FITS BAYERPAT (e.g. "RGGB"), so the night's job debayers its
+    lights as the live stack did; None for a mono sensor. Rows recorded before the column
+    existed read as mono (the migration cannot open their files)."""
     run_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_run.id"), index=True)
     node_path: Mapped[str | None] = mapped_column(String(500))
     """The sequence instruction that took the frame (for resuming: counted, never re-taken)."""

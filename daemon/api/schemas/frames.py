@@ -101,6 +101,9 @@ class FrameRead(BaseModel):
     noise_adu: float | None
     saturated_fraction: float | None
     guiding_rms_arcsec: float | None
+    bayer_pattern: str | None = Field(
+        default=None, description="the colour sensor's FITS BAYERPAT (e.g. RGGB); null: mono"
+    )
     run_id: int | None = Field(default=None, description="the sequence run that took it")
     node_path: str | None = Field(default=None, description="its instruction in that run")
     accepted: bool
