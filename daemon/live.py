@@ -13,6 +13,13 @@ status and JPEG preview after every light, so a restart resumes it; lights queue
 folded when the daemon stopped are queued again at the next start. If the stacking falls
 behind, lights wait in the queue (the morning needs every one in the cache) and capture
 never waits for it. A light that cannot be stacked is an event, never a crash.
+
+The night's cache holds every calibrated light as float planes (hundreds of MB to GB a
+night), so it does not outlive its use: the worker removes it once a job of the night has
+finished successfully (the picture exists), and caches of nights closed more than
+``NIGHTOWL_LIVE_CACHE_DAYS`` ago (a night whose job never ran or failed) are removed when the
+service starts and after each light it stacks. The stacks themselves (state, status, JPEG)
+stay.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +86,29 @@ def night_folder(live_root: Path, session_id: int) -> Path:
 def night_cache(live_root: Path, session_id: int) -> Path:
     """The night's calibrated lights, for the morning's job (`PipelineConfig.cache_dir`)."""
     return night_folder(live_root, session_id) / "cache"
+
+
+def remove_stale_caches(engine: Engine, live_root: Path, days: float, now: datetime) -> list[int]:
+    """Remove the caches of nights closed more than `days` before `now` (their job never ran
+    or failed: the frames are still there to process cold); returns those nights' ids."""
+    caches = {
+        int(match[1]): cache
+        for cache in live_root.glob("night_*/cache")
+        if (match := re.fullmatch(r"night_(\d+)", cache.parent.name))
+    }
+    if not caches:
+        return []
+    with Session(engine) as db:
+        stale = db.scalars(
+            select(ImagingSession.id).where(
+                ImagingSession.id.in_(caches),
+                ImagingSession.state == SessionState.CLOSED,
+                ImagingSession.ended_at < now - timedelta(days=days),
+            )
+        ).all()
+    for session_id in stale:
+        shutil.rmtree(caches[session_id], ignore_errors=True)
+    return sorted(stale)
 
 
 def stack_name(target: str, filter_name: str | None) -> str:
@@ -267,8 +297,11 @@ class LiveService:
         masters_root: Path,
         live_root: Path,
         config: LiveConfig | None = None,
+        cache_days: float = 7.0,
     ) -> None:
+        """`cache_days`: a closed night's cache is removed this long after it closed."""
         self._engine = engine
+        self._cache_days = cache_days
         self._frames_root = frames_root
         self._masters_root = masters_root
         self.live_root = live_root
@@ -283,7 +316,9 @@ class LiveService:
         self._queue.put(frame_id)
 
     async def start(self) -> None:
-        """Start the stacking thread, with the lights of open nights not stacked yet."""
+        """Start the stacking thread, with the lights of open nights not stacked yet, once
+        old nights' caches are gone."""
+        await asyncio.to_thread(self._remove_stale_caches)
         waiting = await asyncio.to_thread(self._unstacked)
         for frame_id in waiting:
             self._queue.put(frame_id)
@@ -322,6 +357,7 @@ class LiveService:
             except Exception as e:  # the stacking's supervisor: a failure is an event
                 log.exception("live stack: frame %d", frame_id)
                 self._event("warning", f"live stack: frame {frame_id} not stacked: {e}", {})
+            self._remove_stale_caches()
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -393,6 +429,19 @@ class LiveService:
             config=self._config,
             status=status,
         )
+
+    def _remove_stale_caches(self) -> None:
+        """`remove_stale_caches`; a failure costs disk space until the next try, never the
+        stacking."""
+        try:
+            removed = remove_stale_caches(
+                self._engine, self.live_root, self._cache_days, datetime.now(UTC)
+            )
+        except (SQLAlchemyError, OSError) as e:
+            log.error("live stack: old nights' caches not removed: %s", e)
+            return
+        if removed:
+            log.info("live stack: caches of nights %s removed (closed long ago)", removed)
 
     def _unstacked(self) -> list[int]:
         """Accepted lights of open nights that no stack has folded or skipped."""

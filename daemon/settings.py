@@ -115,6 +115,16 @@ class Settings(BaseSettings):
             "the morning's job then reuses the calibrated lights"
         ),
     )
+    live_cache_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=3650,
+        description=(
+            "days after a night closes that its live cache (the calibrated lights its job "
+            "reuses, DATA_DIR/live/night_<id>/cache) is removed when no job of it has "
+            "succeeded; a successful job removes it at once"
+        ),
+    )
     control_token: SecretStr | None = Field(
         default=None, description="API token of the control role (may do everything)"
     )

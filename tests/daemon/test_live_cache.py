@@ -1,0 +1,114 @@
+"""The live cache's lifetime: a night's calibrated lights are removed once its job has made
+the picture, or when the night closed long ago; the live stacks themselves stay."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from astropy.io import fits
+from sqlalchemy.orm import Session
+
+from daemon.db.engine import make_engine
+from daemon.db.migrate import upgrade
+from daemon.db.models import (
+    ImagingSession,
+    JobState,
+    ObservatoryProfile,
+    ProcessingJob,
+    SessionState,
+)
+from daemon.live import STATUS, LiveService, night_cache, night_folder
+from daemon.processing_options import ProcessingOptions
+from daemon.worker import ProcessingWorker
+from tests.daemon.test_colour_nights import registered_nights
+
+
+def live_night(live_root: Path, session_id: int) -> tuple[Path, Path]:
+    """A night's live stack folder (with its status) and its cache (with one entry)."""
+    stack = night_folder(live_root, session_id) / "SYNTH_L"
+    stack.mkdir(parents=True)
+    (stack / STATUS).write_text('{"frames": 5}')
+    cache = night_cache(live_root, session_id)
+    cache.mkdir()
+    (cache / "entry.npy").write_bytes(b"\0" * 1024)
+    return stack, cache
+
+
+async def test_a_nights_successful_job_removes_its_cache_and_a_failed_one_keeps_it(
+    tmp_path: Path,
+) -> None:
+    engine, root, colour, mono = registered_nights(tmp_path)
+    live_root = tmp_path / "live"
+    colour_stack, colour_cache = live_night(live_root, colour)
+    mono_stack, mono_cache = live_night(live_root, mono)
+    shutil.rmtree(root / "mono")  # the mono night's job cannot read its lights: it fails
+    worker = ProcessingWorker(
+        engine,
+        root,
+        tmp_path / "jobs",
+        tmp_path / "masters",
+        [tmp_path],
+        night_cache=functools.partial(night_cache, live_root),
+    )
+    await worker.start()
+    try:
+        done = await worker.submit(ProcessingOptions(), session_id=colour, linear_only=True)
+        failed = await worker.submit(ProcessingOptions(), session_id=mono, linear_only=True)
+        assert await worker.wait(done, 60) is JobState.DONE
+        assert await worker.wait(failed, 60) is JobState.FAILED
+    finally:
+        await worker.stop()
+    with Session(engine) as db:
+        job = db.get(ProcessingJob, done)
+        assert job is not None
+        (group,) = job.outputs["groups"]
+    assert fits.getdata(group["outputs"]["fits"]).shape[0] == 3  # the job debayered
+    assert not colour_cache.exists()
+    assert (colour_stack / STATUS).is_file()
+    assert (mono_cache / "entry.npy").is_file()
+    assert (mono_stack / STATUS).is_file()
+    engine.dispose()
+
+
+async def test_caches_of_nights_closed_long_ago_are_removed_when_the_service_starts(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    with Session(engine) as db, db.begin():
+        profile = ObservatoryProfile(name="simulators")
+        db.add(profile)
+        db.flush()
+        nights = [
+            ImagingSession(
+                profile_id=profile.id,
+                night_date=date(2026, 11, day),
+                state=state,
+                started_at=now - timedelta(days=days + 0.5),
+                ended_at=None if state is SessionState.OPEN else now - timedelta(days=days),
+            )
+            for day, state, days in (
+                (1, SessionState.CLOSED, 8.0),  # closed a day past the limit: removed
+                (2, SessionState.CLOSED, 6.0),  # inside the limit: kept
+                (3, SessionState.OPEN, 30.0),  # never closed (still stacking): kept
+            )
+        ]
+        db.add_all(nights)
+        db.flush()
+        old, recent, open_ = (night.id for night in nights)
+    live_root = tmp_path / "live"
+    folders = {night: live_night(live_root, night) for night in (old, recent, open_)}
+
+    live = LiveService(engine, tmp_path / "frames", tmp_path / "masters", live_root, cache_days=7)
+    await live.start()
+    await live.stop()
+
+    assert not folders[old][1].exists()
+    assert folders[recent][1].is_dir()
+    assert folders[open_][1].is_dir()
+    assert all((stack / STATUS).is_file() for stack, _ in folders.values())
+    engine.dispose()
