@@ -223,7 +223,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     await asyncio.to_thread(_recover_frames, engine, store, profile.name, settings)
     guider = build_guider(profile, equipment)
     live = (
-        LiveService(engine, settings.frames_root, settings.masters_root, settings.live_root)
+        LiveService(
+            engine,
+            settings.frames_root,
+            settings.masters_root,
+            settings.live_root,
+            cache_days=settings.live_cache_days,
+        )
         if settings.live_stack
         else None
     )

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         description=(
             "days after a night closes that its live cache (the calibrated lights its job "
             "reuses, DATA_DIR/live/night_<id>/cache) is removed when no job of it has "
-            "succeeded; a successful job removes it at once"
+            "succeeded; a successful job of the closed night removes it at once"
         ),
     )
     control_token: SecretStr | None = Field(

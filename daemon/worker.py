@@ -396,8 +396,8 @@ class ProcessingWorker:
         `cache_dir`: where the plate solver keeps its databases (None: pictures are not
         plate solved for their colour calibration); `night_cache(session_id)`: where the
         live stack kept a night's calibrated lights, which its job reuses (and removes once
-        it has succeeded); `scheduler`: the Dask scheduler (tcp://host:port) jobs run on
-        (None: a local process pool)."""
+        it has succeeded on a closed night); `scheduler`: the Dask scheduler
+        (tcp://host:port) jobs run on (None: a local process pool)."""
         self._scheduler = scheduler
         self._cancelled: set[int] = set()
         self._engine = engine
@@ -824,8 +824,14 @@ class ProcessingWorker:
             if "error" not in entry
         ]
         session_id = await asyncio.to_thread(self._session_of, job_id)
-        if state is JobState.DONE and session_id is not None and self._night_cache is not None:
-            # The night's picture exists: its calibrated lights need not stay on disk.
+        if (
+            state is JobState.DONE
+            and session_id is not None
+            and self._night_cache is not None
+            and await asyncio.to_thread(self._night_closed, session_id)
+        ):
+            # The night is over and its picture exists: its calibrated lights need not stay
+            # on disk. An open night's live stack still writes there, so its cache stays.
             await asyncio.to_thread(shutil.rmtree, self._night_cache(session_id), True)
         if state is JobState.DONE and pictures and session_id is not None:
             # A night that ends with its picture is news for the observer: an alert.
@@ -839,6 +845,11 @@ class ProcessingWorker:
         with Session(self._engine) as db:
             job = db.get(ProcessingJob, job_id)
             return None if job is None else job.session_id
+
+    def _night_closed(self, session_id: int) -> bool:
+        with Session(self._engine) as db:
+            night = db.get(ImagingSession, session_id)
+            return night is not None and night.state is not SessionState.OPEN
 
     def _warn_unfinished(self, job_id: int, outputs: dict[str, Any]) -> None:
         """A warning event for each target a done job could not finish."""

@@ -1,10 +1,9 @@
-"""The live cache's lifetime: a night's calibrated lights are removed once its job has made
-the picture, or when the night closed long ago; the live stacks themselves stay."""
+"""The live cache's lifetime: a closed night's calibrated lights are removed once its job has
+made the picture, or when the night closed long ago; the live stacks themselves stay."""
 
 from __future__ import annotations
 
 import functools
-import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -37,14 +36,19 @@ def live_night(live_root: Path, session_id: int) -> tuple[Path, Path]:
     return stack, cache
 
 
-async def test_a_nights_successful_job_removes_its_cache_and_a_failed_one_keeps_it(
+async def test_a_closed_nights_successful_job_removes_its_cache_an_open_nights_keeps_it(
     tmp_path: Path,
 ) -> None:
+    """The colour night is over: its job removes its cache. The mono night is still open
+    (its live stack may still write there): its job leaves the cache alone."""
     engine, root, colour, mono = registered_nights(tmp_path)
+    with Session(engine) as db, db.begin():
+        night = db.get(ImagingSession, colour)
+        assert night is not None
+        night.state = SessionState.CLOSED
     live_root = tmp_path / "live"
     colour_stack, colour_cache = live_night(live_root, colour)
     mono_stack, mono_cache = live_night(live_root, mono)
-    shutil.rmtree(root / "mono")  # the mono night's job cannot read its lights: it fails
     worker = ProcessingWorker(
         engine,
         root,
@@ -55,14 +59,14 @@ async def test_a_nights_successful_job_removes_its_cache_and_a_failed_one_keeps_
     )
     await worker.start()
     try:
-        done = await worker.submit(ProcessingOptions(), session_id=colour, linear_only=True)
-        failed = await worker.submit(ProcessingOptions(), session_id=mono, linear_only=True)
-        assert await worker.wait(done, 60) is JobState.DONE
-        assert await worker.wait(failed, 60) is JobState.FAILED
+        closed = await worker.submit(ProcessingOptions(), session_id=colour, linear_only=True)
+        still_open = await worker.submit(ProcessingOptions(), session_id=mono, linear_only=True)
+        assert await worker.wait(closed, 60) is JobState.DONE
+        assert await worker.wait(still_open, 60) is JobState.DONE
     finally:
         await worker.stop()
     with Session(engine) as db:
-        job = db.get(ProcessingJob, done)
+        job = db.get(ProcessingJob, closed)
         assert job is not None
         (group,) = job.outputs["groups"]
     assert fits.getdata(group["outputs"]["fits"]).shape[0] == 3  # the job debayered
