@@ -366,6 +366,18 @@ class Kernel:
         return image, low_count, high_count, frame_low, frame_high
 
 
+def load_kernels() -> None:
+    """Run the clipping kernel once on a tiny block, so that numba loads it from its cache
+    (its type registry and machine code, ~0.3 s) now rather than in a job's first master.
+    A process that forks processing jobs calls it once, before forking."""
+    # `processing.integrate` passes a chunk of columns of a (N, P) block (numba's 'A'
+    # layout), or the whole block when one chunk holds it ('C'): numba has one variant each.
+    kernel = _winsorized_kernel(Winsorized())
+    columns = np.zeros((3, 8), dtype=np.float32)[:, ::2]
+    for block in (columns, np.ascontiguousarray(columns)):
+        kernel.clip_and_combine(block, np.full(3, 1 / 3), median=False)
+
+
 @functools.cache
 def _network(n_frames: int) -> I64:
     return clip_kernels.sorting_network(n_frames)

@@ -6,6 +6,8 @@ threshold must reject is known.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,3 +112,24 @@ def test_provenance_names_the_algorithm_and_only_its_parameters() -> None:
     assert describe(Percentile(low=0.25, high=0.1)) == "rejection percentile low 0.25 high 0.1"
     assert describe(Esd()) == "rejection esd outliers_fraction 0.3 significance 0.05"
     assert describe(NoRejection()) == "rejection none"
+
+
+def test_loading_the_kernels_ahead_loads_the_variant_integration_calls() -> None:
+    """A job forked after `load_kernels` finds the kernel its integration needs already
+    loaded: integrating frames afterwards, small (one chunk per block) and large (several),
+    adds no variant (a fresh interpreter, so nothing this test process loaded counts)."""
+    script = (
+        "import numpy as np\n"
+        "from processing import clip_kernels, rejection\n"
+        "from processing.integrate import integrate\n"
+        "rejection.load_kernels()\n"
+        "loaded = list(clip_kernels.clip_and_combine.signatures)\n"
+        "rng = np.random.default_rng(1)\n"
+        "for shape in ((64, 48), (600, 800)):\n"
+        "    integrate([rng.normal(100, 5, shape).astype(np.float32) for _ in range(7)])\n"
+        "print(len(loaded), len(clip_kernels.clip_and_combine.signatures))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert run.stdout.split() == ["2", "2"], run.stderr
