@@ -233,20 +233,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         if settings.live_stack
         else None
     )
-    capture = CaptureService(
-        engine,
-        equipment,
-        store,
-        CaptureConfig(
-            profile.name, settings.file_pattern, settings.resolved_timezone, profile.acceptance
-        ),
-        guider,
-        on_light=None if live is None else live.queue_light,
-        # The poller (built below: it watches the capture) holds the station's last reading.
-        weather=lambda: equipment_state.recent_weather(),
-    )
-    autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
-    clock = make_clock(settings)
     worker = ProcessingWorker(
         engine,
         settings.frames_root,
@@ -257,6 +243,29 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         None if live is None else functools.partial(night_cache, settings.live_root),
         scheduler=settings.dask_scheduler,
     )
+
+    def light_saved(frame_id: int) -> None:
+        """An accepted light: the live stack takes it, and when the night will be processed,
+        the jobs' fork server gets ready for it (see `ProcessingWorker.prepare`)."""
+        if settings.process_after_run:
+            worker.prepare()
+        if live is not None:
+            live.queue_light(frame_id)
+
+    capture = CaptureService(
+        engine,
+        equipment,
+        store,
+        CaptureConfig(
+            profile.name, settings.file_pattern, settings.resolved_timezone, profile.acceptance
+        ),
+        guider,
+        on_light=light_saved,
+        # The poller (built below: it watches the capture) holds the station's last reading.
+        weather=lambda: equipment_state.recent_weather(),
+    )
+    autofocus = AutofocusService(engine, equipment, capture, settings.autofocus_root)
+    clock = make_clock(settings)
 
     async def hand_off(run_ids: list[int]) -> None:
         """Finished runs close their nights; the nights' lights go to the processing worker."""

@@ -98,6 +98,28 @@ def bare_daemon(
         yield running
 
 
+def child_commands(pid: int) -> list[str]:
+    """The command lines of the live child processes of `pid`."""
+    commands = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if entry.name.isdigit() and parent == pid:
+                commands.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return commands
+
+
+def has_job_fork_server(pid: int) -> bool:
+    """Whether `pid` (a daemon) runs the fork server its processing jobs are forked from,
+    with the pipeline preloaded (`daemon.job_preload`)."""
+    return any(
+        "multiprocessing.forkserver" in command and "daemon.job_preload" in command
+        for command in child_commands(pid)
+    )
+
+
 def wait_for(predicate_url: str, check: object, timeout_s: float = 30.0) -> dict[str, object]:
     """GET `predicate_url` until `check(json)` is true; return that JSON."""
     assert callable(check)

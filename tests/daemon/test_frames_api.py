@@ -16,7 +16,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
+from tests.daemon.conftest import RunningDaemon, has_job_fork_server, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 from tests.helpers import read_only_folder
 
@@ -37,6 +37,7 @@ def capture(daemon: RunningDaemon, **body: Any) -> httpx.Response:
 
 
 def test_capture_returns_records_and_the_frame_is_served(daemon: RunningDaemon) -> None:
+    assert not has_job_fork_server(daemon.process.pid)  # nothing to process yet: no CPU spent
     reply = capture(
         daemon, frame_type="LIGHT", exposure_s=1.0, count=2, filter_name="R", target=M31
     )
@@ -69,6 +70,8 @@ def test_capture_returns_records_and_the_frame_is_served(daemon: RunningDaemon) 
 def test_a_captured_light_reaches_the_live_stack_and_its_picture(daemon: RunningDaemon) -> None:
     reply = capture(daemon, frame_type="LIGHT", exposure_s=1.0, filter_name="G", target=M31)
     assert reply.status_code == 201, reply.text
+    # A night that will be processed: the jobs' fork server loads the pipeline meanwhile.
+    assert has_job_fork_server(daemon.process.pid)
 
     def stacked(stacks: Any) -> bool:
         return any(s["target"] == "M31" and s["filter_name"] == "G" for s in stacks)

@@ -22,7 +22,7 @@ import pytest
 from astropy.io import fits
 
 from processing import synthetic
-from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
+from tests.daemon.conftest import RunningDaemon, has_job_fork_server, running_daemon, wait_for
 from tests.helpers import SMALL_SESSION
 
 QUIET = {"NIGHTOWL_CONNECT_ON_START": "false"}
@@ -65,6 +65,8 @@ def test_a_folder_job_runs_and_serves_its_results(
     done = wait_for(f"{daemon.url}/api/processing/jobs/{job['id']}", finished, timeout_s=120)
     assert done["state"] == "done", (done["error"], daemon.log()[-3000:])
     assert done["progress"] == 1.0
+    # Jobs are forked from a server that keeps the pipeline loaded for the next one.
+    assert has_job_fork_server(daemon.process.pid)
     assert done["finished_at"] is not None
     summary = done["outputs"]
     assert isinstance(summary, dict)
