@@ -15,6 +15,12 @@ and of its summed PSS, every 250 ms):
   into ``OUT/SYNTH_L.fits``, on Siril's grid: its first light, uncropped); the per-stage
   timings of its JSON summary (and Siril's own per-command times from its log) are printed
   too;
+- Nightowl's daemon: the same job (the same options, through ``POST /api/processing/jobs``)
+  in a ``nightowl serve`` without devices, started once before the runs and warmed by one
+  job: the daemon as a night leaves it, whose jobs are forked from a fork server that has
+  the pipeline loaded (its first light started it). Its wall time runs from the POST to the
+  job's state "done" (the API polled every 50 ms); with --nightowl-options, only the command
+  is measured;
 - Siril: ``siril-cli -s pipeline.ssf -d WORK``, the stock mono preprocessing script of Siril
   1.0 (`SIRIL_SCRIPT`: 3 / 3 sigma rejection stacks of bias, flats and darks, winsorized, which
   is what 1.0.6 does when `rej` names no algorithm; flats bias-subtracted, lights calibrated
@@ -91,6 +97,7 @@ import math
 import os
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -100,6 +107,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib import request
 
 REPO = Path(__file__).resolve().parent.parent
 SIRIL = "siril-cli"
@@ -630,6 +638,94 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+class WarmDaemon:
+    """A `nightowl serve` without devices, reading the bench's folder, whose jobs start warm
+    once it has run one (`warm_up`). Ended with `stop`."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "daemon"
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        profile = self.folder / "bare.yaml"
+        profile.write_text("name: bench-pier\n")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "NIGHTOWL_PORT": str(port),
+            "NIGHTOWL_DATA_DIR": str(self.folder),
+            "NIGHTOWL_EQUIPMENT_PROFILE": str(profile),
+            "NIGHTOWL_CONNECT_ON_START": "false",
+            "NIGHTOWL_PROCESSING_ROOTS": str(root),
+            "NIGHTOWL_LIVE_STACK": "false",
+            "NIGHTOWL_LOG_LEVEL": "WARNING",
+        }
+        with (self.folder / "daemon.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "serve"],
+                env=env,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self._get("/api/health")
+                break
+            except OSError as error:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = self.folder / "daemon.log"
+                    raise RuntimeError(f"the daemon did not start; see {log}") from error
+                time.sleep(0.2)
+
+    def _get(self, path: str) -> Any:
+        with request.urlopen(f"{self.url}{path}", timeout=30) as reply:
+            return json.loads(reply.read())
+
+    def job(self, data: Path) -> tuple[float, dict[str, Any]]:
+        """Process `data` as `run_nightowl` does; the wall time from the POST to "done", and
+        the job."""
+        first = sorted((data / "lights").iterdir())[0]
+        body = {
+            "folder": str(data),
+            "linear_only": True,
+            "options": {"reference": str(first), "crop": False},
+        }
+        post = request.Request(
+            f"{self.url}/api/processing/jobs",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        start = time.monotonic()
+        with request.urlopen(post, timeout=30) as reply:
+            job_id = json.loads(reply.read())["id"]
+        while (job := self._get(f"/api/processing/jobs/{job_id}"))["state"] not in (
+            "done",
+            "failed",
+        ):
+            time.sleep(0.05)
+        return time.monotonic() - start, job
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def run_daemon_job(daemon: WarmDaemon, data: Path) -> float | None:
+    """One job of the warm daemon: its wall time, or None (with a note) when it failed."""
+    wall, job = daemon.job(data)
+    if job["state"] != "done":
+        print(f"  the daemon's job failed: {job.get('error')}")
+        return None
+    return wall
+
+
 @dataclass
 class Measured:
     """One size's runs so far, for both tools."""
@@ -638,6 +734,7 @@ class Measured:
     data: Path
     nightowl: list[Run] = field(default_factory=list)
     sirils: list[Run] = field(default_factory=list)
+    daemon_walls: list[float] = field(default_factory=list)
     nightowl_out: Path | None = None
     siril_out: Path | None = None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -646,8 +743,11 @@ class Measured:
     )
 
 
-def run_once(measured_size: Measured, siril: bool, options: list[str]) -> None:
-    """One run of Nightowl, then one of Siril, on the size's dataset."""
+def run_once(
+    measured_size: Measured, siril: bool, options: list[str], daemon: WarmDaemon | None
+) -> None:
+    """One run of Nightowl's command, then its daemon's job, then Siril, on the size's
+    dataset."""
     ours = run_nightowl(measured_size.size, measured_size.data, options)
     if ours is not None:
         measured_size.nightowl.append(ours[0])
@@ -655,6 +755,8 @@ def run_once(measured_size: Measured, siril: bool, options: list[str]) -> None:
         timings = ours[2].get("timings_s")
         if isinstance(timings, dict):
             measured_size.stages["Nightowl"].append({k: float(v) for k, v in timings.items()})
+    if daemon is not None and (wall := run_daemon_job(daemon, measured_size.data)) is not None:
+        measured_size.daemon_walls.append(wall)
     if siril:
         theirs = run_siril(measured_size.size, measured_size.data)
         if theirs is not None:
@@ -694,7 +796,7 @@ def report(measured_size: Measured) -> None:
         quality[AT_SIRIL_FWHM] = matched
     for name, per_run in measured_size.stages.items():
         _print_stages(name, per_run)
-    _print_table(size, measured_size.nightowl, measured_size.sirils, quality)
+    _print_table(measured_size, quality)
 
 
 def _at_siril_fwhm(
@@ -750,9 +852,10 @@ def _print_stages(name: str, per_run: list[dict[str, float]]) -> None:
     print(f"  {name} stages, s: {line} (sum {sum(medians.values()):.1f})")
 
 
-def _print_table(
-    size: Size, nightowl: list[Run], sirils: list[Run], quality: dict[str, dict[str, Any]]
-) -> None:
+def _print_table(measured_size: Measured, quality: dict[str, dict[str, Any]]) -> None:
+    size, nightowl, sirils = measured_size.size, measured_size.nightowl, measured_size.sirils
+    daemon = statistics.median(measured_size.daemon_walls) if measured_size.daemon_walls else None
+
     def median(runs: list[Run], key: str) -> float | None:
         return statistics.median(getattr(run, key) for run in runs) if runs else None
 
@@ -777,6 +880,7 @@ def _print_table(
 
     rows: list[tuple[str, float | None, float | None, bool]] = [
         ("wall, s", median(nightowl, "wall_s"), median(sirils, "wall_s"), True),
+        ("wall, daemon's job, s", daemon, median(sirils, "wall_s"), True),
         ("CPU, s", median(nightowl, "cpu_s"), median(sirils, "cpu_s"), True),
         ("peak RSS, GB", median(nightowl, "peak_rss_gb"), median(sirils, "peak_rss_gb"), False),
         ("tree RSS, GB", median(nightowl, "tree_rss_gb"), median(sirils, "tree_rss_gb"), False),
@@ -843,10 +947,18 @@ def main(args: argparse.Namespace) -> None:
             (root / name).mkdir(parents=True, exist_ok=True)
             print(f"{name}:")
             measured_sizes.append(Measured(SIZES[name], dataset(SIZES[name], root)))
-        for run in range(args.runs):
-            for measured_size in measured_sizes:
-                print(f"  run {run + 1}: {measured_size.size.name}", flush=True)
-                run_once(measured_size, siril, options)
+        daemon = None if options else WarmDaemon(root)
+        try:
+            if daemon is not None:
+                print("  the daemon's warm-up job", flush=True)
+                run_daemon_job(daemon, measured_sizes[0].data)
+            for run in range(args.runs):
+                for measured_size in measured_sizes:
+                    print(f"  run {run + 1}: {measured_size.size.name}", flush=True)
+                    run_once(measured_size, siril, options, daemon)
+        finally:
+            if daemon is not None:
+                daemon.stop()
         for measured_size in measured_sizes:
             report(measured_size)
 
