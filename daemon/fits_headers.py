@@ -44,12 +44,13 @@ from drivers.base import (
     SensorType,
     WeatherReading,
 )
+from processing.debayer import BayerPattern
+from processing.debayer import bayer_pattern as shifted_pattern
 from processing.io import FitsCard, dec_deg_to_sexagesimal, ra_hours_to_sexagesimal
 from processing.stars import FrameQuality
 from sequences.astro import airmass
 from sequences.frames import FrameType, RunTag
 
-_BAYER_PATTERNS = ("RGGB", "GRBG", "GBRG", "BGGR")
 ORIGINALS_KEYWORD = "NOWLUTF8"
 _KEPT_IN_ORIGINALS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%&=")
 _CARD_TEXT_CHARS = 68
@@ -112,11 +113,10 @@ class CaptureContext:
 
 
 def bayer_pattern(sensor_type: SensorType, offset_x: int | None, offset_y: int | None) -> str:
-    """The BAYERPAT of an RGGB sensor read out from (offset_x, offset_y)."""
+    """The BAYERPAT of an RGGB sensor read out from (offset_x, offset_y); "" for another."""
     if sensor_type is not SensorType.RGGB:
         return ""
-    index = (offset_y or 0) % 2 * 2 + (offset_x or 0) % 2
-    return _BAYER_PATTERNS[index]
+    return shifted_pattern(BayerPattern.RGGB.value, offset_x or 0, offset_y or 0).value
 
 
 def header_cards(ctx: CaptureContext) -> list[FitsCard]:
