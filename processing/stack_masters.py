@@ -10,6 +10,7 @@ them by `master_key`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -88,6 +89,10 @@ def build_master(
         line = f"master {kind.lower()} reused: {frames[0].path.name} ({file_sha256(frames[0])})"
         return BuiltMaster(kind, data, exposure, (line,), tuple(frames), combined=False)
     sources = [FitsRows(f.path) for f in frames]
+    # The inputs' checksums are read beside the combination: hashlib lets go of the GIL, and
+    # the combination's threads leave a core idle while they read rows.
+    hasher = ThreadPoolExecutor(1, thread_name_prefix="master checksums")
+    checksums = hasher.map(file_sha256, frames)
     try:
         if kind == "FLAT":
             master = master_flat(
@@ -99,10 +104,15 @@ def build_master(
         else:
             build = {"BIAS": master_bias, "DARK": master_dark, "DARKFLAT": master_dark_flat}
             master = build[kind](sources, config)
+        inputs = tuple(
+            line
+            for f, checksum in zip(frames, checksums, strict=True)
+            for line in input_lines(f.path, checksum)
+        )
     finally:
+        hasher.shutdown(cancel_futures=True)
         for source in sources:
             source.close()
-    inputs = tuple(line for f in frames for line in input_lines(f.path, file_sha256(f)))
     history = (*master.history, *inputs)
     return BuiltMaster(kind, master.data, exposure, history, tuple(frames), combined=True)
 
