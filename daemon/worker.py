@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -78,6 +78,9 @@ from processing.recipe import (
     parse_recipe,
 )
 from sequences.frames import FrameType
+
+if TYPE_CHECKING:  # ForkServerContext does not exist on Windows
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 log = logging.getLogger(__name__)
 
@@ -412,9 +415,16 @@ class ProcessingWorker:
         self._task: asyncio.Task[None] | None = None
         self._process: BaseProcess | None = None
         # Jobs are forked from a fork server that has the pipeline loaded (`daemon.job_preload`),
-        # not spawned into a fresh interpreter: each job starts warm.
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["daemon.job_preload"])
+        # not spawned into a fresh interpreter: each job starts warm. Where there is no fork
+        # server (Windows), they are spawned.
+        self._forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+        self._context: ForkServerContext | SpawnContext = (
+            multiprocessing.get_context("forkserver")
+            if self._forkserver
+            else multiprocessing.get_context("spawn")
+        )
+        if self._forkserver:
+            multiprocessing.forkserver.set_forkserver_preload(["daemon.job_preload"])
 
     def prepare(self) -> None:
         """Start the fork server jobs are forked from, unless it runs already (a check of
@@ -422,6 +432,8 @@ class ProcessingWorker:
         long before the night's job, which starts warm; the daemon calls this at each light
         of a night it will process. Thread-safe; returns at once. A server that cannot
         start is logged: the next job tries again and reports its own error."""
+        if not self._forkserver:
+            return
         try:
             multiprocessing.forkserver.ensure_running()
         except OSError as e:
