@@ -19,35 +19,6 @@ from drivers.equipment import Equipment
 from sequences.astro import configure_astropy_offline
 from tests.pg import PostgresServer, binaries
 
-# Files of a minute or more (simulated nights, resumes, the soak, the web pages), longest
-# first, run before the rest: `--dist loadfile` hands whole files to the workers in collection
-# order, so a long file collected last would keep one worker busy while the other has nothing
-# left to take. A file not listed keeps its place after these.
-_LONG_FILES = (
-    "daemon/test_sequences_api.py",
-    "daemon/test_frames_api.py",
-    "sequences/test_seed_night.py",
-    "daemon/test_schema_fuzz.py",
-    "drivers/test_guider.py",
-    "sequences/test_resume_facts.py",
-    "daemon/test_nights.py",
-    "daemon/test_imaging_ui.py",
-    "processing/test_solve.py",
-    "daemon/test_soak.py",
-    "daemon/test_web_ui.py",
-)
-TESTS = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long files first, each file's tests in their order (a stable sort)."""
-
-    def rank(item: pytest.Item) -> int:
-        path = item.path.relative_to(TESTS).as_posix()
-        return _LONG_FILES.index(path) if path in _LONG_FILES else len(_LONG_FILES)
-
-    items.sort(key=rank)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def astropy_offline() -> None:
