@@ -17,10 +17,9 @@ never waits for it. A light that cannot be stacked is an event, never a crash.
 The night's cache holds every calibrated light as float planes (hundreds of MB to GB a
 night), so it does not outlive its use: the worker removes it once a job of the closed night
 has finished successfully (the picture exists; an open night's stack still writes there),
-and caches of nights closed more than
-``NIGHTOWL_LIVE_CACHE_DAYS`` ago (a night whose job never ran or failed) are removed when the
-service starts and after each light it stacks. The stacks themselves (state, status, JPEG)
-stay.
+and caches of nights closed more than ``NIGHTOWL_LIVE_CACHE_DAYS`` ago (a night whose job
+never ran or failed) are removed when the service starts and after each light it stacks.
+The stacks themselves (state, status, JPEG) stay.
 """
 
 from __future__ import annotations
