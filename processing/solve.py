@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import fcntl
 import logging
 import math
 import os
@@ -436,54 +437,81 @@ def ensure_database(
 ) -> Path:
     """Build the database for `fov` unless its file exists; return the file's path.
 
-    Written under a temporary name, synced and renamed, so a crash or a concurrent builder
-    never leaves a half file under the real name. The build is logged with the time it
-    takes (`expected_build_s`) and a line every 10 s; after it, the least recently used
-    other databases go until the cache fits `max_bytes`. Raises `SolverDatabaseError`.
+    Written under a temporary name, synced and renamed, so a crash never leaves a half file
+    under the real name. Builders of the same file in other processes (a second daemon, a
+    `nightowl solve` beside the daemon) take turns on a lock file beside it, so the second
+    one waits and loads the first one's file instead of building it again. The build is
+    logged with the time it takes (`expected_build_s`) and a line every 10 s; after it, the
+    least recently used other databases go until the cache fits `max_bytes`. Raises
+    `SolverDatabaseError`.
     """
     path = database_path(cache_dir, fov)
     with _database_lock:
         if path.exists():
             _touch(path)
             return path
-        low_s, high_s = expected_build_s(fov)
-        what = (
-            f"the plate-solving database for frames of unknown scale ({fov} fields)"
-            if fov == BLIND_FOV
-            else f"the plate-solving database for {fov} fields"
-        )
-        log.info(
-            "building %s into %s: needed once per field-of-view range, expect %.0f-%.0f s",
-            what,
-            cache_dir,
-            low_s,
-            high_s,
-        )
-        lattice, patterns = _density(fov)
-        started = time.perf_counter()
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            with _ticking(f"still building the database for {fov} fields", high_s):
-                database = tetra3rs.SolverDatabase.generate_from_gaia(
-                    max_fov_deg=fov.high_deg,
-                    min_fov_deg=fov.low_deg,
-                    lattice_field_oversampling=lattice,
-                    patterns_per_lattice_field=patterns,
-                    epoch_proper_motion_year=None,
-                )
-                with atomic_path(path) as temp:
-                    database.save_to_file(os.fspath(temp))
+            with _held_across_processes(path.with_name(path.name + _LOCK_SUFFIX)):
+                if path.exists():
+                    _touch(path)
+                    return path
+                database = _build_database(path, fov)
         except (OSError, RuntimeError, ValueError) as e:
             raise SolverDatabaseError(f"cannot build the solver database {path}: {e}") from e
         _databases[path.resolve()] = database
-        log.info(
-            "built %s in %.1f s, %.0f MB",
-            path.name,
-            time.perf_counter() - started,
-            path.stat().st_size / 1e6,
-        )
         evict_databases(cache_dir, max_bytes, keep=path)
         return path
+
+
+_LOCK_SUFFIX = ".lock"
+
+
+@contextlib.contextmanager
+def _held_across_processes(lock_path: Path) -> Iterator[None]:
+    """An exclusive `flock` on `lock_path` for the block; the kernel drops it if we die."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_database(path: Path, fov: FovRange) -> tetra3rs.SolverDatabase:
+    """Generate `fov`'s database from the installed Gaia catalog and write it to `path`."""
+    low_s, high_s = expected_build_s(fov)
+    what = (
+        f"the plate-solving database for frames of unknown scale ({fov} fields)"
+        if fov == BLIND_FOV
+        else f"the plate-solving database for {fov} fields"
+    )
+    log.info(
+        "building %s into %s: needed once per field-of-view range, expect %.0f-%.0f s",
+        what,
+        path.parent,
+        low_s,
+        high_s,
+    )
+    lattice, patterns = _density(fov)
+    started = time.perf_counter()
+    with _ticking(f"still building the database for {fov} fields", high_s):
+        database = tetra3rs.SolverDatabase.generate_from_gaia(
+            max_fov_deg=fov.high_deg,
+            min_fov_deg=fov.low_deg,
+            lattice_field_oversampling=lattice,
+            patterns_per_lattice_field=patterns,
+            epoch_proper_motion_year=None,
+        )
+        with atomic_path(path) as temp:
+            database.save_to_file(os.fspath(temp))
+    log.info(
+        "built %s in %.1f s, %.0f MB",
+        path.name,
+        time.perf_counter() - started,
+        path.stat().st_size / 1e6,
+    )
+    return database
 
 
 def expected_build_s(fov: FovRange) -> tuple[float, float]:

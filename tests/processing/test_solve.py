@@ -10,9 +10,12 @@ catalog, but with a WCS of our choosing, so rotation, mirror and centre are know
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
 import math
 import os
 import stat
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -250,7 +253,30 @@ def test_database_is_built_once_and_loaded_once(solver_cache: Path) -> None:
     assert path == database_path(solver_cache, fov)
     assert "fov1.56-2.35" in path.name
     assert load_database(path) is load_database(path)
-    assert not list(solver_cache.glob(".tetra3rs-*")), "a temporary database file was left"
+    # Another test process may be building another field's database in the same cache.
+    assert not list(solver_cache.glob(f".{path.name}.*")), "a temporary database file was left"
+
+
+def test_a_second_builder_waits_for_the_first_and_builds_nothing(
+    solver_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fov = FovRange.for_frames(SCALE, SHAPE[1])
+    built = database_path(solver_cache, fov)
+    path = database_path(tmp_path, fov)
+    lock = path.with_name(path.name + ".lock")
+    returned: list[Path] = []
+    caplog.set_level(logging.INFO, logger="processing.solve")
+    with open(lock, "a") as first_builder:
+        fcntl.flock(first_builder, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: returned.append(ensure_database(tmp_path, fov)))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "the second builder did not wait for the lock"
+        path.symlink_to(built)  # the first builder's file lands
+        fcntl.flock(first_builder, fcntl.LOCK_UN)
+    second.join(30.0)
+    assert returned == [path]
+    assert not [r for r in caplog.records if r.getMessage().startswith("building")]
 
 
 def test_fits_with_wcs_keeps_the_data_bytes_and_replaces_old_wcs(
