@@ -52,9 +52,7 @@ def gaps_s(engine_url: str, ids: list[int]) -> list[float]:
 async def main(frames: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rig = SimulatorRig(run_dir=root / "sim", cache_dir=root / "cache")
-        rig.start()
-        try:
+        with SimulatorRig(run_dir=root / "sim", cache_dir=root / "cache") as rig:
             equipment = build_equipment(simulator_profile(rig.url))
             await equipment.connect_all()
             assert equipment.mount is not None
@@ -103,8 +101,6 @@ async def main(frames: int) -> None:
                 ("capture service (pipelined)", gaps_s(url, pipelined), pipelined_wall),
                 ("expose, then process (sequential)", gaps_s(url, sequential), sequential_wall),
             ]
-        finally:
-            rig.stop()
 
     floor = statistics.median(bare)
     print(f"{frames} back-to-back {EXPOSURE_S} s lights, 2048 x 1536, simulator on loopback")

@@ -56,45 +56,43 @@ async def round_trips(camera: AlpacaCamera, runs: int, fresh: bool, offset: int 
 
 
 async def main(runs: int) -> None:
-    with tempfile.TemporaryDirectory() as run_dir:
-        rig = SimulatorRig(run_dir=Path(run_dir), cache_dir=Path(run_dir) / "cache")
-        rig.start()
-        try:
-            profile = simulator_profile(rig.url)
-            assert profile.camera is not None
-            camera = AlpacaCamera("camera", profile.camera)
-            await camera.connect()
-            await camera.expose(EXPOSURE_S, light=True)  # warm-up: the first render
+    with (
+        tempfile.TemporaryDirectory() as run_dir,
+        SimulatorRig(run_dir=Path(run_dir), cache_dir=Path(run_dir) / "cache") as rig,
+    ):
+        profile = simulator_profile(rig.url)
+        assert profile.camera is not None
+        camera = AlpacaCamera("camera", profile.camera)
+        await camera.connect()
+        await camera.expose(EXPOSURE_S, light=True)  # warm-up: the first render
 
-            url = f"{rig.url}/api/v1/camera/0/imagearray"
-            session = requests.Session()
+        url = f"{rig.url}/api/v1/camera/0/imagearray"
+        session = requests.Session()
 
-            def download() -> bytes:
-                reply = session.get(url, headers={"Accept": "application/imagebytes"}, timeout=10)
-                return reply.content
+        def download() -> bytes:
+            reply = session.get(url, headers={"Accept": "application/imagebytes"}, timeout=10)
+            return reply.content
 
-            def raw_round_trip() -> bytes:
-                """The same frame with no driver: plain HTTP, ImageReady polled every 5 ms."""
-                base = f"{rig.url}/api/v1/camera/0"
-                session.put(f"{base}/startexposure", data={"Duration": EXPOSURE_S, "Light": 1})
-                while not session.get(f"{base}/imageready").json()["Value"]:
-                    time.sleep(0.005)
-                return download()
+        def raw_round_trip() -> bytes:
+            """The same frame with no driver: plain HTTP, ImageReady polled every 5 ms."""
+            base = f"{rig.url}/api/v1/camera/0"
+            session.put(f"{base}/startexposure", data={"Duration": EXPOSURE_S, "Light": 1})
+            while not session.get(f"{base}/imageready").json()["Value"]:
+                time.sleep(0.005)
+            return download()
 
-            # Interleaved, so that the machine's and the simulator's drift hits all alike.
-            cached: list[float] = []
-            fresh: list[float] = []
-            raw: list[float] = []
-            for i in range(runs):
-                cached += await round_trips(camera, 1, fresh=False)
-                fresh += await round_trips(camera, 1, fresh=True, offset=i)
-                raw += timed(raw_round_trip, 1)
-            buffer = download()
-            bare = timed(download, runs)
-            decoding = timed(lambda: decode(buffer), runs)
-            alpyca = timed(lambda: camera._device.ImageArray, 3)
-        finally:
-            rig.stop()
+        # Interleaved, so that the machine's and the simulator's drift hits all alike.
+        cached: list[float] = []
+        fresh: list[float] = []
+        raw: list[float] = []
+        for i in range(runs):
+            cached += await round_trips(camera, 1, fresh=False)
+            fresh += await round_trips(camera, 1, fresh=True, offset=i)
+            raw += timed(raw_round_trip, 1)
+        buffer = download()
+        bare = timed(download, runs)
+        decoding = timed(lambda: decode(buffer), runs)
+        alpyca = timed(lambda: camera._device.ImageArray, 3)
 
     floor = median_ms(bare)
     rows = [

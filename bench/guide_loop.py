@@ -70,51 +70,49 @@ def rms_row(label: str, rms: GuideRms | None) -> str:
 
 
 async def main(seconds: float, exposure_s: float, drift: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        rig = SimulatorRig(
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SimulatorRig(
             run_dir=Path(tmp),
             cache_dir=Path(tmp) / "cache",
             overrides={"bad_tracking_rate": drift},
-        )
-        rig.start()
-        try:
-            equipment = build_equipment(simulator_profile(rig.url))
-            await equipment.connect_all()
-            mount, camera = equipment.mount, equipment.guide_camera
-            assert mount is not None
-            assert camera is not None
-            await mount.unpark()
-            await mount.set_tracking(True)
-            await mount.slew(M31)
+        ) as rig,
+    ):
+        equipment = build_equipment(simulator_profile(rig.url))
+        await equipment.connect_all()
+        mount, camera = equipment.mount, equipment.guide_camera
+        assert mount is not None
+        assert camera is not None
+        await mount.unpark()
+        await mount.set_tracking(True)
+        await mount.slew(M31)
 
-            guider = NativeGuider(camera, mount, GuiderConfig(exposure_s=exposure_s))
-            events = guider.subscribe()
-            t0 = time.perf_counter()
-            await guider.start()
-            calibration_s = time.perf_counter() - t0
-            calibration = guider.calibration
-            assert calibration is not None
+        guider = NativeGuider(camera, mount, GuiderConfig(exposure_s=exposure_s))
+        events = guider.subscribe()
+        t0 = time.perf_counter()
+        await guider.start()
+        calibration_s = time.perf_counter() - t0
+        calibration = guider.calibration
+        assert calibration is not None
 
-            # Drift from now on: the hook drifts from the last slew or sync, so sync in place.
-            async with httpx.AsyncClient(timeout=5) as client:
-                reply = await client.put(f"{rig.url}/bad_tracking", params={"state": "true"})
-                reply.raise_for_status()
-            await mount.sync((await mount.status()).position)
+        # Drift from now on: the hook drifts from the last slew or sync, so sync in place.
+        async with httpx.AsyncClient(timeout=5) as client:
+            reply = await client.put(f"{rig.url}/bad_tracking", params={"state": "true"})
+            reply.raise_for_status()
+        await mount.sync((await mount.status()).position)
 
-            guider.output_enabled = False
-            guider.reset_rms()
-            await steps_for(events, seconds)
-            unguided = guider.rms()
+        guider.output_enabled = False
+        guider.reset_rms()
+        await steps_for(events, seconds)
+        unguided = guider.rms()
 
-            guider.output_enabled = True
-            await back_on_lock(events)
-            guider.reset_rms()
-            guided_steps = await steps_for(events, seconds)
-            guided = guider.rms()
-            await guider.stop()
-            await equipment.disconnect_all()
-        finally:
-            rig.stop()
+        guider.output_enabled = True
+        await back_on_lock(events)
+        guider.reset_rms()
+        guided_steps = await steps_for(events, seconds)
+        guided = guider.rms()
+        await guider.stop()
+        await equipment.disconnect_all()
 
     pulsed = [s for s in guided_steps if s.latency_s is not None]
     cycle = [(b.time_utc - a.time_utc).total_seconds() for a, b in itertools.pairwise(guided_steps)]

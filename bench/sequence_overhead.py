@@ -90,9 +90,7 @@ async def main(frames: int) -> None:
     configure_astropy_offline()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rig = SimulatorRig(run_dir=root / "sim", cache_dir=root / "cache")
-        rig.start()
-        try:
+        with SimulatorRig(run_dir=root / "sim", cache_dir=root / "cache") as rig:
             equipment = build_equipment(simulator_profile(rig.url))
             await equipment.connect_all()
             assert equipment.mount is not None
@@ -150,8 +148,6 @@ async def main(frames: int) -> None:
             await guider.stop()
             await equipment.disconnect_all()
             engine.dispose()
-        finally:
-            rig.stop()
 
     floor = statistics.median(results["capture service alone"])
     print(f"{frames} back-to-back {EXPOSURE_S} s lights, 2048 x 1536, simulator on loopback")

@@ -39,12 +39,8 @@ def simulator_url(tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path)
     if external:
         yield external.rstrip("/")
         return
-    rig = SimulatorRig(run_dir=tmp_path_factory.mktemp("simulator"), cache_dir=catalog_cache)
-    rig.start()
-    try:
+    with SimulatorRig(run_dir=tmp_path_factory.mktemp("simulator"), cache_dir=catalog_cache) as rig:
         yield rig.url
-    finally:
-        rig.stop()
 
 
 @pytest.fixture(scope="session")

@@ -193,6 +193,14 @@ class SimulatorRig:
             f"{self._log_tail()}"
         )
 
+    def __enter__(self) -> SimulatorRig:
+        """`start`; the block's end stops the server however the block ends."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the server's process group (SIGTERM, then SIGKILL after `timeout_s`)."""
         process, self._process = self._process, None

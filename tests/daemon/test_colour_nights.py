@@ -125,16 +125,12 @@ def colour_rig(tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path) ->
     """A simulator whose main camera has an RGGB sensor."""
     devices = yaml.safe_load(OBSERVATORY_CONFIG.read_text(encoding="utf-8"))["devices"]
     devices["camera"][0]["sensortype"] = 2  # ASCOM SensorType.RGGB
-    rig = SimulatorRig(
+    with SimulatorRig(
         run_dir=tmp_path_factory.mktemp("colour-rig"),
         cache_dir=catalog_cache,
         overrides={"devices": devices},
-    )
-    rig.start()
-    try:
+    ) as rig:
         yield rig.url
-    finally:
-        rig.stop()
 
 
 @pytest.fixture

@@ -32,20 +32,18 @@ def rig_and_daemon(
     tmp_path: Path, catalog_cache: Path
 ) -> Iterator[tuple[SimulatorRig, RunningDaemon]]:
     """A simulator of the test's own (the test stops or kills it) and the daemon using it."""
-    rig = SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache)
-    rig.start()
-    try:
-        with running_daemon(
-            tmp_path / "daemon",
-            catalog_cache,
-            NIGHTOWL_SIMULATOR_URL=rig.url,
-            NIGHTOWL_SAFETY_POLL_S="0.5",
-        ) as daemon:
-            yield rig, daemon
-    finally:
-        if rig.pid is not None:
-            os.killpg(rig.pid, signal.SIGCONT)
-        rig.stop()
+    with SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache) as rig:
+        try:
+            with running_daemon(
+                tmp_path / "daemon",
+                catalog_cache,
+                NIGHTOWL_SIMULATOR_URL=rig.url,
+                NIGHTOWL_SAFETY_POLL_S="0.5",
+            ) as daemon:
+                yield rig, daemon
+        finally:
+            if rig.pid is not None:  # a frozen simulator would not hear the stop
+                os.killpg(rig.pid, signal.SIGCONT)
 
 
 def all_answer(body: dict[str, Any]) -> bool:

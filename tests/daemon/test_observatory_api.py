@@ -44,10 +44,10 @@ WEATHER = {
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path) -> Iterator[SimulatorRig]:
-    own = SimulatorRig(run_dir=tmp_path_factory.mktemp("observatory-rig"), cache_dir=catalog_cache)
-    own.start()
-    yield own
-    own.stop()
+    with SimulatorRig(
+        run_dir=tmp_path_factory.mktemp("observatory-rig"), cache_dir=catalog_cache
+    ) as own:
+        yield own
 
 
 @pytest.fixture(scope="module")

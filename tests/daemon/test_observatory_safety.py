@@ -93,12 +93,10 @@ class Observatory:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path) -> Iterator[SimulatorRig]:
-    rig = SimulatorRig(
+    with SimulatorRig(
         run_dir=tmp_path_factory.mktemp("observatory"), cache_dir=catalog_cache, overrides=PHYSICS
-    )
-    rig.start()
-    yield rig
-    rig.stop()
+    ) as rig:
+        yield rig
 
 
 @pytest.fixture(scope="module")

@@ -40,10 +40,8 @@ RECONNECT = SafetyConfig(poll_s=0.3, reconnect_delays_s=(0.5, 0.5, 0.5))
 
 @pytest.fixture
 def own_rig(tmp_path: Path, catalog_cache: Path) -> Iterator[SimulatorRig]:
-    rig = SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache)
-    rig.start()
-    yield rig
-    rig.stop()
+    with SimulatorRig(run_dir=tmp_path / "rig", cache_dir=catalog_cache) as rig:
+        yield rig
 
 
 def _no_runs(run_id: int, events: RunEvents) -> RunContext:

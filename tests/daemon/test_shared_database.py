@@ -57,18 +57,14 @@ def shared(
     """The database URL, each profile's data folder (its profile file inside), one simulator
     rig of the module's own: a daemon's stop disconnects the devices it used."""
     url = postgres.create_database("shared")
-    rig = SimulatorRig(run_dir=tmp_path_factory.mktemp("rig"), cache_dir=catalog_cache)
-    rig.start()
-    folders = {}
-    for name in PROFILES:
-        folder = tmp_path_factory.mktemp(name.replace(" ", "-"))
-        profile = simulator_profile(rig.url).model_dump(mode="json", exclude_defaults=True)
-        (folder / "profile.yaml").write_text(json.dumps({**profile, "name": name}))
-        folders[name] = folder
-    try:
+    with SimulatorRig(run_dir=tmp_path_factory.mktemp("rig"), cache_dir=catalog_cache) as rig:
+        folders = {}
+        for name in PROFILES:
+            folder = tmp_path_factory.mktemp(name.replace(" ", "-"))
+            profile = simulator_profile(rig.url).model_dump(mode="json", exclude_defaults=True)
+            (folder / "profile.yaml").write_text(json.dumps({**profile, "name": name}))
+            folders[name] = folder
         yield url, folders, rig
-    finally:
-        rig.stop()
 
 
 def start(

@@ -104,16 +104,12 @@ def test_a_simulator_whose_starter_still_runs_is_left_alone(
     tmp_path: Path, catalog_cache: Path
 ) -> None:
     """E.g. `nightowl sim` on the data folder of a daemon that starts its own simulator."""
-    first = SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache)
-    second = SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache)
-    first.start()
-    try:
-        second.start()
+    with (
+        SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache) as first,
+        SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache) as second,
+    ):
         assert first.running
         assert second.running
-    finally:
-        second.stop()
-        first.stop()
 
 
 def test_a_pid_file_naming_another_program_leaves_it_alone(

@@ -25,10 +25,8 @@ from drivers.profile import CameraAddress, DeviceAddress
 @pytest.fixture
 def own_rig(tmp_path: Path, catalog_cache: Path) -> Iterator[SimulatorRig]:
     """A simulator of this test's own, since the test kills it."""
-    rig = SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache)
-    rig.start()
-    yield rig
-    rig.stop()
+    with SimulatorRig(run_dir=tmp_path, cache_dir=catalog_cache) as rig:
+        yield rig
 
 
 @pytest.fixture

@@ -23,19 +23,15 @@ TARGET = RaDec(5.5, 22.0)  # a rich field near the Crab
 def offset_simulator(
     tmp_path_factory: pytest.TempPathFactory, catalog_cache: Path
 ) -> Iterator[str]:
-    rig = SimulatorRig(
+    with SimulatorRig(
         run_dir=tmp_path_factory.mktemp("offset-simulator"),
         cache_dir=catalog_cache,
         overrides={
             "pointing_error_ra": POINTING_ERROR_ARCMIN[0],
             "pointing_error_dec": POINTING_ERROR_ARCMIN[1],
         },
-    )
-    rig.start()
-    try:
+    ) as rig:
         yield rig.url
-    finally:
-        rig.stop()
 
 
 @pytest.fixture
