@@ -10,11 +10,18 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
+from daemon.db.models import (
+    Frame,
+    ImagingSession,
+    ObservatoryProfile,
+    SequenceRun,
+    SessionState,
+    Target,
+)
 from daemon.fits_headers import TargetInfo, header_texts, header_weather
 from daemon.naming import night_date
 from daemon.store import FrameStore, ScanResult, StoredFile
@@ -43,7 +50,14 @@ def ensure_profile(db: Session, name: str, mount_info: MountInfo | None) -> Obse
 def ensure_session(
     db: Session, profile: ObservatoryProfile, moment_utc: datetime, timezone: tzinfo
 ) -> ImagingSession:
-    """The imaging session (night) that `moment_utc` falls in, created when first needed."""
+    """The imaging session (night) that `moment_utc` falls in, created when first needed.
+
+    A night's first frame ends the profile's earlier nights that are still open (closed,
+    `ended_at` now): a finished sequence run closes its own nights, but nights of manual
+    captures have no run to close them, and a closed night's live cache can age out. A night
+    created for a frame older than the profile's latest night (a start-up scan of old files)
+    is created closed for the same reason.
+    """
     night = night_date(moment_utc, timezone)
     session = db.scalar(
         select(ImagingSession).where(
@@ -51,8 +65,25 @@ def ensure_session(
         )
     )
     if session is None:
+        now = datetime.now(UTC)
+        latest = db.scalar(
+            select(func.max(ImagingSession.night_date)).where(
+                ImagingSession.profile_id == profile.id
+            )
+        )
         session = ImagingSession(profile_id=profile.id, night_date=night, started_at=moment_utc)
+        if latest is not None and latest > night:
+            session.state, session.ended_at = SessionState.CLOSED, now
         db.add(session)
+        db.execute(
+            update(ImagingSession)
+            .where(
+                ImagingSession.profile_id == profile.id,
+                ImagingSession.night_date < night,
+                ImagingSession.state == SessionState.OPEN,
+            )
+            .values(state=SessionState.CLOSED, ended_at=now)
+        )
         db.flush()
     return session
 

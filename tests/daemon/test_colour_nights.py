@@ -58,13 +58,15 @@ def write_night(folder: Path, date_obs: str, bayer_pattern: str | None, lights: 
     )
 
 
-def registered_nights(tmp_path: Path) -> tuple[Engine, Path, int, int]:
-    """A colour night and a mono night registered by the start-up scan: the engine, the
-    frames root and the two nights' ids."""
+def registered_nights(
+    tmp_path: Path, colour_night: str = "2026-12-01T21:00:00"
+) -> tuple[Engine, Path, int, int]:
+    """A colour night and a mono night (2 December) registered by the start-up scan: the
+    engine, the frames root and the two nights' ids. The earlier of the two is closed."""
     engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
     upgrade(engine)
     store = FrameStore(tmp_path / "frames")
-    write_night(store.root / "colour", "2026-12-01T21:00:00", "RGGB")
+    write_night(store.root / "colour", colour_night, "RGGB")
     write_night(store.root / "mono", "2026-12-02T21:00:00", None, lights=2)
     result = register_unrecorded_files(engine, store, "simulators", UTC)
     assert len(result.unregistered) == 7
@@ -86,10 +88,10 @@ def test_scanned_files_keep_their_bayer_pattern_for_the_nights_job(tmp_path: Pat
 
 
 async def test_a_colour_nights_morning_job_reuses_the_live_stacks_cache(tmp_path: Path) -> None:
-    engine, root, colour, _ = registered_nights(tmp_path)
+    engine, root, colour, _ = registered_nights(tmp_path, colour_night="2026-12-03T21:00:00")
     live_root = tmp_path / "live"
     live = LiveService(engine, root, tmp_path / "masters", live_root)
-    await live.start()  # both nights are open: their lights are queued
+    await live.start()  # the colour night is the latest, still open: its lights are queued
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -19,6 +19,7 @@ from daemon.db.models import (
     ProcessingJob,
     SessionState,
 )
+from daemon.frame_records import ensure_profile, ensure_session
 from daemon.live import STATUS, LiveService, night_cache, night_folder
 from daemon.processing_options import ProcessingOptions
 from daemon.worker import ProcessingWorker
@@ -39,13 +40,13 @@ def live_night(live_root: Path, session_id: int) -> tuple[Path, Path]:
 async def test_a_closed_nights_successful_job_removes_its_cache_an_open_nights_keeps_it(
     tmp_path: Path,
 ) -> None:
-    """The colour night is over: its job removes its cache. The mono night is still open
-    (its live stack may still write there): its job leaves the cache alone."""
+    """The colour night is over (the mono night came after it): its job removes its cache.
+    The mono night is still open (its live stack may still write there): its job leaves the
+    cache alone."""
     engine, root, colour, mono = registered_nights(tmp_path)
-    with Session(engine) as db, db.begin():
-        night = db.get(ImagingSession, colour)
-        assert night is not None
-        night.state = SessionState.CLOSED
+    with Session(engine) as db:
+        states = {i: db.get_one(ImagingSession, i).state for i in (colour, mono)}
+    assert states == {colour: SessionState.CLOSED, mono: SessionState.OPEN}
     live_root = tmp_path / "live"
     colour_stack, colour_cache = live_night(live_root, colour)
     mono_stack, mono_cache = live_night(live_root, mono)
@@ -115,4 +116,40 @@ async def test_caches_of_nights_closed_long_ago_are_removed_when_the_service_sta
     assert folders[recent][1].is_dir()
     assert folders[open_][1].is_dir()
     assert all((stack / STATUS).is_file() for stack, _ in folders.values())
+    engine.dispose()
+
+
+async def test_nights_without_a_run_close_when_the_next_night_begins_and_then_age_out(
+    tmp_path: Path,
+) -> None:
+    """Manual captures have no run to close their night: the next night's first frame does,
+    a frame of an older night (a scanned file) opens it closed, and the closed night's cache
+    goes once the age rule applies."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'nightowl.db'}")
+    upgrade(engine)
+    evening = datetime(2026, 12, 1, 21, 0, tzinfo=UTC)
+    with Session(engine) as db, db.begin():
+        profile = ensure_profile(db, "simulators", None)
+        first = ensure_session(db, profile, evening, UTC)
+        assert ensure_session(db, profile, evening + timedelta(hours=5), UTC) is first
+        assert first.state is SessionState.OPEN  # past midnight: the same night
+        second = ensure_session(db, profile, evening + timedelta(days=1), UTC)
+        older = ensure_session(db, profile, evening - timedelta(days=3), UTC)
+        first_id, second_id, older_id = first.id, second.id, older.id
+    with Session(engine) as db:
+        nights = {i: db.get_one(ImagingSession, i) for i in (first_id, second_id, older_id)}
+        assert nights[first_id].state is SessionState.CLOSED
+        assert nights[first_id].ended_at is not None
+        assert nights[second_id].state is SessionState.OPEN
+        assert nights[older_id].state is SessionState.CLOSED
+
+    live_root = tmp_path / "live"
+    folders = {night: live_night(live_root, night) for night in (first_id, second_id)}
+    with Session(engine) as db, db.begin():  # eight days on
+        db.get_one(ImagingSession, first_id).ended_at = datetime.now(UTC) - timedelta(days=8)
+    live = LiveService(engine, tmp_path / "frames", tmp_path / "masters", live_root, cache_days=7)
+    await live.start()
+    await live.stop()
+    assert not folders[first_id][1].exists()
+    assert folders[second_id][1].is_dir()
     engine.dispose()
