@@ -14,16 +14,10 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from daemon.db.models import (
-    Frame,
-    ImagingSession,
-    ObservatoryProfile,
-    SequenceRun,
-    SessionState,
-    Target,
-)
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, SequenceRun, Target
 from daemon.fits_headers import TargetInfo, header_texts, header_weather
 from daemon.naming import night_date
+from daemon.states import SessionState
 from daemon.store import FrameStore, ScanResult, StoredFile
 from drivers.base import MountInfo, WeatherReading
 from processing.grouping import frame_kind

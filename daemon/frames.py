@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from daemon.capture import CaptureRequest, CaptureService
 from daemon.db.engine import owner_of
-from daemon.db.models import Frame, FrameStars, ImagingSession, ObservatoryProfile, SessionState
+from daemon.db.models import Frame, FrameStars, ImagingSession, ObservatoryProfile
 from daemon.errors import Gone, NotFound
 from daemon.events import record_event
 from daemon.fits_headers import TargetInfo
@@ -31,6 +31,7 @@ from daemon.frame_owners import (
     refuse_another_telescopes_frame,
     session_profile,
 )
+from daemon.states import SessionState
 from daemon.store import FrameStore
 from processing.export import preview_jpeg
 from processing.io import read_fits, read_fits_header, write_atomic

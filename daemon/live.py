@@ -45,10 +45,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from daemon.db.models import Frame, FrameStars, ImagingSession, SessionState, Target
+from daemon.db.models import Frame, FrameStars, ImagingSession, Target
 from daemon.events import record_event
 from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.recipes import default_job_recipe
+from daemon.states import SessionState
 from daemon.worker import library_masters
 from processing.export import preview_jpeg
 from processing.grouping import FrameInfo, frame_info, group_frames

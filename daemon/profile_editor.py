@@ -46,7 +46,6 @@ HORIZON_NAME = "horizon.hrz"
 """The uploaded horizon's file name, beside the profile (or in the data dir)."""
 TEST_TIMEOUT_S = 20.0
 """How long a device test may take to connect and read the device's facts."""
-MAX_HORIZON_CHARS = 200_000
 SITE_TOLERANCE_ARCMIN = 1.0
 """Latitudes or longitudes further apart than this make the mount's and profile's sites differ."""
 SITE_TOLERANCE_M = 10.0

@@ -41,15 +41,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from daemon.db.engine import owned_by_engine, owner_of
-from daemon.db.models import (
-    Frame,
-    ImagingSession,
-    JobState,
-    ObservatoryProfile,
-    ProcessingJob,
-    SessionState,
-    Target,
-)
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, ProcessingJob, Target
 from daemon.errors import Conflict, NotFound, Refused
 from daemon.events import record_event
 from daemon.frame_owners import own_frames
@@ -60,6 +52,7 @@ from daemon.processing_options import (
     recipe_pipeline_config,
 )
 from daemon.recipes import default_job_recipe
+from daemon.states import JobState, SessionState
 from processing.cluster import run_on_cluster
 from processing.debayer import BayerPattern
 from processing.finish import LinearMaster, finish_targets, linear_masters, plate_solver

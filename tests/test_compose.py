@@ -49,9 +49,9 @@ from astropy.io import fits
 from psycopg import sql
 
 from daemon.__main__ import build_parser
-from daemon.db.models import JobState
 from daemon.settings import Settings
 from daemon.simulator.rig import free_port
+from daemon.states import JobState
 from processing.cluster import scheduler_command, worker_command
 from tests.daemon.test_api import all_connected
 from tests.pg import PostgresServer, binaries

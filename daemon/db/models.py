@@ -32,6 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from daemon.db.engine import owner_default
+from daemon.states import JobState, SessionState
 from sequences.frames import FrameType
 
 # Stable constraint names, so that migrations can alter tables on SQLite (batch mode).
@@ -74,18 +75,6 @@ def owner_column() -> Mapped[str | None]:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime, dict[str, Any]: JSON}
-
-
-class SessionState(enum.StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 class ObservatoryProfile(Base):

@@ -12,16 +12,11 @@ from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import (
-    ImagingSession,
-    JobState,
-    ObservatoryProfile,
-    ProcessingJob,
-    SessionState,
-)
+from daemon.db.models import ImagingSession, ObservatoryProfile, ProcessingJob
 from daemon.frame_records import ensure_profile, ensure_session
 from daemon.live import STATUS, LiveService, night_cache, night_folder
 from daemon.processing_options import ProcessingOptions
+from daemon.states import JobState, SessionState
 from daemon.worker import ProcessingWorker
 from tests.daemon.test_colour_nights import registered_nights
 

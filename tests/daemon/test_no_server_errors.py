@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine
-from daemon.db.models import JobState, ProcessingJob
+from daemon.db.models import ProcessingJob
+from daemon.states import JobState
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 
 BEYOND_INT64 = "100000000000000000000"  # 10**20 > 2**63 - 1

@@ -28,18 +28,12 @@ from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine, owned_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import (
-    Frame,
-    ImagingSession,
-    JobState,
-    ObservatoryProfile,
-    ProcessingJob,
-    Target,
-)
+from daemon.db.models import Frame, ImagingSession, ObservatoryProfile, ProcessingJob, Target
 from daemon.errors import Conflict, NotFound, Refused
 from daemon.processing_jobs import targets_with_lights
 from daemon.processing_options import ProcessingOptions, recipe_pipeline_config
 from daemon.settings import Settings
+from daemon.states import JobState
 from daemon.worker import ProcessingWorker, target_frames
 from processing import synthetic
 from processing.cluster import ClusterProcesses

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from daemon.db.engine import make_engine, owned_engine
 from daemon.db.migrate import upgrade
-from daemon.db.models import Event, JobState, PlanNight, PlanNightState, ProcessingJob, SequenceRun
+from daemon.db.models import Event, PlanNight, PlanNightState, ProcessingJob, SequenceRun
 from daemon.events import record_event
 from daemon.nights import NightDirector
 from daemon.plans import save_plan
@@ -27,6 +27,7 @@ from daemon.runs import RunEvents, RunManager
 from daemon.safety import SafetySupervisor
 from daemon.scheduler import NightScheduler, job_table
 from daemon.simulator.rig import SimulatorRig, simulator_profile
+from daemon.states import JobState
 from daemon.templates import save_template
 from drivers.equipment import Equipment
 from sequences.clock import SystemClock

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.api.schemas.common import RequestBody
-from daemon.db.models import SessionState
+from daemon.states import SessionState
 from sequences.frames import ExposureSpec, FrameType
 
 ALPACA_INT32_MAX = 2**31 - 1

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import RecordId, RequestBody
 from daemon.api.schemas.frames import ALPACA_INT32_MAX
-from daemon.imaging import FlatsSettings, FlatsState, JobState, LoopSettings, LoopState
+from daemon.imaging_state import FlatsSettings, FlatsState, JobState, LoopSettings, LoopState
 from sequences.centering import CenteringConfig
 
 Gain = Field(default=None, ge=0, le=ALPACA_INT32_MAX)

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from daemon.api.schemas.common import JsonDocument, RecordId, RequestBody
-from daemon.db.models import JobState
 from daemon.processing_options import ProcessingOptions
+from daemon.states import JobState
 from daemon.worker import FOLDER_REFUSED
 
 

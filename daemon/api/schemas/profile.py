@@ -7,7 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from daemon.api.schemas.common import RequestBody
-from daemon.profile_editor import MAX_HORIZON_CHARS
+
+MAX_HORIZON_CHARS = 200_000
+"""A horizon file's size limit: real ones are a few kB (a 1-degree grid is ~3 kB)."""
 
 
 class SiteRead(BaseModel):
