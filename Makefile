@@ -57,14 +57,14 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-# Two workers, a test file each at a time: most tests wait on the simulators' real-time
-# exposures, so this halves the wall time; each worker starts its own simulator. (Three workers
-# took 15-18 min instead of ~22, but the extra load trailed a dithered light's stars in the live
-# stacking test once in three runs.) The solver's small-field tests run solve-field, so the test
-# path installs it. The slowest tests are listed at the end, to keep the suite inside its time
-# budget.
+# Three workers, a test file each at a time: most tests wait on the simulators' real-time
+# exposures and guider settling, so a third worker fills the two cores' idle time (17-18 min
+# against 21-22 with two); each worker starts its own simulator. Files marked `long` are handed
+# out first (tests/conftest.py), so short files fill the workers' last minutes. The solver's
+# small-field tests run solve-field, so the test path installs it. The slowest tests are
+# listed at the end, to keep the suite inside its time budget.
 pytest: install browser solver database
-	$(BIN)/pytest -n 2 --dist loadfile --durations=30
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=30
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py

@@ -20,6 +20,13 @@ from sequences.astro import configure_astropy_offline
 from tests.pg import PostgresServer, binaries
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked `long` first: xdist (`--dist loadfile --no-loadscope-reorder`) hands out
+    files in this order, so the short ones fill the workers' last minutes instead of one
+    long file running on alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def astropy_offline() -> None:
     """As the daemon does at startup: astropy never reaches for the network."""

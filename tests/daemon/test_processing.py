@@ -25,6 +25,8 @@ from processing import synthetic
 from tests.daemon.conftest import RunningDaemon, has_job_fork_server, running_daemon, wait_for
 from tests.helpers import SMALL_SESSION
 
+pytestmark = pytest.mark.long
+
 QUIET = {"NIGHTOWL_CONNECT_ON_START": "false"}
 
 
