@@ -20,6 +20,7 @@ from daemon.naming import night_date
 from daemon.states import SessionState
 from daemon.store import FrameStore, ScanResult, StoredFile
 from drivers.base import MountInfo, WeatherReading
+from processing.debayer import header_pattern
 from processing.grouping import frame_kind
 from processing.io import read_fits
 from processing.stars import FrameQuality
@@ -185,6 +186,7 @@ def frame_from_header(
 
     start = datetime.fromisoformat(str(header["DATE-OBS"])).replace(tzinfo=UTC)
     stars = integer("STARS")
+    pattern = header_pattern(header)
     return {
         "path": str(stored.path),
         "sha256": stored.sha256,
@@ -222,7 +224,7 @@ def frame_from_header(
         "accepted": str(header.get("NOWLACPT", "T")) not in ("F", "False", "0"),
         "reject_reason": text("NOWLRJCT"),
         "guiding_rms_arcsec": number("GUIDRMS"),
-        "bayer_pattern": (text("BAYERPAT") or "").strip().upper() or None,
+        "bayer_pattern": None if pattern is None else pattern.value,
         "run_id": integer("NOWLRUN"),
         "node_path": text("NOWLNODE"),
         "weather": weather_record(header_weather(header)),

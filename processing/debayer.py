@@ -11,6 +11,7 @@ noise) intact.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -61,6 +62,30 @@ def bayer_pattern(name: str, x_offset: int = 0, y_offset: int = 0) -> BayerPatte
     dy, dx = y_offset % 2, x_offset % 2
     shifted = "".join(cell[(row + dy) % 2][(col + dx) % 2] for row in (0, 1) for col in (0, 1))
     return BayerPattern(shifted)
+
+
+def header_pattern(header: Mapping[str, object]) -> BayerPattern | None:
+    """The pattern at pixel (0, 0) of a FITS frame: BAYERPAT moved by XBAYROFF / YBAYROFF
+    (NINA and INDI write the sensor's pattern and the readout's offsets). None for a frame
+    without BAYERPAT (mono). Raises ValueError naming BAYERPAT for a pattern that is not one
+    of the four this module demosaics, or an offset that is not a whole number."""
+    name = header.get("BAYERPAT")
+    if name is None or not str(name).strip():
+        return None
+    offsets = []
+    for key in ("XBAYROFF", "YBAYROFF"):
+        value = header.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise ValueError(f"{key} {value!r} is not a whole number of pixels")
+        offsets.append(int(value))
+    try:
+        return bayer_pattern(str(name), *offsets)
+    except ValueError as e:
+        raise ValueError(
+            f"BAYERPAT {name!r} is not a colour filter array Nightowl can debayer "
+            "(RGGB, BGGR, GRBG or GBRG): debayer such frames elsewhere first, or remove the "
+            "card to stack them as mono"
+        ) from e
 
 
 def colour_masks(shape: tuple[int, int], pattern: BayerPattern) -> npt.NDArray[np.bool_]:

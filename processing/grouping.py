@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processing.debayer import BayerPattern
+from processing.debayer import BayerPattern, header_pattern
 
 
 class FrameKind(enum.StrEnum):
@@ -99,7 +99,10 @@ def frame_info(path: Path, shape: tuple[int, int], header: Mapping[str, object])
         )
     kind, master = parsed
     exposure = _number(header.get("EXPTIME", header.get("EXPOSURE")))
-    bayer = header.get("BAYERPAT")
+    try:
+        pattern = header_pattern(header)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
     return FrameInfo(
         path=path,
         kind=kind,
@@ -110,7 +113,7 @@ def frame_info(path: Path, shape: tuple[int, int], header: Mapping[str, object])
         gain=_number(header.get("GAIN")),
         temperature_c=_number(header.get("CCD-TEMP", header.get("SET-TEMP"))),
         target=_text(header.get("OBJECT")),
-        bayer_pattern=BayerPattern(str(bayer).strip().upper()) if _text(bayer) else None,
+        bayer_pattern=pattern,
         is_master=master or bool(header.get("NOWLMSTR", False)),
     )
 

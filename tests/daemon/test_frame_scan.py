@@ -19,7 +19,7 @@ from daemon.store import FrameStore
 from sequences.frames import FrameType
 
 
-def write(path: Path, **cards: str) -> None:
+def write(path: Path, **cards: str | int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = fits.Header()
     for key, value in cards.items():
@@ -39,15 +39,24 @@ def test_other_programs_spellings_are_recorded_and_unreadable_files_left_alone(
     write(store.root / "maxim" / "dark.fits", IMAGETYP="Dark Frame", DATE_OBS="2026-12-01T20:01:00")
     write(store.root / "odd" / "no_date.fits", IMAGETYP="LIGHT")
     write(store.root / "odd" / "sky_map.fits", IMAGETYP="Sky Map", DATE_OBS="2026-12-01T20:02:00")
+    # A colour camera read out from column 1: pixel (0, 0) is green, the cell is GRBG.
+    light = {"IMAGETYP": "LIGHT", "DATE_OBS": "2026-12-01T20:03:00", "BAYERPAT": "RGGB"}
+    write(store.root / "osc" / "light.fits", **light, XBAYROFF=1)
+    write(store.root / "odd" / "cygm.fits", **{**light, "BAYERPAT": "CYGM"})
 
     result = register_unrecorded_files(engine, store, "simulators", UTC)
 
-    assert len(result.unregistered) == 4
+    assert len(result.unregistered) == 6
     with Session(engine) as db:
-        recorded = {f.path: f.frame_type for f in db.scalars(select(Frame))}
-    assert recorded == {"sgp/bias_001.fits": FrameType.BIAS, "maxim/dark.fits": FrameType.DARK}
+        recorded = {f.path: (f.frame_type, f.bayer_pattern) for f in db.scalars(select(Frame))}
+    assert recorded == {
+        "sgp/bias_001.fits": (FrameType.BIAS, None),
+        "maxim/dark.fits": (FrameType.DARK, None),
+        "osc/light.fits": (FrameType.LIGHT, "GRBG"),
+    }
     skipped = [r.getMessage() for r in caplog.records if "left without a row" in r.getMessage()]
-    assert len(skipped) == 2
+    assert len(skipped) == 3
     assert any("no_date.fits" in m and "DATE-OBS" in m for m in skipped), skipped
     assert any("'Sky Map'" in m for m in skipped), skipped
+    assert any("cygm.fits" in m and "BAYERPAT 'CYGM'" in m for m in skipped), skipped
     engine.dispose()

@@ -12,7 +12,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from processing.debayer import BayerPattern, Demosaic, bayer_pattern, debayer, mosaic
+from processing.debayer import (
+    BayerPattern,
+    Demosaic,
+    bayer_pattern,
+    debayer,
+    header_pattern,
+    mosaic,
+)
 
 F32 = npt.NDArray[np.float32]
 # OpenCV 5's sensor-order codes (BayerRGGB is its legacy BayerBG): the cross-check below.
@@ -79,6 +86,18 @@ def test_pattern_offsets_follow_the_fits_keywords() -> None:
     assert bayer_pattern("GBRG", x_offset=2, y_offset=3) is BayerPattern.RGGB
     with pytest.raises(ValueError, match="unknown Bayer pattern"):
         bayer_pattern("RGBG")
+
+
+def test_a_header_names_its_pattern_with_the_readout_offsets() -> None:
+    assert header_pattern({}) is None
+    assert header_pattern({"BAYERPAT": " "}) is None
+    assert header_pattern({"BAYERPAT": "rggb "}) is BayerPattern.RGGB
+    assert header_pattern({"BAYERPAT": "RGGB", "XBAYROFF": 1, "YBAYROFF": 0}) is BayerPattern.GRBG
+    assert header_pattern({"BAYERPAT": "RGGB", "YBAYROFF": 1.0}) is BayerPattern.GBRG
+    with pytest.raises(ValueError, match=r"BAYERPAT 'CYGM' .*RGGB, BGGR, GRBG or GBRG"):
+        header_pattern({"BAYERPAT": "CYGM"})
+    with pytest.raises(ValueError, match=r"XBAYROFF 0\.5 is not a whole number"):
+        header_pattern({"BAYERPAT": "RGGB", "XBAYROFF": 0.5})
 
 
 def test_odd_frames_are_refused_and_inputs_kept() -> None:

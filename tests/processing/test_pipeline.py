@@ -20,6 +20,7 @@ from astropy.io import fits
 from PIL import Image
 
 from processing import synthetic
+from processing.debayer import BayerPattern
 from processing.grouping import FrameKind, group_frames
 from processing.io import read_xisf
 from processing.pipeline import (
@@ -205,6 +206,23 @@ def test_a_folder_without_lights_or_with_unreadable_files_is_reported(tmp_path: 
         run_pipeline(group_frames(frames), tmp_path / "out")
     with pytest.raises(PipelineError, match="not a folder"):
         scan_folder(tmp_path / "missing")
+
+
+def test_a_light_of_a_pattern_nightowl_cannot_debayer_is_skipped_naming_the_card(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "osc"
+    paths = synthetic.write_session(folder, CONFIG, target="M 42", bayer_pattern="RGGB")
+    lights = [path for path in paths if path.parent.name == "lights"]
+    fits.setval(lights[0], "BAYERPAT", value="CYGM")
+    fits.setval(lights[1], "XBAYROFF", value=1)
+    frames, skipped = scan_folder(folder)
+    assert [(path, "BAYERPAT 'CYGM'" in reason) for path, reason in skipped] == [(lights[0], True)]
+    assert str(lights[0]) in skipped[0][1]
+    patterns = {frame.path: frame.bayer_pattern for frame in frames}
+    assert patterns[lights[1]] is BayerPattern.GRBG  # RGGB read out from column 1
+    others = [patterns[path] for path in lights[2:]]
+    assert others == [BayerPattern.RGGB] * (CONFIG.light_frames - 2)
 
 
 def test_colour_frames_are_debayered_and_integrated_per_channel(tmp_path: Path) -> None:
