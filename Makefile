@@ -58,13 +58,13 @@ contracts: install
 	$(BIN)/lint-imports
 
 # Three workers, a test file each at a time: most tests wait on the simulators' real-time
-# exposures and guider settling, so a third worker fills the two cores' idle time (17-18 min
-# against 21-22 with two); each worker starts its own simulator. Files marked `long` are handed
-# out first (tests/conftest.py), so short files fill the workers' last minutes. The solver's
-# small-field tests run solve-field, so the test path installs it. The slowest tests are
-# listed at the end, to keep the suite inside its time budget.
+# exposures and guider settling, so a third worker fills the two cores' idle time (~18 min
+# against 21-22 with two); each worker starts its own simulator. (Handing the long files out
+# first made the start so busy that a daemon under test answered a GET after over 10 s.)
+# The solver's small-field tests run solve-field, so the test path installs it. The slowest
+# tests are listed at the end, to keep the suite inside its time budget.
 pytest: install browser solver database
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=30
+	$(BIN)/pytest -n 3 --dist loadfile --durations=30
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py

@@ -11,6 +11,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from daemon.simulator.rig import SimulatorRig, simulator_profile
@@ -20,11 +21,27 @@ from sequences.astro import configure_astropy_offline
 from tests.pg import PostgresServer, binaries
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files marked `long` first: xdist (`--dist loadfile --no-loadscope-reorder`) hands out
-    files in this order, so the short ones fill the workers' last minutes instead of one
-    long file running on alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test of a file that used the worker's simulator, its camera is unbinned
+    again, full frame, as a fresh simulator's: a file that bins (the live stack's 4 x 4
+    lights) must not change the frame size or plate scale the next file on that worker
+    exposes at."""
+    url = getattr(item, "funcargs", {}).get("simulator_url")
+    if url is None or (nextitem is not None and nextitem.module is item.module):
+        return
+    camera = f"{url}/api/v1/camera/0"
+    with httpx.Client(timeout=10) as client:
+
+        def put(name: str, value: int) -> None:
+            reply = client.put(f"{camera}/{name.lower()}", data={name: value})
+            assert reply.json()["ErrorNumber"] == 0, f"{name}: {reply.text}"
+
+        width, height = (client.get(f"{camera}/camera{a}size").json()["Value"] for a in "xy")
+        for name, value in (("BinX", 1), ("BinY", 1), ("StartX", 0), ("StartY", 0)):
+            put(name, value)
+        put("NumX", width)
+        put("NumY", height)
 
 
 @pytest.fixture(scope="session", autouse=True)

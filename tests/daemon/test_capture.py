@@ -25,8 +25,6 @@ from processing.io import read_fits
 from sequences.frames import ExposureSpec, FrameType, SavedFrame
 from tests.drivers.test_alpaca_camera import M31, point_at
 
-pytestmark = pytest.mark.long
-
 M31_TARGET = TargetInfo("M31", ra_deg=M31.ra_deg, dec_deg=M31.dec_deg)
 
 

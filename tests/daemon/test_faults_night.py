@@ -38,8 +38,6 @@ from sequences.frames import ExposureSpec, FrameType
 from tests.daemon.conftest import running_daemon, wait_for
 from tests.faultproxy import Fault, FaultProxy, FaultRule, Injected, running_proxy
 
-pytestmark = pytest.mark.long
-
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 IMAGE = "camera/0/imagearray"
 SHAPE = (1536, 2048)

@@ -20,8 +20,6 @@ from tests.daemon.conftest import RunningDaemon, has_job_fork_server, running_da
 from tests.daemon.test_api import all_connected
 from tests.helpers import read_only_folder
 
-pytestmark = pytest.mark.long
-
 M31 = {"name": "M31", "ra_deg": 10.684583, "dec_deg": 41.269167}
 
 

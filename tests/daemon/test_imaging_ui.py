@@ -25,8 +25,6 @@ from processing.solve import ScaleRange, solve
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 
-pytestmark = pytest.mark.long
-
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 FINISHED = ("completed", "aborted", "failed")

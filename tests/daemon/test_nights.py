@@ -19,7 +19,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,8 +38,6 @@ from sequences.validation import site_of
 from tests.drivers.test_alpaca_camera import M31
 from tests.helpers import eventually
 from tests.sequences.conftest import NIGHT_START, open_harness
-
-pytestmark = pytest.mark.long
 
 TEMPLATE = {
     "name": "plan template",

@@ -9,15 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from daemon.db.engine import make_engine
 from daemon.plans import recipe_of_runs
 from tests.daemon.conftest import running_daemon, wait_for
 from tests.daemon.test_frames_api import all_connected
 from tests.daemon.test_sequences_api import M31, SIMULATED, night
-
-pytestmark = pytest.mark.long
 
 
 def plan_body(name: str, template_id: int, count: int) -> dict[str, Any]:

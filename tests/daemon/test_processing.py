@@ -25,8 +25,6 @@ from processing import synthetic
 from tests.daemon.conftest import RunningDaemon, has_job_fork_server, running_daemon, wait_for
 from tests.helpers import SMALL_SESSION
 
-pytestmark = pytest.mark.long
-
 QUIET = {"NIGHTOWL_CONNECT_ON_START": "false"}
 
 

@@ -27,8 +27,6 @@ from daemon.settings import Settings
 from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_api import all_connected
 
-pytestmark = pytest.mark.long
-
 CHECKS = [not_a_server_error, status_code_conformance]
 FUZZ = settings(
     max_examples=15,

@@ -17,8 +17,6 @@ from tests.daemon.conftest import RunningDaemon, running_daemon, wait_for
 from tests.daemon.test_frames_api import all_connected
 from tests.daemon.test_notifications import webhook_receiver
 
-pytestmark = pytest.mark.long
-
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.long
-
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 MAX_RSS_MB = 1024  # measured: ~380 MB at the first start, ~280 MB after
 

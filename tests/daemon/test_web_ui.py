@@ -27,8 +27,6 @@ from tests.daemon.test_sequences_api import night as sequences_night
 from tests.helpers import SMALL_SESSION
 from tests.sequences.nina_documents import container, node
 
-pytestmark = pytest.mark.long
-
 SIMULATED = {"NIGHTOWL_CLOCK": "simulated", "NIGHTOWL_CLOCK_START": "2026-11-22T20:00:00Z"}
 M31 = {"ra_hours": 0.712306, "dec_deg": 41.2692}
 CONTROL_TOKEN = "web-ui-control-token-0123456789"

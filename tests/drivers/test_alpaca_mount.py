@@ -13,8 +13,6 @@ from drivers.equipment import Equipment
 from tests.drivers.test_alpaca_camera import M31, point_at
 from tests.helpers import measure_shift
 
-pytestmark = pytest.mark.long
-
 # 10 um pixels at 0.6 m focal length.
 PLATE_SCALE_ARCSEC_PX = 206.264806 * 10.0 / 600.0
 GUIDE_RATE_DEG_S = 0.5 * 15.041 / 3600.0  # half sidereal

@@ -49,8 +49,6 @@ from drivers.guider import (
 )
 from tests.drivers.test_alpaca_camera import M31, point_at
 
-pytestmark = pytest.mark.long
-
 GUIDE_RATE_DEG_S = 0.5 * 15.041 / 3600.0  # half sidereal, the simulator's configured rate
 # The guide camera's sky: 9 um pixels at 0.6 m; the simulator renders with camera rotation 0,
 # north towards -y and east towards -x (cabaret's CD matrix).

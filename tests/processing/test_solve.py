@@ -55,8 +55,6 @@ from processing.solve import (
 )
 from processing.stars import detect_stars, plate_scale_arcsec_px
 
-pytestmark = pytest.mark.long
-
 SHAPE = (1536, 2048)
 SCALE_ARCSEC_PX = plate_scale_arcsec_px(10.0, 600.0)
 SCALE = ScaleRange.around(SCALE_ARCSEC_PX)

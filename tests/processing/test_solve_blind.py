@@ -36,8 +36,6 @@ from processing.solve import (
 )
 from tests.processing.test_solve import SCALE_ARCSEC_PX, render_field, truth_wcs
 
-pytestmark = pytest.mark.long
-
 RA_DEG, DEC_DEG, ROTATION_DEG = 150.2, 28.4, 112.0
 NO_FALLBACK = SolveConfig(engines=(Engine.TETRA3RS,))
 

@@ -9,8 +9,6 @@ from drivers.equipment import Equipment
 from sequences.autofocus import AutofocusConfig, run_autofocus
 from tests.drivers.test_alpaca_camera import point_at
 
-pytestmark = pytest.mark.long
-
 CYGNUS = RaDec(20.37, 40.26)
 
 

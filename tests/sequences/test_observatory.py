@@ -47,8 +47,6 @@ from sequences.state import RunStatus
 from tests.drivers.test_alpaca_camera import M31
 from tests.sequences.conftest import M31_TARGET, Harness, open_harness
 
-pytestmark = pytest.mark.long
-
 
 async def point(equipment: Equipment, position: RaDec) -> None:
     """Unparked, tracking, and pointing at `position` at once (a sync: no slew to wait for)."""

@@ -30,8 +30,6 @@ from sequences.runner import SequenceRunner
 from sequences.state import RunState, RunStatus
 from tests.sequences.conftest import M31_TARGET, NIGHT_START, Harness, open_harness
 
-pytestmark = pytest.mark.long
-
 AUTOFOCUS_SETTINGS = {"exposure_s": 1.0, "steps_out": 3}
 WAIT = {"kind": "wait_until_safe"}
 

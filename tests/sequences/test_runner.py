@@ -7,7 +7,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session
 
 from daemon.db.models import SequenceRun
@@ -17,8 +16,6 @@ from sequences.document import SequenceDocument, parse_document
 from sequences.model import Status
 from sequences.state import RunState, RunStatus
 from tests.sequences.conftest import M31_TARGET, Harness
-
-pytestmark = pytest.mark.long
 
 
 def lights(count: int, exposure_s: float = 0.5, **extra: Any) -> dict[str, Any]:

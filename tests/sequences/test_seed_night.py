@@ -23,8 +23,6 @@ from sequences.frames import FrameType
 from sequences.state import RunStatus
 from tests.sequences.conftest import Harness
 
-pytestmark = pytest.mark.long
-
 
 @pytest.fixture
 def night_start() -> datetime:
