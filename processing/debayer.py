@@ -11,6 +11,7 @@ noise) intact.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 
 import cv2
@@ -75,7 +76,12 @@ def header_pattern(header: Mapping[str, object]) -> BayerPattern | None:
     offsets = []
     for key in ("XBAYROFF", "YBAYROFF"):
         value = header.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             raise ValueError(f"{key} {value!r} is not a whole number of pixels")
         offsets.append(int(value))
     try:

@@ -98,6 +98,9 @@ def test_a_header_names_its_pattern_with_the_readout_offsets() -> None:
         header_pattern({"BAYERPAT": "CYGM"})
     with pytest.raises(ValueError, match=r"XBAYROFF 0\.5 is not a whole number"):
         header_pattern({"BAYERPAT": "RGGB", "XBAYROFF": 0.5})
+    for odd in (float("inf"), float("nan"), "1", True):
+        with pytest.raises(ValueError, match=r"YBAYROFF .* is not a whole number"):
+            header_pattern({"BAYERPAT": "RGGB", "YBAYROFF": odd})
 
 
 def test_odd_frames_are_refused_and_inputs_kept() -> None:
