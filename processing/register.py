@@ -37,9 +37,10 @@ Mask = npt.NDArray[np.bool_]
 # (y, x) <-> (x, y): conjugating a matrix with this swaps its axis order.
 _SWAP = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 # Lanczos-a kernels read pixels floor(x) - a + 1 .. floor(x) + a; the warp is exact only
-# where all of them lie inside the frame.
+# where all of them lie inside the frame. Lanczos-3 mostly runs in the 8-tap two-pass warp
+# (its outer taps weigh 0), so it keeps Lanczos-4's area: one pixel less on each border.
 _LANCZOS4_REACH = (3, 4)
-_LANCZOS3_REACH = (2, 3)
+_LANCZOS3_REACH = _LANCZOS4_REACH
 _BICUBIC_REACH = (1, 2)
 # Final fit: pairs further than this many robust sigmas from the fit are dropped, in up to
 # this many rounds. 3 sigma of a 2-D Gaussian keeps 98.9 % of clean pairs.
@@ -67,9 +68,10 @@ class Motion(enum.StrEnum):
 
 
 class Interpolation(enum.StrEnum):
-    """Resampling kernels: lanczos4 (OpenCV's warpAffine, 8 x 8 taps), lanczos3 (own,
-    6 x 6 taps, exact weights, numba), bicubic (OpenCV, 4 x 4). See bench/register.py for their
-    measured sharpness, noise and speed."""
+    """Resampling kernels: lanczos4 (8 x 8 taps), lanczos3 (6 x 6), both in two 1-D passes
+    for dithers and flips (own, numba; other turns: OpenCV's warpAffine for lanczos4, an
+    exact one-pass kernel for lanczos3), bicubic (OpenCV, 4 x 4). See bench/register.py for
+    their measured sharpness, noise and speed."""
 
     LANCZOS4 = "lanczos4"
     LANCZOS3 = "lanczos3"
@@ -243,7 +245,7 @@ def warp(
     out_shape = shape or (source.shape[0], source.shape[1])
     matrix = transform.matrix
     if (
-        interpolation is Interpolation.LANCZOS4
+        interpolation in _LANCZOS_ORDER
         and np.array_equal(matrix[2], [0.0, 0.0, 1.0])
         and abs(matrix[0, 0]) >= _SEPARABLE_MIN_SCALE
         and abs(matrix[1, 0]) <= _SEPARABLE_MAX_SHEAR * abs(matrix[0, 0])
@@ -252,7 +254,8 @@ def warp(
         valid = np.empty(out_shape, dtype=np.bool_)
         rows = np.empty((source.shape[0], out_shape[1]), dtype=np.float32)
         clamping = -1.0 if clamp is None else float(clamp)
-        _lanczos4_two_pass(source, matrix, _lanczos4_table(), clamping, rows, resampled, valid)
+        table = _lanczos_table(_LANCZOS_ORDER[interpolation])
+        _lanczos_two_pass(source, matrix, table, clamping, rows, resampled, valid)
         return Warped(image=resampled, valid=valid)
     if interpolation is Interpolation.LANCZOS3:
         resampled = _lanczos3_warp(source, transform, out_shape)
@@ -269,19 +272,24 @@ def warp(
     return Warped(image=resampled, valid=valid)
 
 
+_LANCZOS_ORDER = {Interpolation.LANCZOS4: 4, Interpolation.LANCZOS3: 3}
+
+
 @functools.cache
-def _lanczos4_table() -> F32:
-    """Lanczos-4 weights of the 8 taps floor(s) - 3 .. floor(s) + 4 for each of
-    _TABLE_STEPS positions of s within its pixel, each row normalised to 1."""
+def _lanczos_table(order: int) -> F32:
+    """Lanczos-`order` weights (order 3 or 4) of the 8 taps floor(s) - 3 .. floor(s) + 4 for
+    each of _TABLE_STEPS positions of s within its pixel, each row normalised to 1; taps
+    `order` or more pixels from s weigh 0 (Lanczos-3's outer two)."""
     fraction = np.arange(_TABLE_STEPS, dtype=np.float64) / _TABLE_STEPS
     distance = fraction[:, None] - np.arange(-3, 5, dtype=np.float64)[None, :]
-    weights = np.sinc(distance) * np.sinc(distance / 4.0)
+    kernel = np.sinc(distance) * np.sinc(distance / order)
+    weights = np.where(np.abs(distance) < order, kernel, 0.0)
     table: F32 = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
     return table
 
 
 @njit(cache=True, nogil=True)
-def _lanczos4_two_pass(
+def _lanczos_two_pass(
     source: F32,
     matrix: F64,
     table: F32,
@@ -290,7 +298,8 @@ def _lanczos4_two_pass(
     out: F32,
     valid: Mask,
 ) -> None:
-    """Lanczos-4 resampling of an affine transform in two 1-D passes (Catmull & Smith):
+    """Lanczos resampling of an affine transform in two 1-D passes (Catmull & Smith), with
+    `table`'s 8 taps (`_lanczos_table`: Lanczos-4, or Lanczos-3 with the outer two at 0):
     along each source row to the output columns, then along each output column to the
     output rows. Output (y, x) samples the frame at sy = a y + b x + c, sx = d y + e x + f;
     with y = (sy - b x - c) / a, a source row sy is sampled at sx = (d / a) sy +
