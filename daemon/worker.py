@@ -763,10 +763,14 @@ class ProcessingWorker:
             )
         process = self._context.Process(target=target, args=args, name=f"job {job_id}")
         self._process = process
-        process.start()
+        # Off the event loop: a fork server still importing the pipeline (3 s on a quiet
+        # machine, over 10 s on a busy one) holds start() until it can fork.
+        starting = asyncio.ensure_future(asyncio.to_thread(process.start))
         try:
+            await asyncio.shield(starting)
             outcome = await self._follow(job_id, process, messages)
         except asyncio.CancelledError:
+            await starting  # a process is stopped once it exists
             process.terminate()
             await asyncio.to_thread(process.join, _STOP_TIMEOUT_S)
             raise
