@@ -59,10 +59,9 @@ contracts: install
 
 # Three workers, a test file each at a time: most tests wait on the simulators' real-time
 # exposures and guider settling, so a third worker fills the two cores' idle time (~18 min
-# against 21-22 with two); each worker starts its own simulator. (Handing the long files out
-# first made the start so busy that a daemon under test answered a GET after over 10 s.)
-# The solver's small-field tests run solve-field, so the test path installs it. The slowest
-# tests are listed at the end, to keep the suite inside its time budget.
+# against 21-22 with two); each worker starts its own simulator. The solver's small-field
+# tests run solve-field, so the test path installs it. The slowest tests are listed at the
+# end, to keep the suite inside its time budget.
 pytest: install browser solver database
 	$(BIN)/pytest -n 3 --dist loadfile --durations=30
 
