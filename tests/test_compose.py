@@ -553,7 +553,7 @@ def test_the_stack_processes_a_night_on_the_cluster_into_postgresql(stack: Loopb
     with fits.open(integrated) as hdul:
         header = hdul[0].header
         shape = np.asarray(hdul[0].data).shape
-    assert header["NCOMBINE"] == 3
+    assert header["NCOMBINE"] == 3, (group["rejected"], group["duplicates"], group["warnings"])
     history = [str(card) for card in header["HISTORY"]]
     inputs = {
         (line.split()[1], following.split()[1])

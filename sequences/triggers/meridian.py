@@ -44,6 +44,12 @@ class MeridianFlip(Trigger):
     refocus: bool = False
     autofocus: AutofocusSettings = Field(default_factory=AutofocusSettings)
     settle_s: float = Field(default=5.0, ge=0, le=600)
+    guide_settle_time_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=600,
+        description="how long guiding must hold within 1.5 px after its restart",
+    )
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
         if ctx.site is None or ctx.equipment.mount is None:
@@ -123,7 +129,7 @@ class MeridianFlip(Trigger):
         if guiding:
             guider = ctx.need_guider()
             await guider.start()
-            await guider.settle(1.5, 10.0, 60.0)
+            await guider.settle(1.5, self.guide_settle_time_s, 60.0)
             await ctx.events.emit("info", "guiding restarted")
         await asyncio.sleep(self.settle_s)
         state["flips"] = int(state.get("flips", 0)) + 1

@@ -1,11 +1,11 @@
 """The shipped seed night, end to end on the simulators with a simulated clock.
 
-M31 transits at 20:04:57 UTC on 2026-11-22 at the simulator's site; the clock starts 87 s
+M31 transits at 20:04:57 UTC on 2026-11-22 at the simulator's site; the clock starts 60 s
 before the meridian flip point (5 min past the meridian). The start area, slew, centering,
-autofocus and guiding take ~50 s on a quiet machine, the lights ~95 s, so the flip falls
-among the 20 lights; on a busy machine the lights start later and the flip comes just before
-their first exposure (the trigger runs before each instruction of the target), still within
-the 3 minutes the test allows: the order checked is guiding, flip, lights done.
+autofocus and guiding take ~35 s on a quiet machine, the lights ~45 s, so the flip falls
+among the 11 lights; on a busy machine the lights start later and the flip comes just before
+their first exposure (the trigger runs before each instruction of the target): the order
+checked is guiding, flip, lights done.
 The guider keeps a calibration from an earlier night (`calibrated_harness`); measuring one
 is the guider tests' job.
 """
@@ -26,7 +26,7 @@ from tests.sequences.conftest import Harness
 
 @pytest.fixture
 def night_start() -> datetime:
-    return datetime(2026, 11, 22, 20, 8, 30, tzinfo=UTC)
+    return datetime(2026, 11, 22, 20, 8, 57, tzinfo=UTC)
 
 
 def first(events: list[str], prefix: str, after: int = 0) -> int:
@@ -40,11 +40,15 @@ async def test_the_seed_night_runs_end_to_end(calibrated_harness: Harness) -> No
     )
     data = document.model_dump(mode="json")
     target = data["targets"][0]
-    for trigger in target["triggers"]:
+    for trigger in target["triggers"]:  # shorter settles keep the test short
         if trigger["kind"] == "dither_after_exposures":
-            trigger["settle_time_s"] = 2.0  # a shorter settle keeps the test short
+            trigger["settle_time_s"] = 2.0
+        if trigger["kind"] == "meridian_flip":
+            trigger["guide_settle_time_s"] = 2.0
+            trigger["settle_s"] = 1.0
     target["items"][4]["settle_time_s"] = 2.0  # start_guiding
-    target["items"][5]["items"][0]["exposure_s"] = 1.0  # the lights
+    target["items"][3]["settings"] |= {"exposure_s": 0.5, "steps_out": 3}  # autofocus
+    target["items"][5]["items"][0] |= {"exposure_s": 1.0, "count": 11}  # the lights
 
     run_id, status = await harness.run(data, timeout_s=600)
 
@@ -82,10 +86,10 @@ async def test_the_seed_night_runs_end_to_end(calibrated_harness: Harness) -> No
     assert 5.0 <= hour_angle_min < 8.0
     assert "recentered" in next(e for e in events if e.startswith("meridian flip done"))
     assert any(e == "guiding restarted" for e in events)
-    assert sum(e == "trigger dither_after_exposures" for e in events) == 6  # after 3, 6, ... 18
+    assert sum(e == "trigger dither_after_exposures" for e in events) == 3  # after 3, 6, 9
 
     frames = harness.frames(run_id)
     lights = [f for f in frames if f.frame_type is FrameType.LIGHT]
-    assert len(lights) == 20
+    assert len(lights) == 11
     assert all(f.filter_name == "L" for f in lights)
     assert all(f.guiding_rms_arcsec is not None for f in lights)
