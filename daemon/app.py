@@ -74,7 +74,7 @@ from drivers.errors import DeviceError
 from drivers.guider.native import NativeGuider
 from drivers.guider.phd2 import Phd2Guider
 from drivers.profile import EquipmentProfile, NativeGuiderChoice, load_profile
-from sequences.astro import Horizon, configure_astropy_offline
+from sequences.astro import Horizon, configure_astropy_offline, load_earth_orientation
 from sequences.clock import Clock, SimulatedClock, SystemClock
 from sequences.context import RunContext
 from sequences.platesolve import frame_solver, prepare_solver
@@ -450,10 +450,12 @@ def create_app(settings: Settings) -> FastAPI:
                 else None
             )
             planning = asyncio.create_task(_plans_after_connect(runtime, connecting))
+            # In the background: the first sky computation a request makes is then quick.
+            warming = asyncio.create_task(asyncio.to_thread(load_earth_orientation))
             try:
                 yield
             finally:
-                for task in (planning, resuming, connecting):
+                for task in (warming, planning, resuming, connecting):
                     if task is not None and not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

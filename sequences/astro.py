@@ -73,6 +73,13 @@ def configure_astropy_offline() -> None:
     iers.conf.iers_degraded_accuracy = "warn"
 
 
+def load_earth_orientation() -> None:
+    """Read astropy's Earth orientation (IERS) table now, off any event loop: the first
+    sidereal time otherwise pays for it (about a second, several on a busy machine), and a
+    daemon's first run check or plan with it."""
+    iers.earth_orientation_table.get()
+
+
 def airmass(altitude_deg: float) -> float | None:
     """Airmass at an apparent altitude (Pickering 2002; good to the horizon), None below it."""
     if altitude_deg <= 0.0:

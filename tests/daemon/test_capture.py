@@ -40,17 +40,17 @@ async def test_lights_darks_and_bias_land_as_fits_with_rows(
     await point_at(equipment, M31)
     await equipment.camera.set_cooler(True, -10.0)
     lights = await service.capture(
-        CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0, "L"), count=10, target=M31_TARGET)
+        CaptureRequest(ExposureSpec(FrameType.LIGHT, 1.0, "L"), count=5, target=M31_TARGET)
     )
-    darks = await service.capture(CaptureRequest(ExposureSpec(FrameType.DARK, 1.0), count=5))
-    bias = await service.capture(CaptureRequest(ExposureSpec(FrameType.BIAS, 0.0), count=3))
-    assert (len(lights), len(darks), len(bias)) == (10, 5, 3)
+    darks = await service.capture(CaptureRequest(ExposureSpec(FrameType.DARK, 1.0), count=3))
+    bias = await service.capture(CaptureRequest(ExposureSpec(FrameType.BIAS, 0.0), count=2))
+    assert (len(lights), len(darks), len(bias)) == (5, 3, 2)
 
     frames = rows(service)
-    assert [f.frame_type for f in frames] == [FrameType.LIGHT] * 10 + [FrameType.DARK] * 5 + [
+    assert [f.frame_type for f in frames] == [FrameType.LIGHT] * 5 + [FrameType.DARK] * 3 + [
         FrameType.BIAS
-    ] * 3
-    assert len({f.path for f in frames}) == 18
+    ] * 2
+    assert len({f.path for f in frames}) == 10
     mount = await equipment.mount.status()  # type: ignore[union-attr]
     # Where earlier tests (autofocus) left the focuser on this worker's simulator.
     focus = (await equipment.focuser.status()).position  # type: ignore[union-attr]
@@ -93,7 +93,7 @@ async def test_lights_darks_and_bias_land_as_fits_with_rows(
                 assert header["HFR"] == pytest.approx(frame.hfr_px)
             else:
                 assert "STARS" not in header
-    for light in frames[:10]:
+    for light in frames[:5]:
         assert light.star_count is not None
         assert light.star_count >= 10
         assert light.hfr_px is not None
@@ -106,7 +106,7 @@ async def test_lights_darks_and_bias_land_as_fits_with_rows(
     # ~1300 tests) one frame comes out with twice the HFR and several times the sky. The
     # acceptance check is right to refuse it; what the test holds to is that the series is
     # accepted and that a refusal names its measured cause.
-    refused = [light for light in frames[:10] if not light.accepted]
+    refused = [light for light in frames[:5] if not light.accepted]
     assert len(refused) <= 1, [light.reject_reason for light in refused]
     for light in refused:
         assert light.reject_reason is not None

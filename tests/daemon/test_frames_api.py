@@ -243,7 +243,7 @@ def test_read_only_frames_root_gives_a_clear_error_and_keeps_earlier_frames(
 
 
 def test_autofocus_over_the_api_is_run_and_kept(daemon: RunningDaemon) -> None:
-    reply = httpx.post(f"{daemon.url}/api/autofocus", json={"exposure_s": 1.0}, timeout=180)
+    reply = httpx.post(f"{daemon.url}/api/autofocus", json={"exposure_s": 0.3}, timeout=180)
     assert reply.status_code == 201, reply.text
     run = reply.json()
     assert run["success"], run["reason"]

@@ -264,7 +264,7 @@ def test_a_killed_daemon_resumes_its_run_with_exactly_the_missing_frames(
 def test_an_autofocus_in_a_sequence_holds_the_camera_and_is_kept(daemon: RunningDaemon) -> None:
     """A sequence's autofocus goes through the same service as the API's: it reserves the
     camera (a capture asked meanwhile is refused, not interleaved) and keeps its report."""
-    focus = {"kind": "autofocus", "settings": {"exposure_s": 2.0, "steps_out": 4}}
+    focus = {"kind": "autofocus", "settings": {"exposure_s": 0.5, "steps_out": 3}}
     document = {"name": "focus only", "start": {"items": [focus]}}
     kept_before = {r["id"] for r in httpx.get(f"{daemon.url}/api/autofocus").json()}
     started = httpx.post(
@@ -277,7 +277,7 @@ def test_an_autofocus_in_a_sequence_holds_the_camera_and_is_kept(daemon: Running
         camera = next(d for d in equipment["devices"] if d["role"] == "camera")
         return bool(camera["in_use"])
 
-    # The autofocus node runs and holds the camera: 10 exposures of 2 s follow, so a capture
+    # The autofocus node runs and holds the camera: 7 exposures of 0.5 s follow, so a capture
     # asked now meets a reserved camera.
     wait_for(f"{daemon.url}/api/runs/{run_id}", lambda r: r["current"] == "start.items[0]", 60)
     wait_for(f"{daemon.url}/api/equipment", camera_held, 60)

