@@ -113,7 +113,7 @@ async def test_lights_darks_and_bias_land_as_fits_with_rows(
         assert "HFR" in light.reject_reason or "sky" in light.reject_reason, light.reject_reason
     with Session(service._engine) as db:
         messages = [e.message for e in db.scalars(select(Event).where(Event.source == "capture"))]
-    assert len(messages) == 18
+    assert len(messages) == 10
 
 
 async def test_defocused_lights_have_larger_hfr(

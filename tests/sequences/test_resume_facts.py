@@ -30,7 +30,7 @@ from sequences.runner import SequenceRunner
 from sequences.state import RunState, RunStatus
 from tests.sequences.conftest import M31_TARGET, NIGHT_START, Harness, open_harness
 
-AUTOFOCUS_SETTINGS = {"exposure_s": 0.3, "steps_out": 3}
+AUTOFOCUS_SETTINGS = {"exposure_s": 1.0, "steps_out": 3}
 WAIT = {"kind": "wait_until_safe"}
 
 
