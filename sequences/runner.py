@@ -359,6 +359,11 @@ class SequenceRunner:
             self._skip_requested = False
             self._current_instruction = instruction
             self._current = asyncio.create_task(self._prepared(instruction, step))
+            if instruction.pausable and self.paused:
+                # Paused while this wait was starting (after `current` was saved, before the
+                # task existed): it pauses now, as it would have a moment later.
+                self._pause_cancel = True
+                self._current.cancel()
             try:
                 await self._current
             except asyncio.CancelledError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,8 +12,11 @@ from sqlalchemy.orm import Session
 from daemon.db.models import SequenceRun
 from drivers.base import CameraState
 from drivers.equipment import Equipment
+from sequences.clock import SystemClock
+from sequences.context import RunContext
 from sequences.document import SequenceDocument, parse_document
 from sequences.model import Status
+from sequences.runner import SequenceRunner
 from sequences.state import RunState, RunStatus
 from tests.sequences.conftest import M31_TARGET, Harness
 
@@ -341,6 +344,56 @@ async def test_a_pause_waits_for_the_exposure_but_stops_a_wait_at_once(harness: 
     assert (wait.status, wait.attempts) == (Status.SUCCEEDED, 1)
     events = harness.events(run_id)
     assert events.index("paused during wait_until_safe") < events.index("after the wait")
+
+
+class _PauseWhenStarted:
+    """An event sink that asks the runner to pause the moment `label` reports it started:
+    after the run state names it current, before its task exists."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.runner: SequenceRunner | None = None
+        self.messages: list[str] = []
+
+    async def emit(self, level: str, message: str, **_: object) -> None:
+        self.messages.append(message)
+        if message == f"{self.label} started" and self.runner is not None:
+            self.runner.pause()
+
+
+async def test_a_pause_asked_as_a_wait_starts_pauses_it() -> None:
+    """The wait lasts an hour of the real clock: a pause that does not reach it is lost."""
+    events = _PauseWhenStarted("wait_for_time")
+    ctx = RunContext(
+        equipment=Equipment("none"),
+        clock=SystemClock(),
+        frames=None,  # type: ignore[arg-type]  # the document takes no frames
+        events=events,
+    )
+    an_hour_on = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    document = parse_document(
+        {"name": "waits", "start": {"items": [{"kind": "wait_for_time", "at": an_hour_on}]}}
+    )
+    runner = SequenceRunner(document, ctx, _Journal(), RunState())
+    events.runner = runner
+    run = asyncio.create_task(runner.run())
+    try:
+        for _ in range(100):
+            if runner.state.status is RunStatus.PAUSED:
+                break
+            await asyncio.sleep(0.05)
+        assert runner.state.status is RunStatus.PAUSED, events.messages
+        assert "paused during wait_for_time" in events.messages
+    finally:
+        runner.abort()
+        status = await asyncio.wait_for(run, 30)
+    assert status is RunStatus.ABORTED
+    assert runner.state.nodes["start.items[0]"].status is Status.CANCELLED
+
+
+class _Journal:
+    async def save(self, state: RunState) -> None:
+        pass
 
 
 async def test_an_abort_during_a_wait_leaves_it_cancelled(harness: Harness) -> None:
