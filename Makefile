@@ -57,13 +57,13 @@ typecheck: install
 contracts: install
 	$(BIN)/lint-imports
 
-# Three workers, a test file each at a time: most tests wait on the simulators' real-time
-# exposures, not on a CPU, so three share two cores well; each worker starts its own
-# simulator. Tests that wait on real time assert bounds that hold on a busy machine. The
-# solver's small-field tests run solve-field, so the test path installs it. The slowest tests
-# are listed at the end, to keep the suite inside its time budget.
+# Two workers, a test file each at a time: most tests wait on the simulators' real-time
+# exposures, so this halves the wall time; each worker starts its own simulator. (Three took
+# 15-19 min instead of 19-21, but tests that wait on real time still failed in some runs on
+# a busy machine.) The solver's small-field tests run solve-field, so the test path installs
+# it. The slowest tests are listed at the end, to keep the suite inside its time budget.
 pytest: install browser solver database
-	$(BIN)/pytest -n 3 --dist loadfile --durations=30
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
 bench: install
 	$(BIN)/python bench/frame_roundtrip.py

@@ -553,14 +553,21 @@ def test_the_stack_processes_a_night_on_the_cluster_into_postgresql(stack: Loopb
     with fits.open(integrated) as hdul:
         header = hdul[0].header
         shape = np.asarray(hdul[0].data).shape
-    assert header["NCOMBINE"] == 3, (group["rejected"], group["duplicates"], group["warnings"])
+    # The outlier rules may refuse one light of three (the simulator now and then renders one
+    # softer than the others); a refused light names its measured cause.
+    rejected = {Path(r["path"]).name for r in group["rejected"]}
+    assert len(rejected) <= 1, group["rejected"]
+    assert all(r["reason"] for r in group["rejected"])
+    assert header["NCOMBINE"] == 3 - len(rejected), (group["duplicates"], group["warnings"])
     history = [str(card) for card in header["HISTORY"]]
     inputs = {
         (line.split()[1], following.split()[1])
         for line, following in itertools.pairwise(history)
         if line.startswith("input ") and following.startswith("sha256 ")
     }
-    assert inputs == {(Path(path).name, sha256) for _, path, sha256 in frames}
+    assert inputs == {
+        (Path(path).name, sha256) for _, path, sha256 in frames if Path(path).name not in rejected
+    }
     top, bottom, left, right = group["crop_yx"]
     assert shape == (bottom - top, right - left)
     assert 0 <= top < bottom <= 1536 // 2  # the simulator's sensor, binned 2 x 2
