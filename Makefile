@@ -58,10 +58,11 @@ contracts: install
 	$(BIN)/lint-imports
 
 # Two workers, a test file each at a time: most tests wait on the simulators' real-time
-# exposures, so this halves the wall time; each worker starts its own simulator. (Three took
-# 15-19 min instead of 19-21, but tests that wait on real time still failed in some runs on
-# a busy machine.) The solver's small-field tests run solve-field, so the test path installs
-# it. The slowest tests are listed at the end, to keep the suite inside its time budget.
+# exposures, so this halves the wall time; each worker starts its own simulator. (Three were
+# no faster on a fresh clone, 18.5-19 min against 18.4, and tests that wait on real time
+# failed in some of their runs on a busy machine.) The solver's small-field tests run
+# solve-field, so the test path installs it. The slowest tests are listed at the end, to keep
+# the suite inside its time budget.
 pytest: install browser solver database
 	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 
