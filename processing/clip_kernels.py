@@ -25,6 +25,8 @@ NONE, SIGMA, WINSORIZED = 0, 1, 2
 AVERAGE, MEDIAN = 0, 1
 # Pixels sorted together; their stacks (N x 512 x 4 bytes) stay in the L2 cache.
 _TILE = 512
+# Quadratic solutions tried for the winsorized sigma before falling back to iterating.
+_EXACT_SOLUTIONS = 4
 
 
 @njit(cache=True, nogil=True)
@@ -107,11 +109,90 @@ def _winsorized_sigma(
     tolerance: float,
     iterations: int,
 ) -> float:
+    """The winsorized sigma of [lo, hi): the sigma that reproduces itself as the corrected
+    standard deviation of the samples with those beyond center +- cut x sigma pulled in to
+    the clip values.
+
+    While the counts beyond the clip values stay put, that standard deviation is the square
+    root of a quadratic in sigma, so the fixed point of those counts is a root of a
+    quadratic: solved at once, then checked against the counts at the root (the samples are
+    sorted, so counts are positions, followed from one solution to the next). Usually the
+    first or second solution is consistent, where iterating from `start` took ~4 steps to
+    come within `tolerance`; a solution within `tolerance` of the last one is taken too, as
+    the iteration would (ties in integer data can leave a fixed point on a count's edge).
+    Counts that do not settle fall back to that iteration, at most `iterations` times.
+    A `start` of 0 stays 0 (all samples are then at the centre), as the iteration has it.
+    """
+    k = hi - lo
+    if not start > 0.0 or k < 2:
+        return _iterated_sigma(
+            s, c1, c2, n, lo, hi, center, start, ref, cut, correction, tolerance, iterations
+        )
+    gain = correction * correction / (k - 1.0)
+    offset = center - ref
+    sigma = start
+    below, at_most = lo, hi
+    solved_low, solved_high = -1, -1
+    for _ in range(_EXACT_SOLUTIONS):
+        below = _walk_below(s, n, center - cut * sigma, below)
+        at_most = _walk_at_most(s, n, center + cut * sigma, at_most)
+        n_low = min(max(below - lo, 0), k)
+        n_high = min(max(hi - at_most, 0), k)
+        if n_low == solved_low and n_high == solved_high:
+            return sigma
+        # With the counts fixed, sum1 = alpha + beta sigma and
+        # sum2 = gamma + delta sigma + epsilon sigma^2 (d = s - ref).
+        a, b = lo + n_low, hi - n_high
+        clipped = n_low + n_high
+        spread = (n_high - n_low) * cut
+        alpha = clipped * offset + c1[b] - c1[a]
+        beta = spread
+        gamma = clipped * offset * offset + c2[b] - c2[a]
+        delta = 2.0 * spread * offset
+        epsilon = clipped * cut * cut
+        # sigma^2 = gain (sum2 - sum1^2 / k): q2 sigma^2 + q1 sigma + q0 = 0.
+        q2 = 1.0 - gain * (epsilon - beta * beta / k)
+        q1 = -gain * (delta - 2.0 * alpha * beta / k)
+        q0 = -gain * max(gamma - alpha * alpha / k, 0.0)
+        if not q2 > 0.0:
+            # No fixed point with these counts (too many clipped: sigma must grow): one
+            # plain update moves it on.
+            sum1 = alpha + beta * sigma
+            sum2 = gamma + (delta + epsilon * sigma) * sigma
+            sigma = math.sqrt(max(gain * (sum2 - sum1 * sum1 / k), 0.0))
+            solved_low, solved_high = -1, -1
+            continue
+        root = (-q1 + math.sqrt(max(q1 * q1 - 4.0 * q2 * q0, 0.0))) / (2.0 * q2)
+        if not root > 0.0:
+            break
+        if solved_low >= 0 and abs(root - sigma) <= tolerance * sigma:
+            return root
+        sigma = root
+        solved_low, solved_high = n_low, n_high
+    return _iterated_sigma(
+        s, c1, c2, n, lo, hi, center, sigma, ref, cut, correction, tolerance, iterations
+    )
+
+
+@njit(cache=True, nogil=True)
+def _iterated_sigma(
+    s: F32,
+    c1: F64,
+    c2: F64,
+    n: int,
+    lo: int,
+    hi: int,
+    center: float,
+    start: float,
+    ref: float,
+    cut: float,
+    correction: float,
+    tolerance: float,
+    iterations: int,
+) -> float:
     """Iterate the winsorized sigma from `start` until it moves by no more than `tolerance`
-    (relative), at most `iterations` times, as the vectorised code does. Each update is the
-    corrected standard deviation of [lo, hi) with the samples beyond center +- cut x sigma
-    pulled in to the clip values; the samples are sorted, so the counts beyond the clip
-    values are positions, followed from one iteration to the next."""
+    (relative), at most `iterations` times. Each update is the corrected standard deviation
+    of [lo, hi) with the samples beyond center +- cut x sigma pulled in to the clip values."""
     sigma = start
     k = hi - lo
     below = lo

@@ -190,9 +190,9 @@ def plate_scale_arcsec_px(pixel_size_um: float, focal_length_mm: float, binning:
 def _extract(image: npt.NDArray[np.generic], config: StarConfig) -> _Extraction:
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D frame (y, x), got shape {image.shape}")
-    # A fresh C-contiguous float32 copy: sep needs one, and the caller's array stays untouched
-    # (np.ascontiguousarray would hand back the caller's own float32 array).
-    data = np.array(image, dtype=np.float32, order="C", copy=True)
+    # sep needs C-contiguous float32; a frame that is so already is used as it is (nothing
+    # here writes to it: the background is subtracted from a copy).
+    data = np.ascontiguousarray(image, dtype=np.float32)
     box = config.background_box_px
     background = sep.Background(data, bw=box, bh=box)
     # In place on a copy: no third frame-sized array for the background itself.
