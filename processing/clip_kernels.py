@@ -166,7 +166,7 @@ def _winsorized_sigma(
         if not root > 0.0:
             break
         if solved_low >= 0 and abs(root - sigma) <= tolerance * sigma:
-            return root
+            return float(root)
         sigma = root
         solved_low, solved_high = n_low, n_high
     return _iterated_sigma(
