@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from processing.normalize import clipped_location_scale
 
@@ -160,6 +159,9 @@ def estimate_local_normalization(
     if not measured.any():
         raise ValueError("no tile has enough pixels finite in both the frame and the reference")
     if not measured.all():
+        # Imported here: only a tile without pixels needs it, and it costs a job 0.07 s to load.
+        from scipy import ndimage
+
         nearest = ndimage.distance_transform_edt(
             ~measured, return_distances=False, return_indices=True
         )
