@@ -49,9 +49,10 @@ _IQR_TO_SIGMA = 1.349
 # Winsorizing a Gaussian sample at +-1.5 sigma shrinks its standard deviation by 1 / 1.134.
 _WINSOR_CUT_SIGMA = 1.5
 _WINSOR_CORRECTION = 1.134
-# The winsorized sigma has converged when it moves by less than this fraction: thresholds
-# then sit within 0.03 sigma of their limit, far inside the sigma's own sampling error
-# (~18 % for 15 frames), and a third of the kernel's time is not spent on 1e-3.
+# The kernel solves for the winsorized sigma exactly (`clip_kernels._winsorized_sigma`);
+# where that does not settle, it iterates until the sigma moves by less than this fraction:
+# thresholds then sit within 0.03 sigma of their limit, far inside the sigma's own sampling
+# error (~18 % for 15 frames).
 _WINSOR_TOLERANCE = 1e-2
 _WINSOR_MAX_ITERATIONS = 20
 # Linear-fit clipping keeps normal scores and residuals of every sample besides the sorted
@@ -65,8 +66,8 @@ class Rejection(enum.StrEnum):
     - none: keep everything (a plain average or median).
     - sigma: iterative kappa-sigma about the median with the sample standard deviation. Needs
       ~12+ frames: an outlier among N samples has a z-score of at most (N-1)/sqrt(N).
-    - winsorized (default): sigma from a winsorized sample (outliers pulled in to +-1.5 sigma,
-      sigma re-estimated until stable), started from the interquartile range, so a single
+    - winsorized (default): sigma from a winsorized sample (outliers pulled in to +-1.5 sigma:
+      the sigma that reproduces itself), started from the interquartile range, so a single
       outlier is rejected from 5 frames on.
     - linear_fit: fit a line through the sorted stack against normal scores (a probability
       plot) and reject the ends far from it; for large stacks (~15+) with varying sky.
