@@ -241,11 +241,9 @@ def sorting_network(n: int) -> I64:
 
 
 @njit(cache=True, nogil=True)
-def _sort_tile(
-    stack: F32, start: int, network: I64, values: F32, order: npt.NDArray[np.int32]
-) -> None:
+def _sort_tile(stack: F32, start: int, network: I64, values: F32) -> None:
     """Sort the stacks of pixels start .. start + _TILE (fewer at the end) into the tile
-    buffers, missing samples (NaN) as +inf at the end, with their frame indices.
+    buffer, missing samples (NaN) as +inf at the end.
 
     A comparator network is branch-free and runs over a whole tile of pixels at once, so
     the compiler vectorises it: ~5x faster than an insertion sort per pixel on noise.
@@ -256,17 +254,12 @@ def _sort_tile(
         for t in range(width):
             value = stack[f, start + t]
             values[f, t] = np.inf if math.isnan(value) else value
-            order[f, t] = f
     for c in range(network.shape[0]):
         a, b = network[c, 0], network[c, 1]
         for t in range(width):
             x, y = values[a, t], values[b, t]
-            i, j = order[a, t], order[b, t]
-            swap = y < x
-            values[a, t] = y if swap else x
-            values[b, t] = x if swap else y
-            order[a, t] = j if swap else i
-            order[b, t] = i if swap else j
+            values[a, t] = min(x, y)
+            values[b, t] = max(x, y)
 
 
 @njit(cache=True, nogil=True)
@@ -295,9 +288,7 @@ def clip_and_combine(
     rejection counts (N,), which are added to. NaN samples are missing."""
     n_frames, n_pixels = stack.shape
     s = np.empty(n_frames, dtype=np.float32)
-    order = np.empty(n_frames, dtype=np.int64)
     tile_s = np.empty((n_frames, _TILE), dtype=np.float32)
-    tile_order = np.empty((n_frames, _TILE), dtype=np.int32)
     # Prefix sums of d = s - ref and d^2 over the sorted samples: the sum over any kept
     # range in two look-ups (float64 about the median, so far outliers do not cancel).
     c1 = np.zeros(n_frames + 1, dtype=np.float64)
@@ -309,11 +300,10 @@ def clip_and_combine(
     for p in range(n_pixels):
         t = p % _TILE
         if t == 0:
-            _sort_tile(stack, p, network, tile_s, tile_order)
+            _sort_tile(stack, p, network, tile_s)
         n = 0
         for f in range(n_frames):
             s[f] = tile_s[f, t]
-            order[f] = tile_order[f, t]
             if s[f] != np.inf:
                 n += 1
         lo, hi = 0, n
@@ -357,23 +347,33 @@ def clip_and_combine(
                 lo, hi = new_lo, new_hi
         low_count[p] = lo
         high_count[p] = n - hi
-        for i in range(lo):
-            frame_low[order[i]] += 1
-        for i in range(hi, n):
-            frame_high[order[i]] += 1
         if hi <= lo:
             image[p] = np.nan
-        elif combine == MEDIAN:
+            continue
+        # The kept samples are those within [s[lo], s[hi - 1]]: a clip position is a count
+        # of samples beyond a threshold, so no sample outside [lo, hi) equals either end.
+        # Frames are found by value, which spares the sort carrying their indices.
+        first, last = s[lo], s[hi - 1]
+        if lo > 0 or hi < n:
+            for f in range(n_frames):
+                value = stack[f, p]
+                if value < first:
+                    frame_low[f] += 1
+                elif value > last and value != np.inf:
+                    frame_high[f] += 1
+        if combine == MEDIAN:
             image[p] = _median(s, lo, hi)
         elif uniform:
             image[p] = ref + (c1[hi] - c1[lo]) / (hi - lo)
         else:
             total = 0.0
             weight_sum = 0.0
-            for i in range(lo, hi):
-                w = weights[order[i]]
-                total += float(s[i]) * w
-                weight_sum += w
+            for f in range(n_frames):
+                value = stack[f, p]
+                if first <= value <= last:
+                    w = weights[f]
+                    total += float(value) * w
+                    weight_sum += w
             # No weight among the kept samples (frames without a usable figure): the
             # median of all, as the vectorised combination gives.
             image[p] = total / weight_sum if weight_sum > 0 else s[(n - 1) // 2]
