@@ -219,7 +219,11 @@ def integrate(
     n_frames = len(frames)
     if normalization is None:
         normalization = estimate_normalization(
-            frames, config.normalization, config.reference_index, subtract=subtract
+            frames,
+            config.normalization,
+            config.reference_index,
+            subtract=subtract,
+            threads=config.threads,
         )
     elif len(normalization) != n_frames:
         raise ValueError(f"normalization is for {len(normalization)} frames, not {n_frames}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,6 +92,7 @@ def estimate_normalization(
     reference_index: int = 0,
     *,
     subtract: FrameSource | None = None,
+    threads: int = 1,
 ) -> FrameNormalization:
     """Robust location and scale of every frame and the map onto `reference_index`'s.
 
@@ -101,7 +103,9 @@ def estimate_normalization(
     clipped median of their pixel-by-pixel difference, so the scene cancels; for frames not
     registered to each other (calibration frames) this is still an unbiased level
     difference. With `subtract` (a master bias for flats), the statistics are of
-    frame - subtract. Without normalisation nothing is read (statistics are NaN).
+    frame - subtract. Without normalisation nothing is read (statistics are NaN). The
+    samples are read one frame after another (a FITS source is not safe to read from two
+    threads); their statistics, mostly medians that let go of the GIL, on `threads` threads.
 
     Raises ValueError for an empty list, a reference out of range, no pixel finite in every
     frame, or (for the scaling methods) a frame whose location or scale is not positive.
@@ -133,18 +137,27 @@ def estimate_normalization(
             sample -= offset_sample
         return sample[common]
 
-    reference = background(frames[reference_index])
+    samples = [background(frame) for frame in frames]
+    reference = samples[reference_index]
     reference_location, _ = clipped_location_scale(reference)
-    location = np.empty(count)
-    scale = np.full(count, np.nan)
-    for i, frame in enumerate(frames):
-        sample = background(frame)
+
+    def statistics(sample: F32) -> tuple[float, float]:
+        """(location, scale) of one frame; the scale only when the method uses it."""
+        scale = math.nan
         if method is Normalization.ADDITIVE_SCALING:
-            _, scale[i] = clipped_location_scale(sample)
+            _, scale = clipped_location_scale(sample)
         # The level difference to the reference is measured pixel by pixel, where stars,
         # nebula and gradient cancel and only noise and the two frames' defects are left.
         difference, _ = clipped_location_scale(sample - reference)
-        location[i] = reference_location + difference
+        return reference_location + difference, scale
+
+    if threads > 1 and count > 1:
+        with ThreadPoolExecutor(min(threads, count), thread_name_prefix="normalise") as pool:
+            measured = list(pool.map(statistics, samples))
+    else:
+        measured = [statistics(sample) for sample in samples]
+    location = np.array([m[0] for m in measured], dtype=np.float64)
+    scale = np.array([m[1] for m in measured], dtype=np.float64)
     m_ref, s_ref = location[reference_index], scale[reference_index]
     if method is Normalization.ADDITIVE:
         gain, offset = np.ones(count), m_ref - location

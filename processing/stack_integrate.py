@@ -200,7 +200,7 @@ def _integrate_on(
         if any(source.shape != shape for source in sources):
             raise ValueError(f"registered lights differ in shape: {[s.shape for s in sources]}")
         normalization = estimate_normalization(
-            sources, config.normalization, config.reference_index
+            sources, config.normalization, config.reference_index, threads=config.threads
         )
     finally:
         for source in sources:
