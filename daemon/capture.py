@@ -185,6 +185,7 @@ class CaptureService:
         await self._prepare(camera, request.spec)
         previous: CaptureContext | None = None  # read out, not yet stored
         pending: asyncio.Task[SavedFrame] | None = None  # storing the frame before it
+        exposure: asyncio.Task[CaptureContext] | None = None
 
         async def keep(task: asyncio.Task[SavedFrame]) -> None:
             frame = await asyncio.shield(task)  # raises a failed write: stop there
@@ -209,6 +210,11 @@ class CaptureService:
                     task, pending = pending, None
                     await keep(task)
         finally:
+            # A stop or a failure while the next frame starts (its exposure is waited on
+            # beside storing the last one, not awaited) aborts that exposure here: the
+            # camera is idle again before the capture lets it go.
+            if exposure is not None and not exposure.done():
+                await _cancelled(exposure)
             # Frames read out before a failure or a cancellation are stored all the same.
             if pending is not None:
                 await keep(pending)
@@ -268,11 +274,17 @@ class CaptureService:
         mount = _connected(self._equipment.mount)
         focuser = _connected(self._equipment.focuser)
         wheel = _connected(self._equipment.filter_wheel)
-        mount_status, focuser_status, wheel_status = await asyncio.gather(
-            self._header_state("mount", mount.status if mount else None),
-            self._header_state("focuser", focuser.status if focuser else None),
-            self._header_state("filter wheel", wheel.status if wheel else None),
-        )
+        try:
+            mount_status, focuser_status, wheel_status = await asyncio.gather(
+                self._header_state("mount", mount.status if mount else None),
+                self._header_state("focuser", focuser.status if focuser else None),
+                self._header_state("filter wheel", wheel.status if wheel else None),
+            )
+        except BaseException:
+            # Stopped while the other devices are read: the camera aborts, as it would
+            # had the stop come while waiting on the exposure itself.
+            await _cancelled(exposure)
+            raise
         raw = await exposure
         rms = guider.rms() if guiding and guider is not None else None
         return CaptureContext(
@@ -446,6 +458,14 @@ class CaptureService:
             camera_name=raw.info.name,
             readout_mode=camera.readout_mode,
         )
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for it to end (its own clean-up included), whatever it raises:
+    the caller is already on its way out with an error or a cancellation of its own."""
+    task.cancel()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.shield(task)
 
 
 async def _first_of(event_wait: Coroutine[Any, Any, object], task: asyncio.Task[Any]) -> None:

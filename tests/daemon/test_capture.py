@@ -172,6 +172,38 @@ async def test_hooks_run_between_frames_and_a_cancelled_series_keeps_its_frames(
     assert len(rows(service)) - before == 2  # both frames read out before the stop are stored
 
 
+async def test_a_series_stopped_as_its_next_frame_starts_leaves_the_camera_idle(
+    service: CaptureService, equipment: Equipment
+) -> None:
+    """A stop that lands while the next exposure is starting (the moment the last frame is
+    handed to storage) aborts that exposure before the capture ends: nothing of it keeps
+    running, the camera is idle and takes the next capture at once."""
+    assert equipment.camera is not None
+    await point_at(equipment, M31)
+
+    async def stop_as_the_second_frame_starts(k: int) -> None:
+        if k == 1:
+            # Delivered at the series' next wait: the one on the new exposure's start.
+            current = asyncio.current_task()
+            assert current is not None
+            current.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await service.capture(
+            CaptureRequest(ExposureSpec(FrameType.DARK, 2.0), count=3),
+            between=stop_as_the_second_frame_starts,
+        )
+    exposing = [
+        task
+        for task in asyncio.all_tasks()
+        if not task.done() and "expose" in task.get_coro().__qualname__  # type: ignore[union-attr]
+    ]
+    assert exposing == []
+    assert (await equipment.camera.status()).state is CameraState.IDLE
+    saved = await service.capture(CaptureRequest(ExposureSpec(FrameType.DARK, 0.1), count=1))
+    assert len(saved) == 1
+
+
 @pytest.mark.parametrize(
     ("name", "object_card", "folder"),
     [
