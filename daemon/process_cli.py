@@ -31,6 +31,7 @@ same paths; without it a local process pool does the work (``--threads``). The s
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -181,6 +182,10 @@ def process_folder(args: argparse.Namespace) -> int:
     from processing.pipeline import PipelineError, run_pipeline, scan_folder, summary
     from processing.recipe import RecipeError, default_recipe, recipe_from_json
 
+    # What is loaded by now lives as long as the command: out of the garbage collector's
+    # reach (`gc.freeze`), the full collections of the masters' stage and of the exit do not
+    # walk all of it again (~0.2 s on a small job).
+    gc.freeze()
     limits = {
         name: getattr(args, name)
         for name in ("reject_sigma", "min_weight", "max_eccentricity", "max_fwhm_px", "min_stars")
