@@ -1,19 +1,19 @@
 """The shipped seed night, end to end on the simulators with a simulated clock.
 
-M31 transits at 20:04:57 UTC on 2026-11-22 at the simulator's site; the clock starts 60 s
-before the meridian flip point (5 min past the meridian). The start area, slew, centering,
-autofocus and guiding take ~35 s on a quiet machine, the lights ~45 s, so the flip falls
-among the 11 lights; on a busy machine the lights start later and the flip comes just before
-their first exposure (the trigger runs before each instruction of the target): the order
-checked is guiding, flip, lights done.
+M31 transits at 20:04:57 UTC on 2026-11-22 at the simulator's site, so the meridian flip is
+due at 20:09:57 (5 min past the meridian). The clock starts 3 min before that; the start
+area, slew, centering, autofocus and guiding take 30-50 s of it, depending on the machine.
+When the lights begin, the test moves the simulated clock on to 15 s before the flip, so the
+flip falls among the 11 lights (30-45 s) however fast the machine was up to then.
 The guider keeps a calibration from an earlier night (`calibrated_harness`); measuring one
 is the guider tests' job.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 
 import pytest
@@ -23,10 +23,12 @@ from sequences.frames import FrameType
 from sequences.state import RunStatus
 from tests.sequences.conftest import Harness
 
+FLIP_DUE = datetime(2026, 11, 22, 20, 9, 57, tzinfo=UTC)
+
 
 @pytest.fixture
 def night_start() -> datetime:
-    return datetime(2026, 11, 22, 20, 8, 57, tzinfo=UTC)
+    return FLIP_DUE - timedelta(minutes=3)
 
 
 def first(events: list[str], prefix: str, after: int = 0) -> int:
@@ -50,7 +52,10 @@ async def test_the_seed_night_runs_end_to_end(calibrated_harness: Harness) -> No
     target["items"][3]["settings"] |= {"exposure_s": 0.5, "steps_out": 3}  # autofocus
     target["items"][5]["items"][0] |= {"exposure_s": 1.0, "count": 11}  # the lights
 
-    run_id, status = await harness.run(data, timeout_s=600)
+    run_id = await harness.runs.start(parse_document(data))
+    await harness.until(lambda: "take_exposures started" in harness.events(run_id), 300)
+    await harness.clock.sleep_until(FLIP_DUE - timedelta(seconds=15))
+    status = await asyncio.wait_for(harness.runs.wait(run_id), 600)
 
     assert status is RunStatus.COMPLETED
     events = harness.events(run_id)
