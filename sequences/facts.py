@@ -73,6 +73,10 @@ class RunFacts:
     not guided."""
     next_exposure_s: float = 0.0
     """The length of the exposure about to start (the meridian flip waits for it to fit)."""
+    light_next: bool = False
+    """A light exposure starts after the checkpoint being passed: set by `take_exposures`
+    around its own checkpoints, false at every other (before the next instruction, say
+    `stop_guiding` after a target's last light). A dither waits for it, as NINA's does."""
     centered_error_arcsec: float | None = None
     """The pointing error left by the last centering."""
     rotator_offset: RotatorOffset | None = None
@@ -102,6 +106,7 @@ class RunFacts:
             else AutofocusFact(**{**autofocus, "time": datetime.fromisoformat(autofocus["time"])}),
             guiding=bool(data.get("guiding", False)),
             next_exposure_s=float(data.get("next_exposure_s", 0.0)),
+            light_next=bool(data.get("light_next", False)),
             centered_error_arcsec=data.get("centered_error_arcsec"),
             rotator_offset=None if offset is None else RotatorOffset(**offset),
         )

@@ -79,8 +79,9 @@ class RunState:
         """After a crash: what was running starts over (its interrupted attempt does not
         count); what finished stays finished. Frame counters come from the frame sink. The
         facts carry over, but guiding is off until a `start_guiding` runs again (see
-        `RunFacts.guiding`)."""
+        `RunFacts.guiding`), and the next checkpoint is not taken for one before a light."""
         self.facts.guiding = False
+        self.facts.light_next = False
         for node in self.nodes.values():
             if node.status is Status.RUNNING:
                 node.status = Status.PENDING

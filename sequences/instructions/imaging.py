@@ -72,16 +72,21 @@ class TakeExposures(Instruction):
         if self.filter_name is not None:
             # Before the checkpoint, so a filter-change trigger acts before the first frame.
             await ctx.filter_wheel().select(self.filter_name)
-        await step.between_units()
-        await dome_ready()
-        await ctx.frames.capture(
-            spec,
-            remaining,
-            target=step.scope.target if self.frame_type is FrameType.LIGHT else None,
-            tag=tag,
-            between=between,
-            on_saved=saved,
-        )
+        # Every checkpoint of this instruction comes before one of its frames.
+        ctx.facts.light_next = self.frame_type is FrameType.LIGHT
+        try:
+            await step.between_units()
+            await dome_ready()
+            await ctx.frames.capture(
+                spec,
+                remaining,
+                target=step.scope.target if self.frame_type is FrameType.LIGHT else None,
+                tag=tag,
+                between=between,
+                on_saved=saved,
+            )
+        finally:
+            ctx.facts.light_next = False
         step.exposure_done(self.frame_type)
 
     def check(self, env: ValidationEnv, path: str) -> list[Issue]:

@@ -1,4 +1,8 @@
-"""Dither after every N light frames (NINA's default is after each frame; the mission's is 3)."""
+"""Dither after every N light frames (NINA's default is after each frame; the mission's is 3).
+
+As NINA's trigger, it dithers only where a light exposure comes next: not before the
+instruction that follows a target's last light (`stop_guiding`, a slew), where the offset
+would be wasted; the count carries over to the next light instead."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ class DitherAfterExposures(Trigger):
             state["since"] = int(state.get("since", 0)) + 1
 
     async def should_run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> bool:
-        return int(state.get("since", 0)) >= self.after_exposures
+        return ctx.facts.light_next and int(state.get("since", 0)) >= self.after_exposures
 
     async def run(self, ctx: RunContext, state: dict[str, Any], scope: Scope) -> None:
         state["since"] = 0

@@ -1,6 +1,6 @@
 """A sequence guided by PHD2: the fake PHD2 server guides while the simulators' camera takes
 the lights; the sequence's guiding, dither and settle steps run unchanged, and the light rows
-carry the guiding RMS PHD2's guide steps gave."""
+carry the guiding RMS PHD2's guide steps gave. As NINA's, the dither comes only before a light."""
 
 from __future__ import annotations
 
@@ -63,7 +63,10 @@ async def test_a_sequence_guides_dithers_and_settles_with_phd2(
     assert status is RunStatus.COMPLETED, events
     methods = [r["method"] for r in phd2.requests]
     dithers = sum(e == "trigger dither_after_exposures" for e in events)
-    assert dithers >= 2
+    # Before the 2nd and the 3rd light; not after the 3rd, where stop_guiding comes next.
+    assert dithers == 2, events
+    last_dither = max(i for i, e in enumerate(events) if e == "trigger dither_after_exposures")
+    assert last_dither < events.index("take_exposures done"), events
     assert methods.count("guide") == 1
     assert methods.count("dither") == dithers
     assert "stop_capture" in methods
