@@ -6,6 +6,9 @@ parabola in x, ``hfr^2 = a^2 + (a/b)^2 (x - c)^2``, so it is fitted by linear le
 hfr^2 with no iterative solver. A parabola on hfr itself is the simpler alternative.
 Far from focus many setups (and the simulator) reach a plateau where HFR stops growing;
 `trim_plateau` drops those points from the ends, since they would flatten the fit.
+One sample spoilt on its own (a gust of wind, a passing cloud, a satellite across the
+stars) can pull the fit far off; `fit_focus_robust` leaves out one such sample, as Ekos's
+curve refinement does.
 """
 
 from __future__ import annotations
@@ -109,3 +112,57 @@ def fit_focus(
     total = float(np.sum((y - np.mean(y)) ** 2))
     r_squared = 1.0 - residual / total if total > 0 else 0.0
     return FocusFit(fit.model, fit.best_position, fit.best_hfr_px, r_squared, fit.coefficients)
+
+
+@dataclass(frozen=True)
+class RobustFocusFit:
+    """A focus fit and the index of the sample it left out (None: every sample fitted)."""
+
+    fit: FocusFit
+    left_out: int | None
+
+
+# HFR measured on a few stars scatters by a few per cent from frame to frame: the floor of the
+# scatter a sample is compared with, so a near-perfect curve does not make ordinary ones
+# look far off.
+_HFR_SCATTER_FLOOR = 0.02
+
+
+def fit_focus_robust(
+    positions: Sequence[float],
+    hfr_px: Sequence[float],
+    model: FocusModel = FocusModel.HYPERBOLA,
+    *,
+    outlier_sigma: float = 5.0,
+    min_excess: float = 0.15,
+) -> RobustFocusFit:
+    """`fit_focus`, leaving out the one sample that lies farthest off the curve the others
+    make, when it lies more than `outlier_sigma` times their scatter (at least 2 % of the
+    median HFR) and more than `min_excess` (a fraction of the HFR there) away from it. At
+    most one sample is left out, and only of 6 or more, so the fit keeps at least 5. Such a
+    sample can keep all of them from making a curve at all; raises `FocusFitError` as
+    `fit_focus` does when the samples make none with or without it."""
+    x = np.asarray(positions, dtype=np.float64)
+    y = np.asarray(hfr_px, dtype=np.float64)
+    if x.shape != y.shape or len(x) < 6:
+        return RobustFocusFit(fit_focus(positions, hfr_px, model), None)
+    floor = _HFR_SCATTER_FLOOR * float(np.median(y))
+    best: tuple[float, int, FocusFit] | None = None
+    for i in range(len(x)):
+        others = np.arange(len(x)) != i
+        try:
+            fit = fit_focus(x[others], y[others], model)
+        except FocusFitError:
+            continue
+        residuals = y[others] - fit.hfr_at(x[others])
+        # Three coefficients are fitted: the scatter has n - 1 - 3 degrees of freedom.
+        scatter = max(float(np.sqrt(np.sum(residuals**2) / (len(residuals) - 3))), floor)
+        expected = float(fit.hfr_at(x[i]))
+        excess = abs(float(y[i]) - expected)
+        if excess > outlier_sigma * scatter and excess > min_excess * expected:
+            score = excess / scatter
+            if best is None or score > best[0]:
+                best = (score, i, fit)
+    if best is None:
+        return RobustFocusFit(fit_focus(x, y, model), None)
+    return RobustFocusFit(best[2], best[1])

@@ -3,7 +3,9 @@
 The focuser visits ``2 * steps_out + 1`` positions ``step_size`` apart, centred on where it is,
 always arriving from below (with `backlash_overshoot_steps` past the target first when it has
 to move down), so mechanical backlash is taken out the same way at every point. Points on the
-defocus plateau are dropped (`processing.focus.trim_plateau`), the curve is fitted, and:
+defocus plateau are dropped (`processing.focus.trim_plateau`), the curve is fitted (leaving
+out one sample spoilt on its own, far off the curve the others make:
+`processing.focus.fit_focus_robust`), and:
 
 - a minimum at the edge of the usable points means focus lies outside the sampled range: the
   run re-centres on the best sample once and starts over;
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from drivers.base import Camera, Focuser
-from processing.focus import FocusFit, FocusFitError, FocusModel, fit_focus, trim_plateau
+from processing.focus import FocusFit, FocusFitError, FocusModel, fit_focus_robust, trim_plateau
 from processing.stars import measure_frame
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class AutofocusReport:
     start_position: int
     points: list[FocusPoint] = field(default_factory=list)
     fit: FocusFit | None = None
+    left_out_position: int | None = None
+    """The focuser position of a sample the fit left out as far off the curve."""
     final_position: int | None = None
     confirmation_hfr_px: float | None = None
     success: bool = False
@@ -110,10 +114,17 @@ async def run_autofocus(
                 centre = int(best_sample)
                 continue
             try:
-                fit = fit_focus(x, y, config.model)
+                robust = fit_focus_robust(x, y, config.model)
             except FocusFitError as e:
                 raise _FocusFailed(f"no focus curve: {e}") from e
-            report.fit = fit
+            fit = report.fit = robust.fit
+            if robust.left_out is not None:
+                report.left_out_position = int(x[robust.left_out])
+                log.info(
+                    "autofocus: the sample at %d (HFR %.2f px) is far off the curve: left out",
+                    x[robust.left_out],
+                    y[robust.left_out],
+                )
             if fit.r_squared < config.min_r_squared:
                 raise _FocusFailed(f"poor fit: R^2 {fit.r_squared:.2f} < {config.min_r_squared}")
             if not x[0] <= fit.best_position <= x[-1]:

@@ -350,7 +350,9 @@ function focusPanel() {
       points.push(...done.report.points);
       draw();
       state.textContent = done.success
-        ? `Focused at ${done.final_position} (HFR ${fmt(fit.best_hfr_px, 2, ' px')}, R² ${fit.r_squared.toFixed(3)}).`
+        ? `Focused at ${done.final_position} (HFR ${fmt(fit.best_hfr_px, 2, ' px')}, R² ${fit.r_squared.toFixed(3)}`
+          + (done.report.left_out_position == null ? ').'
+            : `; the sample at ${done.report.left_out_position} left out, far off the curve).`)
         : `Failed: ${done.reason} (back at ${done.final_position}).`;
     } catch (e) {
       showErrors(form, error, e);

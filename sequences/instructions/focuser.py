@@ -71,6 +71,11 @@ async def run_autofocus_recorded(
         + (
             f"{report.start_position} -> {report.final_position}, HFR "
             f"{report.confirmation_hfr_px:.2f} px"
+            + (
+                f" (the sample at {report.left_out_position} left out, far off the curve)"
+                if report.left_out_position is not None
+                else ""
+            )
             if report.success and report.confirmation_hfr_px is not None
             else f"failed: {report.reason}"
         ),

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processing.focus import FocusFitError, FocusModel, fit_focus, trim_plateau
+from processing.focus import (
+    FocusFitError,
+    FocusModel,
+    fit_focus,
+    fit_focus_robust,
+    trim_plateau,
+)
 
 BEST = 10_037.0
 
@@ -72,3 +78,57 @@ def test_inputs_are_not_modified() -> None:
     trim_plateau(x, y)
     np.testing.assert_array_equal(x, x_copy)
     np.testing.assert_array_equal(y, y_copy)
+
+
+def test_one_spoilt_sample_is_left_out_and_the_minimum_recovered() -> None:
+    """A sample twice as wide as the curve says (a gust during its exposure) beside 2 %
+    noise: the plain fit is poor (below the autofocus's R^2 of 0.7 mostly) and off by up to
+    70 steps; the robust fit names that sample and lands where the clean samples put the
+    minimum."""
+    rng = np.random.default_rng(11)
+    x = np.arange(9_600, 10_401, 100, dtype=float)
+    plain_misses, robust_misses = [], []
+    for spoilt in (1, 2, 3, 5, 6, 7):
+        y = hyperbola(x) * (1 + rng.normal(0, 0.02, x.size))
+        clean = fit_focus(x, y).best_position
+        y[spoilt] *= 2.0
+        plain = fit_focus(x, y)
+        robust = fit_focus_robust(x, y)
+        assert robust.left_out == spoilt
+        assert plain.r_squared < 0.8
+        assert robust.fit.r_squared > 0.98
+        plain_misses.append(abs(plain.best_position - clean))
+        robust_misses.append(abs(robust.fit.best_position - clean))
+    # Without the spoilt sample the fit is the clean one's but for that sample's own noise.
+    assert max(robust_misses) < 15
+    assert max(plain_misses) > 50
+
+
+def test_a_spoilt_sample_that_breaks_the_curve_is_left_out() -> None:
+    x = np.arange(9_600, 10_401, 100, dtype=float)
+    y = hyperbola(x)
+    y[3] *= 4.0
+    with pytest.raises(FocusFitError):
+        fit_focus(x, y)
+    robust = fit_focus_robust(x, y)
+    assert robust.left_out == 3
+    np.testing.assert_allclose(robust.fit.best_position, BEST, atol=1e-6)
+
+
+def test_ordinary_scatter_leaves_every_sample_in() -> None:
+    rng = np.random.default_rng(5)
+    x = np.arange(9_600, 10_401, 100, dtype=float)
+    for _ in range(200):
+        y = hyperbola(x) * (1 + rng.normal(0, 0.03, x.size))  # 3 % HFR noise
+        robust = fit_focus_robust(x, y)
+        assert robust.left_out is None
+        assert robust.fit == fit_focus(x, y)
+
+
+def test_too_few_samples_to_spare_one_are_all_fitted() -> None:
+    x = np.arange(9_800, 10_201, 100, dtype=float)  # 5 samples
+    y = hyperbola(x)
+    y[1] *= 1.5
+    robust = fit_focus_robust(x, y)
+    assert robust.left_out is None
+    assert robust.fit == fit_focus(x, y)

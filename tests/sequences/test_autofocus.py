@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
+from scipy import ndimage
 
 from drivers.base import RaDec
 from drivers.equipment import Equipment
@@ -32,6 +36,32 @@ async def test_autofocus_lands_near_best_focus_from_either_side(
         assert (await focuser.status()).position == report.final_position
         assert report.fit is not None
         assert report.fit.r_squared >= 0.9
+    finally:
+        await focuser.move_to(10_000)
+
+
+async def test_a_sample_spoilt_by_a_gust_is_left_out_of_the_curve(
+    equipment: Equipment,
+) -> None:
+    """The second of seven samples is blurred as a gust of wind would (its stars several
+    times wider): the fit leaves it out, says so, and still lands near best focus."""
+    camera, focuser = equipment.camera, equipment.focuser
+    assert camera is not None
+    assert focuser is not None
+    await point_at(equipment, CYGNUS)
+    await focuser.move_to(10_000)
+    try:
+        gusty = _GustCamera(camera, spoilt_exposure=2)
+        config = AutofocusConfig(exposure_s=1.0, steps_out=3)
+        report = await run_autofocus(gusty, focuser, config)
+        assert report.success, report
+        assert report.left_out_position == 9_800, report
+        assert report.final_position is not None
+        assert abs(report.final_position - 10_000) <= 50, report
+        spoilt = next(p for p in report.points if p.position == 9_800)
+        assert report.fit is not None
+        assert spoilt.hfr_px is not None
+        assert spoilt.hfr_px > 2 * report.fit.hfr_at(9_800)[()]
     finally:
         await focuser.move_to(10_000)
 
@@ -66,3 +96,24 @@ class _DarkCamera:
 
     async def expose(self, exposure_s: float, *, light: bool, **kwargs: object) -> object:
         return await self._camera.expose(exposure_s, light=False, **kwargs)  # type: ignore[attr-defined]
+
+
+class _GustCamera:
+    """The real camera, but its `spoilt_exposure`-th frame (1-based) is blurred as a gust
+    shakes the telescope during it: a fault the simulator does not produce on demand."""
+
+    def __init__(self, camera: object, spoilt_exposure: int) -> None:
+        self._camera = camera
+        self._spoilt = spoilt_exposure
+        self._count = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._camera, name)
+
+    async def expose(self, exposure_s: float, *, light: bool, **kwargs: object) -> object:
+        frame = await self._camera.expose(exposure_s, light=light, **kwargs)  # type: ignore[attr-defined]
+        self._count += 1
+        if self._count != self._spoilt:
+            return frame
+        blurred = ndimage.gaussian_filter(frame.data.astype(np.float32), sigma=2.0)
+        return dataclasses.replace(frame, data=np.round(blurred).astype(np.uint16))
