@@ -72,7 +72,7 @@ def trim_plateau(
 
 
 def fit_focus(
-    positions: Sequence[float], hfr_px: Sequence[float], model: FocusModel = FocusModel.HYPERBOLA
+    positions: npt.ArrayLike, hfr_px: npt.ArrayLike, model: FocusModel = FocusModel.HYPERBOLA
 ) -> FocusFit:
     """Fit `model` to the points; raises `FocusFitError` when no minimum can be fitted."""
     x = np.asarray(positions, dtype=np.float64)
@@ -129,8 +129,8 @@ _HFR_SCATTER_FLOOR = 0.02
 
 
 def fit_focus_robust(
-    positions: Sequence[float],
-    hfr_px: Sequence[float],
+    positions: npt.ArrayLike,
+    hfr_px: npt.ArrayLike,
     model: FocusModel = FocusModel.HYPERBOLA,
     *,
     outlier_sigma: float = 5.0,
