@@ -4,7 +4,8 @@ The frames (one-shot colour, Bayer GRBG, 10 s, no calibration frames) live in th
 real-data folder, outside the repository. Nightowl's run integrates, finishes with the
 default recipe and writes the picture; when `siril-cli` is installed, the same frames go
 through Siril's own OSC preprocessing script (debayer, register, stack with winsorized
-rejection, autostretch) and its picture is written beside ours for a person to compare.
+rejection, autostretch; Siril 1.2 or later) and its picture is written beside ours for a
+person to compare.
 Prints wall times, how many lights each kept, and where the pictures are.
 
     .venv/bin/python bench/real_seestar.py [--frames DIR] [--out DIR]
@@ -64,13 +65,19 @@ def run_siril(frames: Path, out: Path) -> float | None:
         shutil.copy(frame, light / frame.name.replace(" ", "_"))
     (work / "process").mkdir(exist_ok=True)
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [siril, "-d", str(light), "-s", "-"],
         input=_SIRIL_SCRIPT,
         text=True,
-        check=True,
+        check=False,
         capture_output=True,
     )
+    if done.returncode != 0:
+        # Siril 1.0 has no `autostretch` in scripts (the script asks for 1.2): say so, and why.
+        log = [line[4:].strip() for line in done.stdout.splitlines() if line.startswith("log:")]
+        reasons = [line for line in log if "requires" in line or "Error" in line] or log[-3:]
+        print("siril-cli failed: " + " / ".join(reasons))
+        return None
     return time.perf_counter() - started
 
 
@@ -97,7 +104,7 @@ def main() -> None:
     print(f"nightowl process (stack + default recipe): {seconds:.1f} s")
     siril_seconds = run_siril(args.frames, out)
     if siril_seconds is None:
-        print("siril-cli is not installed: no Siril picture to compare")
+        print("no Siril picture to compare (siril-cli 1.2 or later is needed)")
     else:
         print(f"siril-cli (OSC preprocessing + autostretch): {siril_seconds:.1f} s")
         print(f"  picture {out / 'siril' / 'siril_result.jpg'}")
