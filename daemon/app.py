@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +55,7 @@ from daemon.frame_records import register_unrecorded_files
 from daemon.imaging import ImagingService
 from daemon.live import LiveService, night_cache
 from daemon.log_redaction import install_log_redaction
+from daemon.loop_watchdog import LoopWatchdog, Stall
 from daemon.nights import NightDirector
 from daemon.notifications import Notifier
 from daemon.plans import plan_run_ids, recipe_of_runs
@@ -109,6 +110,7 @@ class Runtime:
     live: LiveService | None
     profile: EquipmentProfile | None = None
     imaging: ImagingService | None = None
+    watchdog: LoopWatchdog | None = None
 
 
 async def _equipment_source(settings: Settings) -> tuple[EquipmentProfile, SimulatorRig | None]:
@@ -333,6 +335,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     faults.start()
     safety.start()
     equipment_state.start()
+    watchdog = LoopWatchdog(on_stall=_stall_recorder(engine))
+    watchdog.start()
     log.info(
         "equipment profile %r: %s", profile.name, ", ".join(d.role for d in equipment.devices())
     )
@@ -357,8 +361,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             live,
             profile,
             imaging=imaging,
+            watchdog=watchdog,
         )
     finally:
+        watchdog.stop()
         await imaging.shutdown()
         await equipment_state.stop()
         scheduler.shutdown()
@@ -385,6 +391,28 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         await faults.stop()
         await notifier.stop()
         database.dispose()
+
+
+def _stall_recorder(engine: Engine) -> Callable[[Stall], None]:
+    """Keeps each stall of the event loop as a warning event, with the stack that held it."""
+
+    def record(stall: Stall) -> None:
+        message = (
+            f"the event loop was held for {stall.seconds:.1f} s: devices, runs and the API "
+            "waited (the stack that held it is in the event's data)"
+        )
+        data = {"seconds": round(stall.seconds, 3), "where": stall.where}
+        stored = asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(record_event, engine, "warning", "daemon", message, data)
+        )
+        stored.add_done_callback(_log_unstored)
+
+    return record
+
+
+def _log_unstored(stored: asyncio.Future[int]) -> None:
+    if not stored.cancelled() and (error := stored.exception()) is not None:
+        log.warning("a stall of the event loop was not stored: %s", error)
 
 
 async def connect_and_prepare(equipment: Equipment, cache_dir: Path) -> None:

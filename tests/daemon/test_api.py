@@ -35,6 +35,7 @@ def test_health_reports_the_database_and_profile(daemon: RunningDaemon) -> None:
     assert body["database"] == "ok"
     assert body["equipment_profile"] == "simulators"
     assert body["timezone"] is None  # no NIGHTOWL_TIMEZONE: the web UI shows the browser's
+    assert isinstance(body["event_loop_stalls"], int)
     database = daemon.data_dir / "nightowl.db"
     assert database.exists(), list(daemon.data_dir.rglob("*"))
     with sqlite3.connect(database) as db:

@@ -22,6 +22,9 @@ class HealthRead(BaseModel):
     equipment_profile: str
     timezone: str | None
     """The site's IANA time zone (NIGHTOWL_TIMEZONE); None: the system's."""
+    event_loop_stalls: int
+    """Times the daemon's event loop was held over a second since it started (each is a
+    warning event naming what held it; `daemon.loop_watchdog`)."""
 
 
 @router.get("/health")
@@ -33,4 +36,5 @@ async def health(engine: EngineDep, equipment: EquipmentDep, runtime: RuntimeDep
         database=database,
         equipment_profile=equipment.profile_name,
         timezone=runtime.settings.timezone,
+        event_loop_stalls=0 if runtime.watchdog is None else runtime.watchdog.count,
     )
