@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -480,10 +481,14 @@ def create_app(settings: Settings) -> FastAPI:
             planning = asyncio.create_task(_plans_after_connect(runtime, connecting))
             # In the background: the first sky computation a request makes is then quick.
             warming = asyncio.create_task(asyncio.to_thread(load_earth_orientation))
+            # The first request would import anyio's thread pool on the event loop (0.4-0.8 s
+            # on a busy machine, found by the loop watchdog): imported now, in a thread.
+            await asyncio.to_thread(importlib.import_module, "anyio._backends._asyncio")
+            documenting = asyncio.create_task(asyncio.to_thread(app.openapi))
             try:
                 yield
             finally:
-                for task in (warming, planning, resuming, connecting):
+                for task in (documenting, warming, planning, resuming, connecting):
                     if task is not None and not task.done():
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):

@@ -22,11 +22,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
-# The innermost frames of the held loop's stack: the blocking call and what called it.
-_STACK_FRAMES = 6
+# What a stall shows of the held loop's stack: every frame of Nightowl's own code (the path
+# that made the blocking call), and the innermost frames of the libraries below it.
+_OURS = str(Path(__file__).resolve().parents[1])
+_INNERMOST_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,27 @@ class LoopWatchdog:
                 if late <= self.threshold_s or self._held is not None:
                     continue
                 frame = sys._current_frames().get(self._loop_thread or 0)
-                where = (
-                    "".join(traceback.format_stack(frame)[-_STACK_FRAMES:]).rstrip()
-                    if frame is not None
-                    else "(the loop thread's stack was not found)"
-                )
-                self._held = (self._beat, where)
+                self._held = (self._beat, _where(frame))
+
+
+def _where(frame: FrameType | None) -> str:
+    """The frames of a held loop's stack worth reading: Nightowl's own, and the innermost."""
+    if frame is None:
+        return "(the loop thread's stack was not found)"
+    stack = traceback.extract_stack(frame)
+    if stack and stack[-1].filename.endswith("selectors.py"):
+        return (
+            "nothing of the loop's own: it was waiting for its sockets when looked at, so it "
+            "did not get the CPU or the GIL in time (another thread or process held them), "
+            "or what held it had just finished"
+        )
+    innermost = len(stack) - _INNERMOST_FRAMES
+    kept = traceback.StackSummary.from_list(
+        [
+            entry
+            for i, entry in enumerate(stack)
+            if i >= innermost
+            or (entry.filename.startswith(_OURS) and "-packages" not in entry.filename)
+        ]
+    )
+    return "".join(kept.format()).rstrip()

@@ -335,7 +335,9 @@ class RunManager:
             data = document
         parsed = drop_targets(load_document(data), targets)
         env = await validation_env(equipment, self._clock, scripts_dir=self._scripts_dir)
-        issues = parsed.check(env)
+        # Off the loop: checking targets against the sky runs astropy's transforms (~1 s
+        # on a busy machine), which would hold every device and request meanwhile.
+        issues = await asyncio.to_thread(parsed.check, env)
         if forbidden := [i for i in issues if i.forbidden]:
             raise DocumentError(forbidden)
         if issues and not ignore_issues:

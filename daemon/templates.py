@@ -171,7 +171,7 @@ async def template_issues(
     document = await asyncio.to_thread(template_document, engine, template_id)
     env = await validation_env(equipment, clock, scripts_dir=scripts_dir)
     now = clock.now()
-    found = document.check(env)
+    found = await asyncio.to_thread(document.check, env)  # astropy's transforms: off the loop
     sky = await asyncio.to_thread(sky_issues, document, env, now)
     named = {i.path for i in found}  # a node's own check said it already
     return found + [i for i in sky if i.path not in named]

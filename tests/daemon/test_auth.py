@@ -56,7 +56,14 @@ def test_without_credentials_only_health_docs_and_me_answer(daemon: RunningDaemo
     assert httpx.get(f"{daemon.url}/api/runs/1/stream").status_code == 401
     health = httpx.get(f"{daemon.url}/api/health")
     assert health.status_code == 200
-    assert set(health.json()) == {"status", "version", "database", "equipment_profile", "timezone"}
+    assert set(health.json()) == {
+        "status",
+        "version",
+        "database",
+        "equipment_profile",
+        "timezone",
+        "event_loop_stalls",
+    }
     assert httpx.get(f"{daemon.url}/docs").status_code == 200
     assert httpx.get(f"{daemon.url}/openapi.json").status_code == 200
     me = httpx.get(f"{daemon.url}/api/auth/me").json()
