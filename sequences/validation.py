@@ -3,6 +3,7 @@ nodes check themselves, and when the run would begin against the sun and its tar
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,7 +75,9 @@ async def validation_env(
     site = site_of(equipment)
     start = end = None
     if site is not None:
-        window = night_window(site, clock.now())
+        # Off the loop: the first sky computation reads astropy's Earth orientation tables
+        # (2 s on a busy machine), and each new day builds a table of the sun's places.
+        window = await asyncio.to_thread(night_window, site, clock.now())
         if window is not None:
             start, end = window
     return ValidationEnv(
