@@ -10,7 +10,9 @@ import pytest
 
 from daemon.loop_watchdog import LoopWatchdog, Stall
 
-HELD_S = 1.5
+# Held long enough that the watchdog's thread, waking every 0.1 s, looks at the loop while it
+# is held even on a busy machine (it has 1.5 s past the 0.5 s threshold to do so).
+HELD_S = 2.0
 
 
 def _hold_the_loop_with_a_blocking_call() -> None:
@@ -26,16 +28,16 @@ async def test_a_held_loop_is_reported_with_the_call_that_held_it() -> None:
         _hold_the_loop_with_a_blocking_call()
         # The stall is reported by the first heartbeat after it, on the loop.
         deadline = time.monotonic() + 30
-        while not heard:
+        while not any("_hold_the_loop" in s.where for s in heard):
             assert time.monotonic() < deadline, "no stall reported"
             await asyncio.sleep(0.05)
     finally:
         watchdog.stop()
 
-    assert len(heard) == 1
-    assert watchdog.count == 1
+    # A busy machine may starve the loop for a moment too; the held stall is the one to check.
+    assert watchdog.count == len(heard)
     assert watchdog.stalls == heard
-    stall = heard[0]
+    [stall] = [s for s in heard if "_hold_the_loop_with_a_blocking_call" in s.where]
     # Late by the hold, less the part of an interval the last heartbeat was before it.
     assert HELD_S - 0.1 <= stall.seconds < HELD_S + 10
     assert "_hold_the_loop_with_a_blocking_call" in stall.where
@@ -50,12 +52,12 @@ async def test_the_loop_after_a_stall_is_watched_again() -> None:
             await asyncio.sleep(0.3)
             _hold_the_loop_with_a_blocking_call()
         deadline = time.monotonic() + 30
-        while watchdog.count < 2:
-            assert time.monotonic() < deadline, f"{watchdog.count} stall(s) reported"
+        while len(held := [s for s in watchdog.stalls if "_hold_the_loop" in s.where]) < 2:
+            assert time.monotonic() < deadline, f"{watchdog.stalls} reported"
             await asyncio.sleep(0.05)
     finally:
         watchdog.stop()
-    assert [s.seconds >= HELD_S - 0.1 for s in watchdog.stalls] == [True, True]
+    assert [s.seconds >= HELD_S - 0.1 for s in held] == [True, True]
 
 
 def test_settings_that_could_not_work_are_refused() -> None:
