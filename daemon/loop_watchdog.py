@@ -65,7 +65,7 @@ class LoopWatchdog:
         self._on_stall = on_stall
         self._lock = threading.Lock()
         self._beat = time.monotonic()
-        self._held: tuple[float, str] | None = None  # (heartbeat it came after, stack)
+        self._held: str | None = None  # the held loop's stack, as the thread saw it
         self._loop_thread: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
@@ -103,7 +103,7 @@ class LoopWatchdog:
             stall = Stall(
                 started_at=datetime.now(UTC) - timedelta(seconds=late),
                 seconds=late,
-                where=held[1],
+                where=held,
             )
             with self._lock:
                 self._recent.append(stall)
@@ -120,7 +120,7 @@ class LoopWatchdog:
                 if late <= self.threshold_s or self._held is not None:
                     continue
                 frame = sys._current_frames().get(self._loop_thread or 0)
-                self._held = (self._beat, _where(frame))
+                self._held = _where(frame)
 
 
 def _where(frame: FrameType | None) -> str:
