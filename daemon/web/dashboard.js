@@ -70,10 +70,13 @@ export function mount() {
     } catch (e) { fill(run, h('p', { class: 'error' }, e.message)); }
   }
 
+  // The newest frame wins: events name frames out of order (a frame measured after the next
+  // one was saved), and answers to the requests below may come back out of order too.
   async function showFrame(id) {
+    if (id && shownFrame && id <= shownFrame) return;
     try {
       const record = id ? await api(`/api/frames/${id}`) : await api('/api/frames/latest');
-      if (shownFrame === record.id) return;
+      if (shownFrame && record.id <= shownFrame) return;
       shownFrame = record.id;
       renderFrame(frame, record);
     } catch (e) {
